@@ -1,0 +1,52 @@
+# fieldsync — `make demo` and `make test` do everything on a new machine.
+SWIFT      ?= $(shell command -v swift 2>/dev/null || echo /opt/swift/usr/bin/swift)
+PYTHON     ?= python3
+BUILD      := $(CURDIR)/build
+APT_NEEDS  := libsqlite3-dev libjansson-dev pkg-config
+
+.PHONY: all build deps test test-swift test-c test-python examples demo bench clean
+
+all: build
+
+# Install the Debian packages the build needs, if missing (root on CI).
+deps:
+	@missing=""; for p in $(APT_NEEDS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then echo "installing:$$missing"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; fi
+
+# The shipped library: Swift runtime linked in, so it needs only libc,
+# libstdc++, libsqlite3 and libjansson. build/ holds it under its SONAME.
+build: deps
+	$(SWIFT) build -c release -Xswiftc -static-stdlib --product fieldsync
+	@mkdir -p $(BUILD)
+	@cp .build/release/libfieldsync.so $(BUILD)/libfieldsync.so.1
+	@ln -sf libfieldsync.so.1 $(BUILD)/libfieldsync.so
+	@echo "built $(BUILD)/libfieldsync.so"
+
+test: build
+	$(MAKE) test-swift
+	$(MAKE) test-c
+	$(MAKE) test-python
+	$(MAKE) examples
+
+test-swift: deps
+	$(SWIFT) test
+
+test-c: build
+	$(MAKE) -C Tests/c test BUILD=$(BUILD) INCLUDE=$(CURDIR)/include
+
+test-python: build
+	cd bindings/python && FIELDSYNC_LIB=$(BUILD)/libfieldsync.so $(PYTHON) -m pytest -q tests
+
+examples: build
+	$(MAKE) -C examples/c run BUILD=$(BUILD) INCLUDE=$(CURDIR)/include
+	FIELDSYNC_LIB=$(BUILD)/libfieldsync.so $(PYTHON) examples/python/quickstart.py
+
+demo: build
+	FIELDSYNC_LIB=$(BUILD)/libfieldsync.so $(PYTHON) examples/python/demo.py
+
+bench: build
+	$(MAKE) -C Benchmarks bench BUILD=$(BUILD) INCLUDE=$(CURDIR)/include
+
+clean:
+	rm -rf .build build

@@ -1,0 +1,134 @@
+// The machinery every exported function shares: the thread-local error
+// message, the registry of live handles, and conversion of C arguments.
+// Nothing here knows about sync, merge or SQL.
+import FieldSync
+import Glibc
+import Synchronization
+
+// MARK: - Errors
+
+/// Thread-local message of the last call (fs_last_error); malloc'd, freed on
+/// replacement and at thread exit.
+private let errorKey: pthread_key_t = {
+    var key = pthread_key_t()
+    pthread_key_create(&key) { free($0) }
+    return key
+}()
+
+private func setLastError(_ message: String?) {
+    let old = pthread_getspecific(errorKey)
+    if old == nil && message == nil { return }
+    free(old)
+    pthread_setspecific(errorKey, message.flatMap { strdup($0) })
+}
+
+func lastErrorMessage() -> UnsafePointer<CChar> {
+    if let p = pthread_getspecific(errorKey) { return UnsafePointer(p.assumingMemoryBound(to: CChar.self)) }
+    return staticCString("")
+}
+
+func staticCString(_ s: StaticString) -> UnsafePointer<CChar> {
+    UnsafeRawPointer(s.utf8Start).assumingMemoryBound(to: CChar.self)
+}
+
+/// Runs an exported function's body: a thrown error becomes its status code
+/// and the thread's last-error message; success clears the message.
+func boundary(_ function: StaticString, _ body: () throws(FieldSyncError) -> Void) -> Int32 {
+    do {
+        try body()
+        setLastError(nil)
+        return 0
+    } catch {
+        setLastError("\(function): \(error.message)")
+        return error.status
+    }
+}
+
+// MARK: - Handles
+
+/// What an fs_store* / fs_hub* points to. Closing drops the engine but keeps
+/// this object alive and registered, so a later call with the stale pointer
+/// answers FS_ERR_CLOSED instead of touching freed memory.
+final class Handle<Engine: AnyObject>: @unchecked Sendable {
+    private let engine: Mutex<Engine?>
+    private let kind: String
+
+    init(_ engine: consuming sending Engine, kind: String) {
+        self.engine = Mutex(engine)
+        self.kind = kind
+    }
+
+    /// Runs `body` with the engine, serialised with every other call on this handle.
+    func use<R: Sendable>(_ body: (Engine) throws(FieldSyncError) -> R) throws(FieldSyncError) -> R {
+        try engine.withLock { (e: inout Engine?) throws(FieldSyncError) -> sending R in
+            guard let live = e else { throw .closed("the \(kind) handle was closed") }
+            return try body(live)
+        }
+    }
+
+    func close(_ shutdown: (Engine) -> Void) throws(FieldSyncError) {
+        try engine.withLock { (e: inout Engine?) throws(FieldSyncError) in
+            guard let live = e else { throw .closed("the \(kind) handle was already closed") }
+            shutdown(live)
+            e = nil
+        }
+    }
+}
+
+/// Every handle ever given out, by address and kind: a pointer that is not in
+/// it (a hub passed as a store, a stray pointer) is refused, not dereferenced.
+private let registry = Mutex<[UInt: String]>([:])
+
+func register<Engine>(_ handle: Handle<Engine>, kind: String) -> OpaquePointer {
+    let pointer = Unmanaged.passRetained(handle).toOpaque()
+    registry.withLock { $0[UInt(bitPattern: pointer)] = kind }
+    return OpaquePointer(pointer)
+}
+
+func handle<Engine>(_ pointer: OpaquePointer?, kind: String, as: Engine.Type) throws(FieldSyncError) -> Handle<Engine> {
+    guard let pointer else { throw .arg("\(kind) is NULL") }
+    let raw = UnsafeMutableRawPointer(pointer)
+    let known = registry.withLock { $0[UInt(bitPattern: raw)] }
+    guard known == kind else { throw .arg("the pointer given as \(kind) is not an fs_\(kind) handle from this library") }
+    return Unmanaged<Handle<Engine>>.fromOpaque(raw).takeUnretainedValue()
+}
+
+// MARK: - Arguments
+
+/// A borrowed C string argument as UTF-8 text.
+func text(_ p: UnsafePointer<CChar>?, _ name: String, limit: Int = Limits.maxIDBytes) throws(FieldSyncError) -> String {
+    guard let p else { throw .arg("\(name) is NULL") }
+    let n = strlen(p)
+    if n > limit { throw .tooBig("\(name) is \(n) bytes; the limit is \(limit)") }
+    guard let s = String(validatingCString: p) else { throw .json("\(name) is not valid UTF-8") }
+    return s
+}
+
+/// A borrowed JSON argument; NULL is `.null` when the argument is optional.
+func json(_ p: UnsafePointer<CChar>?, _ name: String, optional: Bool = false) throws(FieldSyncError) -> JSON {
+    guard let p else {
+        if optional { return .null }
+        throw .arg("\(name) is NULL")
+    }
+    return try JSON.parse(bytes: p, count: strlen(p), what: name)
+}
+
+/// Checks an out-parameter before any work is done and clears it, so that a
+/// failed call leaves NULL behind.
+func output<T>(_ out: UnsafeMutablePointer<T?>?, _ name: String) throws(FieldSyncError) -> UnsafeMutablePointer<T?> {
+    guard let out else { throw .arg("\(name) is NULL") }
+    out.pointee = nil
+    return out
+}
+
+/// JSON text in malloc'd memory, for the caller to release with fs_free.
+func give(_ value: JSON, to out: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>) throws(FieldSyncError) {
+    var bytes: [UInt8] = []
+    value.write(to: &bytes)
+    guard let p = malloc(bytes.count + 1)?.assumingMemoryBound(to: CChar.self) else { throw .internal("out of memory") }
+    bytes.withUnsafeBufferPointer { buf in
+        if let base = buf.baseAddress { memcpy(p, base, buf.count) }
+    }
+    p[bytes.count] = 0
+    out.pointee = p
+}

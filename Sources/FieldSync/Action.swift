@@ -1,0 +1,98 @@
+// An operator action as the host submits it (DESIGN §4), checked against the
+// schema before anything is written.
+
+package struct Action: Sendable {
+    package let name: String
+    package let actor: String
+    package let type: String
+    package let id: String
+    package let change: Change
+    package let input: JSON
+}
+
+extension Action {
+    static let keys: Set<String> = ["action", "actor", "type", "id", "set", "inc", "add", "remove", "delete", "input"]
+
+    package init(json: JSON, schema: Schema) throws(FieldSyncError) {
+        guard let root = json.object else { throw .arg("an action must be a JSON object, got \(json.kind)") }
+        for key in root.keys where !Action.keys.contains(key) {
+            throw .arg("action: unknown key '\(key)' (allowed: \(Action.keys.sorted().joined(separator: ", ")))")
+        }
+        name = try requiredText(root, "action", in: "action")
+        actor = try requiredText(root, "actor", in: "action")
+        type = try requiredText(root, "type", in: "action")
+        id = try requiredText(root, "id", in: "action")
+        input = root["input"] ?? .null
+        let spec = try schema.type(type)
+
+        var change = Change()
+        for (field, value) in try members(root, "set") {
+            let f = try writable(spec, field, op: "set")
+            switch f.merge {
+            case .counter: throw .schema("field '\(type).\(field)' is a counter: change it with \"inc\", not \"set\"")
+            case .set: throw .schema("field '\(type).\(field)' is a set: change it with \"add\" and \"remove\", not \"set\"")
+            default: break
+            }
+            if value.isNull && spec.required.contains(field) {
+                throw .schema("field '\(type).\(field)' is required and cannot be set to null")
+            }
+            change.set[field] = try f.checked(value, in: type)
+        }
+        for (field, delta) in try members(root, "inc") {
+            let f = try writable(spec, field, op: "inc")
+            guard f.merge == .counter else {
+                throw .schema("field '\(type).\(field)' is not a counter (merge \(f.merge.rawValue)): \"inc\" is for counter fields")
+            }
+            switch (f.type, delta) {
+            case (.int, .int), (.float, .int), (.float, .double): change.inc[field] = delta
+            default: throw .schema("\"inc\" of '\(type).\(field)' must be \(f.type == .int ? "an integer" : "a number"); got \(delta.kind)")
+            }
+        }
+        for op in ["add", "remove"] {
+            for (field, elements) in try members(root, op) {
+                let f = try writable(spec, field, op: op)
+                guard f.merge == .set else { throw .schema("field '\(type).\(field)' is not a set: \"\(op)\" is for set fields") }
+                guard let items = elements.array else {
+                    throw .schema("\"\(op)\" of '\(type).\(field)' must be an array of elements; got \(elements.kind)")
+                }
+                let normalized = try FieldSpec.setElements(items, field: "\(type).\(field)")
+                if op == "add" { change.add[field] = normalized } else { change.remove[field] = normalized }
+            }
+        }
+        if let d = root["delete"] {
+            guard let flag = d.bool else { throw .arg("action: \"delete\" must be true or false") }
+            if flag && !change.isEmpty { throw .arg("action: \"delete\" cannot be combined with set, inc, add or remove") }
+            change.delete = flag
+        }
+        if change.isEmpty { throw .arg("action changes nothing: give set, inc, add, remove or delete") }
+        self.change = change
+    }
+}
+
+private func writable(_ spec: TypeSpec, _ field: String, op: String) throws(FieldSyncError) -> FieldSpec {
+    guard let f = spec.field(field) else {
+        throw .schema("unknown field '\(spec.name).\(field)' in \"\(op)\"; declared: \(spec.fields.map(\.name).joined(separator: ", "))")
+    }
+    if !f.deviceWrites { throw .schema("field '\(spec.name).\(field)' is server-owned (\"device_writes\": false)") }
+    return f
+}
+
+private func members(_ root: [String: JSON], _ key: String) throws(FieldSyncError) -> [String: JSON] {
+    guard let value = root[key], !value.isNull else { return [:] }
+    guard let object = value.object else { throw .arg("action: \"\(key)\" must be an object of field: value, got \(value.kind)") }
+    return object
+}
+
+/// A non-empty string member no longer than FS_MAX_ID_BYTES.
+func requiredText(_ root: [String: JSON], _ key: String, in context: String) throws(FieldSyncError) -> String {
+    guard let value = root[key] else { throw .arg("\(context): \"\(key)\" is missing") }
+    guard let text = value.string, !text.isEmpty else { throw .arg("\(context): \"\(key)\" must be a non-empty string, got \(value.kind)") }
+    try checkLength(text, what: "\(context): \"\(key)\"")
+    return text
+}
+
+func checkLength(_ text: String, what: String) throws(FieldSyncError) {
+    if text.utf8.count > Limits.maxIDBytes {
+        throw .tooBig("\(what) is \(text.utf8.count) bytes; the limit is \(Limits.maxIDBytes) (FS_MAX_ID_BYTES)")
+    }
+}

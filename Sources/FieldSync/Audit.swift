@@ -1,0 +1,129 @@
+// The audit trail (DESIGN §7, docs/AUDIT.md): one row per action, chained by
+// SHA-256 over the previous hash and the row's canonical content.
+
+package struct AuditRow: Equatable, Sendable {
+    package var auditId: Int64
+    package var deviceId: String
+    package var actor: String
+    package var action: String
+    package var type: String
+    package var id: String
+    package var input: JSON
+    package var deviceTime: Int64
+    package var hlc: Int64
+    package var outboxKeys: [String]
+    package var prevHash: String
+    package var hash: String
+    package var outcome: String = "pending"
+    package var reason: String? = nil
+    package var serverReceivedAt: Int64? = nil
+
+    package static let genesis = String(repeating: "0", count: 64)
+
+    /// The fields the hash covers: everything the device decided, nothing sync adds.
+    package var canonical: String {
+        JSON.object([
+            "action": .string(action), "actor": .string(actor), "audit_id": .int(auditId),
+            "device_id": .string(deviceId), "device_time": .int(deviceTime), "hlc": .int(hlc),
+            "id": .string(id), "input": input, "outbox_keys": .array(outboxKeys.map(JSON.string)),
+            "type": .string(type),
+        ]).text
+    }
+
+    package func computedHash() -> String { SHA256.hex(Array(prevHash.utf8) + Array(canonical.utf8)) }
+
+    package var json: JSON {
+        .object([
+            "audit_id": .int(auditId), "device_id": .string(deviceId), "actor": .string(actor),
+            "action": .string(action), "type": .string(type), "id": .string(id), "input": input,
+            "device_time": .int(deviceTime), "hlc": .int(hlc),
+            "outbox_keys": .array(outboxKeys.map(JSON.string)),
+            "prev_hash": .string(prevHash), "hash": .string(hash), "outcome": .string(outcome),
+            "reason": reason.map(JSON.string) ?? .null,
+            "server_received_at": serverReceivedAt.map(JSON.int) ?? .null,
+        ])
+    }
+
+    /// Checks a device's rows, in audit_id order, against each other and
+    /// their hashes; returns the audit ids where the chain breaks.
+    package static func chainBreaks(_ rows: [AuditRow], anchor: String = genesis) -> [Int64] {
+        var previous = anchor
+        var breaks: [Int64] = []
+        for row in rows {
+            if row.prevHash != previous || row.computedHash() != row.hash { breaks.append(row.auditId) }
+            previous = row.hash
+        }
+        return breaks
+    }
+}
+
+/// The audit table of a device store.
+struct AuditLog {
+    static let ddl = """
+        CREATE TABLE fs_audit(
+            audit_id INTEGER PRIMARY KEY,
+            actor TEXT NOT NULL, action TEXT NOT NULL, type TEXT NOT NULL, id TEXT NOT NULL,
+            input TEXT NOT NULL, device_time INTEGER NOT NULL, hlc INTEGER NOT NULL,
+            outbox_keys TEXT NOT NULL, prev_hash TEXT NOT NULL, hash TEXT NOT NULL,
+            outcome TEXT NOT NULL DEFAULT 'pending', reason TEXT, server_received_at INTEGER)
+        """
+
+    static func insert(_ row: AuditRow, into db: Connection) throws(FieldSyncError) {
+        try db.run("""
+            INSERT INTO fs_audit(audit_id, actor, action, type, id, input, device_time, hlc, outbox_keys, prev_hash, hash)
+            VALUES(?,?,?,?,?,?,?,?,?,?,?)
+            """, [.int(row.auditId), .text(row.actor), .text(row.action), .text(row.type), .text(row.id),
+                  .text(row.input.text), .int(row.deviceTime), .int(row.hlc),
+                  .text(JSON.array(row.outboxKeys.map(JSON.string)).text), .text(row.prevHash), .text(row.hash)])
+    }
+
+    /// Rows matching `filter` (DESIGN §10 / header fs_audit_query).
+    static func query(_ filter: JSON, deviceId: String, db: Connection) throws(FieldSyncError) -> [AuditRow] {
+        guard let f = filter.isNull ? [:] : filter.object else { throw .arg("audit filter must be an object, got \(filter.kind)") }
+        try checkKeys(f, allowed: ["type", "id", "actor", "action", "since", "until", "limit", "desc"], in: "audit filter", code: FieldSyncError.arg)
+        var clauses: [String] = []
+        var values: [SQLValue] = []
+        for key in ["type", "id", "actor", "action"] {
+            guard let v = f[key], !v.isNull else { continue }
+            guard let s = v.string else { throw .arg("audit filter: \"\(key)\" must be a string") }
+            clauses.append("\(key) = ?")
+            values.append(.text(s))
+        }
+        for (key, op) in [("since", ">="), ("until", "<")] {
+            guard let v = f[key], !v.isNull else { continue }
+            guard let ms = v.int else { throw .arg("audit filter: \"\(key)\" must be milliseconds (an integer)") }
+            clauses.append("device_time \(op) ?")
+            values.append(.int(ms))
+        }
+        var sql = "SELECT audit_id, actor, action, type, id, input, device_time, hlc, outbox_keys, prev_hash, hash, outcome, reason, server_received_at FROM fs_audit"
+        if !clauses.isEmpty { sql += " WHERE " + clauses.joined(separator: " AND ") }
+        sql += try orderAndLimit(f, column: "audit_id", context: "audit filter")
+        var rows: [AuditRow] = []
+        try db.query(sql, values) { r in
+            rows.append(AuditRow(
+                auditId: r.int(0), deviceId: deviceId, actor: r.text(1), action: r.text(2), type: r.text(3), id: r.text(4),
+                input: (try? JSON.parse(r.text(5), what: "stored input")) ?? .null,
+                deviceTime: r.int(6), hlc: r.int(7),
+                outboxKeys: ((try? JSON.parse(r.text(8), what: "stored keys"))?.array ?? []).compactMap(\.string),
+                prevHash: r.text(9), hash: r.text(10), outcome: r.text(11), reason: r.optionalText(12),
+                serverReceivedAt: r.optionalInt(13)))
+            return true
+        }
+        return rows
+    }
+}
+
+/// " ORDER BY <column> [DESC] [LIMIT n]" from a filter's "desc" and "limit".
+func orderAndLimit(_ f: [String: JSON], column: String, tieBreak: String? = nil, context: String) throws(FieldSyncError) -> String {
+    var sql = " ORDER BY \(column)"
+    if let d = f["desc"], !d.isNull {
+        guard let desc = d.bool else { throw .arg("\(context): \"desc\" must be true or false") }
+        if desc { sql += " DESC" }
+    }
+    if let tieBreak { sql += ", \(tieBreak)" }
+    if let l = f["limit"], !l.isNull {
+        guard let limit = l.int, limit >= 0 else { throw .arg("\(context): \"limit\" must be an integer >= 0") }
+        sql += " LIMIT \(limit)"
+    }
+    return sql
+}

@@ -1,0 +1,39 @@
+// A change: the field operations one action makes to one record. It is what an
+// outbox entry carries to the hub, and what rebase replays on server state.
+
+package struct Change: Equatable, Sendable {
+    package var set: [String: JSON] = [:]
+    package var inc: [String: JSON] = [:]
+    package var add: [String: [JSON]] = [:]
+    package var remove: [String: [JSON]] = [:]
+    package var delete = false
+
+    package var isEmpty: Bool { self.set.isEmpty && inc.isEmpty && add.isEmpty && remove.isEmpty && !delete }
+
+    /// The outbox encoding: only the operations present.
+    package var json: JSON {
+        var o: [String: JSON] = [:]
+        if !self.set.isEmpty { o["set"] = .object(self.set) }
+        if !inc.isEmpty { o["inc"] = .object(inc) }
+        if !add.isEmpty { o["add"] = .object(add.mapValues(JSON.array)) }
+        if !remove.isEmpty { o["remove"] = .object(remove.mapValues(JSON.array)) }
+        if delete { o["delete"] = .bool(true) }
+        return .object(o)
+    }
+
+    /// Decodes the outbox encoding (written by `json`).
+    package init(json: JSON) {
+        set = json["set"]?.object ?? [:]
+        inc = json["inc"]?.object ?? [:]
+        add = (json["add"]?.object ?? [:]).mapValues { $0.array ?? [] }
+        remove = (json["remove"]?.object ?? [:]).mapValues { $0.array ?? [] }
+        delete = json["delete"]?.bool ?? false
+    }
+
+    package init() {}
+
+    /// Every field the change touches.
+    var fields: Set<String> {
+        Set(self.set.keys).union(inc.keys).union(add.keys).union(remove.keys)
+    }
+}

@@ -1,0 +1,52 @@
+// The one error type of the engine. Each case maps to one fs_status code of
+// include/fieldsync.h; the boundary turns it into that code and a message.
+
+package enum FieldSyncError: Error, Equatable, Sendable {
+    case arg(String)
+    case json(String)
+    case schema(String)
+    case notFound(String)
+    case conflict(String)
+    case io(String)
+    case full(String)
+    case corrupt(String)
+    case busy(String)
+    case upgradeRequired(String)
+    case closed(String)
+    case `internal`(String)
+    case tooBig(String)
+
+    /// The fs_status code of the header.
+    package var status: Int32 {
+        switch self {
+        case .arg: 1
+        case .json: 2
+        case .schema: 3
+        case .notFound: 4
+        case .conflict: 5
+        case .io: 6
+        case .full: 7
+        case .corrupt: 8
+        case .busy: 9
+        case .upgradeRequired: 10
+        case .closed: 11
+        case .internal: 12
+        case .tooBig: 13
+        }
+    }
+
+    package var message: String {
+        switch self {
+        case .arg(let m), .json(let m), .schema(let m), .notFound(let m), .conflict(let m),
+             .io(let m), .full(let m), .corrupt(let m), .busy(let m), .upgradeRequired(let m),
+             .closed(let m), .internal(let m), .tooBig(let m):
+            m
+        }
+    }
+}
+
+/// Limits documented in the header (FS_MAX_JSON_BYTES, FS_MAX_ID_BYTES).
+package enum Limits {
+    package static let maxJSONBytes = 1024 * 1024
+    package static let maxIDBytes = 256
+}

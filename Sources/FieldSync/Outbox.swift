@@ -1,0 +1,112 @@
+// The outbox: one entry per action, kept until the hub acknowledges it
+// (DESIGN §5). Keys are "<device_id>-<seq>"; seq equals the action's audit_id.
+
+package enum OutboxState: String, Sendable {
+    case pending, inflight, rejected, stuck
+}
+
+package struct OutboxEntry: Equatable, Sendable {
+    package var seq: Int64
+    package var key: String
+    package var type: String
+    package var id: String
+    package var hlc: Int64
+    package var schemaVersion: Int64
+    package var change: Change
+    package var base: [String: JSON]
+    package var state: OutboxState = .pending
+    package var attempts: Int64 = 0
+    package var nextAttemptAt: Int64 = 0
+    package var reason: String? = nil
+}
+
+struct Outbox {
+    static let ddl = [
+        """
+        CREATE TABLE fs_outbox(
+            seq INTEGER PRIMARY KEY, type TEXT NOT NULL, id TEXT NOT NULL, hlc INTEGER NOT NULL,
+            schema_version INTEGER NOT NULL, ops TEXT NOT NULL, base TEXT,
+            state TEXT NOT NULL DEFAULT 'pending', attempts INTEGER NOT NULL DEFAULT 0,
+            next_attempt_at INTEGER NOT NULL DEFAULT 0, batch TEXT, reason TEXT)
+        """,
+        // Rebase and per-record ordering read one record's entries in seq order.
+        "CREATE INDEX fs_outbox_record ON fs_outbox(type, id, seq)",
+    ]
+
+    static func key(device: String, seq: Int64) -> String { "\(device)-\(seq)" }
+
+    /// The seq of a key of this device, or nil when it is not one.
+    static func seq(ofKey key: String, device: String) -> Int64? {
+        let prefix = device + "-"
+        guard key.hasPrefix(prefix) else { return nil }
+        guard let seq = Int64(key.dropFirst(prefix.count)), seq > 0 else { return nil }
+        return seq
+    }
+
+    static func insert(_ e: OutboxEntry, into db: Connection) throws(FieldSyncError) {
+        try db.run("INSERT INTO fs_outbox(seq, type, id, hlc, schema_version, ops, base) VALUES(?,?,?,?,?,?,?)",
+                   [.int(e.seq), .text(e.type), .text(e.id), .int(e.hlc), .int(e.schemaVersion),
+                    .text(e.change.json.text), e.base.isEmpty ? .null : .text(JSON.object(e.base).text)])
+    }
+
+    static func count(_ db: Connection) throws(FieldSyncError) -> Int64 {
+        try db.scalar("SELECT count(*) FROM fs_outbox") ?? 0
+    }
+
+    /// Changes of one record still in the outbox, in the order they were made.
+    static func changes(type: String, id: String, db: Connection) throws(FieldSyncError) -> [Change] {
+        var changes: [Change] = []
+        try db.query("SELECT ops FROM fs_outbox WHERE type = ? AND id = ? ORDER BY seq", [.text(type), .text(id)]) { r in
+            changes.append(Change(json: (try? JSON.parse(r.text(0), what: "stored ops")) ?? .object([:])))
+            return true
+        }
+        return changes
+    }
+
+    /// Entries as the ABI lists them (header fs_outbox_list), joined with
+    /// their audit rows for action, actor and device time.
+    static func list(_ filter: JSON, device: String, db: Connection) throws(FieldSyncError) -> JSON {
+        guard let f = filter.isNull ? [:] : filter.object else { throw .arg("outbox filter must be an object, got \(filter.kind)") }
+        try checkKeys(f, allowed: ["state", "type", "id", "limit"], in: "outbox filter", code: FieldSyncError.arg)
+        var clauses: [String] = []
+        var values: [SQLValue] = []
+        if let s = f["state"], !s.isNull {
+            guard let name = s.string, OutboxState(rawValue: name) != nil else {
+                throw .arg("outbox filter: \"state\" must be one of pending, inflight, rejected, stuck")
+            }
+            clauses.append("o.state = ?")
+            values.append(.text(name))
+        }
+        for key in ["type", "id"] {
+            guard let v = f[key], !v.isNull else { continue }
+            guard let s = v.string else { throw .arg("outbox filter: \"\(key)\" must be a string") }
+            clauses.append("o.\(key) = ?")
+            values.append(.text(s))
+        }
+        var sql = """
+            SELECT o.seq, o.type, o.id, o.hlc, o.schema_version, o.ops, o.base, o.state, o.attempts,
+                   o.next_attempt_at, o.reason, a.action, a.actor, a.device_time
+            FROM fs_outbox o LEFT JOIN fs_audit a ON a.audit_id = o.seq
+            """
+        if !clauses.isEmpty { sql += " WHERE " + clauses.joined(separator: " AND ") }
+        sql += try orderAndLimit(f, column: "o.seq", context: "outbox filter")
+        var entries: [JSON] = []
+        try db.query(sql, values) { r in
+            let seq = r.int(0)
+            entries.append(.object([
+                "key": .string(key(device: device, seq: seq)), "seq": .int(seq),
+                "type": .string(r.text(1)), "id": .string(r.text(2)), "hlc": .int(r.int(3)),
+                "schema_version": .int(r.int(4)),
+                "ops": (try? JSON.parse(r.text(5), what: "stored ops")) ?? .object([:]),
+                "base": r.optionalText(6).flatMap { try? JSON.parse($0, what: "stored base") } ?? .object([:]),
+                "state": .string(r.text(7)), "attempts": .int(r.int(8)), "next_attempt_at": .int(r.int(9)),
+                "reason": r.optionalText(10).map(JSON.string) ?? .null,
+                "action": r.optionalText(11).map(JSON.string) ?? .null,
+                "actor": r.optionalText(12).map(JSON.string) ?? .null,
+                "device_time": r.optionalInt(13).map(JSON.int) ?? .null,
+            ]))
+            return true
+        }
+        return .array(entries)
+    }
+}

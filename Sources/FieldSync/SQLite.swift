@@ -1,0 +1,166 @@
+// The SQLite connection: RAII for handles and statements, statements cached
+// per connection, transactions as closures that roll back on any error.
+import CSQLite
+
+enum SQLValue {
+    case null
+    case int(Int64)
+    case double(Double)
+    case text(String)
+}
+
+final class Statement {
+    let handle: OpaquePointer
+
+    init(handle: OpaquePointer) { self.handle = handle }
+    deinit { sqlite3_finalize(handle) }
+
+    func bind(_ values: [SQLValue]) {
+        for (i, value) in values.enumerated() { bind(value, at: Int32(i + 1)) }
+    }
+
+    func bind(_ value: SQLValue, at index: Int32) {
+        switch value {
+        case .null: sqlite3_bind_null(handle, index)
+        case .int(let v): sqlite3_bind_int64(handle, index, v)
+        case .double(let v): sqlite3_bind_double(handle, index, v)
+        case .text(let s):
+            var s = s
+            s.withUTF8 { buf in
+                if let base = buf.baseAddress {
+                    base.withMemoryRebound(to: CChar.self, capacity: buf.count) {
+                        _ = sqlite3_bind_text64(handle, index, $0, sqlite3_uint64(buf.count), fs_sqlite_transient(), UInt8(SQLITE_UTF8))
+                    }
+                } else {
+                    _ = sqlite3_bind_text(handle, index, "", 0, fs_sqlite_transient())
+                }
+            }
+        }
+    }
+
+    func isNull(_ column: Int32) -> Bool { sqlite3_column_type(handle, column) == SQLITE_NULL }
+    func int(_ column: Int32) -> Int64 { sqlite3_column_int64(handle, column) }
+    func double(_ column: Int32) -> Double { sqlite3_column_double(handle, column) }
+    func text(_ column: Int32) -> String {
+        guard let p = sqlite3_column_text(handle, column) else { return "" }
+        let n = Int(sqlite3_column_bytes(handle, column))
+        return String(decoding: UnsafeBufferPointer(start: p, count: n), as: UTF8.self)
+    }
+    func optionalText(_ column: Int32) -> String? { isNull(column) ? nil : text(column) }
+    func optionalInt(_ column: Int32) -> Int64? { isNull(column) ? nil : int(column) }
+    var columnCount: Int32 { sqlite3_column_count(handle) }
+    func columnName(_ column: Int32) -> String { sqlite3_column_name(handle, column).map { String(cString: $0) } ?? "" }
+}
+
+final class Connection {
+    private(set) var db: OpaquePointer?
+    private var statements: [String: Statement] = [:]
+
+    init(path: String, busyTimeoutMs: Int32) throws(FieldSyncError) {
+        var handle: OpaquePointer?
+        let flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX | SQLITE_OPEN_EXRESCODE
+        let rc = sqlite3_open_v2(path, &handle, flags, nil)
+        guard rc == SQLITE_OK, let handle else {
+            let message = handle.flatMap { sqlite3_errmsg($0) }.map { String(cString: $0) } ?? "out of memory"
+            sqlite3_close_v2(handle)
+            throw Connection.error(rc, "cannot open \(path): \(message)")
+        }
+        db = handle
+        sqlite3_busy_timeout(handle, busyTimeoutMs)
+    }
+
+    deinit { close() }
+
+    func close() {
+        statements.removeAll()
+        if let db { sqlite3_close_v2(db) }
+        db = nil
+    }
+
+    static func error(_ rc: Int32, _ message: String) -> FieldSyncError {
+        switch rc & 0xff {
+        case SQLITE_FULL: .full(message)
+        case SQLITE_BUSY, SQLITE_LOCKED: .busy(message)
+        case SQLITE_CORRUPT, SQLITE_NOTADB: .corrupt(message)
+        case SQLITE_IOERR, SQLITE_CANTOPEN, SQLITE_READONLY, SQLITE_PERM: .io(message)
+        default: .internal(message)
+        }
+    }
+
+    func failure(_ rc: Int32, _ doing: String) -> FieldSyncError {
+        let message = db.flatMap { sqlite3_errmsg($0) }.map { String(cString: $0) } ?? "no connection"
+        return Connection.error(rc, "\(doing): \(message)")
+    }
+
+    func exec(_ sql: String) throws(FieldSyncError) {
+        let rc = sqlite3_exec(db, sql, nil, nil, nil)
+        if rc != SQLITE_OK { throw failure(rc, "SQL failed") }
+    }
+
+    /// A prepared statement, cached by its SQL text, reset and unbound.
+    func prepare(_ sql: String) throws(FieldSyncError) -> Statement {
+        if let cached = statements[sql] {
+            sqlite3_reset(cached.handle)
+            sqlite3_clear_bindings(cached.handle)
+            return cached
+        }
+        var handle: OpaquePointer?
+        let rc = sqlite3_prepare_v3(db, sql, -1, UInt32(SQLITE_PREPARE_PERSISTENT), &handle, nil)
+        guard rc == SQLITE_OK, let handle else { throw failure(rc, "cannot prepare statement") }
+        let statement = Statement(handle: handle)
+        statements[sql] = statement
+        return statement
+    }
+
+    /// Runs a statement that returns no rows.
+    func run(_ sql: String, _ values: [SQLValue] = []) throws(FieldSyncError) {
+        let statement = try prepare(sql)
+        statement.bind(values)
+        let rc = sqlite3_step(statement.handle)
+        sqlite3_reset(statement.handle)
+        if rc != SQLITE_DONE && rc != SQLITE_ROW { throw failure(rc, "write failed") }
+    }
+
+    /// Calls `row` for each result row; return false from it to stop early.
+    func query(_ sql: String, _ values: [SQLValue] = [], row: (Statement) throws(FieldSyncError) -> Bool) throws(FieldSyncError) {
+        let statement = try prepare(sql)
+        statement.bind(values)
+        defer { sqlite3_reset(statement.handle) }
+        while true {
+            let rc = sqlite3_step(statement.handle)
+            if rc == SQLITE_DONE { return }
+            if rc != SQLITE_ROW { throw failure(rc, "read failed") }
+            if try !row(statement) { return }
+        }
+    }
+
+    /// The first column of the first row, as an integer (nil when no row or NULL).
+    func scalar(_ sql: String, _ values: [SQLValue] = []) throws(FieldSyncError) -> Int64? {
+        var result: Int64?
+        try query(sql, values) { row in
+            result = row.optionalInt(0)
+            return false
+        }
+        return result
+    }
+
+    var changes: Int64 { sqlite3_changes64(db) }
+
+    /// BEGIN IMMEDIATE ... COMMIT; ROLLBACK on any error, so a failed call
+    /// leaves nothing behind.
+    func transaction<R>(_ body: () throws(FieldSyncError) -> R) throws(FieldSyncError) -> R {
+        try run("BEGIN IMMEDIATE")
+        do {
+            let result = try body()
+            try run("COMMIT")
+            return result
+        } catch {
+            sqlite3_exec(db, "ROLLBACK", nil, nil, nil)
+            throw error
+        }
+    }
+}
+
+/// Double-quotes an identifier for SQL. Names are validated identifiers
+/// before they get here; quoting also keeps keywords such as "order" usable.
+func quoted(_ name: String) -> String { "\"" + name + "\"" }

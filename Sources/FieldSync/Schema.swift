@@ -1,0 +1,217 @@
+// The application schema (DESIGN §3): record types, their fields, each field's
+// value type and merge policy. Validated completely before anything uses it.
+
+package enum FieldType: String, Sendable {
+    case string, int, float, bool, json, set
+}
+
+package enum MergePolicy: String, Sendable {
+    case lww, counter, set, server, custom
+}
+
+package struct FieldSpec: Sendable, Equatable {
+    package let name: String
+    package let type: FieldType
+    package let merge: MergePolicy
+    package let resolver: String?
+    package let deviceWrites: Bool
+}
+
+package struct Retention: Sendable, Equatable {
+    package let keepDays: Int64?
+    package let archiveWhen: [String: [JSON]]
+}
+
+package struct TypeSpec: Sendable, Equatable {
+    package let name: String
+    /// Sorted by name: the column order of the type's table.
+    package let fields: [FieldSpec]
+    package let required: Set<String>
+    package let retention: Retention?
+    let byName: [String: FieldSpec]
+
+    package func field(_ name: String) -> FieldSpec? { byName[name] }
+}
+
+package struct Schema: Sendable, Equatable {
+    package let version: Int64
+    package let types: [String: TypeSpec]
+    package let minClientVersion: Int64
+    /// Kept as given; the migration issue interprets them.
+    package let migrations: [JSON]
+    /// The schema as parsed, re-encoded canonically: what the store keeps.
+    package let canonical: String
+
+    package func type(_ name: String) throws(FieldSyncError) -> TypeSpec {
+        guard let spec = types[name] else {
+            throw .schema("unknown type '\(name)'; the schema declares: \(types.keys.sorted().joined(separator: ", "))")
+        }
+        return spec
+    }
+}
+
+extension Schema {
+    package init(json text: String) throws(FieldSyncError) {
+        try self.init(json: JSON.parse(text, what: "schema"))
+    }
+
+    package init(json: JSON) throws(FieldSyncError) {
+        guard let root = json.object else { throw .schema("schema must be a JSON object, got \(json.kind)") }
+        try checkKeys(root, allowed: ["version", "types", "migrations", "min_client_version"], in: "schema")
+        guard let version = root["version"]?.int, version >= 1 else {
+            throw .schema("schema: \"version\" must be an integer >= 1")
+        }
+        guard let typesJSON = root["types"]?.object, !typesJSON.isEmpty else {
+            throw .schema("schema: \"types\" must be a non-empty object of record types")
+        }
+        var types: [String: TypeSpec] = [:]
+        for (name, body) in typesJSON {
+            types[name] = try TypeSpec(name: name, json: body)
+        }
+        var minClient: Int64 = 1
+        if let m = root["min_client_version"], !m.isNull {
+            guard let v = m.int, v >= 1, v <= version else {
+                throw .schema("schema: \"min_client_version\" must be an integer between 1 and version (\(version))")
+            }
+            minClient = v
+        }
+        var migrations: [JSON] = []
+        if let m = root["migrations"], !m.isNull {
+            guard let list = m.array else { throw .schema("schema: \"migrations\" must be an array") }
+            migrations = list
+        }
+        self.version = version
+        self.types = types
+        self.minClientVersion = minClient
+        self.migrations = migrations
+        self.canonical = json.text
+    }
+}
+
+extension TypeSpec {
+    init(name: String, json: JSON) throws(FieldSyncError) {
+        try checkIdentifier(name, what: "type name")
+        if name.hasPrefix("fs_") || name.hasPrefix("sqlite_") {
+            throw .schema("type '\(name)': names starting with fs_ or sqlite_ are reserved")
+        }
+        guard let body = json.object else { throw .schema("type '\(name)' must be an object") }
+        try checkKeys(body, allowed: ["fields", "required", "retention"], in: "type '\(name)'")
+        guard let fieldsJSON = body["fields"]?.object, !fieldsJSON.isEmpty else {
+            throw .schema("type '\(name)': \"fields\" must be a non-empty object")
+        }
+        var fields: [FieldSpec] = []
+        for (fieldName, fieldBody) in fieldsJSON {
+            fields.append(try FieldSpec(type: name, name: fieldName, json: fieldBody))
+        }
+        fields.sort { $0.name.utf8.lexicographicallyPrecedes($1.name.utf8) }
+        var byName: [String: FieldSpec] = [:]
+        for f in fields { byName[f.name] = f }
+
+        var required: Set<String> = []
+        if let r = body["required"], !r.isNull {
+            guard let list = r.array else { throw .schema("type '\(name)': \"required\" must be an array of field names") }
+            for item in list {
+                guard let f = item.string, byName[f] != nil else {
+                    throw .schema("type '\(name)': required field \(item.text) is not declared in \"fields\"")
+                }
+                required.insert(f)
+            }
+        }
+        var retention: Retention?
+        if let r = body["retention"], !r.isNull {
+            retention = try Retention(type: name, json: r, fields: byName)
+        }
+        self.init(name: name, fields: fields, required: required, retention: retention, byName: byName)
+    }
+}
+
+extension FieldSpec {
+    init(type: String, name: String, json: JSON) throws(FieldSyncError) {
+        let path = "\(type).\(name)"
+        try checkIdentifier(name, what: "field name '\(path)'")
+        if name == "id" || name == "type" || name.hasPrefix("_") {
+            throw .schema("field '\(path)': the names id, type and those starting with _ are reserved")
+        }
+        guard let body = json.object else { throw .schema("field '\(path)' must be an object like {\"type\": \"string\"}") }
+        try checkKeys(body, allowed: ["type", "merge", "resolver", "device_writes"], in: "field '\(path)'")
+        guard let typeName = body["type"]?.string, let fieldType = FieldType(rawValue: typeName) else {
+            throw .schema("field '\(path)': \"type\" must be one of string, int, float, bool, json, set")
+        }
+        var merge: MergePolicy = fieldType == .set ? .set : .lww
+        if let m = body["merge"] {
+            guard let s = m.string, let policy = MergePolicy(rawValue: s) else {
+                throw .schema("field '\(path)': \"merge\" must be one of lww, counter, set, server, custom")
+            }
+            merge = policy
+        }
+        switch (fieldType, merge) {
+        case (.int, .counter), (.float, .counter), (.set, .set): break
+        case (_, .counter): throw .schema("field '\(path)': merge counter needs type int or float")
+        case (.set, _): throw .schema("field '\(path)': a set field must use merge set")
+        case (_, .set): throw .schema("field '\(path)': merge set needs type set")
+        default: break
+        }
+        var resolver: String?
+        if let r = body["resolver"] {
+            guard merge == .custom else { throw .schema("field '\(path)': \"resolver\" is only for merge custom") }
+            guard let s = r.string, !s.isEmpty, s.utf8.count <= Limits.maxIDBytes else {
+                throw .schema("field '\(path)': \"resolver\" must be a non-empty string")
+            }
+            resolver = s
+        } else if merge == .custom {
+            throw .schema("field '\(path)': merge custom needs a \"resolver\" name")
+        }
+        var deviceWrites = true
+        if let d = body["device_writes"] {
+            guard let b = d.bool else { throw .schema("field '\(path)': \"device_writes\" must be true or false") }
+            deviceWrites = b
+        }
+        self.init(name: name, type: fieldType, merge: merge, resolver: resolver, deviceWrites: deviceWrites)
+    }
+}
+
+extension Retention {
+    init(type: String, json: JSON, fields: [String: FieldSpec]) throws(FieldSyncError) {
+        guard let body = json.object else { throw .schema("type '\(type)': \"retention\" must be an object") }
+        try checkKeys(body, allowed: ["keep_days", "archive_when"], in: "type '\(type)' retention")
+        var keepDays: Int64?
+        if let k = body["keep_days"], !k.isNull {
+            guard let days = k.int, days > 0 else { throw .schema("type '\(type)': \"keep_days\" must be a positive integer") }
+            keepDays = days
+        }
+        var archiveWhen: [String: [JSON]] = [:]
+        if let a = body["archive_when"], !a.isNull {
+            guard let conditions = a.object else {
+                throw .schema("type '\(type)': \"archive_when\" must map fields to lists of values")
+            }
+            for (field, values) in conditions {
+                guard fields[field] != nil else { throw .schema("type '\(type)': archive_when names unknown field '\(field)'") }
+                guard let list = values.array else {
+                    throw .schema("type '\(type)': archive_when.\(field) must be an array of values")
+                }
+                archiveWhen[field] = list
+            }
+        }
+        self.init(keepDays: keepDays, archiveWhen: archiveWhen)
+    }
+}
+
+/// Type and field names reach SQL as identifiers, so they are held to
+/// [A-Za-z_][A-Za-z0-9_]* (at most 64 bytes) before anything else sees them.
+func checkIdentifier(_ name: String, what: String) throws(FieldSyncError) {
+    let bytes = Array(name.utf8)
+    guard let first = bytes.first, bytes.count <= 64 else {
+        throw .schema("\(what) must be 1 to 64 characters of [A-Za-z0-9_]")
+    }
+    func isLetter(_ b: UInt8) -> Bool { (b >= 65 && b <= 90) || (b >= 97 && b <= 122) || b == 95 }
+    guard isLetter(first), bytes.allSatisfy({ isLetter($0) || ($0 >= 48 && $0 <= 57) }) else {
+        throw .schema("\(what) '\(name)' is not an identifier ([A-Za-z_][A-Za-z0-9_]*)")
+    }
+}
+
+func checkKeys(_ object: [String: JSON], allowed: Set<String>, in context: String,
+               code: (String) -> FieldSyncError = FieldSyncError.schema) throws(FieldSyncError) {
+    for key in object.keys where !allowed.contains(key) {
+        throw code("\(context): unknown key '\(key)' (allowed: \(allowed.sorted().joined(separator: ", ")))")
+    }
+}

@@ -1,0 +1,353 @@
+// The device store (DESIGN §4): one SQLite file holding the local view, the
+// outbox, the audit trail, the server-confirmed shadow state and metadata.
+import CSQLite
+import Glibc
+
+package final class Store {
+    let db: Connection
+    package let schema: Schema
+    package let deviceId: String
+    package let durability: String
+    let views: [String: LocalView]
+
+    /// Wall clock in ms since the epoch; replaced by tests and hosts.
+    package var wallClock: () -> Int64 = systemWallClock
+    // Chain state of the last committed action; advanced only after COMMIT.
+    private(set) var clock: HybridClock
+    private(set) var lastSeq: Int64
+    private(set) var lastHash: String
+
+    static let internalDDL = [
+        "CREATE TABLE fs_meta(key TEXT PRIMARY KEY NOT NULL, value) WITHOUT ROWID",
+        // Server-confirmed state of each record, and the server's per-field
+        // versions that `server` fields are compared against.
+        """
+        CREATE TABLE fs_shadow(type TEXT NOT NULL, id TEXT NOT NULL, fields TEXT NOT NULL,
+            versions TEXT NOT NULL DEFAULT '{}', version INTEGER NOT NULL, deleted INTEGER NOT NULL DEFAULT 0,
+            PRIMARY KEY(type, id)) WITHOUT ROWID
+        """,
+        AuditLog.ddl,
+    ] + Outbox.ddl
+
+    package convenience init(path: String, schemaJSON: String, optionsJSON: String?) throws(FieldSyncError) {
+        let options = try optionsJSON.map { (text) throws(FieldSyncError) -> JSON in try JSON.parse(text, what: "options") } ?? .null
+        try self.init(path: path, schema: Schema(json: schemaJSON), options: options)
+    }
+
+    package init(path: String, schema: Schema, options: JSON) throws(FieldSyncError) {
+        guard let opts = options.isNull ? [:] : options.object else { throw .arg("options must be a JSON object, got \(options.kind)") }
+        try checkKeys(opts, allowed: ["durability", "device_id", "busy_timeout_ms"], in: "options", code: FieldSyncError.arg)
+        var durability = "full"
+        if let d = opts["durability"], !d.isNull {
+            guard let s = d.string, s == "full" || s == "normal" else { throw .arg("options: \"durability\" must be \"full\" or \"normal\"") }
+            durability = s
+        }
+        var requestedDevice: String?
+        if let d = opts["device_id"], !d.isNull {
+            guard let s = d.string, isDeviceId(s) else {
+                throw .arg("options: \"device_id\" must be 1 to 64 characters of [A-Za-z0-9_.:-]")
+            }
+            requestedDevice = s
+        }
+        var busyTimeout: Int32 = 5000
+        if let b = opts["busy_timeout_ms"], !b.isNull {
+            guard let ms = b.int, ms >= 0, ms <= Int64(Int32.max) else { throw .arg("options: \"busy_timeout_ms\" must be an integer >= 0") }
+            busyTimeout = Int32(ms)
+        }
+        if path.isEmpty { throw .arg("path is empty") }
+
+        let db = try Connection(path: path, busyTimeoutMs: busyTimeout)
+        var walMode = ""
+        try db.query("PRAGMA journal_mode=WAL") { row in
+            walMode = row.text(0)
+            return false
+        }
+        if walMode.lowercased() != "wal" { throw .io("\(path): cannot use WAL journal mode (got '\(walMode)')") }
+        try db.exec("PRAGMA synchronous=\(durability == "full" ? "FULL" : "NORMAL")")
+
+        let views = schema.types.mapValues(LocalView.init(spec:))
+        let deviceId = try db.transaction { () throws(FieldSyncError) -> String in
+            let hasMeta = try db.scalar("SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = 'fs_meta'") ?? 0
+            if hasMeta == 0 {
+                let tables = try db.scalar("SELECT count(*) FROM sqlite_master") ?? 0
+                if tables > 0 { throw .corrupt("\(path) holds tables but is not a fieldsync store (no fs_meta)") }
+                return try Store.create(db: db, schema: schema, views: views, deviceId: requestedDevice ?? newDeviceId())
+            }
+            return try Store.check(db: db, schema: schema, requestedDevice: requestedDevice)
+        }
+
+        // Restore the chain head: the newest audit row, or the anchors kept in
+        // fs_meta when older rows have been evicted.
+        var seq: Int64 = 0, hash = AuditRow.genesis, stamp: Int64 = 0
+        try db.query("SELECT audit_id, hash, hlc FROM fs_audit ORDER BY audit_id DESC LIMIT 1") { row in
+            seq = row.int(0); hash = row.text(1); stamp = row.int(2)
+            return false
+        }
+        if let anchorSeq = try Store.meta("anchor_seq", db: db)?.int, anchorSeq > seq {
+            seq = anchorSeq
+            hash = try Store.meta("anchor_hash", db: db)?.string ?? hash
+        }
+        let observed = try Store.meta("hlc", db: db)?.int ?? 0
+
+        self.db = db
+        self.schema = schema
+        self.deviceId = deviceId
+        self.durability = durability
+        self.views = views
+        self.lastSeq = seq
+        self.lastHash = hash
+        self.clock = HybridClock(last: max(stamp, observed))
+    }
+
+    private static func create(db: Connection, schema: Schema, views: [String: LocalView], deviceId: String) throws(FieldSyncError) -> String {
+        for sql in internalDDL { try db.exec(sql) }
+        for name in views.keys.sorted() { try db.exec(views[name]?.ddl ?? "") }
+        for (key, value) in [("format", JSON.int(1)), ("device_id", .string(deviceId)), ("schema", .string(schema.canonical)),
+                             ("schema_version", .int(schema.version))] {
+            try db.run("INSERT INTO fs_meta(key, value) VALUES(?, ?)", [.text(key), value.sqlLiteral])
+        }
+        return deviceId
+    }
+
+    private static func check(db: Connection, schema: Schema, requestedDevice: String?) throws(FieldSyncError) -> String {
+        guard let deviceId = try meta("device_id", db: db)?.string,
+              let stored = try meta("schema", db: db)?.string,
+              let version = try meta("schema_version", db: db)?.int else {
+            throw .corrupt("fs_meta is incomplete: not a fieldsync store, or a damaged one")
+        }
+        if let requestedDevice, requestedDevice != deviceId {
+            throw .arg("options: device_id '\(requestedDevice)' differs from this store's device id '\(deviceId)'")
+        }
+        if schema.version < version {
+            throw .schema("the store holds schema version \(version); opening it with older version \(schema.version) is refused (no downgrade)")
+        }
+        if schema.version > version {
+            throw .schema("the store holds schema version \(version); migrating it to version \(schema.version) is not supported yet")
+        }
+        if schema.canonical != stored {
+            throw .schema("the schema differs from the one stored with the same version \(version); give it a new version")
+        }
+        return deviceId
+    }
+
+    static func meta(_ key: String, db: Connection) throws(FieldSyncError) -> JSON? {
+        var value: JSON?
+        try db.query("SELECT value FROM fs_meta WHERE key = ?", [.text(key)]) { row in
+            if row.isNull(0) { value = .null } else if sqlite3_column_type(row.handle, 0) == SQLITE_INTEGER {
+                value = .int(row.int(0))
+            } else {
+                value = .string(row.text(0))
+            }
+            return false
+        }
+        return value
+    }
+
+    package func close() { db.close() }
+
+    func view(_ type: String) throws(FieldSyncError) -> LocalView {
+        guard let view = views[type] else { _ = try schema.type(type); throw .internal("no table for type '\(type)'") }
+        return view
+    }
+
+    // MARK: - Apply
+
+    /// Applies one action: local view, outbox entry and audit row in one transaction.
+    package func apply(_ json: JSON) throws(FieldSyncError) -> JSON {
+        let action = try Action(json: json, schema: schema)
+        let view = try view(action.type)
+        let spec = view.spec
+        let wall = wallClock()
+        var clock = self.clock
+        let stamp = clock.tick(wallMs: wall)
+        let seq = lastSeq + 1
+        let key = Outbox.key(device: deviceId, seq: seq)
+
+        let (record, hash) = try db.transaction { () throws(FieldSyncError) -> (JSON, String) in
+            let existing = try view.load(action.id, db: db)
+            if action.change.delete && existing == nil {
+                throw .notFound("no record \(action.type)/\(action.id) to delete")
+            }
+            var fields = existing ?? [:]
+            let alive = try Merge.apply(action.change, to: &fields, spec: spec)
+            if alive {
+                let missing = spec.required.filter { (fields[$0] ?? .null).isNull }.sorted()
+                if !missing.isEmpty {
+                    throw .schema("\(existing == nil ? "creating" : "updating") \(action.type)/\(action.id) needs the required field(s) \(missing.joined(separator: ", ")) in \"set\"")
+                }
+                try view.save(action.id, fields, db: db)
+            } else {
+                try view.delete(action.id, db: db)
+            }
+            // A `server` field's write carries the server version it was based
+            // on, so the hub can refuse it if the server moved since.
+            var base: [String: JSON] = [:]
+            let serverFields = action.change.set.keys.filter { spec.field($0)?.merge == .server }
+            if !serverFields.isEmpty {
+                let versions = try shadowVersions(type: action.type, id: action.id)
+                for f in serverFields { base[f] = versions[f] ?? .null }
+            }
+            try Outbox.insert(OutboxEntry(seq: seq, key: key, type: action.type, id: action.id, hlc: stamp,
+                                          schemaVersion: schema.version, change: action.change, base: base), into: db)
+            var row = AuditRow(auditId: seq, deviceId: deviceId, actor: action.actor, action: action.name,
+                               type: action.type, id: action.id, input: action.input, deviceTime: wall, hlc: stamp,
+                               outboxKeys: [key], prevHash: lastHash, hash: "")
+            row.hash = row.computedHash()
+            try AuditLog.insert(row, into: db)
+            let record = spec.recordJSON(id: action.id, fields: alive ? fields : [:],
+                                         meta: alive ? nil : ["deleted": .bool(true)])
+            return (record, row.hash)
+        }
+        self.clock = clock
+        lastSeq = seq
+        lastHash = hash
+        return .object(["record": record, "outbox_key": .string(key), "audit_id": .int(seq), "seq": .int(seq), "hlc": .int(stamp)])
+    }
+
+    /// The server's per-field versions for a record (empty before any pull).
+    func shadowVersions(type: String, id: String) throws(FieldSyncError) -> [String: JSON] {
+        var versions: [String: JSON] = [:]
+        try db.query("SELECT versions FROM fs_shadow WHERE type = ? AND id = ?", [.text(type), .text(id)]) { row in
+            versions = (try? JSON.parse(row.text(0), what: "stored versions"))?.object ?? [:]
+            return false
+        }
+        return versions
+    }
+
+    // MARK: - Reads
+
+    package func get(type: String, id: String) throws(FieldSyncError) -> JSON {
+        try checkLength(type, what: "type")
+        try checkLength(id, what: "id")
+        if id.isEmpty { throw .arg("id is empty") }
+        let view = try view(type)
+        guard let fields = try view.load(id, db: db) else {
+            throw .notFound("no record \(type)/\(id) on this device")
+        }
+        let version = try db.scalar("SELECT version FROM fs_shadow WHERE type = ? AND id = ?", [.text(type), .text(id)])
+        let pending = try db.scalar("SELECT count(*) FROM fs_outbox WHERE type = ? AND id = ?", [.text(type), .text(id)]) ?? 0
+        return view.spec.recordJSON(id: id, fields: fields,
+                                    meta: ["server_version": version.map(JSON.int) ?? .null, "pending": .int(pending)])
+    }
+
+    package func query(_ json: JSON) throws(FieldSyncError) -> JSON {
+        guard let q = json.object else { throw .arg("a query must be a JSON object, got \(json.kind)") }
+        try checkKeys(q, allowed: ["type", "where", "order_by", "desc", "limit"], in: "query", code: FieldSyncError.arg)
+        let type = try requiredText(q, "type", in: "query")
+        return try view(type).query(q, db: db)
+    }
+
+    package func stats() throws(FieldSyncError) -> JSON {
+        var stats: [String: JSON] = [
+            "device_id": .string(deviceId), "schema_version": .int(schema.version), "durability": .string(durability),
+            "last_seq": .int(lastSeq), "hlc": .int(clock.last),
+        ]
+        var records: Int64 = 0
+        for (name, view) in views {
+            let n = try view.count(db: db)
+            stats["records_\(name)"] = .int(n)
+            records += n
+        }
+        stats["records"] = .int(records)
+        var total: Int64 = 0
+        for state in ["pending", "inflight", "rejected", "stuck"] {
+            let n = try db.scalar("SELECT count(*) FROM fs_outbox WHERE state = ?", [.text(state)]) ?? 0
+            stats["outbox_\(state)"] = .int(n)
+            total += n
+        }
+        stats["outbox_total"] = .int(total)
+        stats["audit_rows"] = .int(try db.scalar("SELECT count(*) FROM fs_audit") ?? 0)
+        let pages = try db.scalar("PRAGMA page_count") ?? 0
+        let pageSize = try db.scalar("PRAGMA page_size") ?? 0
+        stats["file_bytes"] = .int(pages &* pageSize)
+        return .object(stats)
+    }
+
+    // MARK: - Outbox and audit
+
+    package func outboxCount() throws(FieldSyncError) -> Int64 { try Outbox.count(db) }
+
+    package func outboxList(_ filter: JSON) throws(FieldSyncError) -> JSON {
+        try Outbox.list(filter, device: deviceId, db: db)
+    }
+
+    /// Removes a rejected or stuck entry and recomputes its record without it.
+    package func discard(key: String) throws(FieldSyncError) {
+        guard let seq = Outbox.seq(ofKey: key, device: deviceId) else {
+            throw .notFound("no outbox entry '\(key)' (keys of this device look like \(deviceId)-<seq>)")
+        }
+        var found: (state: String, type: String, id: String)?
+        try db.query("SELECT state, type, id FROM fs_outbox WHERE seq = ?", [.int(seq)]) { row in
+            found = (row.text(0), row.text(1), row.text(2))
+            return false
+        }
+        guard let found else { throw .notFound("no outbox entry '\(key)' (already acknowledged or discarded)") }
+        guard found.state == OutboxState.rejected.rawValue || found.state == OutboxState.stuck.rawValue else {
+            throw .conflict("outbox entry '\(key)' is \(found.state): only rejected or stuck entries can be discarded")
+        }
+        try db.transaction { () throws(FieldSyncError) in
+            try db.run("DELETE FROM fs_outbox WHERE seq = ?", [.int(seq)])
+            try db.run("UPDATE fs_audit SET outcome = 'discarded' WHERE audit_id = ?", [.int(seq)])
+            try rebase(type: found.type, id: found.id)
+        }
+    }
+
+    /// Recomputes a record's local view: server-confirmed state with the
+    /// record's outbox changes replayed in order.
+    func rebase(type: String, id: String) throws(FieldSyncError) {
+        let view = try view(type)
+        var fields: [String: JSON] = [:]
+        var exists = false
+        try db.query("SELECT fields, deleted FROM fs_shadow WHERE type = ? AND id = ?", [.text(type), .text(id)]) { row in
+            exists = row.int(1) == 0
+            if exists { fields = (try? JSON.parse(row.text(0), what: "stored fields"))?.object ?? [:] }
+            return false
+        }
+        for change in try Outbox.changes(type: type, id: id, db: db) {
+            if try Merge.apply(change, to: &fields, spec: view.spec) {
+                exists = true
+            } else {
+                exists = false
+                fields = [:]
+            }
+        }
+        if exists { try view.save(id, fields, db: db) } else { try view.delete(id, db: db) }
+    }
+
+    package func audit(_ filter: JSON) throws(FieldSyncError) -> [AuditRow] {
+        try AuditLog.query(filter, deviceId: deviceId, db: db)
+    }
+}
+
+extension JSON {
+    /// How fs_meta stores a value: integers as integers, everything else as text.
+    var sqlLiteral: SQLValue {
+        switch self {
+        case .int(let i): .int(i)
+        case .string(let s): .text(s)
+        default: .text(text)
+        }
+    }
+}
+
+package func systemWallClock() -> Int64 {
+    var ts = timespec()
+    clock_gettime(CLOCK_REALTIME, &ts)
+    return Int64(ts.tv_sec) &* 1000 &+ Int64(ts.tv_nsec) / 1_000_000
+}
+
+func isDeviceId(_ s: String) -> Bool {
+    let bytes = Array(s.utf8)
+    guard !bytes.isEmpty, bytes.count <= 64 else { return false }
+    return bytes.allSatisfy { b in
+        (b >= 48 && b <= 57) || (b >= 65 && b <= 90) || (b >= 97 && b <= 122) || b == 95 || b == 46 || b == 58 || b == 45
+    }
+}
+
+func newDeviceId() -> String {
+    var rng = SystemRandomNumberGenerator()
+    let digits = Array("0123456789abcdef".utf8)
+    var out: [UInt8] = Array("dev-".utf8)
+    for _ in 0..<16 { out.append(digits[Int(rng.next() % 16)]) }
+    return String(decoding: out, as: UTF8.self)
+}

@@ -1,0 +1,87 @@
+// Field values: checking a JSON value against its declared type, and moving it
+// between JSON and the SQLite column that holds it in the local view.
+
+extension FieldSpec {
+    /// The value normalised for storage, or a schema error naming the field.
+    func checked(_ value: JSON, in type: String) throws(FieldSyncError) -> JSON {
+        if value.isNull { return .null }
+        switch (self.type, value) {
+        case (.string, .string), (.int, .int), (.float, .double), (.bool, .bool), (.json, _):
+            return value
+        case (.float, .int(let i)):
+            return .double(Double(i))
+        case (.set, .array(let items)):
+            return .array(try FieldSpec.setElements(items, field: "\(type).\(name)"))
+        default:
+            throw .schema("field '\(type).\(name)' is \(self.type.rawValue); got \(value.kind)")
+        }
+    }
+
+    /// Set elements are strings or integers; a set is kept deduplicated and
+    /// sorted (integers first, then strings by code point) so equal sets
+    /// encode to equal text on every replica.
+    static func setElements(_ items: [JSON], field: String) throws(FieldSyncError) -> [JSON] {
+        for item in items {
+            switch item {
+            case .string, .int: continue
+            default: throw .schema("set field '\(field)' holds strings or integers; got \(item.kind)")
+            }
+        }
+        return normalizedSet(items)
+    }
+
+    static func normalizedSet(_ items: [JSON]) -> [JSON] {
+        var ints: Set<Int64> = []
+        var strings: Set<String> = []
+        for item in items {
+            if let i = item.int { ints.insert(i) } else if let s = item.string { strings.insert(s) }
+        }
+        return ints.sorted().map(JSON.int)
+            + strings.sorted { $0.utf8.lexicographicallyPrecedes($1.utf8) }.map(JSON.string)
+    }
+
+    func sqlValue(_ value: JSON) -> SQLValue {
+        switch value {
+        case .null: .null
+        case .string(let s) where type != .json: .text(s)
+        case .int(let i) where type != .json && type != .float: .int(i)
+        case .int(let i) where type == .float: .double(Double(i))
+        case .double(let d) where type != .json: .double(d)
+        case .bool(let b) where type != .json: .int(b ? 1 : 0)
+        default: .text(value.text)
+        }
+    }
+
+    func jsonValue(_ row: Statement, _ column: Int32) -> JSON {
+        if row.isNull(column) { return .null }
+        switch type {
+        case .string: return .string(row.text(column))
+        case .int: return .int(row.int(column))
+        case .float: return .double(row.double(column))
+        case .bool: return .bool(row.int(column) != 0)
+        case .json, .set:
+            // Written by us as JSON text; a host that wrote junk into the
+            // column gets it back as a string rather than a failure.
+            let text = row.text(column)
+            return (try? JSON.parse(text, what: "stored value")) ?? .string(text)
+        }
+    }
+
+    var sqlType: String {
+        switch type {
+        case .string, .json, .set: "TEXT"
+        case .int, .bool: "INTEGER"
+        case .float: "REAL"
+        }
+    }
+}
+
+extension TypeSpec {
+    /// A record as the ABI shows it: type, id and every declared field.
+    func recordJSON(id: String, fields: [String: JSON], meta: [String: JSON]? = nil) -> JSON {
+        var object: [String: JSON] = ["type": .string(name), "id": .string(id)]
+        for field in self.fields { object[field.name] = fields[field.name] ?? .null }
+        if let meta { object["_fs"] = .object(meta) }
+        return .object(object)
+    }
+}

@@ -1,0 +1,297 @@
+/*
+ * fieldsync.h — the public C interface of libfieldsync, an offline-first sync
+ * engine for field devices.
+ *
+ * Conventions that hold for every function below (see docs/ABI.md):
+ *
+ *  - Every fallible call returns an fs_status: FS_OK (0) on success, an FS_ERR_*
+ *    code otherwise. After any fs_* call, fs_last_error() describes the outcome
+ *    of that call on the calling thread ("" after a success).
+ *  - Outputs come through out-parameters, always last. On failure an output
+ *    pointer is set to NULL (or 0) and nothing is written to the database.
+ *  - Strings passed in are borrowed for the duration of the call, must be
+ *    NUL-terminated UTF-8, and may be freed by the caller as soon as it returns.
+ *  - Strings returned through `char **` are NUL-terminated UTF-8 JSON, owned by
+ *    the caller, and must be released with fs_free().
+ *  - A handle (fs_store, fs_hub) may be used from several threads: calls on one
+ *    handle are serialised inside the library. A call blocks while another
+ *    thread's call on the same handle runs, and, when another process holds the
+ *    database file's write lock, for at most the store's `busy_timeout_ms`
+ *    (default 5000) before returning FS_ERR_BUSY.
+ *  - JSON arguments (actions, queries, filters, options, schemas) are limited
+ *    to FS_MAX_JSON_BYTES; larger ones are refused with FS_ERR_TOO_BIG.
+ *  - Bad input (NULL pointers, invalid UTF-8, malformed or wrongly typed JSON,
+ *    unknown names, a closed or foreign handle) returns an error code and
+ *    changes nothing. It never aborts the host process.
+ */
+#ifndef FIELDSYNC_H
+#define FIELDSYNC_H
+
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#if defined(__GNUC__)
+#define FS_EXTERN __attribute__((visibility("default")))
+#else
+#define FS_EXTERN
+#endif
+
+/* ------------------------------------------------------------------------ */
+/* Versions and errors                                                       */
+/*                                                                           */
+/* The macros tell which header a program was compiled against; fs_version() */
+/* and fs_abi_version() tell which library it loaded. FS_ABI_VERSION changes */
+/* only when the binary interface breaks, together with the SONAME           */
+/* (libfieldsync.so.FS_ABI_VERSION).                                         */
+/* ------------------------------------------------------------------------ */
+
+#define FS_VERSION_MAJOR 0
+#define FS_VERSION_MINOR 1
+#define FS_VERSION_PATCH 0
+#define FS_VERSION "0.1.0"
+#define FS_ABI_VERSION 1
+
+/* Largest JSON text accepted by any call, in bytes (excluding the NUL). */
+#define FS_MAX_JSON_BYTES (1024 * 1024)
+/* Longest record id, type name or field name, in bytes. */
+#define FS_MAX_ID_BYTES 256
+
+/* Status codes. Never renumbered or reused; new codes are only appended. */
+typedef int32_t fs_status;
+#define FS_OK                   0  /* success */
+#define FS_ERR_ARG              1  /* bad argument: NULL pointer, wrong JSON shape, bad option */
+#define FS_ERR_JSON             2  /* text is not valid JSON or not valid UTF-8 */
+#define FS_ERR_SCHEMA           3  /* violates the schema: unknown type or field, wrong value type,
+                                      missing required field, operation the field's policy forbids */
+#define FS_ERR_NOT_FOUND        4  /* no such record, outbox entry or resolver */
+#define FS_ERR_CONFLICT         5  /* the operation conflicts with the current state */
+#define FS_ERR_IO               6  /* the file could not be opened, read or written */
+#define FS_ERR_FULL             7  /* the disk (or database size limit) is full; nothing written */
+#define FS_ERR_CORRUPT          8  /* the file is not a fieldsync database or is damaged */
+#define FS_ERR_BUSY             9  /* another process held the database lock past busy_timeout_ms */
+#define FS_ERR_UPGRADE_REQUIRED 10 /* the hub requires a newer schema version */
+#define FS_ERR_CLOSED           11 /* the handle was closed */
+#define FS_ERR_INTERNAL         12 /* a defect in libfieldsync; please report the message */
+#define FS_ERR_TOO_BIG          13 /* an argument exceeds FS_MAX_JSON_BYTES or FS_MAX_ID_BYTES */
+
+/* Returns the library's version, "MAJOR.MINOR.PATCH". Static storage: do not
+ * free. Any thread. */
+FS_EXTERN const char *fs_version(void);
+
+/* Returns the library's ABI version (FS_ABI_VERSION of the header it was
+ * built from). Any thread. */
+FS_EXTERN int32_t fs_abi_version(void);
+
+/* Returns a message describing the outcome of the calling thread's last fs_*
+ * call: "" after a success, a human-readable reason after a failure. Never
+ * NULL. Owned by the library and valid until the next fs_* call on the same
+ * thread; copy it to keep it. Any thread (the message is thread-local). */
+FS_EXTERN const char *fs_last_error(void);
+
+/* Releases a string returned by the library. NULL is accepted and ignored.
+ * Any thread. Equivalent to free(); a custom resolver's malloc()ed answer and
+ * the library's strings are interchangeable in this respect. */
+FS_EXTERN void fs_free(void *p);
+
+/* Returns a static, human-readable name for a status code ("FS_OK",
+ * "FS_ERR_ARG", ...), or "FS_ERR_UNKNOWN" for a code this library does not
+ * know. Do not free. Any thread. */
+FS_EXTERN const char *fs_status_name(fs_status status);
+
+/* ------------------------------------------------------------------------ */
+/* The device store                                                          */
+/*                                                                           */
+/* One SQLite file per device. Each record type of the schema gets a plain    */
+/* table named after it (column `id` plus one column per field; sets and json */
+/* as JSON text, bools as 0/1) that holds the local view: server-confirmed    */
+/* state with this device's pending actions applied. Tables whose names start */
+/* with `fs_` belong to the library. The host may read the file with plain    */
+/* SQL (read-only) while the store is open.                                  */
+/* ------------------------------------------------------------------------ */
+
+typedef struct fs_store fs_store;
+
+/* Opens (creating if needed) the store at `path` with the application schema
+ * `schema_json` (DESIGN §3 / docs/SCHEMA.md).
+ *
+ * options_json may be NULL, or an object with any of:
+ *   "durability":      "full" (default: survives power loss) | "normal"
+ *                      (survives an app crash; the last commits may be lost on
+ *                      power loss)
+ *   "device_id":       string [A-Za-z0-9_.:-]{1,64}; default: generated once
+ *                      and kept in the file. Must match the stored id if given.
+ *   "busy_timeout_ms": integer >= 0, default 5000.
+ * Unknown option keys are refused (FS_ERR_ARG) so that a typo is not ignored.
+ *
+ * @param path          file path, borrowed. Created if absent.
+ * @param schema_json   the schema, borrowed. Must have the version stored in
+ *                      the file (if any) and the same content.
+ * @param options_json  borrowed, may be NULL.
+ * @param out_store     receives the handle (NULL on failure); release it with
+ *                      fs_store_close().
+ * @return FS_OK; FS_ERR_ARG (NULL path/schema/out, bad option), FS_ERR_JSON,
+ *         FS_ERR_TOO_BIG, FS_ERR_SCHEMA (invalid schema, or one that does not
+ *         match the stored schema; the message names the type/field),
+ *         FS_ERR_IO (cannot open or create the file), FS_ERR_CORRUPT (not a
+ *         fieldsync database), FS_ERR_BUSY, FS_ERR_FULL.
+ * Blocks for the file open and, on first use, table creation (milliseconds).
+ * Any thread. */
+FS_EXTERN fs_status fs_store_open(const char *path, const char *schema_json,
+                                  const char *options_json, fs_store **out_store);
+
+/* Closes the store and releases its resources. NULL is accepted (FS_OK).
+ * Later calls with the same handle return FS_ERR_CLOSED: a closed handle keeps
+ * a few bytes so that use-after-close is detected. Waits for a call running on
+ * another thread to finish.
+ * @return FS_OK; FS_ERR_CLOSED if already closed; FS_ERR_ARG if `store` is not
+ *         a store handle. */
+FS_EXTERN fs_status fs_store_close(fs_store *store);
+
+/* Replaces the store's wall clock (default: CLOCK_REALTIME) with `now_ms`,
+ * which returns milliseconds since the Unix epoch. It is called with `ctx`
+ * during fs_store_apply and the sync steps, on the thread making that call,
+ * while the store's lock is held: it must not call back into the store.
+ * Passing now_ms == NULL restores the system clock. The hybrid logical clock
+ * never goes backwards whatever this returns.
+ * @return FS_OK; FS_ERR_ARG (bad handle), FS_ERR_CLOSED. */
+FS_EXTERN fs_status fs_store_set_clock(fs_store *store, int64_t (*now_ms)(void *ctx), void *ctx);
+
+/* Applies one operator action. In one transaction it updates the record's
+ * local view, appends one outbox entry and appends one audit row; either all
+ * three are written or none.
+ *
+ * action_json:
+ *   {"action": "pick_item",      name of the action (required, string)
+ *    "actor": "op-17",           who acted (required, string)
+ *    "type": "task", "id": "T-1",
+ *    "set":    {"status": "picked"},      lww / server / custom / any non-counter,
+ *                                         non-set field; null clears it
+ *    "inc":    {"picked": 1},             counter fields only: a delta
+ *    "add":    {"tags": ["urgent"]},      set fields only
+ *    "remove": {"tags": ["late"]},        set fields only
+ *    "delete": true,                      tombstone the record (alone)
+ *    "input":  {...}}                     any JSON, kept verbatim in the audit row
+ * At least one change is required. Creating a record requires every required
+ * field in "set".
+ *
+ * @param out_result_json receives, caller frees with fs_free():
+ *   {"record": <record>, "outbox_key": "dev-42", "audit_id": 42, "seq": 42,
+ *    "hlc": <stamp>}
+ *   where <record> is the new local view (see fs_store_get), with
+ *   "_fs": {"deleted": true} after a delete.
+ * @return FS_OK; FS_ERR_ARG (NULL pointer, wrong JSON shape, no change, delete
+ *         combined with other changes, counter overflow), FS_ERR_JSON,
+ *         FS_ERR_TOO_BIG, FS_ERR_SCHEMA (unknown type or field, wrong value
+ *         type, missing required field, `inc` on a non-counter, `set` on a
+ *         counter or set field, a field with "device_writes": false),
+ *         FS_ERR_NOT_FOUND (delete of a record that does not exist),
+ *         FS_ERR_FULL, FS_ERR_IO, FS_ERR_BUSY, FS_ERR_CLOSED.
+ * Blocks for one SQLite transaction: tens of microseconds with durability
+ * "normal", one fsync with "full". Any thread. */
+FS_EXTERN fs_status fs_store_apply(fs_store *store, const char *action_json, char **out_result_json);
+
+/* Reads one record of the local view.
+ * @param out_record_json receives, caller frees with fs_free():
+ *   {"type": "task", "id": "T-1", <every declared field, null when unset,
+ *    sets as sorted arrays>, "_fs": {"server_version": <int or null>,
+ *    "pending": <outbox entries of this record not yet acked>}}
+ * @return FS_OK; FS_ERR_ARG (NULL pointer, bad handle), FS_ERR_TOO_BIG,
+ *         FS_ERR_SCHEMA (unknown type), FS_ERR_NOT_FOUND (no such record, or
+ *         deleted), FS_ERR_JSON (invalid UTF-8 in type or id), FS_ERR_CLOSED.
+ * Any thread. */
+FS_EXTERN fs_status fs_store_get(fs_store *store, const char *type, const char *id,
+                                 char **out_record_json);
+
+/* Runs a small query over one type's local view.
+ * query_json: {"type": "task",
+ *              "where": {"status": "open", "picked": {">=": 3, "<": 10}},
+ *              "order_by": "picked", "desc": true, "limit": 100}
+ *   "where" maps a field (or "id") to a value (equality; null matches unset)
+ *   or to an object of operators "=", "!=", "<", "<=", ">", ">=". Only
+ *   string, int, float and bool fields (and "id") can be filtered or ordered.
+ *   Rows come in "order_by" order (default "id"); "limit" defaults to no limit.
+ * @param out_rows_json receives a JSON array of records shaped as in
+ *   fs_store_get without "_fs"; caller frees with fs_free().
+ * @return FS_OK; FS_ERR_ARG, FS_ERR_JSON, FS_ERR_TOO_BIG, FS_ERR_SCHEMA
+ *         (unknown type or field, a filter value of the wrong type, a set or
+ *         json field in where/order_by), FS_ERR_CLOSED.
+ * Any thread. */
+FS_EXTERN fs_status fs_store_query(fs_store *store, const char *query_json, char **out_rows_json);
+
+/* Reports the store's counters as a flat JSON object of numbers and strings
+ * (keys in docs/ABI.md), e.g. {"device_id": "...", "schema_version": 2,
+ * "records": 10, "outbox_pending": 3, "audit_rows": 12, ...}.
+ * @param out_stats_json caller frees with fs_free().
+ * @return FS_OK; FS_ERR_ARG, FS_ERR_CLOSED, FS_ERR_IO. Any thread. */
+FS_EXTERN fs_status fs_store_stats(fs_store *store, char **out_stats_json);
+
+/* ------------------------------------------------------------------------ */
+/* The outbox                                                                */
+/*                                                                           */
+/* One entry per applied action, keyed "<device_id>-<seq>", kept until the   */
+/* hub acknowledges it. States: "pending", "inflight", "rejected" (the hub   */
+/* refused it; kept with the reason until the host discards it) and "stuck"  */
+/* (retries exhausted; never deleted by the library).                        */
+/* ------------------------------------------------------------------------ */
+
+/* Counts outbox entries not yet acknowledged by the hub (all states).
+ * @param out_count receives the count (0 on failure).
+ * @return FS_OK; FS_ERR_ARG, FS_ERR_CLOSED. Any thread. */
+FS_EXTERN fs_status fs_outbox_count(fs_store *store, int64_t *out_count);
+
+/* Lists outbox entries in sequence order.
+ * filter_json may be NULL or {"state": "pending"|"inflight"|"rejected"|"stuck",
+ *   "type": "task", "id": "T-1", "limit": 100}.
+ * @param out_entries_json receives a JSON array of entries, caller frees:
+ *   {"key": "dev-42", "seq": 42, "type": "task", "id": "T-1",
+ *    "action": "pick_item", "actor": "op-17", "device_time": <ms>,
+ *    "hlc": <stamp>, "schema_version": 2,
+ *    "ops": {"set": {...}, "inc": {...}, "add": {...}, "remove": {...},
+ *            "delete": true},            (only the operations present)
+ *    "base": {"on_hand": 7},             server versions for `server` fields
+ *    "state": "pending", "attempts": 0, "next_attempt_at": 0, "reason": null}
+ * @return FS_OK; FS_ERR_ARG, FS_ERR_JSON, FS_ERR_TOO_BIG, FS_ERR_CLOSED.
+ * Any thread. */
+FS_EXTERN fs_status fs_outbox_list(fs_store *store, const char *filter_json, char **out_entries_json);
+
+/* Discards a rejected or stuck outbox entry: the entry is removed, the
+ * record's local view is recomputed without it, and its audit row's outcome
+ * becomes "discarded" (the audit row itself stays).
+ * @param key the entry's key, borrowed.
+ * @return FS_OK; FS_ERR_ARG (NULL), FS_ERR_NOT_FOUND (no such entry),
+ *         FS_ERR_CONFLICT (the entry is pending or in flight: only the hub's
+ *         answer may remove it), FS_ERR_CLOSED, FS_ERR_IO, FS_ERR_FULL.
+ * Any thread. */
+FS_EXTERN fs_status fs_outbox_discard(fs_store *store, const char *key);
+
+/* ------------------------------------------------------------------------ */
+/* The audit trail                                                           */
+/*                                                                           */
+/* One row per successful fs_store_apply, written in the same transaction,    */
+/* chained by SHA-256 (docs/AUDIT.md gives the exact canonical form).        */
+/* ------------------------------------------------------------------------ */
+
+/* Lists audit rows in audit_id order.
+ * filter_json may be NULL or {"type": "task", "id": "T-1", "actor": "op-17",
+ *   "action": "pick_item", "since": <ms>, "until": <ms>, "limit": 100,
+ *   "desc": false}; since/until bound device_time (since inclusive, until
+ *   exclusive).
+ * @param out_rows_json receives a JSON array, caller frees:
+ *   {"audit_id": 42, "device_id": "...", "actor": "op-17",
+ *    "action": "pick_item", "type": "task", "id": "T-1", "input": {...},
+ *    "device_time": <ms>, "hlc": <stamp>, "outbox_keys": ["dev-42"],
+ *    "prev_hash": "<hex>", "hash": "<hex>",
+ *    "outcome": "pending"|"applied"|"rejected"|"discarded", "reason": null,
+ *    "server_received_at": null}
+ * @return FS_OK; FS_ERR_ARG, FS_ERR_JSON, FS_ERR_TOO_BIG, FS_ERR_CLOSED.
+ * Any thread. */
+FS_EXTERN fs_status fs_audit_query(fs_store *store, const char *filter_json, char **out_rows_json);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* FIELDSYNC_H */
