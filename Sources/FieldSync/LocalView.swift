@@ -86,7 +86,7 @@ struct LocalView {
             }
         }
         var sql = "SELECT id, \(columns) FROM \(quoted(spec.name))"
-        if !clauses.isEmpty { sql += " WHERE " + clauses.sorted().joined(separator: " AND ") }
+        if !clauses.isEmpty { sql += " WHERE " + clauses.joined(separator: " AND ") }
         var orderColumn = "id"
         if let o = q["order_by"], !o.isNull {
             guard let name = o.string else { throw .arg("query: \"order_by\" must be a field name") }

@@ -1,0 +1,40 @@
+// Shared fixtures: a schema with every field type and policy, temp stores and
+// a deterministic clock.
+@testable import FieldSync
+import Glibc
+
+let taskSchema = """
+{"version":1,"types":{"task":{"fields":{
+  "status":{"type":"string"},"site":{"type":"string","merge":"lww"},
+  "picked":{"type":"int","merge":"counter"},"weight":{"type":"float"},
+  "urgent":{"type":"bool"},"tags":{"type":"set"},
+  "on_hand":{"type":"int","merge":"server"},
+  "locked":{"type":"int","merge":"server","device_writes":false},
+  "lines":{"type":"json","merge":"custom","resolver":"order_lines"}},
+  "required":["status"]}}}
+"""
+
+func tempPath(_ name: String = "store.db") -> String {
+    var template = Array("/tmp/fieldsync-swift-XXXXXX".utf8CString)
+    let dir = template.withUnsafeMutableBufferPointer { buf in String(cString: mkdtemp(buf.baseAddress!)) }
+    return dir + "/" + name
+}
+
+final class TestClock: @unchecked Sendable {
+    var now: Int64
+    init(_ now: Int64 = 1_700_000_000_000) { self.now = now }
+}
+
+func openStore(_ path: String = tempPath(), schema: String = taskSchema, options: String? = #"{"durability":"normal","device_id":"dev-a"}"#,
+               clock: TestClock? = nil) throws -> Store {
+    let store = try Store(path: path, schemaJSON: schema, optionsJSON: options)
+    if let clock { store.wallClock = { clock.now } }
+    return store
+}
+
+func action(_ text: String) throws -> JSON { try JSON.parse(text) }
+
+/// Count of rows in a table, read with plain SQL as a host would.
+func rows(_ store: Store, _ table: String) throws -> Int64 {
+    try store.db.scalar("SELECT count(*) FROM \(table)") ?? -1
+}
