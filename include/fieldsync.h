@@ -290,6 +290,135 @@ FS_EXTERN fs_status fs_outbox_discard(fs_store *store, const char *key);
  * Any thread. */
 FS_EXTERN fs_status fs_audit_query(fs_store *store, const char *filter_json, char **out_rows_json);
 
+/* ------------------------------------------------------------------------ */
+/* Sync steps                                                                */
+/*                                                                           */
+/* The library never opens a socket. The host asks fs_sync_prepare() what to */
+/* send, moves the request to the hub by any transport (fs_hub_handle()      */
+/* in-process, HTTP, MQTT, BLE, a USB stick), and hands the answer to        */
+/* fs_sync_receive(), or reports a transport failure with fs_sync_fail().    */
+/* Wire shapes: docs/PROTOCOL.md. Sync options go in fs_store_open's         */
+/* options_json: "batch_size" (500), "pull_limit" (1000), "backoff_base_ms"  */
+/* (500), "backoff_cap_ms" (60000), "max_attempts" (8), "pull_interval_ms"   */
+/* (60000; 0 = pull only when asked), "scope" ({"task": {"site": "WH-3"}}).  */
+/* Each step is one SQLite transaction; a crash at any point loses nothing   */
+/* and, because the hub deduplicates, applies nothing twice.                 */
+/* ------------------------------------------------------------------------ */
+
+/* Largest request or response accepted by fs_hub_handle / fs_sync_receive. */
+#define FS_MAX_MESSAGE_BYTES (64 * 1024 * 1024)
+
+/* Decides what to send now. Marks the chosen outbox entries "inflight" (an
+ * earlier batch that was never answered is superseded and sent again).
+ * @param out_request_json receives the request (caller frees with fs_free()),
+ *        or NULL when nothing is due.
+ * @param out_wait_ms receives 0 with a request; otherwise milliseconds until
+ *        something may be due, or -1 when nothing is pending and no pull will
+ *        fall due (pull_interval_ms 0), or while the hub requires an upgrade.
+ *        Never more than backoff_cap_ms while entries are pending.
+ * @return FS_OK; FS_ERR_ARG, FS_ERR_CLOSED, FS_ERR_IO, FS_ERR_FULL, FS_ERR_BUSY.
+ * Any thread. */
+FS_EXTERN fs_status fs_sync_prepare(fs_store *store, char **out_request_json, int64_t *out_wait_ms);
+
+/* Applies the hub's response to the last request, in one transaction: acked
+ * entries leave the outbox, rejected ones stay listed with the reason, entries
+ * to retry back off (and become "stuck" after max_attempts), pulled changes
+ * update the server-confirmed state and pending actions are replayed on top.
+ * @param response_json borrowed.
+ * @param out_summary_json receives, caller frees:
+ *   {"applied": n, "duplicate": n, "rejected": n, "retry": n, "stuck": n,
+ *    "pulled": n, "cursor": n, "more": bool, "outbox": n}
+ * @return FS_OK; FS_ERR_ARG (wrong shape, a response for another device or
+ *         for a batch this store never sent, an entry key of another device:
+ *         nothing is changed), FS_ERR_JSON, FS_ERR_TOO_BIG,
+ *         FS_ERR_UPGRADE_REQUIRED (the hub requires a newer schema: the outbox
+ *         is kept, fs_store_stats shows "sync_state": "upgrade_required", and
+ *         prepare sends nothing until the store is reopened with a newer
+ *         schema), FS_ERR_CONFLICT (the hub refused the whole request for
+ *         another reason, in fs_last_error()), FS_ERR_CLOSED, FS_ERR_IO,
+ *         FS_ERR_FULL. Any thread. */
+FS_EXTERN fs_status fs_sync_receive(fs_store *store, const char *response_json, char **out_summary_json);
+
+/* Reports that the last request could not be delivered or answered (network
+ * down, timeout, HTTP 5xx). Its entries return to "pending" without counting
+ * an attempt; the next prepare waits a jittered exponential backoff.
+ * @param reason borrowed, may be NULL; shown in fs_store_stats "last_failure".
+ * @return FS_OK; FS_ERR_ARG, FS_ERR_CLOSED, FS_ERR_IO. Any thread. */
+FS_EXTERN fs_status fs_sync_fail(fs_store *store, const char *reason);
+
+/* Tells the store whether the network is up (1) or down (0). Up resets every
+ * backoff and makes a pull due, so the next fs_sync_prepare() returns a request
+ * at once (wait 0). While down, prepare returns no request and a wait of
+ * backoff_cap_ms.
+ * @return FS_OK; FS_ERR_ARG, FS_ERR_CLOSED, FS_ERR_IO. Any thread. */
+FS_EXTERN fs_status fs_sync_connectivity(fs_store *store, int32_t up);
+
+/* ------------------------------------------------------------------------ */
+/* The hub                                                                   */
+/*                                                                           */
+/* The server side, in the same library: a request -> response function over */
+/* its own SQLite file. It deduplicates entries (a resend is answered         */
+/* "duplicate" with the original outcome), merges per field with the same     */
+/* rules devices use, numbers every change, keeps every device's audit rows   */
+/* with server_received_at and verifies their hash chains, and answers pulls. */
+/* Serve it in-process, or over any transport (python -m fieldsync serve).    */
+/* ------------------------------------------------------------------------ */
+
+typedef struct fs_hub fs_hub;
+
+/* Opens (creating if needed) the hub database at `path`.
+ * options_json may be NULL or {"durability": "full"|"normal",
+ * "busy_timeout_ms": 5000}.
+ * @param out_hub receives the handle; release with fs_hub_close().
+ * @return FS_OK; FS_ERR_ARG, FS_ERR_JSON, FS_ERR_TOO_BIG, FS_ERR_SCHEMA,
+ *         FS_ERR_IO, FS_ERR_CORRUPT (not a hub database), FS_ERR_BUSY.
+ * Any thread. */
+FS_EXTERN fs_status fs_hub_open(const char *path, const char *schema_json,
+                                const char *options_json, fs_hub **out_hub);
+
+/* Closes the hub. NULL is accepted. Later calls return FS_ERR_CLOSED.
+ * @return FS_OK; FS_ERR_CLOSED, FS_ERR_ARG. */
+FS_EXTERN fs_status fs_hub_close(fs_hub *hub);
+
+/* Replaces the hub's wall clock (server_received_at, server_time), as
+ * fs_store_set_clock() does for a store. NULL restores the system clock.
+ * @return FS_OK; FS_ERR_ARG, FS_ERR_CLOSED. */
+FS_EXTERN fs_status fs_hub_set_clock(fs_hub *hub, int64_t (*now_ms)(void *ctx), void *ctx);
+
+/* Handles one request from a device (the text fs_sync_prepare() produced) in
+ * one transaction and produces the response to hand to fs_sync_receive().
+ * Requests the hub refuses as a whole (client schema below
+ * min_client_version, unknown protocol version) still get FS_OK and a
+ * response carrying {"error": {"code": "upgrade_required", ...}}.
+ * @param out_response_json receives the response, caller frees.
+ * @return FS_OK; FS_ERR_ARG (not a request: wrong shape, entries whose keys
+ *         are not the sender's), FS_ERR_JSON, FS_ERR_TOO_BIG, FS_ERR_SCHEMA
+ *         (a scope naming unknown types or fields), FS_ERR_CLOSED, FS_ERR_IO,
+ *         FS_ERR_FULL, FS_ERR_BUSY. On error nothing is applied.
+ * Blocks for one transaction (about a millisecond per 100 entries). Any thread. */
+FS_EXTERN fs_status fs_hub_handle(fs_hub *hub, const char *request_json, char **out_response_json);
+
+/* Queries the hub's records; same query shape and result as fs_store_query().
+ * @return as fs_store_query(). Any thread. */
+FS_EXTERN fs_status fs_hub_query(fs_hub *hub, const char *query_json, char **out_rows_json);
+
+/* Lists the audit rows the hub received, ordered by device then audit_id.
+ * filter_json may be NULL or {"device_id", "type", "id", "actor", "action",
+ * "since", "until", "limit", "desc"}. Rows are shaped as in fs_audit_query()
+ * with "server_received_at" set, "outcome" as the hub decided, and
+ * "chain_ok": false where the row's hash or its link to the previous row of
+ * its device does not verify.
+ * @return FS_OK; FS_ERR_ARG, FS_ERR_JSON, FS_ERR_TOO_BIG, FS_ERR_CLOSED. */
+FS_EXTERN fs_status fs_hub_audit_query(fs_hub *hub, const char *filter_json, char **out_rows_json);
+
+/* Reports the hub's counters as a flat JSON object (keys in docs/ABI.md):
+ * records, devices, entries applied and rejected, audit rows, hash failures,
+ * chain breaks and gaps, and per type and field "conflicts.<type>.<field>.*"
+ * (writes, concurrent, won, lost, merged, rejected, rate) with the overall
+ * "conflict_rate".
+ * @return FS_OK; FS_ERR_ARG, FS_ERR_CLOSED, FS_ERR_IO. */
+FS_EXTERN fs_status fs_hub_stats(fs_hub *hub, char **out_stats_json);
+
 #ifdef __cplusplus
 }
 #endif

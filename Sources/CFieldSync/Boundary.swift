@@ -105,12 +105,13 @@ func text(_ p: UnsafePointer<CChar>?, _ name: String, limit: Int = Limits.maxIDB
 }
 
 /// A borrowed JSON argument; NULL is `.null` when the argument is optional.
-func json(_ p: UnsafePointer<CChar>?, _ name: String, optional: Bool = false) throws(FieldSyncError) -> JSON {
+func json(_ p: UnsafePointer<CChar>?, _ name: String, optional: Bool = false,
+          limit: Int = Limits.maxJSONBytes) throws(FieldSyncError) -> JSON {
     guard let p else {
         if optional { return .null }
         throw .arg("\(name) is NULL")
     }
-    return try JSON.parse(bytes: p, count: strlen(p), what: name)
+    return try JSON.parse(bytes: p, count: strlen(p), what: name, limit: limit)
 }
 
 /// Checks an out-parameter before any work is done and clears it, so that a

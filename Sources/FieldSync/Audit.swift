@@ -95,21 +95,9 @@ struct AuditLog {
             clauses.append("device_time \(op) ?")
             values.append(.int(ms))
         }
-        var sql = "SELECT audit_id, actor, action, type, id, input, device_time, hlc, outbox_keys, prev_hash, hash, outcome, reason, server_received_at FROM fs_audit"
-        if !clauses.isEmpty { sql += " WHERE " + clauses.joined(separator: " AND ") }
-        sql += try orderAndLimit(f, column: "audit_id", context: "audit filter")
-        var rows: [AuditRow] = []
-        try db.query(sql, values) { r in
-            rows.append(AuditRow(
-                auditId: r.int(0), deviceId: deviceId, actor: r.text(1), action: r.text(2), type: r.text(3), id: r.text(4),
-                input: (try? JSON.parse(r.text(5), what: "stored input")) ?? .null,
-                deviceTime: r.int(6), hlc: r.int(7),
-                outboxKeys: ((try? JSON.parse(r.text(8), what: "stored keys"))?.array ?? []).compactMap(\.string),
-                prevHash: r.text(9), hash: r.text(10), outcome: r.text(11), reason: r.optionalText(12),
-                serverReceivedAt: r.optionalInt(13)))
-            return true
-        }
-        return rows
+        var clause = clauses.isEmpty ? "" : "WHERE " + clauses.joined(separator: " AND ")
+        clause += try orderAndLimit(f, column: "audit_id", context: "audit filter")
+        return try db.queryAudit(clause, values, device: deviceId)
     }
 }
 

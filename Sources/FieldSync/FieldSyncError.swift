@@ -49,4 +49,7 @@ package enum FieldSyncError: Error, Equatable, Sendable {
 package enum Limits {
     package static let maxJSONBytes = 1024 * 1024
     package static let maxIDBytes = 256
+    /// Sync requests and responses carry whole batches (FS_MAX_MESSAGE_BYTES).
+    package static let maxRequestBytes = 64 * 1024 * 1024
+    package static let maxResponseBytes = 64 * 1024 * 1024
 }

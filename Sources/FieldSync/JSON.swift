@@ -3,7 +3,7 @@
 // canonical (sorted keys, no whitespace) — the audit hash depends on that.
 import CJansson
 
-package enum JSON: Equatable, Sendable {
+package enum JSON: Sendable {
     case null
     case bool(Bool)
     case int(Int64)
@@ -17,9 +17,10 @@ package enum JSON: Equatable, Sendable {
 
 extension JSON {
     /// Parses `count` bytes at `bytes`; any JSON value is accepted at the top.
-    package static func parse(bytes: UnsafeRawPointer, count: Int, what: String) throws(FieldSyncError) -> JSON {
-        if count > Limits.maxJSONBytes {
-            throw .tooBig("\(what) is \(count) bytes; the limit is \(Limits.maxJSONBytes) (FS_MAX_JSON_BYTES)")
+    package static func parse(bytes: UnsafeRawPointer, count: Int, what: String,
+                              limit: Int = Limits.maxJSONBytes) throws(FieldSyncError) -> JSON {
+        if count > limit {
+            throw .tooBig("\(what) is \(count) bytes; the limit is \(limit)")
         }
         var error = json_error_t()
         let flags = Int(JSON_REJECT_DUPLICATES | JSON_DECODE_ANY)
@@ -30,7 +31,7 @@ extension JSON {
             throw .json("\(what) is not valid JSON: \(reason) (line \(error.line), column \(error.column))")
         }
         defer { json_decref(root) }
-        return JSON(jansson: root)
+        return try JSON(jansson: root, what: what)
     }
 
     package static func parse(_ text: String, what: String = "JSON text") throws(FieldSyncError) -> JSON {
@@ -44,7 +45,7 @@ extension JSON {
         return try result.get()
     }
 
-    private init(jansson j: UnsafeMutablePointer<json_t>) {
+    private init(jansson j: UnsafeMutablePointer<json_t>, what: String) throws(FieldSyncError) {
         switch fs_json_type(j) {
         case Int32(JSON_OBJECT.rawValue):
             var members: [String: JSON] = [:]
@@ -52,9 +53,14 @@ extension JSON {
             var iter = json_object_iter(j)
             while let it = iter {
                 if let key = json_object_iter_key(it), let value = json_object_iter_value(it) {
-                    members[String(cString: key)] = JSON(jansson: value)
+                    members[String(cString: key)] = try JSON(jansson: value, what: what)
                 }
                 iter = json_object_iter_next(j, it)
+            }
+            // Swift keys compare by Unicode canonical equivalence; two keys
+            // that differ only in normalization would silently become one.
+            if members.count != json_object_size(j) {
+                throw .json("\(what) has object keys that differ only in Unicode normalization (e.g. \"é\" and \"e\u{301}\"); use one form")
             }
             self = .object(members)
         case Int32(JSON_ARRAY.rawValue):
@@ -62,7 +68,7 @@ extension JSON {
             var items: [JSON] = []
             items.reserveCapacity(n)
             for i in 0..<n {
-                if let item = json_array_get(j, i) { items.append(JSON(jansson: item)) }
+                if let item = json_array_get(j, i) { items.append(try JSON(jansson: item, what: what)) }
             }
             self = .array(items)
         case Int32(JSON_STRING.rawValue):
@@ -80,6 +86,41 @@ extension JSON {
         case Int32(JSON_FALSE.rawValue): self = .bool(false)
         default: self = .null
         }
+    }
+}
+
+// MARK: - Equality
+
+/// Strings are equal when their bytes are: JSON, SQLite and every peer treat
+/// "é" and "e\u{301}" as different strings, unlike Swift's String ==.
+extension JSON: Equatable {
+    package static func == (a: JSON, b: JSON) -> Bool {
+        switch (a, b) {
+        case (.null, .null): true
+        case (.bool(let x), .bool(let y)): x == y
+        case (.int(let x), .int(let y)): x == y
+        case (.double(let x), .double(let y)): x == y
+        case (.string(let x), .string(let y)): x.utf8.elementsEqual(y.utf8)
+        case (.array(let x), .array(let y)): x == y
+        case (.object(let x), .object(let y)):
+            x.count == y.count && x.allSatisfy { key, value in
+                guard let i = y.index(forKey: key) else { return false }
+                return y[i].key.utf8.elementsEqual(key.utf8) && y[i].value == value
+            }
+        default: false
+        }
+    }
+}
+
+/// A string hashed and compared by its UTF-8 bytes, for sets and dictionary
+/// keys of user data (record ids, set elements).
+package struct ExactString: Hashable, Comparable, Sendable {
+    package let value: String
+    package init(_ value: String) { self.value = value }
+    package static func == (a: ExactString, b: ExactString) -> Bool { a.value.utf8.elementsEqual(b.value.utf8) }
+    package static func < (a: ExactString, b: ExactString) -> Bool { a.value.utf8.lexicographicallyPrecedes(b.value.utf8) }
+    package func hash(into hasher: inout Hasher) {
+        for byte in value.utf8 { hasher.combine(byte) }
     }
 }
 
@@ -162,8 +203,9 @@ extension JSON {
         members.keys.sorted { $0.utf8.lexicographicallyPrecedes($1.utf8) }
     }
 
+    private static let hex: [UInt8] = Array("0123456789abcdef".utf8)
+
     static func writeString(_ s: String, to out: inout [UInt8]) {
-        let hex: [UInt8] = Array("0123456789abcdef".utf8)
         out.append(UInt8(ascii: "\""))
         for byte in s.utf8 {
             switch byte {

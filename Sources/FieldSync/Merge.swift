@@ -1,25 +1,127 @@
-// Applying a change to a record's fields, policy by policy. The device uses it
-// for its local view and to rebase pending changes on server state.
+// The merge rules, one implementation per policy, used by the hub to fold an
+// incoming change into a record and by a device to replay its pending changes
+// on top of server state (rebase). docs/MERGE.md states the rules in prose.
+
+package enum Resolution: String, Sendable {
+    case clean      // no concurrent modification
+    case won        // lww: this write beat a concurrent one
+    case lost       // lww: a concurrent newer write (or delete) beat this one
+    case merged     // counter or set: both writes kept
+    case rejected   // server: compare-and-set failed
+}
+
+package struct MergeReport: Sendable {
+    package var fields: [(field: String, resolution: Resolution)] = []
+    /// Set when the whole change is refused (server compare-and-set).
+    package var rejection: (reason: String, detail: JSON)? = nil
+}
 
 enum Merge {
-    /// Applies `change` to `fields`. Returns false when the change deletes the record.
-    static func apply(_ change: Change, to fields: inout [String: JSON], spec: TypeSpec) throws(FieldSyncError) -> Bool {
-        if change.delete { return false }
-        for (name, value) in change.set { fields[name] = value }
-        for (name, delta) in change.inc {
-            fields[name] = try add(delta, to: fields[name] ?? .null, field: "\(spec.name).\(name)")
+    /// Hub-only facts about the change being merged.
+    struct HubContext {
+        /// Server sequence number this change will carry if applied.
+        let seq: Int64
+        /// The hub cursor the device had pulled up to when it acted: the
+        /// server state it had observed.
+        let observed: Int64
+        /// Server versions the device based its `server` field writes on.
+        let base: [String: JSON]
+    }
+
+    /// Folds `change`, written at `stamp`, into `state`. On the device
+    /// (`hub == nil`) writes are applied optimistically; the hub also checks
+    /// compare-and-set, records versions and keeps set add-tags.
+    static func merge(_ change: Change, stamp: Stamp, into state: inout RecordState, spec: TypeSpec,
+                      hub: HubContext? = nil) throws(FieldSyncError) -> MergeReport {
+        var report = MergeReport()
+        func concurrent(_ field: String) -> Bool {
+            guard let hub, let version = state.versions[field] else { return false }
+            return version > hub.observed && state.stamps[field]?.device != stamp.device
         }
-        // Within one change, removals go first: an element both removed and
-        // added ends up present, the same rule as concurrent add/remove.
-        for name in change.fields where change.add[name] != nil || change.remove[name] != nil {
-            var elements = fields[name]?.array ?? []
-            if let removed = change.remove[name] {
-                elements.removeAll { removed.contains($0) }
+        func touched(_ field: String) {
+            state.stamps[field] = max(state.stamps[field] ?? stamp, stamp)
+            if let hub { state.versions[field] = hub.seq }
+        }
+
+        if change.delete {
+            if state.deleted, let at = state.deletedAt, at >= stamp { return report }
+            state.deleted = true
+            state.deletedAt = max(state.deletedAt ?? stamp, stamp)
+            state.fields = [:]
+            state.tags = [:]
+            state.stamps = [:]
+            if let hub { for f in spec.fields { state.versions[f.name] = hub.seq } }
+            return report
+        }
+
+        // Compare-and-set first: a refused server write refuses the whole
+        // action, so nothing else of it may have been applied.
+        if let hub {
+            for field in change.set.keys.sorted() where spec.field(field)?.merge == .server {
+                let base = hub.base[field]?.int
+                if base != state.versions[field] {
+                    report.rejection = ("conflict", .object([
+                        "field": .string(field), "value": state.fields[field] ?? .null,
+                        "version": state.versions[field].map(JSON.int) ?? .null,
+                    ]))
+                    report.fields = [(field, .rejected)]
+                    return report
+                }
             }
-            if let added = change.add[name] { elements += added }
-            fields[name] = .array(FieldSpec.normalizedSet(elements))
         }
-        return true
+
+        // A write older than the record's delete loses to it, field by field.
+        if state.deleted {
+            if let at = state.deletedAt, stamp < at {
+                report.fields = change.fields.sorted().map { ($0, .lost) }
+                return report
+            }
+            state.deleted = false
+        }
+
+        for (field, value) in change.set {
+            guard let spec = spec.field(field) else { continue }
+            if spec.merge == .lww || (spec.merge == .custom && hub == nil) {
+                let current = [state.stamps[field], state.deletedAt].compactMap { $0 }.max()
+                if let current, stamp < current {
+                    report.fields.append((field, .lost))
+                    continue
+                }
+            }
+            report.fields.append((field, concurrent(field) ? .won : .clean))
+            state.fields[field] = value
+            touched(field)
+        }
+        for (field, delta) in change.inc {
+            state.fields[field] = try add(delta, to: state.fields[field] ?? .null, field: "\(spec.name).\(field)")
+            report.fields.append((field, concurrent(field) ? .merged : .clean))
+            touched(field)
+        }
+        for field in Set(change.add.keys).union(change.remove.keys) {
+            let removed = change.remove[field] ?? [], added = change.add[field] ?? []
+            report.fields.append((field, concurrent(field) ? .merged : .clean))
+            if let hub {
+                // Observed-remove: drop the adds the writer had seen (applied
+                // at or before its cursor, or its own); concurrent adds stay.
+                var tags = state.tags[field] ?? [:]
+                for element in removed.compactMap(JSONElement.init) {
+                    tags[element]?.removeAll { $0.seq <= hub.observed || $0.device == stamp.device }
+                }
+                for element in added.compactMap(JSONElement.init) {
+                    tags[element, default: []].append(AddTag(seq: hub.seq, device: stamp.device))
+                }
+                tags = tags.filter { !$0.value.isEmpty }
+                state.tags[field] = tags
+                state.fields[field] = .array(tags.keys.sorted().map(\.json))
+            } else {
+                // Removals first: an element both removed and added stays.
+                var elements = state.fields[field]?.array ?? []
+                elements.removeAll { removed.contains($0) }
+                state.fields[field] = .array(FieldSpec.normalizedSet(elements + added))
+            }
+            touched(field)
+        }
+        return report
     }
 
     /// Counter arithmetic: integers must not overflow, floats must stay finite.

@@ -14,6 +14,9 @@ package struct OutboxEntry: Equatable, Sendable {
     package var schemaVersion: Int64
     package var change: Change
     package var base: [String: JSON]
+    /// The hub cursor the device had pulled up to when it acted: the server
+    /// state this change was made against (observed-remove sets rely on it).
+    package var cursor: Int64 = 0
     package var state: OutboxState = .pending
     package var attempts: Int64 = 0
     package var nextAttemptAt: Int64 = 0
@@ -25,7 +28,7 @@ struct Outbox {
         """
         CREATE TABLE fs_outbox(
             seq INTEGER PRIMARY KEY, type TEXT NOT NULL, id TEXT NOT NULL, hlc INTEGER NOT NULL,
-            schema_version INTEGER NOT NULL, ops TEXT NOT NULL, base TEXT,
+            schema_version INTEGER NOT NULL, ops TEXT NOT NULL, base TEXT, cursor INTEGER NOT NULL DEFAULT 0,
             state TEXT NOT NULL DEFAULT 'pending', attempts INTEGER NOT NULL DEFAULT 0,
             next_attempt_at INTEGER NOT NULL DEFAULT 0, batch TEXT, reason TEXT)
         """,
@@ -44,20 +47,22 @@ struct Outbox {
     }
 
     static func insert(_ e: OutboxEntry, into db: Connection) throws(FieldSyncError) {
-        try db.run("INSERT INTO fs_outbox(seq, type, id, hlc, schema_version, ops, base) VALUES(?,?,?,?,?,?,?)",
+        try db.run("INSERT INTO fs_outbox(seq, type, id, hlc, schema_version, ops, base, cursor) VALUES(?,?,?,?,?,?,?,?)",
                    [.int(e.seq), .text(e.type), .text(e.id), .int(e.hlc), .int(e.schemaVersion),
-                    .text(e.change.json.text), e.base.isEmpty ? .null : .text(JSON.object(e.base).text)])
+                    .text(e.change.json.text), e.base.isEmpty ? .null : .text(JSON.object(e.base).text), .int(e.cursor)])
     }
 
     static func count(_ db: Connection) throws(FieldSyncError) -> Int64 {
         try db.scalar("SELECT count(*) FROM fs_outbox") ?? 0
     }
 
-    /// Changes of one record still in the outbox, in the order they were made.
-    static func changes(type: String, id: String, db: Connection) throws(FieldSyncError) -> [Change] {
-        var changes: [Change] = []
-        try db.query("SELECT ops FROM fs_outbox WHERE type = ? AND id = ? ORDER BY seq", [.text(type), .text(id)]) { r in
-            changes.append(Change(json: (try? JSON.parse(r.text(0), what: "stored ops")) ?? .object([:])))
+    /// Changes of one record still to be applied by the hub (everything but
+    /// rejected entries), in the order they were made, with their stamps.
+    static func replayable(type: String, id: String, db: Connection) throws(FieldSyncError) -> [(Change, Int64)] {
+        var changes: [(Change, Int64)] = []
+        try db.query("SELECT ops, hlc FROM fs_outbox WHERE type = ? AND id = ? AND state != 'rejected' ORDER BY seq",
+                     [.text(type), .text(id)]) { r in
+            changes.append((Change(json: (try? JSON.parse(r.text(0), what: "stored ops")) ?? .object([:])), r.int(1)))
             return true
         }
         return changes

@@ -161,6 +161,33 @@ final class Connection {
     }
 }
 
+extension Connection {
+    /// Opens a fieldsync database file: WAL journal, the durability asked for
+    /// ("full" by default) and the busy timeout. Shared by stores and hubs.
+    static func openDatabase(path: String, options: [String: JSON]) throws(FieldSyncError) -> Connection {
+        if path.isEmpty { throw .arg("path is empty") }
+        var durability = "full"
+        if let d = options["durability"], !d.isNull {
+            guard let s = d.string, s == "full" || s == "normal" else { throw .arg("options: \"durability\" must be \"full\" or \"normal\"") }
+            durability = s
+        }
+        var busyTimeout: Int32 = 5000
+        if let b = options["busy_timeout_ms"], !b.isNull {
+            guard let ms = b.int, ms >= 0, ms <= Int64(Int32.max) else { throw .arg("options: \"busy_timeout_ms\" must be an integer >= 0") }
+            busyTimeout = Int32(ms)
+        }
+        let db = try Connection(path: path, busyTimeoutMs: busyTimeout)
+        var walMode = ""
+        try db.query("PRAGMA journal_mode=WAL") { row in
+            walMode = row.text(0)
+            return false
+        }
+        if walMode.lowercased() != "wal" { throw .io("\(path): cannot use WAL journal mode (got '\(walMode)')") }
+        try db.exec("PRAGMA synchronous=\(durability == "full" ? "FULL" : "NORMAL")")
+        return db
+    }
+}
+
 /// Double-quotes an identifier for SQL. Names are validated identifiers
 /// before they get here; quoting also keeps keywords such as "order" usable.
 func quoted(_ name: String) -> String { "\"" + name + "\"" }

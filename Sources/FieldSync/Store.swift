@@ -13,18 +13,20 @@ package final class Store {
     /// Wall clock in ms since the epoch; replaced by tests and hosts.
     package var wallClock: () -> Int64 = systemWallClock
     // Chain state of the last committed action; advanced only after COMMIT.
-    private(set) var clock: HybridClock
+    var clock: HybridClock
     private(set) var lastSeq: Int64
     private(set) var lastHash: String
+    var sync: SyncState
+
+    static let optionKeys = SyncState.optionKeys.union(["durability", "device_id", "busy_timeout_ms"])
 
     static let internalDDL = [
         "CREATE TABLE fs_meta(key TEXT PRIMARY KEY NOT NULL, value) WITHOUT ROWID",
         // Server-confirmed state of each record, and the server's per-field
         // versions that `server` fields are compared against.
         """
-        CREATE TABLE fs_shadow(type TEXT NOT NULL, id TEXT NOT NULL, fields TEXT NOT NULL,
-            versions TEXT NOT NULL DEFAULT '{}', version INTEGER NOT NULL, deleted INTEGER NOT NULL DEFAULT 0,
-            PRIMARY KEY(type, id)) WITHOUT ROWID
+        CREATE TABLE fs_shadow(type TEXT NOT NULL, id TEXT NOT NULL, version INTEGER NOT NULL,
+            state TEXT NOT NULL, PRIMARY KEY(type, id)) WITHOUT ROWID
         """,
         AuditLog.ddl,
     ] + Outbox.ddl
@@ -36,12 +38,9 @@ package final class Store {
 
     package init(path: String, schema: Schema, options: JSON) throws(FieldSyncError) {
         guard let opts = options.isNull ? [:] : options.object else { throw .arg("options must be a JSON object, got \(options.kind)") }
-        try checkKeys(opts, allowed: ["durability", "device_id", "busy_timeout_ms"], in: "options", code: FieldSyncError.arg)
-        var durability = "full"
-        if let d = opts["durability"], !d.isNull {
-            guard let s = d.string, s == "full" || s == "normal" else { throw .arg("options: \"durability\" must be \"full\" or \"normal\"") }
-            durability = s
-        }
+        try checkKeys(opts, allowed: Store.optionKeys, in: "options", code: FieldSyncError.arg)
+        var sync = SyncState()
+        try sync.configure(opts)
         var requestedDevice: String?
         if let d = opts["device_id"], !d.isNull {
             guard let s = d.string, isDeviceId(s) else {
@@ -49,21 +48,8 @@ package final class Store {
             }
             requestedDevice = s
         }
-        var busyTimeout: Int32 = 5000
-        if let b = opts["busy_timeout_ms"], !b.isNull {
-            guard let ms = b.int, ms >= 0, ms <= Int64(Int32.max) else { throw .arg("options: \"busy_timeout_ms\" must be an integer >= 0") }
-            busyTimeout = Int32(ms)
-        }
-        if path.isEmpty { throw .arg("path is empty") }
-
-        let db = try Connection(path: path, busyTimeoutMs: busyTimeout)
-        var walMode = ""
-        try db.query("PRAGMA journal_mode=WAL") { row in
-            walMode = row.text(0)
-            return false
-        }
-        if walMode.lowercased() != "wal" { throw .io("\(path): cannot use WAL journal mode (got '\(walMode)')") }
-        try db.exec("PRAGMA synchronous=\(durability == "full" ? "FULL" : "NORMAL")")
+        let db = try Connection.openDatabase(path: path, options: opts)
+        let durability = opts["durability"]?.string ?? "full"
 
         let views = schema.types.mapValues(LocalView.init(spec:))
         let deviceId = try db.transaction { () throws(FieldSyncError) -> String in
@@ -97,6 +83,8 @@ package final class Store {
         self.lastSeq = seq
         self.lastHash = hash
         self.clock = HybridClock(last: max(stamp, observed))
+        self.sync = sync
+        try loadSyncProgress()
     }
 
     private static func create(db: Connection, schema: Schema, views: [String: LocalView], deviceId: String) throws(FieldSyncError) -> String {
@@ -168,8 +156,13 @@ package final class Store {
             if action.change.delete && existing == nil {
                 throw .notFound("no record \(action.type)/\(action.id) to delete")
             }
-            var fields = existing ?? [:]
-            let alive = try Merge.apply(action.change, to: &fields, spec: spec)
+            // A record absent from the view is created by any write.
+            var state = RecordState()
+            state.fields = existing ?? [:]
+            state.deleted = existing == nil
+            _ = try Merge.merge(action.change, stamp: Stamp(hlc: stamp, device: deviceId), into: &state, spec: spec)
+            let alive = !state.deleted
+            let fields = state.fields
             if alive {
                 let missing = spec.required.filter { (fields[$0] ?? .null).isNull }.sorted()
                 if !missing.isEmpty {
@@ -184,11 +177,11 @@ package final class Store {
             var base: [String: JSON] = [:]
             let serverFields = action.change.set.keys.filter { spec.field($0)?.merge == .server }
             if !serverFields.isEmpty {
-                let versions = try shadowVersions(type: action.type, id: action.id)
-                for f in serverFields { base[f] = versions[f] ?? .null }
+                let versions = try shadow(type: action.type, id: action.id)?.versions ?? [:]
+                for f in serverFields { base[f] = versions[f].map(JSON.int) ?? .null }
             }
             try Outbox.insert(OutboxEntry(seq: seq, key: key, type: action.type, id: action.id, hlc: stamp,
-                                          schemaVersion: schema.version, change: action.change, base: base), into: db)
+                                          schemaVersion: schema.version, change: action.change, base: base, cursor: sync.cursor), into: db)
             var row = AuditRow(auditId: seq, deviceId: deviceId, actor: action.actor, action: action.name,
                                type: action.type, id: action.id, input: action.input, deviceTime: wall, hlc: stamp,
                                outboxKeys: [key], prevHash: lastHash, hash: "")
@@ -204,15 +197,6 @@ package final class Store {
         return .object(["record": record, "outbox_key": .string(key), "audit_id": .int(seq), "seq": .int(seq), "hlc": .int(stamp)])
     }
 
-    /// The server's per-field versions for a record (empty before any pull).
-    func shadowVersions(type: String, id: String) throws(FieldSyncError) -> [String: JSON] {
-        var versions: [String: JSON] = [:]
-        try db.query("SELECT versions FROM fs_shadow WHERE type = ? AND id = ?", [.text(type), .text(id)]) { row in
-            versions = (try? JSON.parse(row.text(0), what: "stored versions"))?.object ?? [:]
-            return false
-        }
-        return versions
-    }
 
     // MARK: - Reads
 
@@ -260,6 +244,7 @@ package final class Store {
         let pages = try db.scalar("PRAGMA page_count") ?? 0
         let pageSize = try db.scalar("PRAGMA page_size") ?? 0
         stats["file_bytes"] = .int(pages &* pageSize)
+        stats.merge(syncStats) { a, _ in a }
         return .object(stats)
     }
 
@@ -293,25 +278,25 @@ package final class Store {
     }
 
     /// Recomputes a record's local view: server-confirmed state with the
-    /// record's outbox changes replayed in order.
+    /// record's unrejected outbox changes replayed in order, by the same merge
+    /// rules the hub applies.
     func rebase(type: String, id: String) throws(FieldSyncError) {
         let view = try view(type)
-        var fields: [String: JSON] = [:]
-        var exists = false
-        try db.query("SELECT fields, deleted FROM fs_shadow WHERE type = ? AND id = ?", [.text(type), .text(id)]) { row in
-            exists = row.int(1) == 0
-            if exists { fields = (try? JSON.parse(row.text(0), what: "stored fields"))?.object ?? [:] }
+        var state = try shadow(type: type, id: id) ?? RecordState(absent: ())
+        for (change, hlc) in try Outbox.replayable(type: type, id: id, db: db) {
+            _ = try Merge.merge(change, stamp: Stamp(hlc: hlc, device: deviceId), into: &state, spec: view.spec)
+        }
+        if state.deleted { try view.delete(id, db: db) } else { try view.save(id, state.fields, db: db) }
+    }
+
+    /// The server-confirmed state of a record, if the device has one.
+    func shadow(type: String, id: String) throws(FieldSyncError) -> RecordState? {
+        var state: RecordState?
+        try db.query("SELECT state FROM fs_shadow WHERE type = ? AND id = ?", [.text(type), .text(id)]) { row in
+            state = RecordState(json: (try? JSON.parse(row.text(0), what: "stored state")) ?? .null)
             return false
         }
-        for change in try Outbox.changes(type: type, id: id, db: db) {
-            if try Merge.apply(change, to: &fields, spec: view.spec) {
-                exists = true
-            } else {
-                exists = false
-                fields = [:]
-            }
-        }
-        if exists { try view.save(id, fields, db: db) } else { try view.delete(id, db: db) }
+        return state
     }
 
     package func audit(_ filter: JSON) throws(FieldSyncError) -> [AuditRow] {

@@ -32,12 +32,11 @@ extension FieldSpec {
 
     static func normalizedSet(_ items: [JSON]) -> [JSON] {
         var ints: Set<Int64> = []
-        var strings: Set<String> = []
+        var strings: Set<ExactString> = []
         for item in items {
-            if let i = item.int { ints.insert(i) } else if let s = item.string { strings.insert(s) }
+            if let i = item.int { ints.insert(i) } else if let s = item.string { strings.insert(ExactString(s)) }
         }
-        return ints.sorted().map(JSON.int)
-            + strings.sorted { $0.utf8.lexicographicallyPrecedes($1.utf8) }.map(JSON.string)
+        return ints.sorted().map(JSON.int) + strings.sorted().map { JSON.string($0.value) }
     }
 
     func sqlValue(_ value: JSON) -> SQLValue {

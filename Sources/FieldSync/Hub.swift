@@ -1,0 +1,243 @@
+// The hub (DESIGN §6): a pure request -> response function over its own
+// SQLite file. It deduplicates, merges per field with the same rules devices
+// use, numbers changes, keeps the audit trail and answers pulls.
+
+package final class Hub {
+    let storage: HubStorage
+    package let schema: Schema
+    /// Wall clock in ms since the epoch; replaced by tests and hosts.
+    package var wallClock: () -> Int64 = systemWallClock
+    private var seq: Int64
+
+    package convenience init(path: String, schemaJSON: String, optionsJSON: String?) throws(FieldSyncError) {
+        let options = try optionsJSON.map { (text) throws(FieldSyncError) -> JSON in try JSON.parse(text, what: "options") } ?? .null
+        try self.init(path: path, schema: Schema(json: schemaJSON), options: options)
+    }
+
+    package init(path: String, schema: Schema, options: JSON) throws(FieldSyncError) {
+        guard let opts = options.isNull ? [:] : options.object else { throw .arg("options must be a JSON object, got \(options.kind)") }
+        try checkKeys(opts, allowed: ["durability", "busy_timeout_ms"], in: "hub options", code: FieldSyncError.arg)
+        let db = try Connection.openDatabase(path: path, options: opts)
+        let storage = HubStorage(db: db, schema: schema)
+        try db.transaction { () throws(FieldSyncError) in
+            if try db.scalar("SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = 'fs_meta'") == 0 {
+                if try db.scalar("SELECT count(*) FROM sqlite_master") ?? 0 > 0 {
+                    throw .corrupt("\(path) holds tables but is not a fieldsync hub (no fs_meta)")
+                }
+                try storage.create(schema: schema)
+                return
+            }
+            guard try storage.meta("role")?.string == "hub", let stored = try storage.meta("schema")?.string,
+                  let version = try storage.meta("schema_version")?.int else {
+                throw .corrupt("\(path) is not a fieldsync hub database (a device store, or damaged)")
+            }
+            if schema.version < version { throw .schema("the hub holds schema version \(version); version \(schema.version) is older (no downgrade)") }
+            if schema.version > version { throw .schema("the hub holds schema version \(version); migrating it to \(schema.version) is not supported yet") }
+            if schema.canonical != stored { throw .schema("the schema differs from the one stored with the same version \(version); give it a new version") }
+        }
+        self.storage = storage
+        self.schema = schema
+        self.seq = try storage.meta("seq")?.int ?? 0
+    }
+
+    package func close() { storage.db.close() }
+
+    // MARK: handle
+
+    package func handle(_ request: JSON) throws(FieldSyncError) -> JSON {
+        guard let r = request.object else { throw .arg("request must be a JSON object, got \(request.kind)") }
+        guard let proto = r["protocol"]?.int, proto >= 1 else { throw .arg("request: \"protocol\" must be an integer >= 1") }
+        guard let device = r["device_id"]?.string, isDeviceId(device) else { throw .arg("request: \"device_id\" is missing or invalid") }
+        guard let batch = r["batch"]?.string else { throw .arg("request: \"batch\" must be a string") }
+        guard let clientVersion = r["schema_version"]?.int else { throw .arg("request: \"schema_version\" must be an integer") }
+        let cursor = r["cursor"]?.int ?? 0
+        let limit = min(max(r["limit"]?.int ?? 1000, 1), 10_000)
+        let pull = r["pull"]?.bool ?? true
+        let entries = r["entries"]?.array ?? []
+        let auditRows = try (r["audit"]?.array ?? []).map { (row) throws(FieldSyncError) -> AuditRow in try Wire.auditRow(row, device: device) }
+        let scope = try checkedScope(r["scope"])
+        let now = wallClock()
+
+        if proto > Wire.version {
+            return Wire.error("protocol_unsupported", "this hub speaks protocol \(Wire.version); the request uses \(proto)",
+                              device: device, batch: batch, serverTime: now)
+        }
+        if clientVersion < schema.minClientVersion {
+            return Wire.error("upgrade_required", "schema version \(clientVersion) is below the minimum \(schema.minClientVersion)",
+                              device: device, batch: batch, serverTime: now)
+        }
+        // Keys are checked before anything is applied: a request carrying
+        // another device's entries is refused whole.
+        for e in entries {
+            guard let key = e["key"]?.string, let s = e["seq"]?.int, key == Outbox.key(device: device, seq: s) else {
+                throw .arg("request: every entry needs \"key\" = \"<device_id>-<seq>\" of the sending device")
+            }
+        }
+
+        return try storage.db.transaction { () throws(FieldSyncError) -> JSON in
+            var seq = self.seq
+            var results: [JSON] = []
+            var held: Set<ExactString> = []
+            for e in entries {
+                results.append(try apply(entry: e, device: device, seq: &seq, held: &held, now: now))
+            }
+            var acks: [JSON] = []
+            for row in auditRows {
+                _ = try storage.storeAudit(row, receivedAt: now)
+                let at = try storage.db.scalar("SELECT server_received_at FROM fs_hub_audit WHERE device = ? AND audit_id = ?",
+                                               [.text(device), .int(row.auditId)]) ?? now
+                acks.append(.object(["audit_id": .int(row.auditId), "server_received_at": .int(at)]))
+            }
+            if seq != self.seq { try storage.setMeta("seq", .int(seq)) }
+
+            var response: [String: JSON] = [
+                "protocol": .int(Wire.version), "device_id": .string(device), "batch": .string(batch),
+                "server_time": .int(now), "results": .array(results), "audit_acks": .array(acks),
+            ]
+            if pull {
+                let page = try storage.changes(after: cursor, limit: limit)
+                response["changes"] = .array(page.filter { inScope($0.type, $0.state, scope) }.map { change in
+                    .object(["type": .string(change.type), "id": .string(change.id), "seq": .int(change.seq), "state": change.state.shadowJSON])
+                })
+                response["cursor"] = .int(page.last?.seq ?? max(cursor, 0))
+                response["more"] = .bool(Int64(page.count) == limit)
+            }
+            self.seq = seq
+            return .object(response)
+        }
+    }
+
+    /// Decides one entry; records the decision so a resend gets the same answer.
+    private func apply(entry e: JSON, device: String, seq: inout Int64, held: inout Set<ExactString>, now: Int64) throws(FieldSyncError) -> JSON {
+        let key = e["key"]?.string ?? "", entrySeq = e["seq"]?.int ?? 0
+        if let done = try storage.decision(device: device, seq: entrySeq) {
+            var result: [String: JSON] = ["key": .string(key), "status": .string("duplicate"), "outcome": .string(done.status)]
+            if let reason = done.reason { result["reason"] = .string(reason) }
+            if let s = done.serverSeq { result["server_seq"] = .int(s) }
+            return .object(result)
+        }
+        let type = e["type"]?.string ?? "", id = e["id"]?.string ?? ""
+        let record = ExactString(type + "\u{0}" + id)
+        func retry(_ reason: String) -> JSON {
+            held.insert(record)
+            return .object(["key": .string(key), "status": .string("retry"), "reason": .string(reason)])
+        }
+        // An entry whose predecessor on the same record was not applied waits
+        // for it: one record's changes apply in the order they were made.
+        if held.contains(record) { return retry("an earlier change of \(type)/\(id) is still to be applied") }
+        if let v = e["schema_version"]?.int, v > schema.version {
+            return retry("the hub runs schema version \(schema.version); this entry needs \(v)")
+        }
+        func reject(_ reason: String, _ extra: [String: JSON] = [:]) throws(FieldSyncError) -> JSON {
+            try storage.recordDecision(device: device, seq: entrySeq, status: "rejected", reason: reason, serverSeq: nil, at: now)
+            return .object(extra.merging(["key": .string(key), "status": .string("rejected"), "reason": .string(reason)]) { a, _ in a })
+        }
+
+        // The hub trusts nothing the device says: the change is checked against
+        // the hub's schema exactly as a local action is.
+        var shape: [String: JSON] = ["action": .string("sync"), "actor": .string(device), "type": .string(type), "id": .string(id)]
+        for (k, v) in e["ops"]?.object ?? [:] { shape[k] = v }
+        let change: Change
+        let spec: TypeSpec
+        do {
+            change = try Action(json: .object(shape), schema: schema).change
+            spec = try schema.type(type)
+        } catch {
+            return try reject("invalid: \(error.message)")
+        }
+        guard let hlc = e["hlc"]?.int else { return try reject("invalid: entry has no \"hlc\" stamp") }
+
+        let (current, recordSeq) = try storage.record(type: type, id: id) ?? (RecordState(absent: ()), 0)
+        var state = current
+        let context = Merge.HubContext(seq: seq + 1, observed: e["cursor"]?.int ?? 0, base: e["base"]?.object ?? [:])
+        let report: MergeReport
+        do {
+            report = try Merge.merge(change, stamp: Stamp(hlc: hlc, device: device), into: &state, spec: spec, hub: context)
+        } catch {
+            return try reject("invalid: \(error.message)")
+        }
+        try storage.count(report, type: type, spec: spec)
+        if let refusal = report.rejection {
+            return try reject(refusal.reason, ["detail": refusal.detail, "state": current.shadowJSON, "record_seq": .int(recordSeq)])
+        }
+        seq += 1
+        try storage.save(type: type, id: id, state: state, seq: seq)
+        try storage.recordDecision(device: device, seq: entrySeq, status: "applied", reason: nil, serverSeq: seq, at: now)
+        return .object(["key": .string(key), "status": .string("applied"), "server_seq": .int(seq)])
+    }
+
+    /// A scope maps types to equality filters on their fields.
+    private func checkedScope(_ json: JSON?) throws(FieldSyncError) -> [String: [String: JSON]] {
+        guard let json, !json.isNull else { return [:] }
+        guard let o = json.object else { throw .arg("request: \"scope\" must map types to field filters") }
+        var scope: [String: [String: JSON]] = [:]
+        for (type, filter) in o {
+            let spec = try schema.type(type)
+            guard let f = filter.object else { throw .arg("request: scope of '\(type)' must be an object of field: value") }
+            for field in f.keys where spec.field(field) == nil {
+                throw .schema("request: scope names unknown field '\(type).\(field)'")
+            }
+            scope[type] = f
+        }
+        return scope
+    }
+
+    /// Tombstones are always in scope: a device must learn of a delete.
+    private func inScope(_ type: String, _ state: RecordState, _ scope: [String: [String: JSON]]) -> Bool {
+        guard let filter = scope[type], !state.deleted else { return true }
+        return filter.allSatisfy { state.fields[$0.key] ?? .null == $0.value }
+    }
+
+    // MARK: reads
+
+    package func query(_ json: JSON) throws(FieldSyncError) -> JSON {
+        guard let q = json.object else { throw .arg("a query must be a JSON object, got \(json.kind)") }
+        try checkKeys(q, allowed: ["type", "where", "order_by", "desc", "limit"], in: "query", code: FieldSyncError.arg)
+        let type = try requiredText(q, "type", in: "query")
+        _ = try schema.type(type)
+        guard let view = storage.views[type] else { throw .internal("no table for type '\(type)'") }
+        return try view.query(q, db: storage.db)
+    }
+
+    package func auditQuery(_ filter: JSON) throws(FieldSyncError) -> JSON {
+        guard let f = filter.isNull ? [:] : filter.object else { throw .arg("audit filter must be an object, got \(filter.kind)") }
+        try checkKeys(f, allowed: ["device_id", "type", "id", "actor", "action", "since", "until", "limit", "desc"],
+                      in: "audit filter", code: FieldSyncError.arg)
+        return .array(try storage.auditRows(f))
+    }
+
+    package func stats() throws(FieldSyncError) -> JSON {
+        let db = storage.db
+        var stats: [String: JSON] = ["schema_version": .int(schema.version), "seq": .int(seq)]
+        var records: Int64 = 0
+        for (name, view) in storage.views {
+            let n = try view.count(db: db)
+            stats["records_\(name)"] = .int(n)
+            records += n
+        }
+        stats["records"] = .int(records)
+        stats["devices"] = .int(try db.scalar("SELECT count(DISTINCT device) FROM fs_hub_applied") ?? 0)
+        stats["entries_applied"] = .int(try db.scalar("SELECT count(*) FROM fs_hub_applied WHERE status = 'applied'") ?? 0)
+        stats["entries_rejected"] = .int(try db.scalar("SELECT count(*) FROM fs_hub_applied WHERE status = 'rejected'") ?? 0)
+        stats["audit_rows"] = .int(try db.scalar("SELECT count(*) FROM fs_hub_audit") ?? 0)
+        stats["audit_hash_failures"] = .int(try db.scalar("SELECT count(*) FROM fs_hub_audit WHERE hash_ok = 0") ?? 0)
+        stats["audit_chain_breaks"] = .int(try db.scalar("SELECT count(*) FROM fs_hub_audit WHERE link_ok = 0") ?? 0)
+        stats["audit_gaps"] = .int(try db.scalar("SELECT coalesce(sum(m - n), 0) FROM (SELECT max(audit_id) AS m, count(*) AS n FROM fs_hub_audit GROUP BY device)") ?? 0)
+        var writes: Int64 = 0, concurrent: Int64 = 0
+        try db.query("SELECT type, field, writes, concurrent, won, lost, merged, rejected FROM fs_hub_conflicts") { r in
+            let prefix = "conflicts.\(r.text(0)).\(r.text(1))."
+            for (i, name) in ["writes", "concurrent", "won", "lost", "merged", "rejected"].enumerated() {
+                stats[prefix + name] = .int(r.int(Int32(i + 2)))
+            }
+            let w = r.int(2), c = r.int(3)
+            stats[prefix + "rate"] = .double(w > 0 ? Double(c) / Double(w) : 0)
+            writes += w
+            concurrent += c
+            return true
+        }
+        stats["field_writes"] = .int(writes)
+        stats["conflicts"] = .int(concurrent)
+        stats["conflict_rate"] = .double(writes > 0 ? Double(concurrent) / Double(writes) : 0)
+        return .object(stats)
+    }
+}

@@ -1,0 +1,194 @@
+// The hub's storage: every SQL statement the hub runs, behind one type, so a
+// PostgreSQL-backed hub later replaces this file and not the merge logic.
+
+final class HubStorage {
+    let db: Connection
+    let views: [String: LocalView]
+
+    static let ddl = [
+        "CREATE TABLE fs_meta(key TEXT PRIMARY KEY NOT NULL, value) WITHOUT ROWID",
+        // Current state of each record; `seq` is the server sequence of its
+        // latest change, so the change log is "records with seq > cursor".
+        """
+        CREATE TABLE fs_hub_records(type TEXT NOT NULL, id TEXT NOT NULL, seq INTEGER NOT NULL,
+            state TEXT NOT NULL, PRIMARY KEY(type, id)) WITHOUT ROWID
+        """,
+        "CREATE INDEX fs_hub_records_seq ON fs_hub_records(seq)",
+        // What was decided for every entry ever received: the idempotency ledger.
+        """
+        CREATE TABLE fs_hub_applied(device TEXT NOT NULL, seq INTEGER NOT NULL, status TEXT NOT NULL,
+            reason TEXT, server_seq INTEGER, received_at INTEGER NOT NULL, PRIMARY KEY(device, seq)) WITHOUT ROWID
+        """,
+        """
+        CREATE TABLE fs_hub_audit(device TEXT NOT NULL, audit_id INTEGER NOT NULL, actor TEXT NOT NULL,
+            action TEXT NOT NULL, type TEXT NOT NULL, id TEXT NOT NULL, input TEXT NOT NULL,
+            device_time INTEGER NOT NULL, hlc INTEGER NOT NULL, outbox_keys TEXT NOT NULL,
+            prev_hash TEXT NOT NULL, hash TEXT NOT NULL, server_received_at INTEGER NOT NULL,
+            hash_ok INTEGER NOT NULL, link_ok INTEGER, PRIMARY KEY(device, audit_id)) WITHOUT ROWID
+        """,
+        """
+        CREATE TABLE fs_hub_conflicts(type TEXT NOT NULL, field TEXT NOT NULL, policy TEXT NOT NULL,
+            writes INTEGER NOT NULL DEFAULT 0, concurrent INTEGER NOT NULL DEFAULT 0, won INTEGER NOT NULL DEFAULT 0,
+            lost INTEGER NOT NULL DEFAULT 0, merged INTEGER NOT NULL DEFAULT 0, rejected INTEGER NOT NULL DEFAULT 0,
+            PRIMARY KEY(type, field)) WITHOUT ROWID
+        """,
+    ]
+
+    init(db: Connection, schema: Schema) {
+        self.db = db
+        self.views = schema.types.mapValues(LocalView.init(spec:))
+    }
+
+    func create(schema: Schema) throws(FieldSyncError) {
+        for sql in HubStorage.ddl { try db.exec(sql) }
+        for name in views.keys.sorted() { try db.exec(views[name]?.ddl ?? "") }
+        try setMeta("format", .int(1))
+        try setMeta("role", .string("hub"))
+        try setMeta("schema", .string(schema.canonical))
+        try setMeta("schema_version", .int(schema.version))
+        try setMeta("seq", .int(0))
+    }
+
+    func meta(_ key: String) throws(FieldSyncError) -> JSON? { try Store.meta(key, db: db) }
+
+    func setMeta(_ key: String, _ value: JSON) throws(FieldSyncError) {
+        try db.run("INSERT OR REPLACE INTO fs_meta(key, value) VALUES(?, ?)", [.text(key), value.sqlLiteral])
+    }
+
+    // MARK: idempotency ledger
+
+    func decision(device: String, seq: Int64) throws(FieldSyncError) -> (status: String, reason: String?, serverSeq: Int64?)? {
+        var found: (String, String?, Int64?)?
+        try db.query("SELECT status, reason, server_seq FROM fs_hub_applied WHERE device = ? AND seq = ?", [.text(device), .int(seq)]) { r in
+            found = (r.text(0), r.optionalText(1), r.optionalInt(2))
+            return false
+        }
+        return found
+    }
+
+    func recordDecision(device: String, seq: Int64, status: String, reason: String?, serverSeq: Int64?, at: Int64) throws(FieldSyncError) {
+        try db.run("INSERT INTO fs_hub_applied(device, seq, status, reason, server_seq, received_at) VALUES(?,?,?,?,?,?)",
+                   [.text(device), .int(seq), .text(status), reason.map(SQLValue.text) ?? .null,
+                    serverSeq.map(SQLValue.int) ?? .null, .int(at)])
+    }
+
+    // MARK: records
+
+    func record(type: String, id: String) throws(FieldSyncError) -> (state: RecordState, seq: Int64)? {
+        var found: (RecordState, Int64)?
+        try db.query("SELECT state, seq FROM fs_hub_records WHERE type = ? AND id = ?", [.text(type), .text(id)]) { r in
+            found = (RecordState(json: (try? JSON.parse(r.text(0), what: "stored state")) ?? .null), r.int(1))
+            return false
+        }
+        return found
+    }
+
+    func save(type: String, id: String, state: RecordState, seq: Int64) throws(FieldSyncError) {
+        try db.run("INSERT OR REPLACE INTO fs_hub_records(type, id, seq, state) VALUES(?, ?, ?, ?)",
+                   [.text(type), .text(id), .int(seq), .text(state.storedJSON.text)])
+        guard let view = views[type] else { return }
+        if state.deleted { try view.delete(id, db: db) } else { try view.save(id, state.fields, db: db) }
+    }
+
+    /// Records changed after `cursor`, oldest change first.
+    func changes(after cursor: Int64, limit: Int64) throws(FieldSyncError) -> [(type: String, id: String, seq: Int64, state: RecordState)] {
+        var out: [(String, String, Int64, RecordState)] = []
+        try db.query("SELECT type, id, seq, state FROM fs_hub_records WHERE seq > ? ORDER BY seq LIMIT ?", [.int(cursor), .int(limit)]) { r in
+            out.append((r.text(0), r.text(1), r.int(2), RecordState(json: (try? JSON.parse(r.text(3), what: "stored state")) ?? .null)))
+            return true
+        }
+        return out
+    }
+
+    // MARK: audit
+
+    /// Stores a device's audit row once, checks its hash and its links to
+    /// its neighbours; returns false when the row was already there.
+    func storeAudit(_ row: AuditRow, receivedAt: Int64) throws(FieldSyncError) -> Bool {
+        if try db.scalar("SELECT 1 FROM fs_hub_audit WHERE device = ? AND audit_id = ?", [.text(row.deviceId), .int(row.auditId)]) != nil {
+            return false
+        }
+        let hashOK = row.computedHash() == row.hash
+        var previous: String?
+        try db.query("SELECT hash FROM fs_hub_audit WHERE device = ? AND audit_id = ?", [.text(row.deviceId), .int(row.auditId - 1)]) { r in
+            previous = r.text(0)
+            return false
+        }
+        let linkOK: SQLValue = row.auditId == 1 ? .int(row.prevHash == AuditRow.genesis ? 1 : 0)
+            : previous.map { .int($0 == row.prevHash ? 1 : 0) } ?? .null
+        try db.run("""
+            INSERT INTO fs_hub_audit(device, audit_id, actor, action, type, id, input, device_time, hlc, outbox_keys,
+                prev_hash, hash, server_received_at, hash_ok, link_ok) VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)
+            """, [.text(row.deviceId), .int(row.auditId), .text(row.actor), .text(row.action), .text(row.type), .text(row.id),
+                  .text(row.input.text), .int(row.deviceTime), .int(row.hlc), .text(JSON.array(row.outboxKeys.map(JSON.string)).text),
+                  .text(row.prevHash), .text(row.hash), .int(receivedAt), .int(hashOK ? 1 : 0), linkOK])
+        // The next row may have arrived first: its link can be checked now.
+        try db.run("""
+            UPDATE fs_hub_audit SET link_ok = (prev_hash = ?) WHERE device = ? AND audit_id = ?
+            """, [.text(row.hash), .text(row.deviceId), .int(row.auditId + 1)])
+        return true
+    }
+
+    func auditRows(_ filter: [String: JSON]) throws(FieldSyncError) -> [JSON] {
+        var clauses: [String] = []
+        var values: [SQLValue] = []
+        for (key, column) in [("device_id", "a.device"), ("type", "a.type"), ("id", "a.id"), ("actor", "a.actor"), ("action", "a.action")] {
+            guard let v = filter[key], !v.isNull else { continue }
+            guard let s = v.string else { throw .arg("audit filter: \"\(key)\" must be a string") }
+            clauses.append("\(column) = ?")
+            values.append(.text(s))
+        }
+        for (key, op) in [("since", ">="), ("until", "<")] {
+            guard let v = filter[key], !v.isNull else { continue }
+            guard let ms = v.int else { throw .arg("audit filter: \"\(key)\" must be milliseconds (an integer)") }
+            clauses.append("a.device_time \(op) ?")
+            values.append(.int(ms))
+        }
+        var sql = """
+            SELECT a.device, a.audit_id, a.actor, a.action, a.type, a.id, a.input, a.device_time, a.hlc, a.outbox_keys,
+                   a.prev_hash, a.hash, a.server_received_at, a.hash_ok, a.link_ok, d.status, d.reason
+            FROM fs_hub_audit a LEFT JOIN fs_hub_applied d ON d.device = a.device AND d.seq = a.audit_id
+            """
+        if !clauses.isEmpty { sql += " WHERE " + clauses.joined(separator: " AND ") }
+        sql += try orderAndLimit(filter, column: "a.device", tieBreak: "a.audit_id", context: "audit filter")
+        var rows: [JSON] = []
+        try db.query(sql, values) { r in
+            rows.append(.object([
+                "device_id": .string(r.text(0)), "audit_id": .int(r.int(1)), "actor": .string(r.text(2)),
+                "action": .string(r.text(3)), "type": .string(r.text(4)), "id": .string(r.text(5)),
+                "input": (try? JSON.parse(r.text(6), what: "stored input")) ?? .null, "device_time": .int(r.int(7)),
+                "hlc": .int(r.int(8)), "outbox_keys": (try? JSON.parse(r.text(9), what: "stored keys")) ?? .array([]),
+                "prev_hash": .string(r.text(10)), "hash": .string(r.text(11)), "server_received_at": .int(r.int(12)),
+                "chain_ok": .bool(r.int(13) == 1 && r.optionalInt(14) != 0),
+                "outcome": .string(r.optionalText(15).map { $0 == "applied" || $0 == "rejected" ? $0 : "pending" } ?? "pending"),
+                "reason": r.optionalText(16).map(JSON.string) ?? .null,
+            ]))
+            return true
+        }
+        return rows
+    }
+
+    // MARK: conflict accounting
+
+    func count(_ report: MergeReport, type: String, spec: TypeSpec) throws(FieldSyncError) {
+        for (field, resolution) in report.fields {
+            let policy = spec.field(field)?.merge.rawValue ?? "lww"
+            let concurrent = resolution == .clean ? 0 : 1
+            let column: String
+            switch resolution {
+            case .clean: column = "writes"
+            case .won: column = "won"
+            case .lost: column = "lost"
+            case .merged: column = "merged"
+            case .rejected: column = "rejected"
+            }
+            try db.run("""
+                INSERT INTO fs_hub_conflicts(type, field, policy, writes, concurrent) VALUES(?, ?, ?, 1, ?)
+                ON CONFLICT(type, field) DO UPDATE SET writes = writes + 1, concurrent = concurrent + excluded.concurrent
+                """, [.text(type), .text(field), .text(policy), .int(Int64(concurrent))])
+            if column != "writes" {
+                try db.run("UPDATE fs_hub_conflicts SET \(column) = \(column) + 1 WHERE type = ? AND field = ?", [.text(type), .text(field)])
+            }
+        }
+    }
+}

@@ -1,0 +1,59 @@
+// The wire protocol between a device and the hub (docs/PROTOCOL.md). Only
+// shapes live here: building and reading requests and responses.
+
+enum Wire {
+    /// The protocol version this library speaks. A hub answers any version
+    /// from 1 up to this one; a device refuses responses it cannot read.
+    static let version: Int64 = 1
+
+    static func batchId(device: String, number: Int64) -> String { "\(device)-b\(number)" }
+
+    static func batchNumber(_ batch: String, device: String) -> Int64? {
+        let prefix = device + "-b"
+        guard batch.hasPrefix(prefix), let n = Int64(batch.dropFirst(prefix.count)), n > 0 else { return nil }
+        return n
+    }
+
+    /// An outbox entry as it travels.
+    static func entry(_ e: OutboxEntry) -> JSON {
+        .object([
+            "key": .string(e.key), "seq": .int(e.seq), "type": .string(e.type), "id": .string(e.id),
+            "hlc": .int(e.hlc), "schema_version": .int(e.schemaVersion), "ops": e.change.json,
+            "base": .object(e.base), "cursor": .int(e.cursor),
+        ])
+    }
+
+    /// An audit row as it travels: only what the device decided.
+    static func audit(_ row: AuditRow) -> JSON {
+        .object([
+            "audit_id": .int(row.auditId), "actor": .string(row.actor), "action": .string(row.action),
+            "type": .string(row.type), "id": .string(row.id), "input": row.input, "device_time": .int(row.deviceTime),
+            "hlc": .int(row.hlc), "outbox_keys": .array(row.outboxKeys.map(JSON.string)),
+            "prev_hash": .string(row.prevHash), "hash": .string(row.hash),
+        ])
+    }
+
+    static func auditRow(_ json: JSON, device: String) throws(FieldSyncError) -> AuditRow {
+        guard let o = json.object else { throw .arg("audit row must be an object") }
+        func int(_ k: String) throws(FieldSyncError) -> Int64 {
+            guard let v = o[k]?.int else { throw .arg("audit row: \"\(k)\" must be an integer") }
+            return v
+        }
+        func text(_ k: String) throws(FieldSyncError) -> String {
+            guard let v = o[k]?.string else { throw .arg("audit row: \"\(k)\" must be a string") }
+            return v
+        }
+        guard let keys = o["outbox_keys"]?.array else { throw .arg("audit row: \"outbox_keys\" must be an array") }
+        return AuditRow(auditId: try int("audit_id"), deviceId: device, actor: try text("actor"), action: try text("action"),
+                        type: try text("type"), id: try text("id"), input: o["input"] ?? .null,
+                        deviceTime: try int("device_time"), hlc: try int("hlc"), outboxKeys: keys.compactMap(\.string),
+                        prevHash: try text("prev_hash"), hash: try text("hash"))
+    }
+
+    static func error(_ code: String, _ message: String, device: String, batch: String, serverTime: Int64) -> JSON {
+        .object([
+            "protocol": .int(version), "device_id": .string(device), "batch": .string(batch),
+            "server_time": .int(serverTime), "error": .object(["code": .string(code), "message": .string(message)]),
+        ])
+    }
+}

@@ -1,0 +1,360 @@
+// The device's sync steps (DESIGN §5): sans-I/O. prepare says what to send
+// (or how long to wait), receive applies what came back, fail and
+// connectivity steer the backoff. The host moves the bytes.
+
+/// Sync settings (store options) and progress. Progress that must survive a
+/// restart lives in fs_meta; transport backoff deliberately does not: a
+/// restarted app should try at once.
+struct SyncState {
+    var batchSize: Int64 = 500
+    var pullLimit: Int64 = 1000
+    var backoffBaseMs: Int64 = 500
+    var backoffCapMs: Int64 = 60_000
+    var maxAttempts: Int64 = 8
+    var pullIntervalMs: Int64 = 60_000
+    var scope: [String: JSON] = [:]
+
+    var cursor: Int64 = 0
+    var batches: Int64 = 0
+    var auditAckedThrough: Int64 = 0
+    var pullDue = true
+    var upgradeRequired: String? = nil
+
+    var online = true
+    var failures: Int64 = 0
+    var retryAt: Int64 = 0
+    var lastPullAt: Int64 = 0
+    var lastSyncAt: Int64 = 0
+    var lastFailure: String? = nil
+
+    static let optionKeys: Set<String> = ["batch_size", "pull_limit", "backoff_base_ms", "backoff_cap_ms",
+                                          "max_attempts", "pull_interval_ms", "scope"]
+
+    mutating func configure(_ opts: [String: JSON]) throws(FieldSyncError) {
+        func positive(_ key: String, _ value: inout Int64, min: Int64 = 1) throws(FieldSyncError) {
+            guard let v = opts[key], !v.isNull else { return }
+            guard let n = v.int, n >= min else { throw .arg("options: \"\(key)\" must be an integer >= \(min)") }
+            value = n
+        }
+        try positive("batch_size", &batchSize)
+        try positive("pull_limit", &pullLimit)
+        try positive("backoff_base_ms", &backoffBaseMs)
+        try positive("backoff_cap_ms", &backoffCapMs)
+        try positive("max_attempts", &maxAttempts)
+        try positive("pull_interval_ms", &pullIntervalMs, min: 0)
+        if backoffCapMs < backoffBaseMs { throw .arg("options: \"backoff_cap_ms\" must be >= \"backoff_base_ms\"") }
+        if let s = opts["scope"], !s.isNull {
+            guard let scope = s.object else { throw .arg("options: \"scope\" must map types to field filters") }
+            self.scope = scope
+        }
+    }
+
+    /// Full jitter: a uniform wait in [0, min(cap, base * 2^attempt)].
+    func backoff(attempt: Int64, random: inout some RandomNumberGenerator) -> Int64 {
+        let exponent = Swift.min(Swift.max(attempt - 1, 0), 40)
+        let (raw, overflow) = backoffBaseMs.multipliedReportingOverflow(by: Int64(1) << exponent)
+        let ceiling = overflow ? backoffCapMs : Swift.min(backoffCapMs, raw)
+        return Int64.random(in: 0...ceiling, using: &random)
+    }
+}
+
+extension Store {
+    static let syncMetaKeys = ["cursor", "batches", "audit_acked_through", "pull_due", "upgrade_required", "hlc", "scope"]
+
+    func loadSyncProgress() throws(FieldSyncError) {
+        sync.cursor = try Store.meta("cursor", db: db)?.int ?? 0
+        sync.batches = try Store.meta("batches", db: db)?.int ?? 0
+        sync.auditAckedThrough = try Store.meta("audit_acked_through", db: db)?.int ?? 0
+        sync.upgradeRequired = try Store.meta("upgrade_required", db: db)?.string
+        // A new scope may take in records the old one skipped: pull from the start.
+        let scopeText = JSON.object(sync.scope).text
+        if let stored = try Store.meta("scope", db: db)?.string, stored != scopeText {
+            sync.cursor = 0
+        }
+        try db.transaction { () throws(FieldSyncError) in
+            try setMeta("scope", .string(scopeText))
+            try setMeta("cursor", .int(sync.cursor))
+            // A batch that was in flight when the app stopped has an unknown
+            // fate; the hub deduplicates, so it is simply sent again.
+            try db.run("UPDATE fs_outbox SET state = 'pending', batch = NULL WHERE state = 'inflight'")
+        }
+    }
+
+    func setMeta(_ key: String, _ value: JSON) throws(FieldSyncError) {
+        try db.run("INSERT OR REPLACE INTO fs_meta(key, value) VALUES(?, ?)", [.text(key), value.sqlLiteral])
+    }
+
+    // MARK: prepare
+
+    /// The next request to send, or nil and how long to wait before asking again.
+    package func prepare() throws(FieldSyncError) -> (request: JSON?, waitMs: Int64) {
+        if sync.upgradeRequired != nil { return (nil, -1) }
+        let now = wallClock()
+        if !sync.online { return (nil, sync.backoffCapMs) }
+        if sync.retryAt > now { return (nil, sync.retryAt - now) }
+
+        return try db.transaction { () throws(FieldSyncError) -> (JSON?, Int64) in
+            // An unanswered earlier batch is superseded: its entries go again.
+            try db.run("UPDATE fs_outbox SET state = 'pending', batch = NULL WHERE state = 'inflight'")
+            var selected: [OutboxEntry] = []
+            var blocked: Set<ExactString> = []
+            var nextDue = Int64.max
+            try db.query("""
+                SELECT seq, type, id, hlc, schema_version, ops, base, cursor, state, next_attempt_at
+                FROM fs_outbox WHERE state IN ('pending', 'stuck') ORDER BY seq
+                """) { r in
+                let type = r.text(1), id = r.text(2)
+                let record = ExactString(type + "\u{0}" + id)
+                if blocked.contains(record) { return true }
+                let state = r.text(8), due = r.int(9)
+                // One record's entries go in order: one not yet due holds back
+                // the later ones of its record, and nothing else.
+                if state == OutboxState.stuck.rawValue || due > now {
+                    blocked.insert(record)
+                    if state != OutboxState.stuck.rawValue { nextDue = min(nextDue, due) }
+                    return true
+                }
+                let seq = r.int(0)
+                selected.append(OutboxEntry(
+                    seq: seq, key: Outbox.key(device: deviceId, seq: seq), type: type, id: id, hlc: r.int(3),
+                    schemaVersion: r.int(4), change: Change(json: (try? JSON.parse(r.text(5), what: "stored ops")) ?? .null),
+                    base: r.optionalText(6).flatMap { try? JSON.parse($0, what: "stored base") }?.object ?? [:],
+                    cursor: r.int(7)))
+                return Int64(selected.count) < sync.batchSize
+            }
+            let pullDue = sync.pullDue || (sync.pullIntervalMs > 0 && sync.lastPullAt + sync.pullIntervalMs <= now)
+            if selected.isEmpty && !pullDue {
+                var wait = nextDue == Int64.max ? -1 : nextDue - now
+                if sync.pullIntervalMs > 0 {
+                    let untilPull = sync.lastPullAt + sync.pullIntervalMs - now
+                    wait = wait < 0 ? untilPull : min(wait, untilPull)
+                }
+                return (nil, wait)
+            }
+
+            sync.batches += 1
+            let batch = Wire.batchId(device: deviceId, number: sync.batches)
+            try setMeta("batches", .int(sync.batches))
+            for e in selected {
+                try db.run("UPDATE fs_outbox SET state = 'inflight', batch = ? WHERE seq = ?", [.text(batch), .int(e.seq)])
+            }
+            // Audit rows travel with their entries; rows not yet acknowledged
+            // (of discarded or stuck entries too) follow in order.
+            var audit: [Int64: AuditRow] = [:]
+            let oldest = try db.queryAudit("WHERE audit_id > ? AND server_received_at IS NULL ORDER BY audit_id LIMIT ?",
+                                           [.int(sync.auditAckedThrough), .int(sync.batchSize)], device: deviceId)
+            for row in oldest { audit[row.auditId] = row }
+            for e in selected where audit[e.seq] == nil {
+                for row in try db.queryAudit("WHERE audit_id = ? AND server_received_at IS NULL", [.int(e.seq)], device: deviceId) {
+                    audit[row.auditId] = row
+                }
+            }
+            var request: [String: JSON] = [
+                "protocol": .int(Wire.version), "device_id": .string(deviceId), "schema_version": .int(schema.version),
+                "batch": .string(batch), "cursor": .int(sync.cursor), "pull": .bool(true), "limit": .int(sync.pullLimit),
+                "entries": .array(selected.map(Wire.entry)),
+                "audit": .array(audit.keys.sorted().compactMap { audit[$0].map(Wire.audit) }),
+            ]
+            if !sync.scope.isEmpty { request["scope"] = .object(sync.scope) }
+            return (.object(request), 0)
+        }
+    }
+
+    // MARK: receive
+
+    /// Applies the hub's response in one transaction; returns a summary.
+    package func receive(_ response: JSON) throws(FieldSyncError) -> JSON {
+        guard let r = response.object else { throw .arg("response must be a JSON object, got \(response.kind)") }
+        guard let proto = r["protocol"]?.int, proto >= 1 else { throw .arg("response: \"protocol\" is missing") }
+        if proto > Wire.version { throw .arg("response uses protocol \(proto); this library reads up to \(Wire.version)") }
+        guard let device = r["device_id"]?.string else { throw .arg("response: \"device_id\" is missing") }
+        if device != deviceId { throw .arg("response is for device '\(device)', this store is '\(deviceId)'") }
+        guard let batch = r["batch"]?.string, let number = Wire.batchNumber(batch, device: deviceId), number <= sync.batches else {
+            throw .arg("response answers batch \(r["batch"]?.text ?? "null"), which this store never sent")
+        }
+        let now = wallClock()
+
+        if let error = r["error"], !error.isNull {
+            let code = error["code"]?.string ?? "error"
+            let message = error["message"]?.string ?? "the hub refused the request"
+            try db.transaction { () throws(FieldSyncError) in
+                try db.run("UPDATE fs_outbox SET state = 'pending', batch = NULL WHERE batch = ? AND state = 'inflight'", [.text(batch)])
+                if code == "upgrade_required" { try setMeta("upgrade_required", .string(message)) }
+            }
+            if code == "upgrade_required" {
+                sync.upgradeRequired = message
+                throw .upgradeRequired("the hub requires a newer schema: \(message); the outbox is kept")
+            }
+            throw .conflict("the hub refused the request (\(code)): \(message)")
+        }
+
+        let results = r["results"]?.array ?? []
+        let changes = r["changes"]?.array ?? []
+        // Check every key before changing anything: a response naming another
+        // device's entries is refused whole.
+        var parsed: [(seq: Int64, item: [String: JSON])] = []
+        for item in results {
+            guard let o = item.object, let key = o["key"]?.string, let status = o["status"]?.string else {
+                throw .arg("response: each result needs \"key\" and \"status\"")
+            }
+            guard let seq = Outbox.seq(ofKey: key, device: deviceId) else { throw .arg("response: result for '\(key)', not an entry of this device") }
+            guard ["applied", "duplicate", "rejected", "retry"].contains(status) else { throw .arg("response: unknown status '\(status)'") }
+            parsed.append((seq, o))
+        }
+        for change in changes {
+            guard change["type"]?.string != nil, change["id"]?.string != nil, change["seq"]?.int != nil, change["state"]?.object != nil else {
+                throw .arg("response: each change needs \"type\", \"id\", \"seq\" and \"state\"")
+            }
+        }
+
+        var clock = self.clock
+        var summary: [String: Int64] = ["applied": 0, "duplicate": 0, "rejected": 0, "retry": 0, "stuck": 0, "pulled": 0]
+        var touched: [ExactString: (type: String, id: String)] = [:]
+        var random = SystemRandomNumberGenerator()
+        let newCursor: Int64 = try db.transaction { () throws(FieldSyncError) -> Int64 in
+            for (seq, item) in parsed {
+                var found: (type: String, id: String, attempts: Int64)?
+                try db.query("SELECT type, id, attempts FROM fs_outbox WHERE seq = ?", [.int(seq)]) { row in
+                    found = (row.text(0), row.text(1), row.int(2))
+                    return false
+                }
+                guard let entry = found else { continue }   // already settled by an earlier answer
+                let status = item["status"]?.string ?? ""
+                summary[status, default: 0] += 1
+                let outcome = status == "duplicate" ? (item["outcome"]?.string ?? "applied") : status
+                switch outcome {
+                case "applied":
+                    try db.run("DELETE FROM fs_outbox WHERE seq = ?", [.int(seq)])
+                    try db.run("UPDATE fs_audit SET outcome = 'applied', reason = NULL WHERE audit_id = ?", [.int(seq)])
+                    touched[ExactString(entry.type + "\u{0}" + entry.id)] = (entry.type, entry.id)
+                case "rejected":
+                    let reason = item["reason"]?.string ?? "rejected"
+                    try db.run("UPDATE fs_outbox SET state = 'rejected', batch = NULL, reason = ? WHERE seq = ?", [.text(reason), .int(seq)])
+                    try db.run("UPDATE fs_audit SET outcome = 'rejected', reason = ? WHERE audit_id = ?", [.text(reason), .int(seq)])
+                    touched[ExactString(entry.type + "\u{0}" + entry.id)] = (entry.type, entry.id)
+                    // The hub sends the record's current state with a refusal so
+                    // the view returns to the server's value at once.
+                    if let state = item["state"], let version = item["record_seq"]?.int {
+                        _ = try storeShadow(type: entry.type, id: entry.id, version: version, state: state, clock: &clock)
+                    }
+                default: // retry
+                    let attempts = entry.attempts + 1
+                    if attempts >= sync.maxAttempts {
+                        summary["stuck", default: 0] += 1
+                        try db.run("UPDATE fs_outbox SET state = 'stuck', batch = NULL, attempts = ?, reason = ? WHERE seq = ?",
+                                   [.int(attempts), .text(item["reason"]?.string ?? "retries exhausted"), .int(seq)])
+                    } else {
+                        let due = now + sync.backoff(attempt: attempts, random: &random)
+                        try db.run("UPDATE fs_outbox SET state = 'pending', batch = NULL, attempts = ?, next_attempt_at = ?, reason = ? WHERE seq = ?",
+                                   [.int(attempts), .int(due), item["reason"]?.string.map(SQLValue.text) ?? .null, .int(seq)])
+                    }
+                }
+            }
+            // Entries the hub did not answer go back to pending untouched.
+            try db.run("UPDATE fs_outbox SET state = 'pending', batch = NULL WHERE batch = ? AND state = 'inflight'", [.text(batch)])
+
+            for change in changes {
+                let type = change["type"]?.string ?? "", id = change["id"]?.string ?? ""
+                guard views[type] != nil else { continue }   // a type this schema does not have
+                if try storeShadow(type: type, id: id, version: change["seq"]?.int ?? 0, state: change["state"] ?? .null, clock: &clock) {
+                    summary["pulled", default: 0] += 1
+                    touched[ExactString(type + "\u{0}" + id)] = (type, id)
+                }
+            }
+            for record in touched.values { try rebase(type: record.type, id: record.id) }
+
+            for ack in r["audit_acks"]?.array ?? [] {
+                guard let id = ack["audit_id"]?.int, let at = ack["server_received_at"]?.int else { continue }
+                try db.run("UPDATE fs_audit SET server_received_at = ? WHERE audit_id = ? AND server_received_at IS NULL", [.int(at), .int(id)])
+            }
+            let firstUnacked = try db.scalar("SELECT min(audit_id) FROM fs_audit WHERE audit_id > ? AND server_received_at IS NULL",
+                                             [.int(sync.auditAckedThrough)])
+            let acked = firstUnacked.map { $0 - 1 } ?? lastSeq
+            try setMeta("audit_acked_through", .int(acked))
+
+            let cursor = max(sync.cursor, r["cursor"]?.int ?? sync.cursor)
+            try setMeta("cursor", .int(cursor))
+            try setMeta("hlc", .int(clock.last))
+            sync.auditAckedThrough = acked
+            return cursor
+        }
+        self.clock = clock
+        sync.cursor = newCursor
+        sync.pullDue = r["more"]?.bool ?? false
+        sync.lastPullAt = now
+        sync.lastSyncAt = now
+        sync.failures = 0
+        sync.retryAt = 0
+        var out = summary.mapValues(JSON.int)
+        out["cursor"] = .int(newCursor)
+        out["more"] = .bool(sync.pullDue)
+        out["outbox"] = .int(try Outbox.count(db))
+        return .object(out)
+    }
+
+    /// Stores pulled server state if it is newer than what the device has;
+    /// returns whether it did. Stamps it carries advance the device's clock.
+    private func storeShadow(type: String, id: String, version: Int64, state: JSON, clock: inout HybridClock) throws(FieldSyncError) -> Bool {
+        let current = try db.scalar("SELECT version FROM fs_shadow WHERE type = ? AND id = ?", [.text(type), .text(id)])
+        if let current, current >= version { return false }
+        let record = RecordState(json: state)
+        for stamp in record.stamps.values { clock.observe(stamp.hlc) }
+        if let at = record.deletedAt { clock.observe(at.hlc) }
+        try db.run("INSERT OR REPLACE INTO fs_shadow(type, id, version, state) VALUES(?, ?, ?, ?)",
+                   [.text(type), .text(id), .int(version), .text(record.shadowJSON.text)])
+        return true
+    }
+
+    // MARK: fail and connectivity
+
+    /// The transport failed: the batch goes back to pending (nothing lost,
+    /// no attempt counted against its entries) and the next try backs off.
+    package func fail(reason: String) throws(FieldSyncError) {
+        try db.run("UPDATE fs_outbox SET state = 'pending', batch = NULL WHERE state = 'inflight'")
+        var random = SystemRandomNumberGenerator()
+        sync.failures += 1
+        sync.retryAt = wallClock() + sync.backoff(attempt: sync.failures, random: &random)
+        sync.lastFailure = reason
+    }
+
+    /// Connectivity changed. Up: resume now, whatever the backoff was.
+    package func connectivity(up: Bool) throws(FieldSyncError) {
+        sync.online = up
+        guard up else { return }
+        sync.failures = 0
+        sync.retryAt = 0
+        sync.pullDue = true
+        try db.run("UPDATE fs_outbox SET next_attempt_at = 0 WHERE state = 'pending' AND next_attempt_at > 0")
+    }
+
+    var syncStats: [String: JSON] {
+        let now = wallClock()
+        let state = sync.upgradeRequired != nil ? "upgrade_required" : !sync.online ? "offline" : sync.retryAt > now ? "backoff" : "ready"
+        return [
+            "sync_state": .string(state), "cursor": .int(sync.cursor), "batches_sent": .int(sync.batches),
+            "transport_failures": .int(sync.failures), "last_sync_at": .int(sync.lastSyncAt),
+            "last_failure": .string(sync.lastFailure ?? ""), "upgrade_required": .string(sync.upgradeRequired ?? ""),
+            "audit_unacked": .int(lastSeq - sync.auditAckedThrough),
+        ]
+    }
+}
+
+extension Connection {
+    /// Audit rows selected by `clause` ("WHERE ... ORDER BY ..."), complete.
+    func queryAudit(_ clause: String, _ values: [SQLValue], device: String) throws(FieldSyncError) -> [AuditRow] {
+        var rows: [AuditRow] = []
+        try query("""
+            SELECT audit_id, actor, action, type, id, input, device_time, hlc, outbox_keys, prev_hash, hash,
+                   outcome, reason, server_received_at FROM fs_audit
+            """ + " " + clause, values) { r in
+            rows.append(AuditRow(
+                auditId: r.int(0), deviceId: device, actor: r.text(1), action: r.text(2), type: r.text(3), id: r.text(4),
+                input: (try? JSON.parse(r.text(5), what: "stored input")) ?? .null, deviceTime: r.int(6), hlc: r.int(7),
+                outboxKeys: ((try? JSON.parse(r.text(8), what: "stored keys"))?.array ?? []).compactMap(\.string),
+                prevHash: r.text(9), hash: r.text(10), outcome: r.text(11), reason: r.optionalText(12),
+                serverReceivedAt: r.optionalInt(13)))
+            return true
+        }
+        return rows
+    }
+}

@@ -1,0 +1,96 @@
+@testable import FieldSync
+import Glibc
+import Testing
+
+@Suite struct SyncTests {
+    /// The CI set of seeds: 3 devices, 2,000 actions each run, every fault.
+    @Test(arguments: [1, 2, 3, 4, 5] as [UInt64])
+    func invariantsHoldUnderFaults(seed: UInt64) throws {
+        let sim = try Simulation(seed: seed)
+        try sim.run(actions: 2000)
+        let problems = try sim.violations()
+        #expect(problems.isEmpty, "seed \(seed): \(problems.prefix(5)) faults: \(sim.report.faults)")
+        #expect(sim.report.faults.count >= 5, "seed \(seed) exercised only \(sim.report.faults)")
+    }
+
+    /// One device six hours ahead, one six hours behind.
+    @Test func convergesWithSkewedClocks() throws {
+        let hour: Int64 = 3_600_000
+        let sim = try Simulation(seed: 99, skewMs: [6 * hour, -6 * hour, 0])
+        try sim.run(actions: 600)
+        #expect(try sim.violations().isEmpty)
+    }
+
+    /// `make soak`: FIELDSYNC_SOAK_SEEDS=N runs seeds 1000..<1000+N.
+    @Test func soak() throws {
+        guard let env = getenv("FIELDSYNC_SOAK_SEEDS"), let n = UInt64(String(cString: env)), n > 0 else { return }
+        var actions = 0
+        var failed: [UInt64] = []
+        for seed in 1000..<(1000 + n) {
+            let sim = try Simulation(seed: seed)
+            try sim.run(actions: 2000)
+            actions += sim.report.actions
+            if !(try sim.violations()).isEmpty { failed.append(seed) }
+        }
+        print("soak: \(n - UInt64(failed.count)) of \(n) seeds passed, \(actions) actions; failed seeds: \(failed)")
+        #expect(failed.isEmpty)
+    }
+
+    @Test func resumeAfterConnectivityIsImmediate() throws {
+        let sim = try Simulation(seed: 7)
+        let device = sim.devices[0]
+        _ = try device.apply(JSON.parse(#"{"action":"a","actor":"op","type":"task","id":"T","set":{"site":"x"}}"#))
+        for _ in 0..<6 {
+            let (request, _) = try device.prepare()
+            if request != nil { try device.fail(reason: "offline") }
+        }
+        let (none, wait) = try device.prepare()
+        #expect(none == nil && wait > 0 && wait <= 200)
+        try device.connectivity(up: true)
+        let (request, immediate) = try device.prepare()
+        #expect(request != nil && immediate == 0)
+    }
+
+    @Test func receiveRefusesResponsesNotMeantForThisStore() throws {
+        let sim = try Simulation(seed: 8)
+        let device = sim.devices[0]
+        _ = try device.apply(JSON.parse(#"{"action":"a","actor":"op","type":"task","id":"T","inc":{"picked":1}}"#))
+        let (request, _) = try device.prepare()
+        let response = try sim.hub.handle(#require(request))
+        let other = try sim.hub.handle(JSON.parse(#"{"protocol":1,"device_id":"dev-1","batch":"dev-1-b1","schema_version":1}"#))
+        let before = try device.outboxList(.null)
+        #expect(throws: FieldSyncError.self) { _ = try device.receive(other) }
+        var forged = response.object ?? [:]
+        forged["batch"] = .string("dev-0-b99")
+        #expect(throws: FieldSyncError.self) { _ = try device.receive(.object(forged)) }
+        #expect(throws: FieldSyncError.self) { _ = try device.receive(.string("garbage")) }
+        #expect(try device.outboxList(.null) == before)
+        _ = try device.receive(response)
+        #expect(try device.outboxCount() == 0)
+    }
+
+    @Test func retriesBackOffThenGetStuckButAreNeverDeleted() throws {
+        let sim = try Simulation(seed: 9)
+        let device = try Store(path: sim.dir + "/stuck.db", schemaJSON: simSchema,
+                               optionsJSON: #"{"device_id":"dev-s","max_attempts":3,"backoff_base_ms":10,"backoff_cap_ms":50}"#)
+        let clock = TestClock()
+        device.wallClock = { clock.now }
+        _ = try device.apply(JSON.parse(#"{"action":"a","actor":"op","type":"task","id":"T","inc":{"picked":1}}"#))
+        _ = try device.apply(JSON.parse(#"{"action":"a","actor":"op","type":"task","id":"U","inc":{"picked":1}}"#))
+        for _ in 0..<3 {
+            clock.now += 1000
+            let (request, _) = try device.prepare()
+            let r = try #require(request)
+            let key = r["entries"]?.array?.first { $0["id"] == .string("T") }?["key"]?.string ?? ""
+            let otherKey = r["entries"]?.array?.first { $0["id"] == .string("U") }?["key"]
+            // The hub is told to retry T; U is applied and not held back by T.
+            var results: [JSON] = [.object(["key": .string(key), "status": .string("retry"), "reason": .string("busy")])]
+            if let otherKey { results.append(.object(["key": otherKey, "status": .string("applied")])) }
+            _ = try device.receive(.object(["protocol": .int(1), "device_id": .string("dev-s"), "batch": r["batch"] ?? .null, "results": .array(results)]))
+        }
+        let entries = try device.outboxList(.null).array ?? []
+        #expect(entries.count == 1)
+        #expect(entries.first?["state"] == .string("stuck"))
+        #expect(try device.stats()["outbox_stuck"] == .int(1))
+    }
+}

@@ -1,0 +1,516 @@
+/*
+ * fixture.c — shared helpers of the C suite (see fixture.h).
+ */
+#include "fixture.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "sha256.h"
+
+const char *const TASK_FIELDS[] = {"status", "site",    "picked", "weight", "urgent",
+                                   "tags",   "on_hand", "locked", "lines"};
+
+char fs_test_sentinel[1];
+
+void free_out(char *p) {
+    if (p != NULL && p != SENTINEL) fs_free(p);
+}
+
+/* A rotating pool so that helpers can return strings without the caller
+ * freeing them; each slot is freed when it is reused. */
+#define POOL 16
+static __thread char *g_pool[POOL]; /* per thread: helpers run in workers too */
+static __thread unsigned g_pool_next = 0;
+
+static const char *pooled(char *s) {
+    unsigned i = g_pool_next++ % POOL;
+    free(g_pool[i]);
+    g_pool[i] = s;
+    return s;
+}
+
+void pool_release(void) {
+    unsigned i;
+    for (i = 0; i < POOL; i++) {
+        free(g_pool[i]);
+        g_pool[i] = NULL;
+    }
+}
+
+char *strf(const char *fmt, ...) {
+    va_list ap;
+    int n;
+    char *s;
+    va_start(ap, fmt);
+    n = vsnprintf(NULL, 0, fmt, ap);
+    va_end(ap);
+    s = (char *)malloc((size_t)n + 1);
+    if (s == NULL) abort();
+    va_start(ap, fmt);
+    vsnprintf(s, (size_t)n + 1, fmt, ap);
+    va_end(ap);
+    return s;
+}
+
+const char *test_path(const char *name) {
+    return pooled(strf("%s/%s", fs_test_dir(), name));
+}
+
+const char *Q(const char *single_quoted) {
+    char *s = strf("%s", single_quoted);
+    char *p;
+    for (p = s; *p; p++)
+        if (*p == '\'') *p = '"';
+    return pooled(s);
+}
+
+const char *act(const char *id, const char *changes) {
+    char *s = strf("{'action':'edit','actor':'op-1','type':'task','id':'%s',%s}", id, changes);
+    char *p;
+    for (p = s; *p; p++)
+        if (*p == '\'') *p = '"';
+    return pooled(s);
+}
+
+char *repeat_char(char c, size_t n) {
+    char *s = (char *)malloc(n + 1);
+    if (s == NULL) abort();
+    memset(s, c, n);
+    s[n] = '\0';
+    return s;
+}
+
+int write_file(const char *path, const void *data, size_t len) {
+    FILE *f = fopen(path, "wb");
+    if (f == NULL) return -1;
+    if (fwrite(data, 1, len, f) != len) {
+        fclose(f);
+        return -1;
+    }
+    return fclose(f) == 0 ? 0 : -1;
+}
+
+json_t *take_json_at(const char *file, int line, char *s) {
+    json_error_t err;
+    json_t *v;
+    if (s == NULL || s == SENTINEL) return NULL;
+    v = json_loads(s, JSON_DECODE_ANY, &err);
+    if (v == NULL)
+        fs_test_fail(file, line, "library returned invalid JSON (%s): %.200s", err.text, s);
+    fs_free(s);
+    return v;
+}
+
+fs_store *open_store_at(const char *file, int line, const char *name, const char *schema,
+                        const char *options) {
+    fs_store *s = NULL;
+    fs_status st = fs_store_open(test_path(name), schema, options, &s);
+    if (st != FS_OK) {
+        fs_test_fail(file, line, "fs_store_open(%s) returned %s: \"%s\"", name, fs_status_name(st),
+                     fs_last_error());
+        return NULL;
+    }
+    if (s == NULL) fs_test_fail(file, line, "fs_store_open returned FS_OK and a NULL handle");
+    return s;
+}
+
+json_t *apply_ok_at(const char *file, int line, fs_store *s, const char *action) {
+    char *out = NULL;
+    fs_status st = fs_store_apply(s, action, &out);
+    if (st != FS_OK) {
+        fs_test_fail(file, line, "fs_store_apply returned %s: \"%s\"\n      action: %.300s",
+                     fs_status_name(st), fs_last_error(), action);
+        return NULL;
+    }
+    if (out == NULL) {
+        fs_test_fail(file, line, "fs_store_apply returned FS_OK and a NULL result");
+        return NULL;
+    }
+    return take_json_at(file, line, out);
+}
+
+fs_status apply_status(fs_store *s, const char *action) {
+    char *out = NULL;
+    fs_status st = fs_store_apply(s, action, &out);
+    /* fs_free() after a failure would replace the message we want to check. */
+    if (st == FS_OK) fs_free(out);
+    return st;
+}
+
+json_t *get_ok_at(const char *file, int line, fs_store *s, const char *type, const char *id) {
+    char *out = NULL;
+    fs_status st = fs_store_get(s, type, id, &out);
+    if (st != FS_OK) {
+        fs_test_fail(file, line, "fs_store_get(%s, %s) returned %s: \"%s\"", type, id,
+                     fs_status_name(st), fs_last_error());
+        return NULL;
+    }
+    return take_json_at(file, line, out);
+}
+
+typedef fs_status (*listing_fn)(fs_store *, const char *, char **);
+
+static json_t *listing_at(const char *file, int line, const char *what, listing_fn fn,
+                          fs_store *s, const char *arg) {
+    char *out = NULL;
+    json_t *v;
+    fs_status st = fn(s, arg, &out);
+    if (st != FS_OK) {
+        fs_test_fail(file, line, "%s(%s) returned %s: \"%s\"", what, arg ? arg : "NULL",
+                     fs_status_name(st), fs_last_error());
+        return NULL;
+    }
+    v = take_json_at(file, line, out);
+    if (v != NULL && !json_is_array(v)) {
+        fs_test_fail(file, line, "%s did not return a JSON array", what);
+        json_decref(v);
+        return NULL;
+    }
+    return v;
+}
+
+json_t *query_ok_at(const char *file, int line, fs_store *s, const char *query) {
+    return listing_at(file, line, "fs_store_query", fs_store_query, s, query);
+}
+json_t *outbox_ok_at(const char *file, int line, fs_store *s, const char *filter) {
+    return listing_at(file, line, "fs_outbox_list", fs_outbox_list, s, filter);
+}
+json_t *audit_ok_at(const char *file, int line, fs_store *s, const char *filter) {
+    return listing_at(file, line, "fs_audit_query", fs_audit_query, s, filter);
+}
+
+json_t *stats_ok_at(const char *file, int line, fs_store *s) {
+    char *out = NULL;
+    json_t *v;
+    fs_status st = fs_store_stats(s, &out);
+    if (st != FS_OK) {
+        fs_test_fail(file, line, "fs_store_stats returned %s: \"%s\"", fs_status_name(st),
+                     fs_last_error());
+        return NULL;
+    }
+    v = take_json_at(file, line, out);
+    if (v != NULL && !json_is_object(v)) {
+        fs_test_fail(file, line, "fs_store_stats did not return a JSON object");
+        json_decref(v);
+        return NULL;
+    }
+    return v;
+}
+
+int64_t outbox_count(fs_store *s) {
+    int64_t n = 0;
+    if (fs_outbox_count(s, &n) != FS_OK) return -1;
+    return n;
+}
+
+long audit_count(fs_store *s) {
+    char *out = NULL;
+    json_t *v;
+    long n;
+    if (fs_audit_query(s, NULL, &out) != FS_OK) return -1;
+    v = json_loads(out, 0, NULL);
+    fs_free(out);
+    n = json_is_array(v) ? (long)json_array_size(v) : -1;
+    json_decref(v);
+    return n;
+}
+
+long long jint(json_t *obj, const char *key) {
+    json_t *v = json_object_get(obj, key);
+    return json_is_integer(v) ? (long long)json_integer_value(v) : 0;
+}
+
+const char *jstr(json_t *obj, const char *key) {
+    return json_string_value(json_object_get(obj, key));
+}
+
+char *jdump(json_t *v) {
+    char *s;
+    if (v == NULL) return strf("(null)");
+    s = json_dumps(v, JSON_COMPACT | JSON_SORT_KEYS | JSON_ENCODE_ANY);
+    return s ? s : strf("(unprintable)");
+}
+
+char *ids_of(json_t *rows) {
+    size_t i, len = 1;
+    char *s;
+    for (i = 0; i < json_array_size(rows); i++) {
+        const char *id = jstr(json_array_get(rows, i), "id");
+        len += (id ? strlen(id) : 6) + 1;
+    }
+    s = (char *)calloc(len, 1);
+    if (s == NULL) abort();
+    for (i = 0; i < json_array_size(rows); i++) {
+        const char *id = jstr(json_array_get(rows, i), "id");
+        if (i > 0) strcat(s, ",");
+        strcat(s, id ? id : "(none)");
+    }
+    return s;
+}
+
+static char *dump_call(listing_fn fn, fs_store *s, const char *arg) {
+    char *out = NULL;
+    json_t *v;
+    char *text;
+    if (fn(s, arg, &out) != FS_OK) return strf("(call failed: %s)", fs_last_error());
+    v = json_loads(out, 0, NULL);
+    fs_free(out);
+    text = jdump(v);
+    json_decref(v);
+    return text;
+}
+
+void snap_take(fs_store *s, store_snap *snap) {
+    snap->outbox = outbox_count(s);
+    snap->audit = audit_count(s);
+    snap->records = dump_call(fs_store_query, s, "{\"type\":\"task\"}");
+    snap->outbox_list = dump_call(fs_outbox_list, s, NULL);
+    snap->audit_list = dump_call(fs_audit_query, s, NULL);
+}
+
+void snap_check_at(const char *file, int line, fs_store *s, store_snap *snap) {
+    store_snap now;
+    snap_take(s, &now);
+    if (now.outbox != snap->outbox)
+        fs_test_fail(file, line, "outbox count changed from %lld to %lld", (long long)snap->outbox,
+                     (long long)now.outbox);
+    if (now.audit != snap->audit)
+        fs_test_fail(file, line, "audit row count changed from %ld to %ld", snap->audit, now.audit);
+    if (strcmp(now.records, snap->records) != 0)
+        fs_test_fail(file, line, "records changed:\n      before %.400s\n      after  %.400s",
+                     snap->records, now.records);
+    if (strcmp(now.outbox_list, snap->outbox_list) != 0)
+        fs_test_fail(file, line, "outbox changed:\n      before %.400s\n      after  %.400s",
+                     snap->outbox_list, now.outbox_list);
+    if (strcmp(now.audit_list, snap->audit_list) != 0)
+        fs_test_fail(file, line, "audit trail changed:\n      before %.400s\n      after  %.400s",
+                     snap->audit_list, now.audit_list);
+    free(now.records);
+    free(now.outbox_list);
+    free(now.audit_list);
+    free(snap->records);
+    free(snap->outbox_list);
+    free(snap->audit_list);
+}
+
+void create_task(fs_store *s, const char *id, const char *status) {
+    char *action = strf("{\"action\":\"create\",\"actor\":\"op-1\",\"type\":\"task\",\"id\":\"%s\","
+                        "\"set\":{\"status\":\"%s\"}}",
+                        id, status);
+    json_t *r = apply_ok(s, action);
+    json_decref(r);
+    free(action);
+}
+
+/* ---- canonical JSON exactly as Python's json.dumps(sort_keys=True,
+ * separators=(",", ":"), ensure_ascii=False) writes it (docs/AUDIT.md) ---- */
+
+typedef struct {
+    char *buf;
+    size_t len, cap;
+} sbuf;
+
+static void sb_put(sbuf *b, const char *s, size_t n) {
+    if (b->len + n + 1 > b->cap) {
+        size_t cap = b->cap ? b->cap : 256;
+        char *grown;
+        while (b->len + n + 1 > cap) cap *= 2;
+        grown = (char *)realloc(b->buf, cap);
+        if (grown == NULL) abort();
+        b->buf = grown;
+        b->cap = cap;
+    }
+    memcpy(b->buf + b->len, s, n);
+    b->len += n;
+    b->buf[b->len] = '\0';
+}
+static void sb_str(sbuf *b, const char *s) { sb_put(b, s, strlen(s)); }
+
+/* Python's repr(float): the shortest digits that round-trip, fixed notation
+ * for exponents -4..15 (with ".0" when integral), else d.ddde+XX. */
+static void python_float(sbuf *b, double d) {
+    char tmp[64], digits[32], out[64];
+    int p, exp10 = 0, nd = 0, neg = d < 0 || (d == 0 && 1 / d < 0);
+    const char *c;
+    if (d == 0) {
+        sb_str(b, neg ? "-0.0" : "0.0");
+        return;
+    }
+    for (p = 1; p <= 17; p++) {
+        snprintf(tmp, sizeof tmp, "%.*e", p - 1, d);
+        if (strtod(tmp, NULL) == d) break;
+    }
+    for (c = tmp; *c && *c != 'e'; c++)
+        if (*c >= '0' && *c <= '9') digits[nd++] = *c;
+    digits[nd] = '\0';
+    if (*c == 'e') exp10 = atoi(c + 1);
+    while (nd > 1 && digits[nd - 1] == '0') digits[--nd] = '\0';
+    out[0] = '\0';
+    if (neg) strcat(out, "-");
+    if (exp10 >= -4 && exp10 < 16) {
+        if (exp10 >= 0) {
+            int i;
+            size_t o = strlen(out);
+            for (i = 0; i <= exp10; i++) out[o++] = i < nd ? digits[i] : '0';
+            out[o++] = '.';
+            if (exp10 + 1 < nd) {
+                for (i = exp10 + 1; i < nd; i++) out[o++] = digits[i];
+            } else {
+                out[o++] = '0';
+            }
+            out[o] = '\0';
+        } else {
+            int i;
+            strcat(out, "0.");
+            for (i = 0; i < -exp10 - 1; i++) strcat(out, "0");
+            strcat(out, digits);
+        }
+    } else {
+        size_t o = strlen(out);
+        out[o++] = digits[0];
+        if (nd > 1) {
+            out[o++] = '.';
+            memcpy(out + o, digits + 1, (size_t)nd - 1);
+            o += (size_t)nd - 1;
+        }
+        snprintf(out + o, sizeof out - o, "e%c%02d", exp10 < 0 ? '-' : '+',
+                 exp10 < 0 ? -exp10 : exp10);
+    }
+    sb_str(b, out);
+}
+
+static void python_string(sbuf *b, const char *s, size_t n) {
+    size_t i;
+    sb_put(b, "\"", 1);
+    for (i = 0; i < n; i++) {
+        unsigned char ch = (unsigned char)s[i];
+        char esc[8];
+        switch (ch) {
+        case '"': sb_str(b, "\\\""); break;
+        case '\\': sb_str(b, "\\\\"); break;
+        case '\n': sb_str(b, "\\n"); break;
+        case '\r': sb_str(b, "\\r"); break;
+        case '\t': sb_str(b, "\\t"); break;
+        case '\b': sb_str(b, "\\b"); break;
+        case '\f': sb_str(b, "\\f"); break;
+        default:
+            if (ch < 0x20) {
+                snprintf(esc, sizeof esc, "\\u%04x", ch);
+                sb_str(b, esc);
+            } else {
+                sb_put(b, (const char *)&s[i], 1);
+            }
+        }
+    }
+    sb_put(b, "\"", 1);
+}
+
+static int by_strcmp(const void *a, const void *b) {
+    return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+static void python_json(sbuf *b, json_t *v) {
+    size_t i;
+    char num[32];
+    switch (json_typeof(v)) {
+    case JSON_OBJECT: {
+        size_t n = json_object_size(v), k = 0;
+        const char **keys = (const char **)malloc((n ? n : 1) * sizeof *keys);
+        const char *key;
+        json_t *value;
+        if (keys == NULL) abort();
+        json_object_foreach(v, key, value) keys[k++] = key;
+        qsort(keys, n, sizeof *keys, by_strcmp); /* UTF-8 byte order = code point order */
+        sb_str(b, "{");
+        for (i = 0; i < n; i++) {
+            if (i) sb_str(b, ",");
+            python_string(b, keys[i], strlen(keys[i]));
+            sb_str(b, ":");
+            python_json(b, json_object_get(v, keys[i]));
+        }
+        sb_str(b, "}");
+        free(keys);
+        break;
+    }
+    case JSON_ARRAY:
+        sb_str(b, "[");
+        for (i = 0; i < json_array_size(v); i++) {
+            if (i) sb_str(b, ",");
+            python_json(b, json_array_get(v, i));
+        }
+        sb_str(b, "]");
+        break;
+    case JSON_STRING:
+        python_string(b, json_string_value(v), json_string_length(v));
+        break;
+    case JSON_INTEGER:
+        snprintf(num, sizeof num, "%lld", (long long)json_integer_value(v));
+        sb_str(b, num);
+        break;
+    case JSON_REAL:
+        python_float(b, json_real_value(v));
+        break;
+    case JSON_TRUE: sb_str(b, "true"); break;
+    case JSON_FALSE: sb_str(b, "false"); break;
+    default: sb_str(b, "null"); break;
+    }
+}
+
+char *canonical_json(json_t *v) {
+    sbuf b = {NULL, 0, 0};
+    sb_put(&b, "", 0);
+    python_json(&b, v);
+    return b.buf;
+}
+
+int verify_audit_chain_at(const char *file, int line, json_t *rows) {
+    static const char *const hashed[] = {"action",      "actor", "audit_id", "device_id",
+                                         "device_time", "hlc",   "id",       "input",
+                                         "outbox_keys", "type"};
+    char prev[65];
+    size_t i, k;
+    int problems = 0;
+    memset(prev, '0', 64);
+    prev[64] = '\0';
+    for (i = 0; i < json_array_size(rows); i++) {
+        json_t *row = json_array_get(rows, i);
+        json_t *subset = json_object();
+        char *canonical, *material, digest[65];
+        const char *prev_hash = jstr(row, "prev_hash");
+        const char *hash = jstr(row, "hash");
+        for (k = 0; k < sizeof hashed / sizeof hashed[0]; k++) {
+            json_t *v = json_object_get(row, hashed[k]);
+            if (v == NULL) {
+                fs_test_fail(file, line, "audit row %lld lacks \"%s\"", jint(row, "audit_id"),
+                             hashed[k]);
+                problems++;
+                v = json_null();
+                json_object_set_new(subset, hashed[k], v);
+            } else {
+                json_object_set(subset, hashed[k], v);
+            }
+        }
+        canonical = canonical_json(subset);
+        json_decref(subset);
+        if (prev_hash == NULL || strcmp(prev_hash, prev) != 0) {
+            fs_test_fail(file, line, "audit row %lld: prev_hash %s, expected %s",
+                         jint(row, "audit_id"), prev_hash ? prev_hash : "(missing)", prev);
+            problems++;
+        }
+        material = strf("%s%s", prev_hash ? prev_hash : "", canonical);
+        sha256_hex(material, strlen(material), digest);
+        if (hash == NULL || strcmp(hash, digest) != 0) {
+            fs_test_fail(file, line,
+                         "audit row %lld: hash %s does not recompute (expected %s over %s)",
+                         jint(row, "audit_id"), hash ? hash : "(missing)", digest, material);
+            problems++;
+        }
+        if (hash != NULL && strlen(hash) == 64) memcpy(prev, hash, 65);
+        free(material);
+        free(canonical);
+    }
+    return problems;
+}

@@ -1,0 +1,146 @@
+/*
+ * fixture.h — shared helpers of the C suite: the task schema, temp paths,
+ * opening stores, applying actions, parsing the library's JSON with jansson,
+ * and snapshots that prove a rejected call wrote nothing.
+ */
+#ifndef FS_TEST_FIXTURE_H
+#define FS_TEST_FIXTURE_H
+
+#include <jansson.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "fieldsync.h"
+#include "runner.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* The schema most tests use. */
+#define TASK_SCHEMA                                                               \
+    "{\"version\":1,\"types\":{\"task\":{\"fields\":{"                            \
+    "\"status\":{\"type\":\"string\"},"                                           \
+    "\"site\":{\"type\":\"string\",\"merge\":\"lww\"},"                           \
+    "\"picked\":{\"type\":\"int\",\"merge\":\"counter\"},"                        \
+    "\"weight\":{\"type\":\"float\"},"                                            \
+    "\"urgent\":{\"type\":\"bool\"},"                                             \
+    "\"tags\":{\"type\":\"set\"},"                                                \
+    "\"on_hand\":{\"type\":\"int\",\"merge\":\"server\"},"                        \
+    "\"locked\":{\"type\":\"int\",\"merge\":\"server\",\"device_writes\":false}," \
+    "\"lines\":{\"type\":\"json\",\"merge\":\"custom\",\"resolver\":\"order_lines\"}" \
+    "},\"required\":[\"status\"]}}}"
+
+/* Every declared field of `task`, in declaration order. */
+extern const char *const TASK_FIELDS[];
+#define TASK_FIELD_COUNT 9
+
+/* A pointer that is neither NULL nor the library's: output parameters are set
+ * to it before a call that must fail, which must overwrite it with NULL. */
+extern char fs_test_sentinel[1];
+#define SENTINEL (&fs_test_sentinel[0])
+void free_out(char *p); /* fs_free unless NULL or SENTINEL */
+
+/* "name" inside the test's temp dir. The result lives in a rotating pool of
+ * 16 buffers: copy it if you need it after 15 more calls. */
+const char *test_path(const char *name);
+
+/* Single-quoted JSON for readability: every ' becomes ". Pooled result. */
+const char *Q(const char *single_quoted);
+
+/* An action on task `id` by op-1 named "edit" with the given (single-quoted)
+ * changes, e.g. act("T-1", "'set':{'status':'open'}"). Pooled result. */
+const char *act(const char *id, const char *changes);
+
+/* Frees the calling thread's pool (call at the end of a worker thread). */
+void pool_release(void);
+
+/* printf into a malloc()ed string (free with free()). */
+char *strf(const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 1, 2)))
+#endif
+    ;
+
+/* n copies of c, NUL-terminated, malloc()ed. */
+char *repeat_char(char c, size_t n);
+
+/* Writes `len` bytes to a new file; returns 0 on success. */
+int write_file(const char *path, const void *data, size_t len);
+
+/* Parses a library string (and fs_free()s it). NULL on NULL or bad JSON
+ * (a bad JSON output is recorded as a failure). */
+json_t *take_json_at(const char *file, int line, char *s);
+#define take_json(s) take_json_at(__FILE__, __LINE__, (s))
+
+/* Opens `file` in the test dir with `schema` and `options` (may be NULL);
+ * records a failure and returns NULL if that fails. */
+fs_store *open_store_at(const char *file, int line, const char *name, const char *schema,
+                        const char *options);
+#define open_store(name, schema, options) \
+    open_store_at(__FILE__, __LINE__, (name), (schema), (options))
+#define open_task_store() open_store_at(__FILE__, __LINE__, "store.db", TASK_SCHEMA, NULL)
+
+/* Applies and returns the parsed result (NULL + a failure if not FS_OK). */
+json_t *apply_ok_at(const char *file, int line, fs_store *s, const char *action);
+#define apply_ok(s, action) apply_ok_at(__FILE__, __LINE__, (s), (action))
+/* Applies, frees any result, returns the status; fs_last_error() still
+ * describes the apply afterwards. */
+fs_status apply_status(fs_store *s, const char *action);
+
+/* fs_store_get parsed (NULL + a failure if not FS_OK). */
+json_t *get_ok_at(const char *file, int line, fs_store *s, const char *type, const char *id);
+#define get_ok(s, type, id) get_ok_at(__FILE__, __LINE__, (s), (type), (id))
+
+/* fs_store_query / fs_outbox_list / fs_audit_query parsed (NULL + failure). */
+json_t *query_ok_at(const char *file, int line, fs_store *s, const char *query);
+#define query_ok(s, q) query_ok_at(__FILE__, __LINE__, (s), (q))
+json_t *outbox_ok_at(const char *file, int line, fs_store *s, const char *filter);
+#define outbox_ok(s, f) outbox_ok_at(__FILE__, __LINE__, (s), (f))
+json_t *audit_ok_at(const char *file, int line, fs_store *s, const char *filter);
+#define audit_ok(s, f) audit_ok_at(__FILE__, __LINE__, (s), (f))
+json_t *stats_ok_at(const char *file, int line, fs_store *s);
+#define stats_ok(s) stats_ok_at(__FILE__, __LINE__, (s))
+
+/* Counts; -1 when the call fails. */
+int64_t outbox_count(fs_store *s);
+long audit_count(fs_store *s);
+
+/* Field accessors on a parsed object; missing keys give 0 / NULL. */
+long long jint(json_t *obj, const char *key);
+const char *jstr(json_t *obj, const char *key);
+/* Compact JSON text with sorted keys (malloc()ed, free()). */
+char *jdump(json_t *v);
+/* The ids of an array of records, joined by ',' (malloc()ed). */
+char *ids_of(json_t *rows);
+
+/* Everything a rejected call must leave as it was. */
+typedef struct {
+    int64_t outbox;
+    long audit;
+    char *records;     /* every task row, as JSON */
+    char *outbox_list; /* the whole outbox, as JSON */
+    char *audit_list;  /* the whole audit trail, as JSON */
+} store_snap;
+void snap_take(fs_store *s, store_snap *snap);
+/* Records a failure for each difference; frees the snapshot. */
+void snap_check_at(const char *file, int line, fs_store *s, store_snap *snap);
+#define CHECK_UNCHANGED(s, snap) snap_check_at(__FILE__, __LINE__, (s), (snap))
+
+/* Creates the standard record T-1 {status: open}. */
+void create_task(fs_store *s, const char *id, const char *status);
+
+/* The text Python's json.dumps(v, sort_keys=True, separators=(",", ":"),
+ * ensure_ascii=False) gives (malloc()ed): the canonical form of docs/AUDIT.md. */
+char *canonical_json(json_t *v);
+
+/* The rows of audit chain verification (docs/AUDIT.md); returns the number of
+ * problems found and records a failure for each. */
+int verify_audit_chain_at(const char *file, int line, json_t *rows);
+#define verify_audit_chain(rows) verify_audit_chain_at(__FILE__, __LINE__, (rows))
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* FS_TEST_FIXTURE_H */

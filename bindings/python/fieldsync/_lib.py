@@ -1,0 +1,90 @@
+"""Loads libfieldsync and declares the C prototypes of include/fieldsync.h once.
+
+Strings the library returns through ``char **`` are declared ``c_void_p`` so the
+pointer survives to be read with ``ctypes.string_at`` and released with
+``fs_free`` (``c_char_p`` would copy the bytes and lose the pointer: a leak).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import os
+from ctypes import CFUNCTYPE, POINTER, c_char_p, c_int32, c_int64, c_void_p
+from pathlib import Path
+from typing import List
+
+#: ABI version this binding was written against (FS_ABI_VERSION).
+ABI_VERSION = 1
+
+#: ``int64_t (*now_ms)(void *ctx)`` as used by fs_store_set_clock.
+CLOCK_FN = CFUNCTYPE(c_int64, c_void_p)
+
+
+def _candidates() -> List[str]:
+    """Where to look for the library, in order of preference."""
+    env = os.environ.get("FIELDSYNC_LIB")
+    if env:
+        # An explicit choice is final: never silently fall back to another build.
+        return [env]
+    found = []
+    # bindings/python/fieldsync/_lib.py -> the repository root is parents[3].
+    build = Path(__file__).resolve().parents[3] / "build"
+    for name in ("libfieldsync.so", f"libfieldsync.so.{ABI_VERSION}"):
+        if (build / name).exists():
+            found.append(str(build / name))
+    system = ctypes.util.find_library("fieldsync")
+    if system:
+        found.append(system)
+    return found
+
+
+def _load() -> ctypes.CDLL:
+    errors = []
+    for path in _candidates():
+        try:
+            return ctypes.CDLL(path)
+        except OSError as exc:  # keep trying, report every attempt below
+            errors.append(f"{path}: {exc}")
+    detail = "; ".join(errors) or "no candidate found"
+    raise ImportError(
+        "cannot load libfieldsync (set FIELDSYNC_LIB to the .so path, or build "
+        f"it into the repository's build/ folder): {detail}"
+    )
+
+
+def _declare(lib: ctypes.CDLL) -> None:
+    status = c_int32
+    out_str = POINTER(c_void_p)  # char ** owned by the caller, freed by fs_free
+    protos = {
+        "fs_version": (c_char_p, []),  # static storage: copying is right here
+        "fs_abi_version": (c_int32, []),
+        "fs_last_error": (c_char_p, []),  # owned by the library: copy at once
+        "fs_free": (None, [c_void_p]),
+        "fs_status_name": (c_char_p, [status]),
+        "fs_store_open": (status, [c_char_p, c_char_p, c_char_p, POINTER(c_void_p)]),
+        "fs_store_close": (status, [c_void_p]),
+        "fs_store_set_clock": (status, [c_void_p, CLOCK_FN, c_void_p]),
+        "fs_store_apply": (status, [c_void_p, c_char_p, out_str]),
+        "fs_store_get": (status, [c_void_p, c_char_p, c_char_p, out_str]),
+        "fs_store_query": (status, [c_void_p, c_char_p, out_str]),
+        "fs_store_stats": (status, [c_void_p, out_str]),
+        "fs_outbox_count": (status, [c_void_p, POINTER(c_int64)]),
+        "fs_outbox_list": (status, [c_void_p, c_char_p, out_str]),
+        "fs_outbox_discard": (status, [c_void_p, c_char_p]),
+        "fs_audit_query": (status, [c_void_p, c_char_p, out_str]),
+    }
+    for name, (restype, argtypes) in protos.items():
+        fn = getattr(lib, name)
+        fn.restype = restype
+        fn.argtypes = argtypes
+
+
+lib = _load()
+_declare(lib)
+
+if lib.fs_abi_version() != ABI_VERSION:
+    raise ImportError(
+        f"libfieldsync ABI {lib.fs_abi_version()} loaded from {lib._name}, "
+        f"this binding needs ABI {ABI_VERSION}"
+    )

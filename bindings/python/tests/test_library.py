@@ -1,0 +1,104 @@
+"""The shared library as a file: exported symbols, run-time dependencies,
+SONAME and version, against include/fieldsync.h."""
+
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+import fieldsync
+from fieldsync import lib
+from support import HEADER
+
+LIBRARY = Path(lib._name).resolve()
+
+# Symbols the linker itself may define in any shared object.
+LINKER_SYMBOLS = {"_init", "_fini", "_edata", "_end", "__bss_start"}
+ALLOWED_DEPS = ("libc.so", "libm.so", "libstdc++.so", "libgcc_s.so", "libsqlite3.so",
+                "libjansson.so", "ld-linux", "linux-vdso.so", "libpthread.so", "libdl.so",
+                "librt.so", "libutil.so")
+
+
+def header_text():
+    source = HEADER.read_text()
+    return re.sub(r"/\*.*?\*/", " ", source, flags=re.S)  # drop comments
+
+
+def header_functions():
+    return set(re.findall(r"\b(fs_[A-Za-z0-9_]+)\s*\(", header_text()))
+
+
+def header_macro(name):
+    match = re.search(rf"#define\s+{name}\s+(\S+)", header_text())
+    assert match, f"{name} not in the header"
+    return match.group(1).strip('"')
+
+
+def run(*argv):
+    if shutil.which(argv[0]) is None:
+        pytest.skip(f"{argv[0]} is not installed")
+    return subprocess.run(argv, check=True, capture_output=True, text=True).stdout
+
+
+def test_header_declares_the_core_functions():
+    assert {"fs_version", "fs_store_open", "fs_store_apply", "fs_audit_query"} <= header_functions()
+
+
+def dynamic_symbols():
+    """(kind letter, name) of each defined symbol `nm -D --defined-only` shows."""
+    symbols = []
+    for line in run("nm", "-D", "--defined-only", str(LIBRARY)).splitlines():
+        parts = line.split()
+        if len(parts) >= 2:
+            symbols.append((parts[-2], parts[-1].split("@")[0]))
+    return symbols
+
+
+def test_exports_exactly_the_header_functions():
+    # Upper-case kinds are global (or weak: V, W, u, i): visible to the dynamic linker.
+    exported = {name for kind, name in dynamic_symbols() if kind.isupper() or kind in "uiVvWw"}
+    ours = exported - LINKER_SYMBOLS
+    missing = header_functions() - ours
+    extra = ours - header_functions()
+    assert not missing, f"declared in the header but not exported: {sorted(missing)}"
+    assert not extra, f"{len(extra)} exported symbols not in the header, e.g. {sorted(extra)[:15]}"
+
+
+def test_nm_shows_nothing_else_of_ours():
+    # DESIGN §2: `nm -D --defined-only` shows the header's fs_* symbols and nothing
+    # else of ours, so local-binding leftovers in .dynsym count too.
+    others = sorted(name for _, name in dynamic_symbols()
+                    if name not in header_functions() and name not in LINKER_SYMBOLS)
+    assert not others, f"{len(others)} other symbols in .dynsym, e.g. {others[:10]}"
+
+
+def test_runtime_dependencies_are_only_the_allowed_ones():
+    lines = [line.strip() for line in run("ldd", str(LIBRARY)).splitlines() if line.strip()]
+    assert not [line for line in lines if "not found" in line], lines
+    deps = [line.split()[0] for line in lines]
+    swift = [d for d in deps if "swift" in d.lower() or "Foundation" in d]
+    assert not swift, f"links Swift runtime libraries: {swift}"
+    unexpected = [d for d in deps if not any(Path(d).name.startswith(a) for a in ALLOWED_DEPS)]
+    assert not unexpected, f"unexpected dependencies: {unexpected}"
+
+
+def test_soname_carries_the_abi_version():
+    dynamic = run("readelf", "-d", str(LIBRARY))
+    sonames = re.findall(r"\(SONAME\)\s+Library soname: \[([^\]]+)\]", dynamic)
+    assert sonames == [f"libfieldsync.so.{header_macro('FS_ABI_VERSION')}"]
+
+
+def test_version_matches_the_header():
+    assert fieldsync.version() == header_macro("FS_VERSION")
+    parts = [header_macro(f"FS_VERSION_{p}") for p in ("MAJOR", "MINOR", "PATCH")]
+    assert fieldsync.version() == ".".join(parts)
+    assert fieldsync.abi_version() == int(header_macro("FS_ABI_VERSION"))
+
+
+def test_status_names_match_the_header_codes():
+    codes = re.findall(r"#define\s+(FS_(?:OK|ERR_[A-Z_]+))\s+(\d+)", header_text())
+    assert len(codes) >= 14
+    for name, value in codes:
+        assert fieldsync.status_name(int(value)) == name
