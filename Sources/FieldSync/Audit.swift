@@ -20,17 +20,38 @@ package struct AuditRow: Equatable, Sendable {
 
     package static let genesis = String(repeating: "0", count: 64)
 
-    /// The fields the hash covers: everything the device decided, nothing sync adds.
-    package var canonical: String {
-        JSON.object([
-            "action": .string(action), "actor": .string(actor), "audit_id": .int(auditId),
-            "device_id": .string(deviceId), "device_time": .int(deviceTime), "hlc": .int(hlc),
-            "id": .string(id), "input": input, "outbox_keys": .array(outboxKeys.map(JSON.string)),
-            "type": .string(type),
-        ]).text
+    /// The fields the hash covers: everything the device decided, nothing sync
+    /// adds. Written field by field in sorted key order, which is exactly the
+    /// canonical JSON of docs/AUDIT.md, without building an object first.
+    package var canonical: String { String(decoding: canonicalBytes(), as: UTF8.self) }
+
+    func canonicalBytes(input inputText: [UInt8]? = nil) -> [UInt8] {
+        var out: [UInt8] = []
+        out.reserveCapacity(256 + (inputText?.count ?? 64))
+        func key(_ k: StaticString) {
+            out.append(out.isEmpty ? UInt8(ascii: "{") : UInt8(ascii: ","))
+            out.append(UInt8(ascii: "\""))
+            out.append(contentsOf: UnsafeBufferPointer(start: k.utf8Start, count: k.utf8CodeUnitCount))
+            out.append(contentsOf: [UInt8(ascii: "\""), UInt8(ascii: ":")])
+        }
+        key("action"); JSON.writeString(action, to: &out)
+        key("actor"); JSON.writeString(actor, to: &out)
+        key("audit_id"); out.append(contentsOf: String(auditId).utf8)
+        key("device_id"); JSON.writeString(deviceId, to: &out)
+        key("device_time"); out.append(contentsOf: String(deviceTime).utf8)
+        key("hlc"); out.append(contentsOf: String(hlc).utf8)
+        key("id"); JSON.writeString(id, to: &out)
+        key("input")
+        if let inputText { out.append(contentsOf: inputText) } else { input.write(to: &out) }
+        key("outbox_keys"); JSON.array(outboxKeys.map(JSON.string)).write(to: &out)
+        key("type"); JSON.writeString(type, to: &out)
+        out.append(UInt8(ascii: "}"))
+        return out
     }
 
-    package func computedHash() -> String { SHA256.hex(Array(prevHash.utf8) + Array(canonical.utf8)) }
+    package func computedHash(input inputText: [UInt8]? = nil) -> String {
+        SHA256.hex(Array(prevHash.utf8) + canonicalBytes(input: inputText))
+    }
 
     package var json: JSON {
         .object([
@@ -68,14 +89,16 @@ struct AuditLog {
             outcome TEXT NOT NULL DEFAULT 'pending', reason TEXT, server_received_at INTEGER)
         """
 
-    static func insert(_ row: AuditRow, into db: Connection) throws(FieldSyncError) {
-        try db.run("""
-            INSERT INTO fs_audit(audit_id, actor, action, type, id, input, device_time, hlc, outbox_keys, prev_hash, hash)
-            VALUES(?,?,?,?,?,?,?,?,?,?,?)
-            """, [.int(row.auditId), .text(row.actor), .text(row.action), .text(row.type), .text(row.id),
-                  .text(row.input.text), .int(row.deviceTime), .int(row.hlc),
-                  .text(JSON.array(row.outboxKeys.map(JSON.string)).text), .text(row.prevHash), .text(row.hash)])
+    static func insert(_ row: AuditRow, inputText: String, into db: Connection) throws(FieldSyncError) {
+        try db.run(insertSQL, [.int(row.auditId), .text(row.actor), .text(row.action), .text(row.type), .text(row.id),
+                               .text(inputText), .int(row.deviceTime), .int(row.hlc),
+                               .text(JSON.array(row.outboxKeys.map(JSON.string)).text), .text(row.prevHash), .text(row.hash)])
     }
+
+    static let insertSQL = PreparedSQL("""
+        INSERT INTO fs_audit(audit_id, actor, action, type, id, input, device_time, hlc, outbox_keys, prev_hash, hash)
+        VALUES(?,?,?,?,?,?,?,?,?,?,?)
+        """)
 
     /// Rows matching `filter` (DESIGN §10 / header fs_audit_query).
     static func query(_ filter: JSON, deviceId: String, db: Connection) throws(FieldSyncError) -> [AuditRow] {

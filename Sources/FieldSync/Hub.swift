@@ -33,7 +33,7 @@ package final class Hub {
             }
             if schema.version < version { throw .schema("the hub holds schema version \(version); version \(schema.version) is older (no downgrade)") }
             if schema.version > version { throw .schema("the hub holds schema version \(version); migrating it to \(schema.version) is not supported yet") }
-            if schema.canonical != stored { throw .schema("the schema differs from the one stored with the same version \(version); give it a new version") }
+            if schema.canonical != stored { throw .schema("the schema differs from the one stored with the same version \(version) (\(Schema.describeChanges(from: stored, to: schema))); give it a new version") }
         }
         self.storage = storage
         self.schema = schema

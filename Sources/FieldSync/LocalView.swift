@@ -5,18 +5,18 @@
 struct LocalView {
     let spec: TypeSpec
     private let columns: String
-    private let selectOne: String
-    private let upsert: String
-    private let deleteOne: String
+    private let selectOne: PreparedSQL
+    private let upsert: PreparedSQL
+    private let deleteOne: PreparedSQL
 
     init(spec: TypeSpec) {
         self.spec = spec
         let table = quoted(spec.name)
         columns = spec.fields.map { quoted($0.name) }.joined(separator: ", ")
-        selectOne = "SELECT \(columns) FROM \(table) WHERE id = ?"
+        selectOne = PreparedSQL("SELECT \(columns) FROM \(table) WHERE id = ?")
         let marks = Array(repeating: "?", count: spec.fields.count + 1).joined(separator: ",")
-        upsert = "INSERT OR REPLACE INTO \(table)(id, \(columns)) VALUES(\(marks))"
-        deleteOne = "DELETE FROM \(table) WHERE id = ?"
+        upsert = PreparedSQL("INSERT OR REPLACE INTO \(table)(id, \(columns)) VALUES(\(marks))")
+        deleteOne = PreparedSQL("DELETE FROM \(table) WHERE id = ?")
     }
 
     var ddl: String {

@@ -47,10 +47,12 @@ struct Outbox {
     }
 
     static func insert(_ e: OutboxEntry, into db: Connection) throws(FieldSyncError) {
-        try db.run("INSERT INTO fs_outbox(seq, type, id, hlc, schema_version, ops, base, cursor) VALUES(?,?,?,?,?,?,?,?)",
+        try db.run(insertSQL,
                    [.int(e.seq), .text(e.type), .text(e.id), .int(e.hlc), .int(e.schemaVersion),
                     .text(e.change.json.text), e.base.isEmpty ? .null : .text(JSON.object(e.base).text), .int(e.cursor)])
     }
+
+    static let insertSQL = PreparedSQL("INSERT INTO fs_outbox(seq, type, id, hlc, schema_version, ops, base, cursor) VALUES(?,?,?,?,?,?,?,?)")
 
     static func count(_ db: Connection) throws(FieldSyncError) -> Int64 {
         try db.scalar("SELECT count(*) FROM fs_outbox") ?? 0

@@ -9,7 +9,7 @@ package struct Stamp: Comparable, Equatable, Sendable {
     package var device: String
 
     package static func < (a: Stamp, b: Stamp) -> Bool {
-        a.hlc != b.hlc ? a.hlc < b.hlc : a.device.utf8.lexicographicallyPrecedes(b.device.utf8)
+        a.hlc != b.hlc ? a.hlc < b.hlc : codePointOrder(a.device, b.device)
     }
 
     var json: JSON { .array([.int(hlc), .string(device)]) }

@@ -52,9 +52,19 @@ final class Statement {
     func columnName(_ column: Int32) -> String { sqlite3_column_name(handle, column).map { String(cString: $0) } ?? "" }
 }
 
+/// SQL text with an identity: statements on hot paths are found by it rather
+/// than by hashing their text on every call.
+final class PreparedSQL: Sendable {
+    let sql: String
+    init(_ sql: String) { self.sql = sql }
+}
+
 final class Connection {
     private(set) var db: OpaquePointer?
     private var statements: [String: Statement] = [:]
+    private var prepared: [ObjectIdentifier: Statement] = [:]
+    private static let begin = PreparedSQL("BEGIN IMMEDIATE")
+    private static let commit = PreparedSQL("COMMIT")
 
     init(path: String, busyTimeoutMs: Int32) throws(FieldSyncError) {
         var handle: OpaquePointer?
@@ -73,6 +83,7 @@ final class Connection {
 
     func close() {
         statements.removeAll()
+        prepared.removeAll()
         if let db { sqlite3_close_v2(db) }
         db = nil
     }
@@ -101,7 +112,6 @@ final class Connection {
     func prepare(_ sql: String) throws(FieldSyncError) -> Statement {
         if let cached = statements[sql] {
             sqlite3_reset(cached.handle)
-            sqlite3_clear_bindings(cached.handle)
             return cached
         }
         var handle: OpaquePointer?
@@ -112,9 +122,34 @@ final class Connection {
         return statement
     }
 
+    func prepare(_ sql: PreparedSQL) throws(FieldSyncError) -> Statement {
+        let key = ObjectIdentifier(sql)
+        if let cached = prepared[key] {
+            sqlite3_reset(cached.handle)
+            return cached
+        }
+        var handle: OpaquePointer?
+        let rc = sqlite3_prepare_v3(db, sql.sql, -1, UInt32(SQLITE_PREPARE_PERSISTENT), &handle, nil)
+        guard rc == SQLITE_OK, let handle else { throw failure(rc, "cannot prepare statement") }
+        let statement = Statement(handle: handle)
+        prepared[key] = statement
+        return statement
+    }
+
+    func run(_ sql: PreparedSQL, _ values: [SQLValue] = []) throws(FieldSyncError) {
+        try run(statement: prepare(sql), values)
+    }
+
+    func query(_ sql: PreparedSQL, _ values: [SQLValue] = [], row: (Statement) throws(FieldSyncError) -> Bool) throws(FieldSyncError) {
+        try query(statement: prepare(sql), values, row: row)
+    }
+
     /// Runs a statement that returns no rows.
     func run(_ sql: String, _ values: [SQLValue] = []) throws(FieldSyncError) {
-        let statement = try prepare(sql)
+        try run(statement: prepare(sql), values)
+    }
+
+    private func run(statement: Statement, _ values: [SQLValue]) throws(FieldSyncError) {
         statement.bind(values)
         let rc = sqlite3_step(statement.handle)
         sqlite3_reset(statement.handle)
@@ -123,7 +158,10 @@ final class Connection {
 
     /// Calls `row` for each result row; return false from it to stop early.
     func query(_ sql: String, _ values: [SQLValue] = [], row: (Statement) throws(FieldSyncError) -> Bool) throws(FieldSyncError) {
-        let statement = try prepare(sql)
+        try query(statement: prepare(sql), values, row: row)
+    }
+
+    private func query(statement: Statement, _ values: [SQLValue], row: (Statement) throws(FieldSyncError) -> Bool) throws(FieldSyncError) {
         statement.bind(values)
         defer { sqlite3_reset(statement.handle) }
         while true {
@@ -149,10 +187,10 @@ final class Connection {
     /// BEGIN IMMEDIATE ... COMMIT; ROLLBACK on any error, so a failed call
     /// leaves nothing behind.
     func transaction<R>(_ body: () throws(FieldSyncError) -> R) throws(FieldSyncError) -> R {
-        try run("BEGIN IMMEDIATE")
+        try run(Connection.begin)
         do {
             let result = try body()
-            try run("COMMIT")
+            try run(Connection.commit)
             return result
         } catch {
             sqlite3_exec(db, "ROLLBACK", nil, nil, nil)
@@ -167,12 +205,12 @@ extension Connection {
     static func openDatabase(path: String, options: [String: JSON]) throws(FieldSyncError) -> Connection {
         if path.isEmpty { throw .arg("path is empty") }
         var durability = "full"
-        if let d = options["durability"], !d.isNull {
+        if let d = options["durability"] {
             guard let s = d.string, s == "full" || s == "normal" else { throw .arg("options: \"durability\" must be \"full\" or \"normal\"") }
             durability = s
         }
         var busyTimeout: Int32 = 5000
-        if let b = options["busy_timeout_ms"], !b.isNull {
+        if let b = options["busy_timeout_ms"] {
             guard let ms = b.int, ms >= 0, ms <= Int64(Int32.max) else { throw .arg("options: \"busy_timeout_ms\" must be an integer >= 0") }
             busyTimeout = Int32(ms)
         }

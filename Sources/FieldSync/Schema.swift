@@ -103,7 +103,7 @@ extension TypeSpec {
         for (fieldName, fieldBody) in fieldsJSON {
             fields.append(try FieldSpec(type: name, name: fieldName, json: fieldBody))
         }
-        fields.sort { $0.name.utf8.lexicographicallyPrecedes($1.name.utf8) }
+        fields.sort { codePointOrder($0.name, $1.name) }
         var byName: [String: FieldSpec] = [:]
         for f in fields { byName[f.name] = f }
 
@@ -213,5 +213,39 @@ func checkKeys(_ object: [String: JSON], allowed: Set<String>, in context: Strin
                code: (String) -> FieldSyncError = FieldSyncError.schema) throws(FieldSyncError) {
     for key in object.keys where !allowed.contains(key) {
         throw code("\(context): unknown key '\(key)' (allowed: \(allowed.sorted().joined(separator: ", ")))")
+    }
+}
+
+extension Schema {
+    /// What changed from `old` to this schema, naming types and fields.
+    package func differences(from old: Schema) -> [String] {
+        var out: [String] = []
+        for name in old.types.keys.sorted() where types[name] == nil { out.append("type '\(name)' removed") }
+        for name in types.keys.sorted() {
+            guard let t = types[name] else { continue }
+            guard let o = old.types[name] else { out.append("type '\(name)' added"); continue }
+            for f in o.fields where t.field(f.name) == nil { out.append("field '\(name).\(f.name)' removed") }
+            for f in t.fields {
+                guard let before = o.field(f.name) else { out.append("field '\(name).\(f.name)' added"); continue }
+                if before.type != f.type { out.append("field '\(name).\(f.name)' type \(before.type.rawValue) -> \(f.type.rawValue)") }
+                if before.merge != f.merge { out.append("field '\(name).\(f.name)' merge \(before.merge.rawValue) -> \(f.merge.rawValue)") }
+                if before.resolver != f.resolver || before.deviceWrites != f.deviceWrites {
+                    out.append("field '\(name).\(f.name)' resolver or device_writes changed")
+                }
+            }
+            if t.required != o.required { out.append("required fields of '\(name)' changed") }
+            if t.retention != o.retention { out.append("retention of '\(name)' changed") }
+        }
+        if minClientVersion != old.minClientVersion { out.append("min_client_version \(old.minClientVersion) -> \(minClientVersion)") }
+        if migrations != old.migrations { out.append("migrations changed") }
+        return out
+    }
+}
+
+extension Schema {
+    static func describeChanges(from storedText: String, to schema: Schema) -> String {
+        guard let stored = try? Schema(json: storedText) else { return "the stored schema cannot be read" }
+        let changes = schema.differences(from: stored)
+        return changes.isEmpty ? "only formatting differs" : changes.joined(separator: "; ")
     }
 }

@@ -42,7 +42,7 @@ package final class Store {
         var sync = SyncState()
         try sync.configure(opts)
         var requestedDevice: String?
-        if let d = opts["device_id"], !d.isNull {
+        if let d = opts["device_id"] {
             guard let s = d.string, isDeviceId(s) else {
                 throw .arg("options: \"device_id\" must be 1 to 64 characters of [A-Za-z0-9_.:-]")
             }
@@ -113,7 +113,7 @@ package final class Store {
             throw .schema("the store holds schema version \(version); migrating it to version \(schema.version) is not supported yet")
         }
         if schema.canonical != stored {
-            throw .schema("the schema differs from the one stored with the same version \(version); give it a new version")
+            throw .schema("the schema differs from the one stored with the same version \(version) (\(Schema.describeChanges(from: stored, to: schema))); give it a new version")
         }
         return deviceId
     }
@@ -185,8 +185,10 @@ package final class Store {
             var row = AuditRow(auditId: seq, deviceId: deviceId, actor: action.actor, action: action.name,
                                type: action.type, id: action.id, input: action.input, deviceTime: wall, hlc: stamp,
                                outboxKeys: [key], prevHash: lastHash, hash: "")
-            row.hash = row.computedHash()
-            try AuditLog.insert(row, into: db)
+            var inputText: [UInt8] = []
+            action.input.write(to: &inputText)
+            row.hash = row.computedHash(input: inputText)
+            try AuditLog.insert(row, inputText: String(decoding: inputText, as: UTF8.self), into: db)
             let record = spec.recordJSON(id: action.id, fields: alive ? fields : [:],
                                          meta: alive ? nil : ["deleted": .bool(true)])
             return (record, row.hash)

@@ -32,7 +32,7 @@ struct SyncState {
 
     mutating func configure(_ opts: [String: JSON]) throws(FieldSyncError) {
         func positive(_ key: String, _ value: inout Int64, min: Int64 = 1) throws(FieldSyncError) {
-            guard let v = opts[key], !v.isNull else { return }
+            guard let v = opts[key] else { return }
             guard let n = v.int, n >= min else { throw .arg("options: \"\(key)\" must be an integer >= \(min)") }
             value = n
         }
@@ -43,7 +43,7 @@ struct SyncState {
         try positive("max_attempts", &maxAttempts)
         try positive("pull_interval_ms", &pullIntervalMs, min: 0)
         if backoffCapMs < backoffBaseMs { throw .arg("options: \"backoff_cap_ms\" must be >= \"backoff_base_ms\"") }
-        if let s = opts["scope"], !s.isNull {
+        if let s = opts["scope"] {
             guard let scope = s.object else { throw .arg("options: \"scope\" must map types to field filters") }
             self.scope = scope
         }
