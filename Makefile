@@ -4,7 +4,7 @@ PYTHON     ?= python3
 BUILD      := $(CURDIR)/build
 APT_NEEDS  := libsqlite3-dev libjansson-dev pkg-config
 
-.PHONY: all build deps test test-swift test-c test-python examples demo bench clean
+.PHONY: all build deps test test-swift test-c test-python examples demo bench soak clean
 
 all: build
 
@@ -47,6 +47,10 @@ demo: build
 
 bench: build
 	$(MAKE) -C Benchmarks bench BUILD=$(BUILD) INCLUDE=$(CURDIR)/include
+
+# Many more fault-injection seeds than CI runs (SEEDS=N, default 200).
+soak: deps
+	FIELDSYNC_SOAK_SEEDS=$${SEEDS:-200} $(SWIFT) test --filter soak 2>&1 | grep -E "soak:|passed|failed"
 
 clean:
 	rm -rf .build build

@@ -223,21 +223,26 @@ package final class Hub {
         stats["audit_hash_failures"] = .int(try db.scalar("SELECT count(*) FROM fs_hub_audit WHERE hash_ok = 0") ?? 0)
         stats["audit_chain_breaks"] = .int(try db.scalar("SELECT count(*) FROM fs_hub_audit WHERE link_ok = 0") ?? 0)
         stats["audit_gaps"] = .int(try db.scalar("SELECT coalesce(sum(m - n), 0) FROM (SELECT max(audit_id) AS m, count(*) AS n FROM fs_hub_audit GROUP BY device)") ?? 0)
-        var writes: Int64 = 0, concurrent: Int64 = 0
+        // A conflict is a concurrent write where one value had to give way
+        // (lww won/lost, server rejected); concurrent counter increments and
+        // set changes merge and are counted apart as "merged".
+        var writes: Int64 = 0, conflicts: Int64 = 0, merged: Int64 = 0
         try db.query("SELECT type, field, writes, concurrent, won, lost, merged, rejected FROM fs_hub_conflicts") { r in
             let prefix = "conflicts.\(r.text(0)).\(r.text(1))."
             for (i, name) in ["writes", "concurrent", "won", "lost", "merged", "rejected"].enumerated() {
                 stats[prefix + name] = .int(r.int(Int32(i + 2)))
             }
-            let w = r.int(2), c = r.int(3)
+            let w = r.int(2), c = r.int(4) + r.int(5) + r.int(7)
             stats[prefix + "rate"] = .double(w > 0 ? Double(c) / Double(w) : 0)
             writes += w
-            concurrent += c
+            conflicts += c
+            merged += r.int(6)
             return true
         }
         stats["field_writes"] = .int(writes)
-        stats["conflicts"] = .int(concurrent)
-        stats["conflict_rate"] = .double(writes > 0 ? Double(concurrent) / Double(writes) : 0)
+        stats["conflicts"] = .int(conflicts)
+        stats["merged"] = .int(merged)
+        stats["conflict_rate"] = .double(writes > 0 ? Double(conflicts) / Double(writes) : 0)
         return .object(stats)
     }
 }
