@@ -387,9 +387,10 @@ FS_EXTERN fs_status fs_hub_set_clock(fs_hub *hub, int64_t (*now_ms)(void *ctx), 
 
 /* Handles one request from a device (the text fs_sync_prepare() produced) in
  * one transaction and produces the response to hand to fs_sync_receive().
- * Requests the hub refuses as a whole (client schema below
- * min_client_version, unknown protocol version) still get FS_OK and a
- * response carrying {"error": {"code": "upgrade_required", ...}}.
+ * Requests the hub refuses as a whole still get FS_OK and a response
+ * carrying {"error": {"code": ..., "message": ...}}: "upgrade_required" when
+ * the client's schema is below min_client_version, "protocol_unsupported"
+ * when the request uses a newer protocol than this hub.
  * @param out_response_json receives the response, caller frees.
  * @return FS_OK; FS_ERR_ARG (not a request: wrong shape, entries whose keys
  *         are not the sender's), FS_ERR_JSON, FS_ERR_TOO_BIG, FS_ERR_SCHEMA
@@ -397,6 +398,29 @@ FS_EXTERN fs_status fs_hub_set_clock(fs_hub *hub, int64_t (*now_ms)(void *ctx), 
  *         FS_ERR_FULL, FS_ERR_BUSY. On error nothing is applied.
  * Blocks for one transaction (about a millisecond per 100 entries). Any thread. */
 FS_EXTERN fs_status fs_hub_handle(fs_hub *hub, const char *request_json, char **out_response_json);
+
+/* A custom-merge resolver (fields with "merge": "custom"). The hub calls it
+ * only when a device's write to such a field meets a change the device had not
+ * seen, with conflict_json:
+ *   {"type": "task", "id": "T-1", "field": "lines",
+ *    "base": <the server value the device's write was based on>,
+ *    "server": <the hub's current value>, "incoming": <the device's value>,
+ *    "incoming_actor": "op-17", "incoming_device": "tablet-7"}
+ * It returns FS_OK and sets *out_value_json to the merged value as JSON text
+ * in memory from malloc() (the library releases it with free()); any other
+ * status, no value, invalid JSON or a value of the wrong type rejects the
+ * device's whole action with reason "resolver_failed" or "resolver_invalid"
+ * (or "resolver_missing" when none is registered), visibly, in the device's
+ * outbox and audit trail. It runs on the thread calling fs_hub_handle(), with
+ * the hub's lock held: it must not call into the same hub. conflict_json is
+ * valid only during the call. */
+typedef fs_status (*fs_resolver_fn)(void *ctx, const char *conflict_json, char **out_value_json);
+
+/* Registers `fn` (with `ctx`) as the resolver named `name` in the schema;
+ * fn == NULL removes it. A later registration under the same name replaces it.
+ * @param name borrowed.
+ * @return FS_OK; FS_ERR_ARG (NULL or empty name), FS_ERR_CLOSED. Any thread. */
+FS_EXTERN fs_status fs_hub_set_resolver(fs_hub *hub, const char *name, fs_resolver_fn fn, void *ctx);
 
 /* Queries the hub's records; same query shape and result as fs_store_query().
  * @return as fs_store_query(). Any thread. */

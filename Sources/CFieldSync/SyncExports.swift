@@ -1,13 +1,14 @@
 // The sync steps and the hub of include/fieldsync.h: check the pointers,
 // decode, call the engine, encode. No logic of their own.
 import FieldSync
+import Glibc
 
 @_cdecl("fs_sync_prepare")
 public func fs_sync_prepare(_ p: OpaquePointer?, _ outRequest: OutString?, _ outWait: UnsafeMutablePointer<Int64>?) -> Int32 {
     boundary("fs_sync_prepare") { () throws(FieldSyncError) in
         let out = try output(outRequest, "out_request_json")
         guard let outWait else { throw .arg("out_wait_ms is NULL") }
-        outWait.pointee = -1
+        outWait.pointee = 0
         let (request, wait) = try store(p).use { s throws(FieldSyncError) in try s.prepare() }
         if let request { try give(request, to: out) }
         outWait.pointee = wait
@@ -109,5 +110,33 @@ public func fs_hub_stats(_ p: OpaquePointer?, _ outStats: OutString?) -> Int32 {
     boundary("fs_hub_stats") { () throws(FieldSyncError) in
         let out = try output(outStats, "out_stats_json")
         try give(hub(p).use { h throws(FieldSyncError) in try h.stats() }, to: out)
+    }
+}
+
+public typealias ResolverFn = @convention(c) (UnsafeMutableRawPointer?, UnsafePointer<CChar>?, UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?) -> Int32
+
+@_cdecl("fs_hub_set_resolver")
+public func fs_hub_set_resolver(_ p: OpaquePointer?, _ name: CString?, _ fn: ResolverFn?, _ ctx: UnsafeMutableRawPointer?) -> Int32 {
+    boundary("fs_hub_set_resolver") { () throws(FieldSyncError) in
+        let handle = try hub(p)
+        let name = try text(name, "name")
+        if name.isEmpty { throw .arg("name is empty") }
+        nonisolated(unsafe) let ctx = ctx
+        try handle.use { h in
+            guard let fn else { h.resolvers[name] = nil; return }
+            h.resolvers[name] = { conflict in
+                var answer: UnsafeMutablePointer<CChar>?
+                let status = conflict.text.withCString { fn(ctx, $0, &answer) }
+                // The answer is malloc'd by the callback and ours to free, even on failure.
+                defer { free(answer) }
+                guard status == 0 else {
+                    return .failure(.conflict("resolver '\(name)' returned status \(status)"))
+                }
+                guard let answer else { return .failure(.arg("resolver '\(name)' returned FS_OK but no value")) }
+                return Result { () throws(FieldSyncError) -> JSON in
+                    try JSON.parse(bytes: answer, count: strlen(answer), what: "resolver '\(name)' answer")
+                }
+            }
+        }
     }
 }

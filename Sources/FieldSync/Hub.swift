@@ -7,6 +7,8 @@ package final class Hub {
     package let schema: Schema
     /// Wall clock in ms since the epoch; replaced by tests and hosts.
     package var wallClock: () -> Int64 = systemWallClock
+    /// Custom-merge resolvers registered by the host, by the schema's resolver name.
+    package var resolvers: [String: (JSON) -> Result<JSON, FieldSyncError>] = [:]
     private var seq: Int64
 
     package convenience init(path: String, schemaJSON: String, optionsJSON: String?) throws(FieldSyncError) {
@@ -53,8 +55,8 @@ package final class Hub {
         let cursor = r["cursor"]?.int ?? 0
         let limit = min(max(r["limit"]?.int ?? 1000, 1), 10_000)
         let pull = r["pull"]?.bool ?? true
-        let entries = r["entries"]?.array ?? []
-        let auditRows = try (r["audit"]?.array ?? []).map { (row) throws(FieldSyncError) -> AuditRow in try Wire.auditRow(row, device: device) }
+        let entries = try optionalArray(r, "entries", in: "request")
+        let auditRows = try optionalArray(r, "audit", in: "request").map { (row) throws(FieldSyncError) -> AuditRow in try Wire.auditRow(row, device: device) }
         let scope = try checkedScope(r["scope"])
         let now = wallClock()
 
@@ -112,7 +114,13 @@ package final class Hub {
         let key = e["key"]?.string ?? "", entrySeq = e["seq"]?.int ?? 0
         if let done = try storage.decision(device: device, seq: entrySeq) {
             var result: [String: JSON] = ["key": .string(key), "status": .string("duplicate"), "outcome": .string(done.status)]
-            if let reason = done.reason { result["reason"] = .string(reason) }
+            if let reason = done.reason {
+                if done.status == "applied" {
+                    result["resolutions"] = (try? JSON.parse(reason, what: "stored resolutions")) ?? .null
+                } else {
+                    result["reason"] = .string(reason)
+                }
+            }
             if let s = done.serverSeq { result["server_seq"] = .int(s) }
             return .object(result)
         }
@@ -149,10 +157,26 @@ package final class Hub {
 
         let (current, recordSeq) = try storage.record(type: type, id: id) ?? (RecordState(absent: ()), 0)
         var state = current
-        let context = Merge.HubContext(seq: seq + 1, observed: e["cursor"]?.int ?? 0, base: e["base"]?.object ?? [:])
+        // A base of {"after": n} means "on top of my own entry n": it holds if
+        // that entry's write is still the field's latest.
+        var base = e["base"]?.object ?? [:]
+        for (field, value) in base {
+            guard let after = value["after"]?.int else { continue }
+            let decided = try storage.decision(device: device, seq: after)
+            base[field] = decided?.status == "applied" ? decided?.serverSeq.map(JSON.int) ?? .null : .string("stale")
+        }
+        var context = Merge.HubContext(seq: seq + 1, observed: e["cursor"]?.int ?? 0, base: base)
+        context.baseValues = e["base_values"]?.object ?? [:]
+        context.actor = e["actor"]?.string ?? ""
+        context.resolve = { [resolvers] field, conflict in
+            guard let name = field.resolver, let resolver = resolvers[name] else {
+                return .failure(.notFound("no resolver registered under '\(field.resolver ?? "")'"))
+            }
+            return resolver(conflict)
+        }
         let report: MergeReport
         do {
-            report = try Merge.merge(change, stamp: Stamp(hlc: hlc, device: device), into: &state, spec: spec, hub: context)
+            report = try Merge.merge(change, stamp: Stamp(hlc: hlc, device: device), into: &state, spec: spec, id: id, hub: context)
         } catch {
             return try reject("invalid: \(error.message)")
         }
@@ -162,8 +186,15 @@ package final class Hub {
         }
         seq += 1
         try storage.save(type: type, id: id, state: state, seq: seq)
-        try storage.recordDecision(device: device, seq: entrySeq, status: "applied", reason: nil, serverSeq: seq, at: now)
-        return .object(["key": .string(key), "status": .string("applied"), "server_seq": .int(seq)])
+        // What happened to each field that met a concurrent write, for the
+        // device's own accounting (kept so a resend gets the same answer).
+        var resolutions: [String: JSON] = [:]
+        for (field, resolution) in report.fields where resolution != .clean { resolutions[field] = .string(resolution.rawValue) }
+        let detail: String? = resolutions.isEmpty ? nil : JSON.object(resolutions).text
+        try storage.recordDecision(device: device, seq: entrySeq, status: "applied", reason: detail, serverSeq: seq, at: now)
+        var result: [String: JSON] = ["key": .string(key), "status": .string("applied"), "server_seq": .int(seq)]
+        if !resolutions.isEmpty { result["resolutions"] = .object(resolutions) }
+        return .object(result)
     }
 
     /// A scope maps types to equality filters on their fields.
@@ -227,12 +258,12 @@ package final class Hub {
         // (lww won/lost, server rejected); concurrent counter increments and
         // set changes merge and are counted apart as "merged".
         var writes: Int64 = 0, conflicts: Int64 = 0, merged: Int64 = 0
-        try db.query("SELECT type, field, writes, concurrent, won, lost, merged, rejected FROM fs_hub_conflicts") { r in
+        try db.query("SELECT type, field, writes, concurrent, won, lost, merged, rejected, resolved FROM fs_hub_conflicts") { r in
             let prefix = "conflicts.\(r.text(0)).\(r.text(1))."
-            for (i, name) in ["writes", "concurrent", "won", "lost", "merged", "rejected"].enumerated() {
+            for (i, name) in ["writes", "concurrent", "won", "lost", "merged", "rejected", "resolved"].enumerated() {
                 stats[prefix + name] = .int(r.int(Int32(i + 2)))
             }
-            let w = r.int(2), c = r.int(4) + r.int(5) + r.int(7)
+            let w = r.int(2), c = r.int(4) + r.int(5) + r.int(7) + r.int(8)
             stats[prefix + "rate"] = .double(w > 0 ? Double(c) / Double(w) : 0)
             writes += w
             conflicts += c

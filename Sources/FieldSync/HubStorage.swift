@@ -14,7 +14,9 @@ final class HubStorage {
             state TEXT NOT NULL, PRIMARY KEY(type, id)) WITHOUT ROWID
         """,
         "CREATE INDEX fs_hub_records_seq ON fs_hub_records(seq)",
-        // What was decided for every entry ever received: the idempotency ledger.
+        // What was decided for every entry ever received: the idempotency
+        // ledger. `reason` holds a rejection's reason, or an applied entry's
+        // per-field resolutions.
         """
         CREATE TABLE fs_hub_applied(device TEXT NOT NULL, seq INTEGER NOT NULL, status TEXT NOT NULL,
             reason TEXT, server_seq INTEGER, received_at INTEGER NOT NULL, PRIMARY KEY(device, seq)) WITHOUT ROWID
@@ -30,7 +32,7 @@ final class HubStorage {
         CREATE TABLE fs_hub_conflicts(type TEXT NOT NULL, field TEXT NOT NULL, policy TEXT NOT NULL,
             writes INTEGER NOT NULL DEFAULT 0, concurrent INTEGER NOT NULL DEFAULT 0, won INTEGER NOT NULL DEFAULT 0,
             lost INTEGER NOT NULL DEFAULT 0, merged INTEGER NOT NULL DEFAULT 0, rejected INTEGER NOT NULL DEFAULT 0,
-            PRIMARY KEY(type, field)) WITHOUT ROWID
+            resolved INTEGER NOT NULL DEFAULT 0, PRIMARY KEY(type, field)) WITHOUT ROWID
         """,
     ]
 
@@ -150,7 +152,8 @@ final class HubStorage {
             FROM fs_hub_audit a LEFT JOIN fs_hub_applied d ON d.device = a.device AND d.seq = a.audit_id
             """
         if !clauses.isEmpty { sql += " WHERE " + clauses.joined(separator: " AND ") }
-        sql += try orderAndLimit(filter, column: "a.device", tieBreak: "a.audit_id", context: "audit filter")
+        let desc = filter["desc"]?.bool == true
+        sql += try orderAndLimit(filter, column: "a.device", tieBreak: "a.audit_id\(desc ? " DESC" : "")", context: "audit filter")
         var rows: [JSON] = []
         try db.query(sql, values) { r in
             rows.append(.object([
@@ -181,6 +184,7 @@ final class HubStorage {
             case .lost: column = "lost"
             case .merged: column = "merged"
             case .rejected: column = "rejected"
+            case .resolved: column = "resolved"
             }
             try db.run("""
                 INSERT INTO fs_hub_conflicts(type, field, policy, writes, concurrent) VALUES(?, ?, ?, 1, ?)

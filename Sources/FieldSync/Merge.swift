@@ -8,6 +8,7 @@ package enum Resolution: String, Sendable {
     case lost       // lww: a concurrent newer write (or delete) beat this one
     case merged     // counter or set: both writes kept
     case rejected   // server: compare-and-set failed
+    case resolved   // custom: the host's resolver merged the values
 }
 
 package struct MergeReport: Sendable {
@@ -24,16 +25,25 @@ enum Merge {
         /// The hub cursor the device had pulled up to when it acted: the
         /// server state it had observed.
         let observed: Int64
-        /// Server versions the device based its `server` field writes on.
+        /// Server versions the device based its `server` and `custom` writes on.
         let base: [String: JSON]
+        /// For `custom` fields: the server values those writes were based on.
+        var baseValues: [String: JSON] = [:]
+        /// Who made the change, for the resolver.
+        var actor: String = ""
+        /// Answers a concurrent `custom` write: the merged value, or why not.
+        var resolve: (FieldSpec, JSON) -> Result<JSON, FieldSyncError> = { field, _ in
+            .failure(.notFound("no resolver registered under '\(field.resolver ?? "")'"))
+        }
     }
 
     /// Folds `change`, written at `stamp`, into `state`. On the device
     /// (`hub == nil`) writes are applied optimistically; the hub also checks
     /// compare-and-set, records versions and keeps set add-tags.
     static func merge(_ change: Change, stamp: Stamp, into state: inout RecordState, spec: TypeSpec,
-                      hub: HubContext? = nil) throws(FieldSyncError) -> MergeReport {
+                      id recordId: String = "", hub: HubContext? = nil) throws(FieldSyncError) -> MergeReport {
         var report = MergeReport()
+        let specName = spec.name
         func concurrent(_ field: String) -> Bool {
             guard let hub, let version = state.versions[field] else { return false }
             return version > hub.observed && state.stamps[field]?.device != stamp.device
@@ -79,7 +89,7 @@ enum Merge {
             state.deleted = false
         }
 
-        for (field, value) in change.set {
+        for (field, value) in change.set.sorted(by: { codePointOrder($0.key, $1.key) }) {
             guard let spec = spec.field(field) else { continue }
             if spec.merge == .lww || (spec.merge == .custom && hub == nil) {
                 let current = [state.stamps[field], state.deletedAt].compactMap { $0 }.max()
@@ -87,6 +97,31 @@ enum Merge {
                     report.fields.append((field, .lost))
                     continue
                 }
+            }
+            // A custom write that met a change it had not seen goes to the
+            // host's resolver; a failing resolver refuses the whole action.
+            if spec.merge == .custom, let hub, state.versions[field] != hub.base[field]?.int {
+                let conflict = JSON.object([
+                    "type": .string(specName), "id": .string(recordId), "field": .string(field),
+                    "base": hub.baseValues[field] ?? .null, "server": state.fields[field] ?? .null, "incoming": value,
+                    "incoming_actor": .string(hub.actor), "incoming_device": .string(stamp.device),
+                ])
+                switch hub.resolve(spec, conflict) {
+                case .success(let merged):
+                    do {
+                        state.fields[field] = try spec.checked(merged, in: specName)
+                    } catch {
+                        report.rejection = ("resolver_invalid", .object(["field": .string(field), "message": .string(error.message)]))
+                        return report
+                    }
+                    report.fields.append((field, .resolved))
+                    touched(field)
+                case .failure(let error):
+                    let reason = error.status == FieldSyncError.notFound("").status ? "resolver_missing" : "resolver_failed"
+                    report.rejection = (reason, .object(["field": .string(field), "message": .string(error.message)]))
+                    return report
+                }
+                continue
             }
             report.fields.append((field, concurrent(field) ? .won : .clean))
             state.fields[field] = value

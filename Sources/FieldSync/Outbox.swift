@@ -14,6 +14,8 @@ package struct OutboxEntry: Equatable, Sendable {
     package var schemaVersion: Int64
     package var change: Change
     package var base: [String: JSON]
+    /// For `custom` fields: the server value the device's write was based on.
+    package var baseValues: [String: JSON] = [:]
     /// The hub cursor the device had pulled up to when it acted: the server
     /// state this change was made against (observed-remove sets rely on it).
     package var cursor: Int64 = 0
@@ -28,7 +30,7 @@ struct Outbox {
         """
         CREATE TABLE fs_outbox(
             seq INTEGER PRIMARY KEY, type TEXT NOT NULL, id TEXT NOT NULL, hlc INTEGER NOT NULL,
-            schema_version INTEGER NOT NULL, ops TEXT NOT NULL, base TEXT, cursor INTEGER NOT NULL DEFAULT 0,
+            schema_version INTEGER NOT NULL, ops TEXT NOT NULL, base TEXT, base_values TEXT, cursor INTEGER NOT NULL DEFAULT 0,
             state TEXT NOT NULL DEFAULT 'pending', attempts INTEGER NOT NULL DEFAULT 0,
             next_attempt_at INTEGER NOT NULL DEFAULT 0, batch TEXT, reason TEXT)
         """,
@@ -49,10 +51,11 @@ struct Outbox {
     static func insert(_ e: OutboxEntry, into db: Connection) throws(FieldSyncError) {
         try db.run(insertSQL,
                    [.int(e.seq), .text(e.type), .text(e.id), .int(e.hlc), .int(e.schemaVersion),
-                    .text(e.change.json.text), e.base.isEmpty ? .null : .text(JSON.object(e.base).text), .int(e.cursor)])
+                    .text(e.change.json.text), e.base.isEmpty ? .null : .text(JSON.object(e.base).text),
+                    e.baseValues.isEmpty ? .null : .text(JSON.object(e.baseValues).text), .int(e.cursor)])
     }
 
-    static let insertSQL = PreparedSQL("INSERT INTO fs_outbox(seq, type, id, hlc, schema_version, ops, base, cursor) VALUES(?,?,?,?,?,?,?,?)")
+    static let insertSQL = PreparedSQL("INSERT INTO fs_outbox(seq, type, id, hlc, schema_version, ops, base, base_values, cursor) VALUES(?,?,?,?,?,?,?,?,?)")
 
     static func count(_ db: Connection) throws(FieldSyncError) -> Int64 {
         try db.scalar("SELECT count(*) FROM fs_outbox") ?? 0
@@ -68,6 +71,19 @@ struct Outbox {
             return true
         }
         return changes
+    }
+
+    /// For each of `fields`, the seq of the newest unrejected entry of the
+    /// record that sets it.
+    static func lastWriters(of fields: Set<String>, type: String, id: String, db: Connection) throws(FieldSyncError) -> [String: Int64] {
+        var found: [String: Int64] = [:]
+        try db.query("SELECT seq, ops FROM fs_outbox WHERE type = ? AND id = ? AND state != 'rejected' ORDER BY seq DESC",
+                     [.text(type), .text(id)]) { r in
+            let set = (try? JSON.parse(r.text(1), what: "stored ops"))?["set"]?.object ?? [:]
+            for f in fields where found[f] == nil && set[f] != nil { found[f] = r.int(0) }
+            return found.count < fields.count
+        }
+        return found
     }
 
     /// Entries as the ABI lists them (header fs_outbox_list), joined with

@@ -15,12 +15,14 @@ enum Wire {
     }
 
     /// An outbox entry as it travels.
-    static func entry(_ e: OutboxEntry) -> JSON {
-        .object([
+    static func entry(_ e: OutboxEntry, actor: String) -> JSON {
+        var o: [String: JSON] = [
             "key": .string(e.key), "seq": .int(e.seq), "type": .string(e.type), "id": .string(e.id),
             "hlc": .int(e.hlc), "schema_version": .int(e.schemaVersion), "ops": e.change.json,
-            "base": .object(e.base), "cursor": .int(e.cursor),
-        ])
+            "base": .object(e.base), "cursor": .int(e.cursor), "actor": .string(actor),
+        ]
+        if !e.baseValues.isEmpty { o["base_values"] = .object(e.baseValues) }
+        return .object(o)
     }
 
     /// An audit row as it travels: only what the device decided.

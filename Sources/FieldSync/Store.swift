@@ -172,16 +172,28 @@ package final class Store {
             } else {
                 try view.delete(action.id, db: db)
             }
-            // A `server` field's write carries the server version it was based
-            // on, so the hub can refuse it if the server moved since.
-            var base: [String: JSON] = [:]
-            let serverFields = action.change.set.keys.filter { spec.field($0)?.merge == .server }
-            if !serverFields.isEmpty {
-                let versions = try shadow(type: action.type, id: action.id)?.versions ?? [:]
-                for f in serverFields { base[f] = versions[f].map(JSON.int) ?? .null }
+            // `server` and `custom` writes carry the server version they were
+            // based on (compare-and-set; "was this concurrent?"), and custom
+            // writes the server value too, for the resolver's "base".
+            var base: [String: JSON] = [:], baseValues: [String: JSON] = [:]
+            let based = action.change.set.keys.filter { [.server, .custom].contains(spec.field($0)?.merge) }
+            if !based.isEmpty {
+                let shadow = try shadow(type: action.type, id: action.id)
+                let pending = try Outbox.lastWriters(of: Set(based), type: action.type, id: action.id, db: db)
+                for f in based {
+                    // A write following this device's own unacknowledged write
+                    // of the field is based on that write, not on stale server state.
+                    if let previous = pending[f] {
+                        base[f] = .object(["after": .int(previous)])
+                    } else {
+                        base[f] = shadow?.versions[f].map(JSON.int) ?? .null
+                    }
+                    if spec.field(f)?.merge == .custom { baseValues[f] = shadow?.fields[f] ?? .null }
+                }
             }
             try Outbox.insert(OutboxEntry(seq: seq, key: key, type: action.type, id: action.id, hlc: stamp,
-                                          schemaVersion: schema.version, change: action.change, base: base, cursor: sync.cursor), into: db)
+                                          schemaVersion: schema.version, change: action.change, base: base,
+                                          baseValues: baseValues, cursor: sync.cursor), into: db)
             var row = AuditRow(auditId: seq, deviceId: deviceId, actor: action.actor, action: action.name,
                                type: action.type, id: action.id, input: action.input, deviceTime: wall, hlc: stamp,
                                outboxKeys: [key], prevHash: lastHash, hash: "")
@@ -247,6 +259,7 @@ package final class Store {
         let pageSize = try db.scalar("PRAGMA page_size") ?? 0
         stats["file_bytes"] = .int(pages &* pageSize)
         stats.merge(syncStats) { a, _ in a }
+        for key in Store.writeCounters { stats[key] = .int(try Store.meta(key, db: db)?.int ?? 0) }
         return .object(stats)
     }
 

@@ -86,6 +86,13 @@ extension Store {
 
     // MARK: prepare
 
+    static let dueEntries = PreparedSQL("""
+        SELECT o.seq, o.type, o.id, o.hlc, o.schema_version, o.ops, o.base, o.cursor, o.state, o.next_attempt_at,
+               o.base_values, a.actor
+        FROM fs_outbox o LEFT JOIN fs_audit a ON a.audit_id = o.seq
+        WHERE o.state IN ('pending', 'stuck') ORDER BY o.seq
+        """)
+
     /// The next request to send, or nil and how long to wait before asking again.
     package func prepare() throws(FieldSyncError) -> (request: JSON?, waitMs: Int64) {
         if sync.upgradeRequired != nil { return (nil, -1) }
@@ -96,13 +103,10 @@ extension Store {
         return try db.transaction { () throws(FieldSyncError) -> (JSON?, Int64) in
             // An unanswered earlier batch is superseded: its entries go again.
             try db.run("UPDATE fs_outbox SET state = 'pending', batch = NULL WHERE state = 'inflight'")
-            var selected: [OutboxEntry] = []
+            var selected: [(entry: OutboxEntry, actor: String)] = []
             var blocked: Set<ExactString> = []
             var nextDue = Int64.max
-            try db.query("""
-                SELECT seq, type, id, hlc, schema_version, ops, base, cursor, state, next_attempt_at
-                FROM fs_outbox WHERE state IN ('pending', 'stuck') ORDER BY seq
-                """) { r in
+            try db.query(Store.dueEntries) { r in
                 let type = r.text(1), id = r.text(2)
                 let record = ExactString(type + "\u{0}" + id)
                 if blocked.contains(record) { return true }
@@ -115,11 +119,13 @@ extension Store {
                     return true
                 }
                 let seq = r.int(0)
-                selected.append(OutboxEntry(
+                func object(_ column: Int32) -> [String: JSON] {
+                    r.optionalText(column).flatMap { try? JSON.parse($0, what: "stored entry") }?.object ?? [:]
+                }
+                selected.append((OutboxEntry(
                     seq: seq, key: Outbox.key(device: deviceId, seq: seq), type: type, id: id, hlc: r.int(3),
                     schemaVersion: r.int(4), change: Change(json: (try? JSON.parse(r.text(5), what: "stored ops")) ?? .null),
-                    base: r.optionalText(6).flatMap { try? JSON.parse($0, what: "stored base") }?.object ?? [:],
-                    cursor: r.int(7)))
+                    base: object(6), baseValues: object(10), cursor: r.int(7)), r.optionalText(11) ?? ""))
                 return Int64(selected.count) < sync.batchSize
             }
             let pullDue = sync.pullDue || (sync.pullIntervalMs > 0 && sync.lastPullAt + sync.pullIntervalMs <= now)
@@ -135,7 +141,7 @@ extension Store {
             sync.batches += 1
             let batch = Wire.batchId(device: deviceId, number: sync.batches)
             try setMeta("batches", .int(sync.batches))
-            for e in selected {
+            for (e, _) in selected {
                 try db.run("UPDATE fs_outbox SET state = 'inflight', batch = ? WHERE seq = ?", [.text(batch), .int(e.seq)])
             }
             // Audit rows travel with their entries; rows not yet acknowledged
@@ -144,7 +150,7 @@ extension Store {
             let oldest = try db.queryAudit("WHERE audit_id > ? AND server_received_at IS NULL ORDER BY audit_id LIMIT ?",
                                            [.int(sync.auditAckedThrough), .int(sync.batchSize)], device: deviceId)
             for row in oldest { audit[row.auditId] = row }
-            for e in selected where audit[e.seq] == nil {
+            for (e, _) in selected where audit[e.seq] == nil {
                 for row in try db.queryAudit("WHERE audit_id = ? AND server_received_at IS NULL", [.int(e.seq)], device: deviceId) {
                     audit[row.auditId] = row
                 }
@@ -152,7 +158,7 @@ extension Store {
             var request: [String: JSON] = [
                 "protocol": .int(Wire.version), "device_id": .string(deviceId), "schema_version": .int(schema.version),
                 "batch": .string(batch), "cursor": .int(sync.cursor), "pull": .bool(true), "limit": .int(sync.pullLimit),
-                "entries": .array(selected.map(Wire.entry)),
+                "entries": .array(selected.map { Wire.entry($0.entry, actor: $0.actor) }),
                 "audit": .array(audit.keys.sorted().compactMap { audit[$0].map(Wire.audit) }),
             ]
             if !sync.scope.isEmpty { request["scope"] = .object(sync.scope) }
@@ -188,8 +194,9 @@ extension Store {
             throw .conflict("the hub refused the request (\(code)): \(message)")
         }
 
-        let results = r["results"]?.array ?? []
-        let changes = r["changes"]?.array ?? []
+        let results = try optionalArray(r, "results", in: "response")
+        let changes = try optionalArray(r, "changes", in: "response")
+        let acks = try optionalArray(r, "audit_acks", in: "response")
         // Check every key before changing anything: a response naming another
         // device's entries is refused whole.
         var parsed: [(seq: Int64, item: [String: JSON])] = []
@@ -210,6 +217,7 @@ extension Store {
         var clock = self.clock
         var summary: [String: Int64] = ["applied": 0, "duplicate": 0, "rejected": 0, "retry": 0, "stuck": 0, "pulled": 0]
         var touched: [ExactString: (type: String, id: String)] = [:]
+        var writes: [String: Int64] = [:]
         var random = SystemRandomNumberGenerator()
         let newCursor: Int64 = try db.transaction { () throws(FieldSyncError) -> Int64 in
             for (seq, item) in parsed {
@@ -224,10 +232,14 @@ extension Store {
                 let outcome = status == "duplicate" ? (item["outcome"]?.string ?? "applied") : status
                 switch outcome {
                 case "applied":
+                    for resolution in (item["resolutions"]?.object ?? [:]).values {
+                        if let name = resolution.string { writes["writes_\(name)", default: 0] += 1 }
+                    }
                     try db.run("DELETE FROM fs_outbox WHERE seq = ?", [.int(seq)])
                     try db.run("UPDATE fs_audit SET outcome = 'applied', reason = NULL WHERE audit_id = ?", [.int(seq)])
                     touched[ExactString(entry.type + "\u{0}" + entry.id)] = (entry.type, entry.id)
                 case "rejected":
+                    writes["writes_rejected", default: 0] += 1
                     let reason = item["reason"]?.string ?? "rejected"
                     try db.run("UPDATE fs_outbox SET state = 'rejected', batch = NULL, reason = ? WHERE seq = ?", [.text(reason), .int(seq)])
                     try db.run("UPDATE fs_audit SET outcome = 'rejected', reason = ? WHERE audit_id = ?", [.text(reason), .int(seq)])
@@ -263,7 +275,7 @@ extension Store {
             }
             for record in touched.values { try rebase(type: record.type, id: record.id) }
 
-            for ack in r["audit_acks"]?.array ?? [] {
+            for ack in acks {
                 guard let id = ack["audit_id"]?.int, let at = ack["server_received_at"]?.int else { continue }
                 try db.run("UPDATE fs_audit SET server_received_at = ? WHERE audit_id = ? AND server_received_at IS NULL", [.int(at), .int(id)])
             }
@@ -272,6 +284,9 @@ extension Store {
             let acked = firstUnacked.map { $0 - 1 } ?? lastSeq
             try setMeta("audit_acked_through", .int(acked))
 
+            for (key, n) in writes where Store.writeCounters.contains(key) {
+                try setMeta(key, .int((try Store.meta(key, db: db)?.int ?? 0) + n))
+            }
             let cursor = max(sync.cursor, r["cursor"]?.int ?? sync.cursor)
             try setMeta("cursor", .int(cursor))
             try setMeta("hlc", .int(clock.last))
@@ -327,6 +342,9 @@ extension Store {
         try db.run("UPDATE fs_outbox SET next_attempt_at = 0 WHERE state = 'pending' AND next_attempt_at > 0")
     }
 
+    /// How this device's writes fared at the hub (fs_store_stats).
+    static let writeCounters: Set<String> = ["writes_won", "writes_lost", "writes_merged", "writes_resolved", "writes_rejected"]
+
     var syncStats: [String: JSON] {
         let now = wallClock()
         let state = sync.upgradeRequired != nil ? "upgrade_required" : !sync.online ? "offline" : sync.retryAt > now ? "backoff" : "ready"
@@ -357,4 +375,11 @@ extension Connection {
         }
         return rows
     }
+}
+
+/// A member that must be an array when present.
+func optionalArray(_ object: [String: JSON], _ key: String, in context: String) throws(FieldSyncError) -> [JSON] {
+    guard let value = object[key], !value.isNull else { return [] }
+    guard let items = value.array else { throw .arg("\(context): \"\(key)\" must be an array, got \(value.kind)") }
+    return items
 }

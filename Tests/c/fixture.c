@@ -514,3 +514,249 @@ int verify_audit_chain_at(const char *file, int line, json_t *rows) {
     }
     return problems;
 }
+
+/* ---- the hub and the sync loop ---- */
+
+fs_hub *open_hub_at(const char *file, int line, const char *name, const char *schema,
+                    const char *options) {
+    fs_hub *h = NULL;
+    fs_status st = fs_hub_open(test_path(name), schema, options, &h);
+    if (st != FS_OK) {
+        fs_test_fail(file, line, "fs_hub_open(%s) returned %s: \"%s\"", name, fs_status_name(st),
+                     fs_last_error());
+        return NULL;
+    }
+    if (h == NULL) fs_test_fail(file, line, "fs_hub_open returned FS_OK and a NULL handle");
+    return h;
+}
+
+fs_store *open_device_at(const char *file, int line, const char *device_id,
+                         const char *more_options) {
+    char *name = strf("%s.db", device_id);
+    char *options = strf("{\"device_id\":\"%s\"%s%s}", device_id, more_options ? "," : "",
+                         more_options ? more_options : "");
+    fs_store *s = open_store_at(file, line, name, TASK_SCHEMA, options);
+    free(name);
+    free(options);
+    return s;
+}
+
+typedef fs_status (*hub_listing_fn)(fs_hub *, const char *, char **);
+
+static json_t *hub_listing_at(const char *file, int line, const char *what, hub_listing_fn fn,
+                              fs_hub *h, const char *arg) {
+    char *out = NULL;
+    json_t *v;
+    fs_status st = fn(h, arg, &out);
+    if (st != FS_OK) {
+        fs_test_fail(file, line, "%s(%s) returned %s: \"%s\"", what, arg ? arg : "NULL",
+                     fs_status_name(st), fs_last_error());
+        return NULL;
+    }
+    v = take_json_at(file, line, out);
+    if (v != NULL && !json_is_array(v)) {
+        fs_test_fail(file, line, "%s did not return a JSON array", what);
+        json_decref(v);
+        return NULL;
+    }
+    return v;
+}
+
+json_t *hub_query_ok_at(const char *file, int line, fs_hub *h, const char *query) {
+    return hub_listing_at(file, line, "fs_hub_query", fs_hub_query, h, query);
+}
+json_t *hub_audit_ok_at(const char *file, int line, fs_hub *h, const char *filter) {
+    return hub_listing_at(file, line, "fs_hub_audit_query", fs_hub_audit_query, h, filter);
+}
+
+json_t *hub_stats_ok_at(const char *file, int line, fs_hub *h) {
+    char *out = NULL;
+    json_t *v;
+    fs_status st = fs_hub_stats(h, &out);
+    if (st != FS_OK) {
+        fs_test_fail(file, line, "fs_hub_stats returned %s: \"%s\"", fs_status_name(st),
+                     fs_last_error());
+        return NULL;
+    }
+    v = take_json_at(file, line, out);
+    if (v != NULL && !json_is_object(v)) {
+        fs_test_fail(file, line, "fs_hub_stats did not return a JSON object");
+        json_decref(v);
+        return NULL;
+    }
+    return v;
+}
+
+char *prepare_ok_at(const char *file, int line, fs_store *s) {
+    char *request = NULL;
+    int64_t wait = -2;
+    fs_status st = fs_sync_prepare(s, &request, &wait);
+    if (st != FS_OK) {
+        fs_test_fail(file, line, "fs_sync_prepare returned %s: \"%s\"", fs_status_name(st),
+                     fs_last_error());
+        return NULL;
+    }
+    if (request == NULL) {
+        fs_test_fail(file, line, "fs_sync_prepare gave no request (wait %lld)", (long long)wait);
+        return NULL;
+    }
+    if (wait != 0)
+        fs_test_fail(file, line, "fs_sync_prepare gave a request with wait %lld, expected 0",
+                     (long long)wait);
+    return request;
+}
+
+char *handle_ok_at(const char *file, int line, fs_hub *h, const char *request) {
+    char *response = NULL;
+    fs_status st = fs_hub_handle(h, request, &response);
+    if (st != FS_OK) {
+        fs_test_fail(file, line, "fs_hub_handle returned %s: \"%s\"\n      request: %.300s",
+                     fs_status_name(st), fs_last_error(), request ? request : "(null)");
+        return NULL;
+    }
+    if (response == NULL) fs_test_fail(file, line, "fs_hub_handle returned FS_OK and no response");
+    return response;
+}
+
+json_t *receive_ok_at(const char *file, int line, fs_store *s, const char *response) {
+    char *summary = NULL;
+    json_t *v;
+    fs_status st = fs_sync_receive(s, response, &summary);
+    if (st != FS_OK) {
+        fs_test_fail(file, line, "fs_sync_receive returned %s: \"%s\"\n      response: %.300s",
+                     fs_status_name(st), fs_last_error(), response ? response : "(null)");
+        return NULL;
+    }
+    v = take_json_at(file, line, summary);
+    if (v != NULL && !json_is_object(v)) {
+        fs_test_fail(file, line, "fs_sync_receive's summary is not a JSON object");
+        json_decref(v);
+        return NULL;
+    }
+    return v;
+}
+
+sync_totals sync_until_idle_at(const char *file, int line, fs_store *s, fs_hub *h) {
+    sync_totals t;
+    memset(&t, 0, sizeof t);
+    t.last_wait = -2;
+    for (;;) {
+        char *request = NULL, *response;
+        int64_t wait = -2;
+        json_t *summary;
+        fs_status st;
+        if (t.rounds >= 50) {
+            fs_test_fail(file, line, "the sync loop was not idle after 50 rounds");
+            t.rounds = -1;
+            return t;
+        }
+        st = fs_sync_prepare(s, &request, &wait);
+        if (st != FS_OK) {
+            fs_test_fail(file, line, "sync round %d: fs_sync_prepare returned %s: \"%s\"",
+                         t.rounds + 1, fs_status_name(st), fs_last_error());
+            t.rounds = -1;
+            return t;
+        }
+        if (request == NULL) {
+            t.last_wait = wait;
+            return t;
+        }
+        if (wait != 0)
+            fs_test_fail(file, line, "sync round %d: a request came with wait %lld, expected 0",
+                         t.rounds + 1, (long long)wait);
+        response = handle_ok_at(file, line, h, request);
+        fs_free(request);
+        if (response == NULL) {
+            t.rounds = -1;
+            return t;
+        }
+        summary = receive_ok_at(file, line, s, response);
+        fs_free(response);
+        if (summary == NULL) {
+            t.rounds = -1;
+            return t;
+        }
+        t.applied += jint(summary, "applied");
+        t.duplicate += jint(summary, "duplicate");
+        t.rejected += jint(summary, "rejected");
+        t.retry += jint(summary, "retry");
+        t.stuck += jint(summary, "stuck");
+        t.pulled += jint(summary, "pulled");
+        if (json_is_true(json_object_get(summary, "more"))) t.more++;
+        json_decref(summary);
+        t.rounds++;
+    }
+}
+
+sync_totals sync_now_at(const char *file, int line, fs_store *s, fs_hub *h) {
+    fs_status st = fs_sync_connectivity(s, 1);
+    if (st != FS_OK) {
+        sync_totals t;
+        memset(&t, 0, sizeof t);
+        fs_test_fail(file, line, "fs_sync_connectivity(1) returned %s: \"%s\"", fs_status_name(st),
+                     fs_last_error());
+        t.rounds = -1;
+        return t;
+    }
+    return sync_until_idle_at(file, line, s, h);
+}
+
+static char *dump_hub_call(hub_listing_fn fn, fs_hub *h, const char *arg) {
+    char *out = NULL;
+    json_t *v;
+    char *text;
+    if (fn(h, arg, &out) != FS_OK) return strf("(call failed: %s)", fs_last_error());
+    v = json_loads(out, 0, NULL);
+    fs_free(out);
+    text = jdump(v);
+    json_decref(v);
+    return text;
+}
+
+char *hub_records(fs_hub *h) { return dump_hub_call(fs_hub_query, h, "{\"type\":\"task\"}"); }
+char *store_records(fs_store *s) { return dump_call(fs_store_query, s, "{\"type\":\"task\"}"); }
+
+void check_same_records_at(const char *file, int line, fs_store *s, fs_hub *h) {
+    char *at_hub = hub_records(h);
+    char *at_device = store_records(s);
+    if (strcmp(at_hub, at_device) != 0)
+        fs_test_fail(file, line, "device and hub records differ:\n      device %.600s\n      hub    %.600s",
+                     at_device, at_hub);
+    free(at_hub);
+    free(at_device);
+}
+
+void hub_snap_take(fs_hub *h, hub_snap *snap) {
+    char *out = NULL;
+    json_t *v;
+    if (fs_hub_stats(h, &out) == FS_OK) {
+        v = json_loads(out, 0, NULL);
+        fs_free(out);
+        snap->stats = jdump(v);
+        json_decref(v);
+    } else {
+        snap->stats = strf("(call failed: %s)", fs_last_error());
+    }
+    snap->records = hub_records(h);
+    snap->audit = dump_hub_call(fs_hub_audit_query, h, NULL);
+}
+
+void hub_snap_check_at(const char *file, int line, fs_hub *h, hub_snap *snap) {
+    hub_snap now;
+    hub_snap_take(h, &now);
+    if (strcmp(now.stats, snap->stats) != 0)
+        fs_test_fail(file, line, "hub stats changed:\n      before %.600s\n      after  %.600s",
+                     snap->stats, now.stats);
+    if (strcmp(now.records, snap->records) != 0)
+        fs_test_fail(file, line, "hub records changed:\n      before %.400s\n      after  %.400s",
+                     snap->records, now.records);
+    if (strcmp(now.audit, snap->audit) != 0)
+        fs_test_fail(file, line, "hub audit rows changed:\n      before %.400s\n      after  %.400s",
+                     snap->audit, now.audit);
+    free(now.stats);
+    free(now.records);
+    free(now.audit);
+    free(snap->stats);
+    free(snap->records);
+    free(snap->audit);
+}

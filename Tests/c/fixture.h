@@ -139,6 +139,77 @@ char *canonical_json(json_t *v);
 int verify_audit_chain_at(const char *file, int line, json_t *rows);
 #define verify_audit_chain(rows) verify_audit_chain_at(__FILE__, __LINE__, (rows))
 
+/* ---- the hub and the sync loop (test_sync*.c, test_hub.c) ---- */
+
+/* Opens a hub file in the test dir; records a failure and returns NULL if
+ * that fails. */
+fs_hub *open_hub_at(const char *file, int line, const char *name, const char *schema,
+                    const char *options);
+#define open_hub(name, schema, options) \
+    open_hub_at(__FILE__, __LINE__, (name), (schema), (options))
+#define open_task_hub() open_hub_at(__FILE__, __LINE__, "hub.db", TASK_SCHEMA, NULL)
+
+/* A task store "<device_id>.db" opened with {"device_id": device_id} plus
+ * `more_options` (members without braces, e.g. "\"pull_limit\":2"; may be
+ * NULL). */
+fs_store *open_device_at(const char *file, int line, const char *device_id,
+                         const char *more_options);
+#define open_device(device_id, more) open_device_at(__FILE__, __LINE__, (device_id), (more))
+
+/* fs_hub_query / fs_hub_audit_query / fs_hub_stats parsed (NULL + failure). */
+json_t *hub_query_ok_at(const char *file, int line, fs_hub *h, const char *query);
+#define hub_query_ok(h, q) hub_query_ok_at(__FILE__, __LINE__, (h), (q))
+json_t *hub_audit_ok_at(const char *file, int line, fs_hub *h, const char *filter);
+#define hub_audit_ok(h, f) hub_audit_ok_at(__FILE__, __LINE__, (h), (f))
+json_t *hub_stats_ok_at(const char *file, int line, fs_hub *h);
+#define hub_stats_ok(h) hub_stats_ok_at(__FILE__, __LINE__, (h))
+
+/* fs_sync_prepare that must produce a request: its text (fs_free it), or NULL
+ * and a failure. */
+char *prepare_ok_at(const char *file, int line, fs_store *s);
+#define prepare_ok(s) prepare_ok_at(__FILE__, __LINE__, (s))
+/* fs_hub_handle that must succeed: the response text (fs_free it) or NULL. */
+char *handle_ok_at(const char *file, int line, fs_hub *h, const char *request);
+#define handle_ok(h, request) handle_ok_at(__FILE__, __LINE__, (h), (request))
+/* fs_sync_receive that must succeed: the parsed summary or NULL. */
+json_t *receive_ok_at(const char *file, int line, fs_store *s, const char *response);
+#define receive_ok(s, response) receive_ok_at(__FILE__, __LINE__, (s), (response))
+
+/* What a run of the sync loop saw: summaries added up. rounds is -1 when a
+ * step failed (the failure is recorded). */
+typedef struct {
+    int rounds;
+    long long applied, duplicate, rejected, retry, stuck, pulled;
+    int more;          /* responses that said "more": true */
+    int64_t last_wait; /* out_wait_ms of the prepare that ended the loop */
+} sync_totals;
+
+/* prepare -> fs_hub_handle -> receive until prepare returns no request (at
+ * most 50 rounds); every step must return FS_OK. */
+sync_totals sync_until_idle_at(const char *file, int line, fs_store *s, fs_hub *h);
+#define sync_until_idle(s, h) sync_until_idle_at(__FILE__, __LINE__, (s), (h))
+/* fs_sync_connectivity(s, 1) first, which makes a pull due: the device then
+ * also learns what other devices wrote since its last pull. */
+sync_totals sync_now_at(const char *file, int line, fs_store *s, fs_hub *h);
+#define sync_now(s, h) sync_now_at(__FILE__, __LINE__, (s), (h))
+
+/* All task rows of the hub or of a store's local view, as compact JSON. */
+char *hub_records(fs_hub *h);
+char *store_records(fs_store *s);
+/* Records a failure unless the store's view of every task equals the hub's. */
+void check_same_records_at(const char *file, int line, fs_store *s, fs_hub *h);
+#define CHECK_SAME_RECORDS(s, h) check_same_records_at(__FILE__, __LINE__, (s), (h))
+
+/* Everything a refused hub call must leave as it was. */
+typedef struct {
+    char *stats;   /* fs_hub_stats */
+    char *records; /* every task row */
+    char *audit;   /* every audit row */
+} hub_snap;
+void hub_snap_take(fs_hub *h, hub_snap *snap);
+void hub_snap_check_at(const char *file, int line, fs_hub *h, hub_snap *snap);
+#define CHECK_HUB_UNCHANGED(h, snap) hub_snap_check_at(__FILE__, __LINE__, (h), (snap))
+
 #ifdef __cplusplus
 }
 #endif

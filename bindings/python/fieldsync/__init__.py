@@ -11,6 +11,14 @@ the manner of the standard ``sqlite3`` module::
     ...     store.get("task", "T-1")["status"]
     'open'
 
+Sync is sans-I/O: ``Store.sync_prepare()`` says what to send, the host moves it
+to a ``Hub`` (in-process with ``Hub.handle``, or over HTTP with
+``python -m fieldsync serve`` / ``sync``), and ``Store.sync_receive()`` applies
+the answer::
+
+    >>> with fieldsync.Hub("hub.db", schema) as hub:
+    ...     fieldsync.sync_once(store, hub)   # prepare/handle/receive until done
+
 The library is found through the environment variable FIELDSYNC_LIB, else the
 repository's build/ folder, else the system's library path.
 """
@@ -22,12 +30,15 @@ import json
 import os
 import time
 from ctypes import byref, c_int64, c_void_p
-from typing import Any, Callable, Dict, List, Mapping, Optional, Union
+from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple, Union
 
-from ._lib import CLOCK_FN, lib
+from ._lib import CLOCK_FN, MAX_MESSAGE_BYTES, RESOLVER_FN, lib, libc
 
 __all__ = [
     "Store",
+    "Hub",
+    "sync_once",
+    "MAX_MESSAGE_BYTES",
     "version",
     "abi_version",
     "status_name",
@@ -178,15 +189,20 @@ def _check(status: int) -> None:
         raise _ERRORS.get(status, FieldSyncError)(message, status)
 
 
-def _take(ptr: c_void_p) -> Optional[JSONValue]:
-    """Decode and release a ``char *`` the library returned."""
+def _take_bytes(ptr: c_void_p) -> Optional[bytes]:
+    """Copy and release a ``char *`` the library returned (UTF-8 JSON text)."""
     if not ptr.value:
         return None
     try:
-        data = ctypes.string_at(ptr.value)
+        return ctypes.string_at(ptr.value)
     finally:
         lib.fs_free(ptr)
-    return json.loads(data.decode("utf-8"))
+
+
+def _take(ptr: c_void_p) -> Optional[JSONValue]:
+    """Decode and release a ``char *`` the library returned."""
+    data = _take_bytes(ptr)
+    return None if data is None else json.loads(data.decode("utf-8"))
 
 
 def _text(value: str, what: str) -> bytes:
@@ -208,6 +224,43 @@ def _json(value: Union[Mapping[str, Any], str, None]) -> Optional[bytes]:
     # NaN/Infinity are not JSON and the library would refuse them anyway.
     return json.dumps(value, ensure_ascii=False, allow_nan=False,
                       separators=(",", ":")).encode("utf-8")
+
+
+def _message(value: Union[Mapping[str, Any], str, bytes, bytearray], what: str) -> bytes:
+    """Encode a sync message (request or response): a dict is serialised, str
+    is encoded, bytes are passed as they are (the library checks the UTF-8).
+    The limit is FS_MAX_MESSAGE_BYTES rather than FS_MAX_JSON_BYTES."""
+    if isinstance(value, (bytes, bytearray)):
+        data = bytes(value)
+        if b"\x00" in data:
+            # A raw NUL would silently cut the C string; JSON text never holds one.
+            raise JSONError(f"{what} contains a NUL byte, which JSON text cannot", 2)
+        return data
+    if isinstance(value, str):
+        return _text(value, what)
+    if isinstance(value, Mapping):
+        return _json(value)
+    raise TypeError(f"{what} must be a dict, str or bytes, not {type(value).__name__}")
+
+
+def _clock(fn: Callable[[], int]) -> Any:
+    """Wrap ``fn() -> ms`` as a C clock callback that never raises into C:
+    if `fn` raises or returns something out of range, the last good value
+    (initially the system time) is used."""
+    if not callable(fn):
+        raise TypeError("fn must be callable or None")
+    last = [int(time.time() * 1000)]
+
+    def now_ms(_ctx: Optional[int]) -> int:
+        try:
+            value = int(fn())
+            if -(2**63) <= value < 2**63:
+                last[0] = value
+        except BaseException:  # noqa: BLE001 - must not unwind into C
+            pass
+        return last[0]
+
+    return CLOCK_FN(now_ms)
 
 
 def _compact(**items: Any) -> Dict[str, Any]:
@@ -244,12 +297,28 @@ class Store:
         durability: Optional[str] = None,
         device_id: Optional[str] = None,
         busy_timeout_ms: Optional[int] = None,
+        batch_size: Optional[int] = None,
+        pull_limit: Optional[int] = None,
+        backoff_base_ms: Optional[int] = None,
+        backoff_cap_ms: Optional[int] = None,
+        max_attempts: Optional[int] = None,
+        pull_interval_ms: Optional[int] = None,
+        scope: Optional[Mapping[str, Mapping[str, Any]]] = None,
     ) -> None:
+        """Open (creating if needed) the store at `path`. Options left at None
+        take the library's defaults: durability "full", a generated device id,
+        busy_timeout_ms 5000; sync: batch_size 500, pull_limit 1000,
+        backoff_base_ms 500, backoff_cap_ms 60000, max_attempts 8,
+        pull_interval_ms 60000 (0 = pull only after set_connectivity(True)),
+        scope {} (e.g. ``{"task": {"site": "WH-3"}}``)."""
         self._handle: Optional[int] = None
         self._clock_fn: Optional[Any] = None  # keeps the CFUNCTYPE alive
         self.path = os.fspath(path)
         options = _compact(durability=durability, device_id=device_id,
-                           busy_timeout_ms=busy_timeout_ms)
+                           busy_timeout_ms=busy_timeout_ms, batch_size=batch_size,
+                           pull_limit=pull_limit, backoff_base_ms=backoff_base_ms,
+                           backoff_cap_ms=backoff_cap_ms, max_attempts=max_attempts,
+                           pull_interval_ms=pull_interval_ms, scope=scope)
         handle = c_void_p()
         _check(lib.fs_store_open(_text(self.path, "path"), _json(schema),
                                  _json(options) if options else None, byref(handle)))
@@ -414,19 +483,297 @@ class Store:
             _check(lib.fs_store_set_clock(handle, CLOCK_FN(), None))  # NULL function pointer
             self._clock_fn = None
             return
-        if not callable(fn):
-            raise TypeError("fn must be callable or None")
-        last = [int(time.time() * 1000)]
-
-        def now_ms(_ctx: Optional[int]) -> int:
-            try:
-                value = int(fn())
-                if -(2**63) <= value < 2**63:
-                    last[0] = value
-            except BaseException:  # noqa: BLE001 - must not unwind into C
-                pass
-            return last[0]
-
-        c_fn = CLOCK_FN(now_ms)
+        c_fn = _clock(fn)
         _check(lib.fs_store_set_clock(handle, c_fn, None))
         self._clock_fn = c_fn  # referenced for as long as the library may call it
+
+    # -- sync steps (sans-I/O) ----------------------------------------------
+
+    def _prepare_raw(self) -> Tuple[Optional[bytes], int]:
+        out = c_void_p()
+        wait = c_int64()
+        _check(lib.fs_sync_prepare(self._h(), byref(out), byref(wait)))
+        return _take_bytes(out), wait.value
+
+    def sync_prepare(self) -> Tuple[Optional[Dict[str, Any]], int]:
+        """Decide what to send now: ``(request, 0)``, or ``(None, wait_ms)``
+        when nothing is due (wait_ms -1: nothing will fall due by itself, or
+        the hub requires an upgrade). The request's entries are marked in
+        flight until sync_receive() or sync_fail()::
+
+            request, wait_ms = store.sync_prepare()
+            if request is not None:
+                summary = store.sync_receive(post("/sync", request))
+        """
+        data, wait = self._prepare_raw()
+        return (None if data is None else json.loads(data.decode("utf-8"))), wait
+
+    def sync_receive(self, response: Union[Mapping[str, Any], str, bytes]) -> Dict[str, Any]:
+        """Apply the hub's response to the last request; return the summary
+        ``{"applied", "duplicate", "rejected", "retry", "stuck", "pulled",
+        "cursor", "more", "outbox"}``. Raises UpgradeRequiredError when the hub
+        requires a newer schema (the outbox is kept), ConflictError when the
+        hub refused the request as a whole, ArgError for a response this store
+        cannot have asked for (nothing is changed)."""
+        out = c_void_p()
+        _check(lib.fs_sync_receive(self._h(), _message(response, "response"), byref(out)))
+        return _take(out)
+
+    def sync_fail(self, reason: Optional[str] = None) -> None:
+        """Report that the last request was not delivered or not answered
+        (network down, timeout, HTTP 5xx): its entries return to pending and
+        the next sync_prepare() waits a backoff. ``store.sync_fail("timeout")``."""
+        _check(lib.fs_sync_fail(self._h(), None if reason is None else _text(reason, "reason")))
+
+    def set_connectivity(self, up: bool) -> None:
+        """Tell the store whether the network is up. Up resets the backoff and
+        makes a pull due (the next sync_prepare() returns a request); down makes
+        sync_prepare() return no request. ``store.set_connectivity(True)``."""
+        _check(lib.fs_sync_connectivity(self._h(), 1 if up else 0))
+
+    def sync_with(self, hub: "Hub", *, pull: bool = True, max_rounds: int = 100_000) -> List[Dict[str, Any]]:
+        """Sync with an in-process hub until nothing is due; see sync_once()."""
+        return sync_once(self, hub, pull=pull, max_rounds=max_rounds)
+
+
+# --------------------------------------------------------------------------
+# The hub
+# --------------------------------------------------------------------------
+
+
+class Hub:
+    """The server side, in-process: a request -> response function over its
+    own SQLite file. Serve it over any transport (``python -m fieldsync serve``
+    serves it over HTTP), or hand requests to it directly::
+
+        with fieldsync.Hub("hub.db", schema) as hub:
+            request, _ = store.sync_prepare()
+            store.sync_receive(hub.handle(request))
+            hub.query("task", where={"status": "open"})
+
+    A Hub may be shared between threads (the library serialises its calls).
+    """
+
+    def __init__(
+        self,
+        path: Union[str, "os.PathLike[str]"],
+        schema: Union[Mapping[str, Any], str],
+        *,
+        durability: Optional[str] = None,
+        busy_timeout_ms: Optional[int] = None,
+    ) -> None:
+        self._handle: Optional[int] = None
+        self._clock_fn: Optional[Any] = None  # keeps the CFUNCTYPE alive
+        self._resolvers: Dict[str, Any] = {}  # likewise, by resolver name
+        self._resolver_errors: List[BaseException] = []
+        self.path = os.fspath(path)
+        options = _compact(durability=durability, busy_timeout_ms=busy_timeout_ms)
+        handle = c_void_p()
+        _check(lib.fs_hub_open(_text(self.path, "path"), _json(schema),
+                               _json(options) if options else None, byref(handle)))
+        self._handle = handle.value
+
+    # -- lifetime ----------------------------------------------------------
+
+    def close(self) -> None:
+        """Close the hub. Closing twice is allowed: ``hub.close()``."""
+        handle, self._handle = self._handle, None
+        if handle is not None:
+            try:
+                _check(lib.fs_hub_close(handle))
+            finally:
+                self._clock_fn = None
+                self._resolvers = {}
+
+    @property
+    def closed(self) -> bool:
+        """True once close() was called."""
+        return self._handle is None
+
+    def __enter__(self) -> "Hub":
+        return self
+
+    def __exit__(self, *exc_info: Any) -> None:
+        self.close()
+
+    def __del__(self) -> None:
+        try:
+            if getattr(self, "_handle", None) is not None:
+                lib.fs_hub_close(self._handle)
+                self._handle = None
+        except Exception:  # interpreter shutdown: never raise from __del__
+            pass
+
+    def __repr__(self) -> str:
+        state = "closed" if self.closed else "open"
+        return f"<fieldsync.Hub {self.path!r} {state}>"
+
+    def _h(self) -> int:
+        if self._handle is None:
+            raise ClosedError("the hub is closed", 11)
+        return self._handle
+
+    # -- requests ----------------------------------------------------------
+
+    def _handle_raw(self, request: bytes) -> bytes:
+        out = c_void_p()
+        _check(lib.fs_hub_handle(self._h(), request, byref(out)))
+        return _take_bytes(out) or b""
+
+    def handle(self, request: Union[Mapping[str, Any], str, bytes]) -> Dict[str, Any]:
+        """Handle one device request (what Store.sync_prepare() produced) in one
+        transaction; return the response for Store.sync_receive(). A request the
+        hub refuses as a whole (upgrade required) still gets a response, with
+        "error". Malformed requests raise ArgError/JSONError/TooBigError/
+        SchemaError and apply nothing."""
+        return json.loads(self._handle_raw(_message(request, "request")).decode("utf-8"))
+
+    def handle_text(self, request: Union[str, bytes]) -> str:
+        """As handle(), JSON text in and out (no decoding): for servers."""
+        return self._handle_raw(_message(request, "request")).decode("utf-8")
+
+    # -- reads -------------------------------------------------------------
+
+    def query(
+        self,
+        type: str,
+        where: Optional[Mapping[str, Any]] = None,
+        order_by: Optional[str] = None,
+        desc: bool = False,
+        limit: Optional[int] = None,
+    ) -> List[Record]:
+        """Query the hub's records, as Store.query() does a device's view::
+
+            hub.query("task", where={"site": "WH-3"}, order_by="picked", desc=True)
+        """
+        q = _compact(type=type, where=where, order_by=order_by, limit=limit)
+        if desc:
+            q["desc"] = True
+        out = c_void_p()
+        _check(lib.fs_hub_query(self._h(), _json(q), byref(out)))
+        return _take(out)
+
+    def audit(
+        self,
+        device_id: Optional[str] = None,
+        type: Optional[str] = None,
+        id: Optional[str] = None,
+        actor: Optional[str] = None,
+        action: Optional[str] = None,
+        since: Optional[int] = None,
+        until: Optional[int] = None,
+        limit: Optional[int] = None,
+        desc: bool = False,
+    ) -> List[Dict[str, Any]]:
+        """List the audit rows the hub received, by device then audit_id, each
+        with "server_received_at" and "chain_ok": ``hub.audit(device_id="dev-A")``."""
+        f = _compact(device_id=device_id, type=type, id=id, actor=actor, action=action,
+                     since=since, until=until, limit=limit)
+        if desc:
+            f["desc"] = True
+        out = c_void_p()
+        _check(lib.fs_hub_audit_query(self._h(), _json(f) if f else None, byref(out)))
+        return _take(out)
+
+    def stats(self) -> Dict[str, Any]:
+        """Return the hub's counters: ``hub.stats()["audit_chain_breaks"]``."""
+        out = c_void_p()
+        _check(lib.fs_hub_stats(self._h(), byref(out)))
+        return _take(out)
+
+    # -- clock -------------------------------------------------------------
+
+    def set_clock(self, fn: Optional[Callable[[], int]]) -> None:
+        """Replace the hub's wall clock (server_received_at, server_time) with
+        ``fn() -> ms since the epoch``, or restore the system clock with None.
+        Same rules as Store.set_clock()."""
+        handle = self._h()
+        if fn is None:
+            _check(lib.fs_hub_set_clock(handle, CLOCK_FN(), None))
+            self._clock_fn = None
+            return
+        c_fn = _clock(fn)
+        _check(lib.fs_hub_set_clock(handle, c_fn, None))
+        self._clock_fn = c_fn
+
+    # -- custom merge ------------------------------------------------------
+
+    def set_resolver(self, name: str, fn: Optional[Callable[[Dict[str, Any]], Any]]) -> None:
+        """Register ``fn(conflict) -> merged value`` as the resolver `name` of
+        the schema's ``"merge": "custom"`` fields, or remove it with None.
+
+        The hub calls it when a device's write to such a field meets a change
+        the device had not seen, with ``{"type", "id", "field", "base",
+        "server", "incoming", "incoming_actor", "incoming_device"}``::
+
+            hub.set_resolver("order_lines",
+                             lambda c: sorted(set(c["server"]) | set(c["incoming"])))
+
+        If `fn` raises (or returns something that is not JSON), the device's
+        whole action is rejected with reason "resolver_failed", visibly in its
+        outbox and audit trail. `fn` runs inside handle() with the hub locked:
+        it must not use the hub. ``hub.resolver_errors`` keeps the last few
+        exceptions it raised, for the host's logs.
+        """
+        handle = self._h()
+        name_c = _text(name, "name")
+        if not hasattr(lib, "fs_hub_set_resolver"):
+            raise NotImplementedError("this libfieldsync has no fs_hub_set_resolver")
+        if fn is None:
+            _check(lib.fs_hub_set_resolver(handle, name_c, RESOLVER_FN(), None))
+            self._resolvers.pop(name, None)
+            return
+        if not callable(fn):
+            raise TypeError("fn must be callable or None")
+        errors = self.resolver_errors
+
+        def resolve(_ctx: Optional[int], conflict: bytes, out: Any) -> int:
+            try:
+                value = fn(json.loads(conflict.decode("utf-8")))
+                data = json.dumps(value, ensure_ascii=False, allow_nan=False,
+                                  separators=(",", ":")).encode("utf-8")
+                p = libc.malloc(len(data) + 1)
+                if not p:
+                    return InternalError.status
+                ctypes.memmove(p, data + b"\x00", len(data) + 1)
+                out[0] = p
+                return 0
+            except BaseException as e:  # noqa: BLE001 - must not unwind into C
+                errors.append(e)
+                del errors[:-10]
+                return ConflictError.status
+
+        c_fn = RESOLVER_FN(resolve)
+        _check(lib.fs_hub_set_resolver(handle, name_c, c_fn, None))
+        self._resolvers[name] = c_fn  # referenced for as long as the library may call it
+
+    @property
+    def resolver_errors(self) -> List[BaseException]:
+        """The last (up to 10) exceptions resolvers raised, oldest first."""
+        return self._resolver_errors
+
+
+def sync_once(store: Store, hub: Hub, *, pull: bool = True,
+              max_rounds: int = 100_000) -> List[Dict[str, Any]]:
+    """Sync `store` with an in-process `hub`: prepare -> handle -> receive
+    until prepare has nothing more to send; return the receive summaries.
+
+    With pull=True (the default) the store is first told the network is up
+    (set_connectivity(True)), which resets any backoff and makes a pull due,
+    so the call both pushes the outbox and pulls every page of changes.
+    Entries the hub asked to retry later stay in the outbox (their backoff
+    has not elapsed); call again later. Raises what sync_receive raises
+    (e.g. UpgradeRequiredError)::
+
+        for summary in fieldsync.sync_once(store, hub):
+            print(summary["applied"], summary["pulled"], summary["outbox"])
+    """
+    if pull:
+        store.set_connectivity(True)
+    summaries: List[Dict[str, Any]] = []
+    for _ in range(max_rounds):
+        request, _wait = store._prepare_raw()
+        if request is None:
+            return summaries
+        summaries.append(store.sync_receive(hub._handle_raw(request)))
+    raise RuntimeError(f"sync_once: still sending after {max_rounds} rounds")

@@ -10,15 +10,27 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import os
-from ctypes import CFUNCTYPE, POINTER, c_char_p, c_int32, c_int64, c_void_p
+from ctypes import CFUNCTYPE, POINTER, c_char_p, c_int32, c_int64, c_size_t, c_void_p
 from pathlib import Path
 from typing import List
 
 #: ABI version this binding was written against (FS_ABI_VERSION).
 ABI_VERSION = 1
 
-#: ``int64_t (*now_ms)(void *ctx)`` as used by fs_store_set_clock.
+#: FS_MAX_JSON_BYTES and FS_MAX_MESSAGE_BYTES of include/fieldsync.h.
+MAX_JSON_BYTES = 1024 * 1024
+MAX_MESSAGE_BYTES = 64 * 1024 * 1024
+
+#: ``int64_t (*now_ms)(void *ctx)`` as used by fs_store_set_clock and fs_hub_set_clock.
 CLOCK_FN = CFUNCTYPE(c_int64, c_void_p)
+
+#: ``fs_status (*fs_resolver_fn)(void *ctx, const char *conflict_json,
+#: char **out_value_json)`` as used by fs_hub_set_resolver.
+RESOLVER_FN = CFUNCTYPE(c_int32, c_void_p, c_char_p, POINTER(c_void_p))
+
+#: Functions a library built before they were added may lack; the binding
+#: then raises when they are used, not when it is imported.
+OPTIONAL = {"fs_hub_set_resolver"}
 
 
 def _candidates() -> List[str]:
@@ -73,8 +85,24 @@ def _declare(lib: ctypes.CDLL) -> None:
         "fs_outbox_list": (status, [c_void_p, c_char_p, out_str]),
         "fs_outbox_discard": (status, [c_void_p, c_char_p]),
         "fs_audit_query": (status, [c_void_p, c_char_p, out_str]),
+        # Sync steps (sans-I/O: the host moves the bytes).
+        "fs_sync_prepare": (status, [c_void_p, out_str, POINTER(c_int64)]),
+        "fs_sync_receive": (status, [c_void_p, c_char_p, out_str]),
+        "fs_sync_fail": (status, [c_void_p, c_char_p]),
+        "fs_sync_connectivity": (status, [c_void_p, c_int32]),
+        # The hub.
+        "fs_hub_open": (status, [c_char_p, c_char_p, c_char_p, POINTER(c_void_p)]),
+        "fs_hub_close": (status, [c_void_p]),
+        "fs_hub_set_clock": (status, [c_void_p, CLOCK_FN, c_void_p]),
+        "fs_hub_handle": (status, [c_void_p, c_char_p, out_str]),
+        "fs_hub_query": (status, [c_void_p, c_char_p, out_str]),
+        "fs_hub_audit_query": (status, [c_void_p, c_char_p, out_str]),
+        "fs_hub_stats": (status, [c_void_p, out_str]),
+        "fs_hub_set_resolver": (status, [c_void_p, c_char_p, RESOLVER_FN, c_void_p]),
     }
     for name, (restype, argtypes) in protos.items():
+        if name in OPTIONAL and not hasattr(lib, name):
+            continue
         fn = getattr(lib, name)
         fn.restype = restype
         fn.argtypes = argtypes
@@ -82,6 +110,12 @@ def _declare(lib: ctypes.CDLL) -> None:
 
 lib = _load()
 _declare(lib)
+
+#: The C library's malloc: a resolver's answer is released by libfieldsync
+#: with free().
+libc = ctypes.CDLL(None)
+libc.malloc.restype = c_void_p
+libc.malloc.argtypes = [c_size_t]
 
 if lib.fs_abi_version() != ABI_VERSION:
     raise ImportError(

@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
+import os
+import re
+import select
+import subprocess
 import sys
 from pathlib import Path
 from typing import Any, Dict, List
@@ -83,3 +88,51 @@ def snapshot(store) -> Dict[str, Any]:
 
 def strip_fs(record: Dict[str, Any]) -> Dict[str, Any]:
     return {k: v for k, v in record.items() if k != "_fs"}
+
+
+# -- the HTTP hub in a child process (python -m fieldsync serve) ------------------------
+
+LISTENING = re.compile(r"listening on (http://127\.0\.0\.1:(\d+))/sync")
+
+
+def cli_env() -> Dict[str, str]:
+    """Environment for `python -m fieldsync` children: this checkout's package."""
+    path = os.environ.get("PYTHONPATH")
+    return dict(os.environ, PYTHONPATH=str(BINDING_DIR) + (os.pathsep + path if path else ""))
+
+
+def write_schema(path, schema: Dict[str, Any] = SCHEMA) -> str:
+    Path(path).write_text(json.dumps(schema), encoding="utf-8")
+    return str(path)
+
+
+@contextlib.contextmanager
+def serve_hub(db, schema_path, log_path, *extra: str, timeout: float = 20.0):
+    """Run `python -m fieldsync serve --port 0` on 127.0.0.1; yield (base URL,
+    process). The server is always stopped (SIGTERM, then SIGKILL)."""
+    with open(log_path, "ab") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "fieldsync", "serve", "--db", str(db), "--schema",
+             str(schema_path), "--port", "0", "--host", "127.0.0.1", *extra],
+            stdout=subprocess.PIPE, stderr=log, env=cli_env(), cwd=str(BINDING_DIR))
+    try:
+        ready, _, _ = select.select([proc.stdout], [], [], timeout)
+        line = proc.stdout.readline().decode() if ready else ""
+        match = LISTENING.search(line)
+        assert match, f"the server did not start: {line!r}; see {log_path}"
+        yield match.group(1), proc
+    finally:
+        if proc.poll() is None:
+            proc.terminate()
+            try:
+                proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        proc.stdout.close()
+
+
+def run_cli(*args: str, timeout: float = 60.0) -> subprocess.CompletedProcess:
+    """Run `python -m fieldsync ARGS`; text output captured."""
+    return subprocess.run([sys.executable, "-m", "fieldsync", *args], capture_output=True,
+                          text=True, env=cli_env(), cwd=str(BINDING_DIR), timeout=timeout)

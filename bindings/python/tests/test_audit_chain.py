@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 import fieldsync
-from support import GENESIS, SCHEMA, canonical, row_hash, task, verify_chain
+from support import GENESIS, SCHEMA, canonical, row_hash, snapshot, task, verify_chain
 
 T0 = 1_700_000_000_000  # a fixed wall clock, ms
 
@@ -95,12 +95,22 @@ def test_input_is_kept_verbatim(store):
     verify_chain(store.audit())
 
 
-def test_canonically_equivalent_keys_stay_distinct(store):
-    # "é" precomposed and "e" + combining acute are different JSON keys.
+@pytest.mark.parametrize("keys", [("é", "e\u0301"), ("\u212b", "\u00c5"), ("\u00c5", "A\u030a")])
+def test_canonically_equivalent_keys_are_refused(store, keys):
+    # Defect D1, decided: object keys that differ only in Unicode normalization
+    # ("é" precomposed vs "e" + combining acute) would silently become one key
+    # inside the library, so such an object is refused with FS_ERR_JSON and
+    # nothing is written (a documented limitation).
     open_task(store)
-    store.apply(task("T-1", inc={"picked": 1}, input={"é": 1, "e\u0301": 2}))
-    row = store.audit()[1]
-    assert row["input"] == {"é": 1, "e\u0301": 2}
+    before = snapshot(store)
+    with pytest.raises(fieldsync.JSONError, match="normalization"):
+        store.apply(task("T-1", inc={"picked": 1}, input={keys[0]: 1, keys[1]: 2}))
+    with pytest.raises(fieldsync.JSONError):  # nested just as well
+        store.apply(task("T-1", inc={"picked": 1}, input=[{"x": {keys[0]: 1, keys[1]: 2}}]))
+    assert snapshot(store) == before
+    # Either key alone is fine and kept as written (not normalised).
+    store.apply(task("T-1", inc={"picked": 1}, input={keys[1]: 2}))
+    assert list(store.audit()[-1]["input"]) == [keys[1]]
     verify_chain(store.audit())
 
 

@@ -27,7 +27,9 @@ def header_text():
 
 
 def header_functions():
-    return set(re.findall(r"\b(fs_[A-Za-z0-9_]+)\s*\(", header_text()))
+    # Only FS_EXTERN declarations: a function-pointer typedef such as
+    # `typedef fs_status (*fs_resolver_fn)(...)` declares no symbol.
+    return set(re.findall(r"^FS_EXTERN\b[^;]*?\b(fs_[A-Za-z0-9_]+)\s*\(", header_text(), re.M))
 
 
 def header_macro(name):

@@ -4,6 +4,7 @@ local view, with the outbox/audit invariants (DESIGN §11) checked after each st
 import os
 import shutil
 import tempfile
+import unicodedata
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -25,9 +26,25 @@ text = (st.text(st.characters(blacklist_categories=("Cs",), blacklist_characters
         | st.sampled_from(TRICKY))
 int64 = st.integers(-(2**63), 2**63 - 1)
 finite = st.floats(allow_nan=False, allow_infinity=False)
+
+
+def nfc(key):
+    return unicodedata.normalize("NFC", key)
+
+
+def objects(keys, values, max_size=3):
+    """Dicts whose keys are distinct after Unicode normalization. Defect D1,
+    decided: the library refuses an object with keys that differ only in
+    normalization ("é" vs "e" + U+0301) with FS_ERR_JSON, so the model never
+    builds one; test_colliding_keys_are_refused_and_nothing_is_written covers
+    the refusal."""
+    return st.lists(st.tuples(keys, values), max_size=max_size,
+                    unique_by=lambda kv: nfc(kv[0])).map(dict)
+
+
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers(-(2**53), 2**53) | finite | text,
-    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(text, inner, max_size=3),
+    lambda inner: st.lists(inner, max_size=3) | objects(text, inner),
     max_leaves=8,
 )
 SETTABLE = {
@@ -169,7 +186,7 @@ class StoreMachine(RuleBasedStateMachine):
         elif kind == "wrong_type":
             field, bad = data.draw(st.sampled_from([
                 ("status", st.integers() | st.booleans() | st.lists(text, max_size=2)),
-                ("site", st.integers() | finite | st.dictionaries(text, text, max_size=2)),
+                ("site", st.integers() | finite | objects(text, text, max_size=2)),
                 ("weight", text | st.booleans() | st.lists(finite, max_size=2)),
                 ("urgent", text | st.integers() | finite),
                 ("on_hand", text | st.booleans() | fractional),
@@ -265,3 +282,36 @@ def test_numbers_round_trip_exactly(tmp_path_factory, value, weight):
         record = store.get("task", "T-1")
         assert record["on_hand"] == value and type(record["on_hand"]) is int
         assert record["weight"] == weight
+
+
+@settings(max_examples=60, deadline=None)
+@given(value=json_values, key=st.sampled_from([("é", "e\u0301"), ("\u212b", "\u00c5"),
+                                               ("A\u030a", "\u00c5"), ("d\u0307\u0323", "d\u0323\u0307")]),
+       where=st.sampled_from(["input", "lines", "nested"]))
+def test_colliding_keys_are_refused_and_nothing_is_written(tmp_path_factory, value, key, where):
+    # Defect D1, decided: two keys equal after normalization -> FS_ERR_JSON.
+    assert key[0] != key[1] and nfc(key[0]) == nfc(key[1])
+    bad = {key[0]: value, key[1]: 1}
+    if where == "nested":
+        bad = [value, {"x": bad}]
+    path = str(tmp_path_factory.mktemp("k") / "d.db")
+    with fieldsync.Store(path, SCHEMA, durability="normal") as store:
+        store.apply(task("T-1", set={"status": "s"}))
+        before = snapshot(store)
+        action = task("T-1", inc={"picked": 1}, input=bad) if where != "lines" else \
+            task("T-1", set={"lines": bad})
+        with pytest.raises(fieldsync.JSONError):
+            store.apply(action)
+        assert snapshot(store) == before
+
+
+@settings(max_examples=60, deadline=None)
+@given(items=st.lists(st.sampled_from(TRICKY) | text, min_size=1, max_size=6))
+def test_set_elements_stay_distinct_code_point_strings(tmp_path_factory, items):
+    # D1 covers object keys only: set elements are compared as exact strings.
+    path = str(tmp_path_factory.mktemp("e") / "d.db")
+    with fieldsync.Store(path, SCHEMA, durability="normal") as store:
+        store.apply(task("T-1", set={"status": "s"}, add={"tags": items}))
+        assert store.get("task", "T-1")["tags"] == sorted(set(items))
+        store.apply(task("T-1", remove={"tags": items[:1]}))
+        assert store.get("task", "T-1")["tags"] == sorted(set(items) - {items[0]})

@@ -317,10 +317,30 @@ def test_set_elements_are_distinct_strings_not_canonical_equivalents(store):
     assert store.get("task", "T-1")["tags"] == sorted(["é", "e\u0301", "\u212b", "\u00c6", "Z"])
 
 
-def test_json_field_keeps_keys_that_are_canonical_equivalents(store):
-    value = {"é": 1, "e\u0301": 2, "\u212b": 3, "\u00c5": 4}
-    open_task(store, lines=value)
+def test_json_field_refuses_keys_that_are_canonical_equivalents(store):
+    # Defect D1, decided: keys differing only in Unicode normalization are
+    # refused with FS_ERR_JSON and nothing is written (documented limitation).
+    open_task(store)
+    before = snapshot(store)
+    for value in ({"é": 1, "e\u0301": 2}, {"\u212b": 3, "\u00c5": 4}, {"k": [{"é": 1, "e\u0301": 2}]}):
+        with pytest.raises(fieldsync.JSONError):
+            store.apply(task("T-1", set={"lines": value}))
+        assert snapshot(store) == before
+    # Distinct keys in either form alone are kept exactly as written.
+    value = {"e\u0301": 2, "\u212b": 3, "é-x": 1}
+    store.apply(task("T-1", set={"lines": value}))
     assert store.get("task", "T-1")["lines"] == value
+    assert set(store.get("task", "T-1")["lines"]) == set(value)
+
+
+def test_set_elements_that_are_canonical_equivalents_add_and_remove_apart(store):
+    # D1 covers object KEYS only: set elements that differ only in normalization
+    # stay two elements, and removing one leaves the other.
+    open_task(store)
+    store.apply(task("T-1", add={"tags": ["é", "e\u0301"]}))
+    assert store.get("task", "T-1")["tags"] == sorted(["é", "e\u0301"])
+    store.apply(task("T-1", remove={"tags": ["e\u0301"]}))
+    assert store.get("task", "T-1")["tags"] == ["é"]
 
 
 def test_nul_in_a_value_is_refused_or_kept(store):

@@ -1,0 +1,342 @@
+"""Command line of the fieldsync binding (standard library only).
+
+    python -m fieldsync serve --db hub.db --schema schema.json --port 8080
+    python -m fieldsync sync  --db device.db --schema schema.json --server http://127.0.0.1:8080
+    python -m fieldsync apply --db device.db --schema schema.json --action '{"action": ...}'
+
+`serve` puts a Hub behind one HTTP endpoint, ``POST /sync`` (request JSON in,
+response JSON out), plus ``GET /stats``. It binds 127.0.0.1 unless --host says
+otherwise, and prints one line once it listens (with the real port, so that
+``--port 0`` is usable).
+
+`sync` runs the device loop: connectivity up, then prepare -> POST -> receive
+until the outbox holds nothing more to send and no page of changes is left,
+backing off (fs_sync_fail) on transport errors. Exit status: 0 drained,
+1 --max-seconds exceeded, 2 usage, 3 the hub requires a newer schema,
+4 any other error (the hub refused the request, a library error).
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import http.server
+import json
+import signal
+import socket
+import sys
+import time
+import urllib.error
+import urllib.request
+from typing import Any, Dict, List, Optional, Sequence
+
+from . import (
+    ArgError,
+    FieldSyncError,
+    Hub,
+    JSONError,
+    SchemaError,
+    Store,
+    TooBigError,
+    UpgradeRequiredError,
+    status_name,
+)
+from ._lib import MAX_MESSAGE_BYTES
+
+EXIT_OK, EXIT_TIMEOUT, EXIT_USAGE, EXIT_UPGRADE, EXIT_ERROR = 0, 1, 2, 3, 4
+
+#: Library errors that are the client's fault: answered 400, the rest 500.
+CLIENT_ERRORS = (ArgError, JSONError, TooBigError, SchemaError)
+
+#: Longest sleep between two tries of the sync loop, in seconds.
+MAX_SLEEP_S = 5.0
+
+
+def _read_schema(path: str) -> str:
+    with open(path, encoding="utf-8") as f:
+        text = f.read()
+    json.loads(text)  # a clear error here rather than FS_ERR_JSON later
+    return text
+
+
+# --------------------------------------------------------------------------
+# serve
+# --------------------------------------------------------------------------
+
+
+class _HubHandler(http.server.BaseHTTPRequestHandler):
+    server_version = "fieldsync-hub"
+    protocol_version = "HTTP/1.1"
+    hub: Hub  # set on the subclass made by serve()
+    verbose = False
+
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+        if self.verbose:
+            super().log_message(format, *args)
+
+    def _send(self, code: int, body: bytes) -> None:
+        try:
+            self.send_response(code)
+            self.send_header("Content-Type", "application/json; charset=utf-8")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+        except (BrokenPipeError, ConnectionResetError, socket.timeout):
+            # The device went away (killed, timed out): it will resend, and
+            # the hub answers the resend "duplicate".
+            self.close_connection = True
+
+    def _error(self, code: int, message: str, status: str) -> None:
+        self._send(code, json.dumps({"error": message, "status": status}).encode("utf-8"))
+
+    def _library_error(self, e: FieldSyncError) -> None:
+        self._error(400 if isinstance(e, CLIENT_ERRORS) else 500, e.message, status_name(e.status))
+
+    def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+        if self.path.split("?", 1)[0] != "/stats":
+            self._error(404, f"no such resource: GET {self.path}", "not_found")
+            return
+        try:
+            self._send(200, json.dumps(self.hub.stats()).encode("utf-8"))
+        except FieldSyncError as e:
+            self._library_error(e)
+
+    def do_POST(self) -> None:  # noqa: N802
+        if self.path.split("?", 1)[0] != "/sync":
+            self._error(404, f"no such resource: POST {self.path}", "not_found")
+            self.close_connection = True
+            return
+        try:
+            length = int(self.headers.get("Content-Length", ""))
+            if length < 0:
+                raise ValueError
+        except ValueError:
+            self._error(400, "POST /sync needs a Content-Length", "FS_ERR_ARG")
+            self.close_connection = True
+            return
+        if length > MAX_MESSAGE_BYTES:
+            self._error(400, f"the request is {length} bytes; the limit is {MAX_MESSAGE_BYTES}",
+                        "FS_ERR_TOO_BIG")
+            self.close_connection = True  # the body was not read
+            return
+        try:
+            body = self.rfile.read(length)
+        except (ConnectionResetError, socket.timeout):
+            self.close_connection = True
+            return
+        if len(body) < length:  # the device went away mid-request
+            self.close_connection = True
+            return
+        try:
+            response = self.hub.handle_text(body)
+        except FieldSyncError as e:
+            self._library_error(e)
+            return
+        except Exception as e:  # noqa: BLE001 - a server answers, it does not die
+            self._error(500, f"{type(e).__name__}: {e}", "internal")
+            return
+        self._send(200, response.encode("utf-8"))
+
+
+class _Server(http.server.ThreadingHTTPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+
+
+def serve(args: argparse.Namespace) -> int:
+    hub = Hub(args.db, _read_schema(args.schema), durability=args.durability)
+    handler = type("HubHandler", (_HubHandler,), {"hub": hub, "verbose": args.verbose})
+    server = _Server((args.host, args.port), handler)
+
+    def stop(_signum: int, _frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, stop)
+    host, port = server.server_address[:2]
+    print(f"fieldsync hub {args.db} listening on http://{host}:{port}/sync", flush=True)
+    try:
+        server.serve_forever(poll_interval=0.2)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()
+        hub.close()
+    return EXIT_OK
+
+
+# --------------------------------------------------------------------------
+# sync
+# --------------------------------------------------------------------------
+
+
+class TransportError(Exception):
+    """The request was not delivered or not answered: retry later."""
+
+
+class RefusedError(Exception):
+    """The server answered 4xx: retrying the same request will not help."""
+
+
+def post(url: str, body: bytes, timeout: float) -> bytes:
+    """POST `body` to `url`; the answer's body, or TransportError/RefusedError."""
+    request = urllib.request.Request(url, data=body, method="POST",
+                                     headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as answer:
+            return answer.read()
+    except urllib.error.HTTPError as e:
+        detail = e.read().decode("utf-8", "replace")[:500]
+        if 400 <= e.code < 500:
+            raise RefusedError(f"HTTP {e.code}: {detail}") from None
+        raise TransportError(f"HTTP {e.code}: {detail}") from None
+    except (urllib.error.URLError, OSError, http.client.HTTPException) as e:
+        # URLError (refused, DNS), socket.timeout, reset, a cut response.
+        reason = getattr(e, "reason", None) or e
+        raise TransportError(f"{type(e).__name__}: {reason}") from None
+
+
+def sync_url(server: str) -> str:
+    url = server.rstrip("/")
+    return url if url.endswith("/sync") else url + "/sync"
+
+
+def _open_work(store: Store) -> int:
+    """Entries that can still be sent (pending or in flight)."""
+    stats = store.stats()
+    return int(stats.get("outbox_pending", 0)) + int(stats.get("outbox_inflight", 0))
+
+
+def sync(args: argparse.Namespace) -> int:
+    options: Dict[str, Any] = {}
+    if args.device_id:
+        options["device_id"] = args.device_id
+    if args.durability:
+        options["durability"] = args.durability
+    if args.batch_size:
+        options["batch_size"] = args.batch_size
+    url = sync_url(args.server)
+    deadline = None if args.max_seconds is None else time.monotonic() + args.max_seconds
+    with Store(args.db, _read_schema(args.schema), **options) as store:
+        store.set_connectivity(True)
+        # Drained means: nothing left to send AND the last exchange succeeded
+        # with no further page; a pull that failed on the wire is tried again.
+        pull_pending = True
+        while True:
+            if deadline is not None and time.monotonic() >= deadline:
+                print(f"gave up after {args.max_seconds} s: outbox {store.outbox_count()} left",
+                      flush=True)
+                return EXIT_TIMEOUT
+            request, wait_ms = store._prepare_raw()
+            if request is None:
+                if _open_work(store) == 0 and not pull_pending:
+                    stats = store.stats()
+                    extra = ""
+                    if stats.get("outbox_rejected") or stats.get("outbox_stuck"):
+                        extra = (f" ({stats.get('outbox_rejected', 0)} rejected, "
+                                 f"{stats.get('outbox_stuck', 0)} stuck: see the outbox)")
+                    print(f"drained: outbox {store.outbox_count()} left{extra}, "
+                          f"cursor {stats.get('cursor')}", flush=True)
+                    return EXIT_OK
+                if store.stats().get("sync_state") == "upgrade_required":
+                    print("upgrade required: the hub refused this schema version earlier; "
+                          f"outbox {store.outbox_count()} kept", file=sys.stderr, flush=True)
+                    return EXIT_UPGRADE
+                if wait_ms < 0:  # nothing will fall due by itself
+                    print(f"nothing can be sent: outbox {store.outbox_count()} left", flush=True)
+                    return EXIT_ERROR
+                sleep = min(wait_ms / 1000.0, MAX_SLEEP_S)
+                if deadline is not None:
+                    sleep = max(0.0, min(sleep, deadline - time.monotonic()))
+                time.sleep(sleep)
+                continue
+            entries = len(json.loads(request)["entries"])
+            try:
+                response = post(url, request, args.timeout)
+            except TransportError as e:
+                store.sync_fail(str(e)[:4000])
+                pull_pending = True
+                print(f"transport error: {e}; backing off", flush=True)
+                continue
+            except RefusedError as e:
+                store.sync_fail(str(e)[:4000])
+                print(f"the server refused the request: {e}", file=sys.stderr, flush=True)
+                return EXIT_ERROR
+            try:
+                summary = store.sync_receive(response)
+            except UpgradeRequiredError as e:
+                print(f"upgrade required: {e.message}", file=sys.stderr, flush=True)
+                return EXIT_UPGRADE
+            pull_pending = bool(summary["more"])
+            print(f"sent {entries} entries, applied {summary['applied']}, "
+                  f"duplicate {summary['duplicate']}, rejected {summary['rejected']}, "
+                  f"retry {summary['retry']}, pulled {summary['pulled']}, "
+                  f"outbox {summary['outbox']} left, cursor {summary['cursor']}", flush=True)
+
+
+# --------------------------------------------------------------------------
+# apply
+# --------------------------------------------------------------------------
+
+
+def apply(args: argparse.Namespace) -> int:
+    options = {"device_id": args.device_id} if args.device_id else {}
+    with Store(args.db, _read_schema(args.schema), **options) as store:
+        print(json.dumps(store.apply(args.action), ensure_ascii=False), flush=True)
+    return EXIT_OK
+
+
+# --------------------------------------------------------------------------
+# main
+# --------------------------------------------------------------------------
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m fieldsync", description=__doc__.split("\n\n")[0])
+    sub = p.add_subparsers(dest="command", required=True)
+
+    s = sub.add_parser("serve", help="serve a hub over HTTP (POST /sync, GET /stats)")
+    s.add_argument("--db", required=True, help="hub database file")
+    s.add_argument("--schema", required=True, help="schema JSON file")
+    s.add_argument("--port", type=int, required=True, help="TCP port; 0 picks a free one")
+    s.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
+    s.add_argument("--durability", choices=["full", "normal"], help="hub durability")
+    s.add_argument("--verbose", action="store_true", help="log every request to stderr")
+    s.set_defaults(run=serve)
+
+    y = sub.add_parser("sync", help="sync a device store with a hub until drained")
+    y.add_argument("--db", required=True, help="device store file")
+    y.add_argument("--schema", required=True, help="schema JSON file")
+    y.add_argument("--server", required=True, help="hub URL, e.g. http://127.0.0.1:8080")
+    y.add_argument("--device-id", help="device id (must match the store's)")
+    y.add_argument("--timeout", type=float, default=30.0, help="seconds per HTTP exchange")
+    y.add_argument("--max-seconds", type=float, help="give up (exit 1) after this long")
+    y.add_argument("--durability", choices=["full", "normal"])
+    y.add_argument("--batch-size", type=int, help="entries per request (default 500)")
+    y.set_defaults(run=sync)
+
+    a = sub.add_parser("apply", help="apply one action to a device store")
+    a.add_argument("--db", required=True, help="device store file")
+    a.add_argument("--schema", required=True, help="schema JSON file")
+    a.add_argument("--action", required=True, help="the action, as JSON text")
+    a.add_argument("--device-id", help="device id (must match the store's)")
+    a.set_defaults(run=apply)
+    return p
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        return args.run(args)
+    except UpgradeRequiredError as e:
+        print(f"upgrade required: {e.message}", file=sys.stderr)
+        return EXIT_UPGRADE
+    except FieldSyncError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return EXIT_ERROR
+    except (OSError, ValueError) as e:  # schema file missing or not JSON, port in use
+        print(f"error: {e}", file=sys.stderr)
+        return EXIT_ERROR
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,181 @@
+"""`python -m fieldsync serve` and `python -m fieldsync sync` as processes, over
+HTTP on 127.0.0.1 only: the device loop drains the outbox, the hub holds the
+records, bad requests get 400, and the exit codes."""
+
+import copy
+import json
+import re
+import socket
+import urllib.error
+import urllib.request
+
+import pytest
+
+import fieldsync
+from support import SCHEMA, run_cli, serve_hub, task, write_schema
+
+PROGRESS = re.compile(r"^sent (\d+) entries, applied (\d+), duplicate (\d+), rejected (\d+), "
+                      r"retry (\d+), pulled (\d+), outbox (\d+) left, cursor (\d+)$")
+
+
+def progress(stdout):
+    """The progress lines as tuples of ints, and the other lines."""
+    lines = stdout.strip().splitlines()
+    matched = [PROGRESS.match(line) for line in lines]
+    return ([tuple(int(g) for g in m.groups()) for m in matched if m],
+            [line for line, m in zip(lines, matched) if not m])
+
+
+def queue(path, device_id, actions):
+    with fieldsync.Store(str(path), SCHEMA, durability="normal", device_id=device_id) as s:
+        for action in actions:
+            s.apply(action)
+        return s.outbox_count()
+
+
+def post(url, body, timeout=10):
+    request = urllib.request.Request(url, data=body, method="POST")
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as answer:
+            return answer.status, json.loads(answer.read())
+    except urllib.error.HTTPError as e:
+        return e.code, json.loads(e.read())
+
+
+def get(url, timeout=10):
+    with urllib.request.urlopen(url, timeout=timeout) as answer:
+        return answer.status, json.loads(answer.read())
+
+
+def sync_cli(db, schema, url, *extra, timeout=60):
+    return run_cli("sync", "--db", str(db), "--schema", str(schema), "--server", url,
+                   "--timeout", "10", *extra, timeout=timeout)
+
+
+@pytest.fixture
+def schema_file(tmp_path):
+    return write_schema(tmp_path / "schema.json")
+
+
+def test_cli_sync_drains_the_outbox_and_the_hub_holds_the_records(tmp_path, schema_file):
+    dev_a, dev_b = tmp_path / "a.db", tmp_path / "b.db"
+    actions_a = [task(f"T-{i}", action="open", set={"status": "open"}, inc={"picked": i})
+                 for i in range(23)]
+    actions_b = [task("T-1", action="pick", set={"status": "open"}, inc={"picked": 100}),
+                 task("T-1", add={"tags": ["cold", "é", "e\u0301"]})]
+    assert queue(dev_a, "dev-A", actions_a) == 23
+    assert queue(dev_b, "dev-B", actions_b) == 2
+    hub_db = tmp_path / "hub.db"
+    with serve_hub(hub_db, schema_file, tmp_path / "serve.log") as (url, _):
+        done = sync_cli(dev_a, schema_file, url, "--batch-size", "10", "--max-seconds", "30")
+        assert done.returncode == 0, (done.stdout, done.stderr)
+        lines, others = progress(done.stdout)
+        assert [line[0] for line in lines] == [10, 10, 3], done.stdout
+        assert sum(line[1] for line in lines) == 23          # applied
+        assert [line[6] for line in lines] == [13, 3, 0]     # outbox left
+        assert lines[-1][7] == 23                            # cursor
+        assert others == ["drained: outbox 0 left, cursor 23"], done.stdout
+
+        for db in (dev_b, dev_a):  # B pushes, then A pulls B's changes
+            done = sync_cli(db, schema_file, url + "/", "--max-seconds", "30")
+            assert done.returncode == 0, (done.stdout, done.stderr)
+        lines, _ = progress(done.stdout)
+        assert lines[0][:2] == (0, 0) and lines[0][5] == 1   # A: nothing sent, T-1 pulled
+
+        status, stats = get(url + "/stats")
+        assert status == 200
+        assert stats["entries_applied"] == 25 and stats["devices"] == 2
+        assert stats["audit_rows"] == 25 and stats["audit_chain_breaks"] == 0
+
+    # The server is stopped: the hub file holds everything, as the devices see it.
+    with fieldsync.Hub(str(hub_db), SCHEMA) as hub, \
+            fieldsync.Store(str(dev_a), SCHEMA) as a, fieldsync.Store(str(dev_b), SCHEMA) as b:
+        rows = hub.query("task")
+        assert len(rows) == 23 and sum(r["picked"] for r in rows) == sum(range(23)) + 100
+        assert hub.query("task", where={"id": "T-1"})[0]["tags"] == sorted(["cold", "é", "e\u0301"])
+        assert a.query("task") == rows
+        assert b.outbox_count() == a.outbox_count() == 0
+        assert len(hub.audit(device_id="dev-A")) == 23
+        assert all(r["chain_ok"] and r["server_received_at"] for r in hub.audit())
+        assert all(r["server_received_at"] for r in a.audit())
+
+
+def test_bad_requests_get_400_and_change_nothing(tmp_path, schema_file):
+    with fieldsync.Store(str(tmp_path / "d.db"), SCHEMA, durability="normal",
+                         device_id="dev-A") as s:
+        s.apply(task("T-1", set={"status": "open"}))
+        request, _ = s.sync_prepare()
+    with serve_hub(tmp_path / "hub.db", schema_file, tmp_path / "serve.log") as (url, _):
+        sync = url + "/sync"
+        cases = [
+            (b"{not json", "FS_ERR_JSON"),
+            (b"", "FS_ERR_JSON"),
+            (b"\xff\xfe", "FS_ERR_JSON"),
+            (b"[1, 2]", "FS_ERR_ARG"),
+            (b'{"hello": "hub"}', "FS_ERR_ARG"),
+            (json.dumps(dict(request, device_id="dev-Z")).encode(), "FS_ERR_ARG"),
+            (json.dumps(dict(request, scope={"task": {"nope": 1}})).encode(), "FS_ERR_SCHEMA"),
+            (json.dumps(dict(request, audit=[{"input": {"é": 1, "e\u0301": 2}}])).encode(),
+             "FS_ERR_JSON"),
+        ]
+        for body, name in cases:
+            status, answer = post(sync, body)
+            assert (status, answer["status"]) == (400, name), (body[:60], answer)
+            assert answer["error"]
+        status, answer = post(url + "/elsewhere", b"{}")
+        assert status == 404
+        status, stats = get(url + "/stats")
+        assert stats["entries_applied"] == 0 and stats["audit_rows"] == 0
+        # The server still works, and the real request is answered 200.
+        status, answer = post(sync, json.dumps(request).encode())
+        assert status == 200 and answer["results"][0]["status"] == "applied"
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_sync_gives_up_with_exit_1_when_the_server_is_down(tmp_path, schema_file):
+    db = tmp_path / "d.db"
+    queue(db, "dev-A", [task("T-1", set={"status": "open"})])
+    done = sync_cli(db, schema_file, f"http://127.0.0.1:{free_port()}", "--max-seconds", "1.5",
+                    "--timeout", "1")
+    assert done.returncode == 1, (done.stdout, done.stderr)
+    assert "transport error" in done.stdout and "gave up" in done.stdout
+    with fieldsync.Store(str(db), SCHEMA) as s:
+        entry, = s.outbox()
+        # Nothing lost, no attempt counted (transport backoff is not kept in the file).
+        assert entry["state"] == "pending" and entry["attempts"] == 0
+
+
+def test_sync_exits_3_when_the_hub_requires_an_upgrade(tmp_path):
+    newer = copy.deepcopy(SCHEMA)
+    newer.update(version=2, min_client_version=2)
+    db = tmp_path / "d.db"
+    queue(db, "dev-A", [task("T-1", set={"status": "open"})])
+    old_schema = write_schema(tmp_path / "v1.json")
+    with serve_hub(tmp_path / "hub.db", write_schema(tmp_path / "v2.json", newer),
+                   tmp_path / "serve.log") as (url, _):
+        done = sync_cli(db, old_schema, url, "--max-seconds", "20")
+        assert done.returncode == 3, (done.stdout, done.stderr)
+        assert "upgrade required" in done.stderr
+        again = sync_cli(db, old_schema, url, "--max-seconds", "20")
+        assert again.returncode == 3, (again.stdout, again.stderr)
+    with fieldsync.Store(str(db), SCHEMA) as s:
+        assert s.outbox_count() == 1 and s.stats()["sync_state"] == "upgrade_required"
+
+
+def test_apply_command(tmp_path, schema_file):
+    db = tmp_path / "d.db"
+    done = run_cli("apply", "--db", str(db), "--schema", schema_file, "--device-id", "dev-A",
+                   "--action", json.dumps(task("T-1", set={"status": "open"}, inc={"picked": 2})))
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["outbox_key"] == "dev-A-1"
+    done = run_cli("apply", "--db", str(db), "--schema", schema_file,
+                   "--action", json.dumps(task("T-1", set={"nope": 1})))
+    assert done.returncode == 4 and "FS_ERR_SCHEMA" in done.stderr
+    done = run_cli("serve", "--db", str(tmp_path / "h.db"), "--schema", str(tmp_path / "missing.json"),
+                   "--port", "0")
+    assert done.returncode == 4 and "missing.json" in done.stderr
