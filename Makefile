@@ -1,10 +1,12 @@
 # fieldsync — `make demo` and `make test` do everything on a new machine.
+SHELL      := /bin/bash
 SWIFT      ?= $(shell command -v swift 2>/dev/null || echo /opt/swift/usr/bin/swift)
+SWIFTC     ?= $(dir $(SWIFT))swiftc
 PYTHON     ?= python3
 BUILD      := $(CURDIR)/build
 APT_NEEDS  := libsqlite3-dev libjansson-dev pkg-config
 
-.PHONY: all build deps test test-swift test-c test-python examples demo bench soak clean
+.PHONY: all build deps test test-swift test-c test-python examples demo bench soak fuzz sanitize clean
 
 all: build
 
@@ -28,6 +30,7 @@ test: build
 	$(MAKE) test-c
 	$(MAKE) test-python
 	$(MAKE) examples
+	$(MAKE) fuzz FUZZ_SECONDS=20
 
 test-swift: deps
 	$(SWIFT) test
@@ -47,6 +50,22 @@ demo: build
 
 bench: build
 	$(MAKE) -C Benchmarks bench BUILD=$(BUILD) INCLUDE=$(CURDIR)/include
+
+# libFuzzer over the three doors untrusted bytes come through (action, hub
+# request, sync response), engine compiled with AddressSanitizer.
+FUZZ_SECONDS ?= 300
+fuzz: deps
+	@mkdir -p $(BUILD)/fuzz-corpus
+	@cp Tests/fuzz/corpus/* $(BUILD)/fuzz-corpus/
+	$(SWIFTC) -O -sanitize=fuzzer,address -parse-as-library -module-name FieldSync -package-name fieldsync \
+	  -Xcc -fmodule-map-file=Sources/CSQLite/module.modulemap -Xcc -fmodule-map-file=Sources/CJansson/module.modulemap \
+	  Sources/FieldSync/*.swift Tests/fuzz/FuzzTargets.swift -lsqlite3 -ljansson -o $(BUILD)/fuzz-fieldsync
+	$(BUILD)/fuzz-fieldsync -max_total_time=$(FUZZ_SECONDS) -max_len=4096 -print_final_stats=1 $(BUILD)/fuzz-corpus 2>&1 \
+	  | grep -E "^(Done|stat::number_of_executed_units|==.*ERROR)|SUMMARY" ; test $${PIPESTATUS[0]} -eq 0
+
+# The engine's Swift tests under AddressSanitizer.
+sanitize: deps
+	$(SWIFT) test --sanitize=address --scratch-path .build-asan
 
 # Many more fault-injection seeds than CI runs (SEEDS=N, default 200).
 soak: deps
