@@ -34,7 +34,10 @@ package final class Hub {
                 throw .corrupt("\(path) is not a fieldsync hub database (a device store, or damaged)")
             }
             if schema.version < version { throw .schema("the hub holds schema version \(version); version \(schema.version) is older (no downgrade)") }
-            if schema.version > version { throw .schema("the hub holds schema version \(version); migrating it to \(schema.version) is not supported yet") }
+            if schema.version > version {
+                try storage.migrate(from: Schema(json: stored), to: schema)
+                return
+            }
             if schema.canonical != stored { throw .schema("the schema differs from the one stored with the same version \(version) (\(Schema.describeChanges(from: stored, to: schema))); give it a new version") }
         }
         self.storage = storage
@@ -57,7 +60,7 @@ package final class Hub {
         let pull = r["pull"]?.bool ?? true
         let entries = try optionalArray(r, "entries", in: "request")
         let auditRows = try optionalArray(r, "audit", in: "request").map { (row) throws(FieldSyncError) -> AuditRow in try Wire.auditRow(row, device: device) }
-        let scope = try checkedScope(r["scope"])
+        let scope = try checkedScope(r["scope"], clientVersion: r["schema_version"]?.int ?? schema.version)
         let now = wallClock()
 
         if proto > Wire.version {
@@ -81,7 +84,7 @@ package final class Hub {
             var results: [JSON] = []
             var held: Set<ExactString> = []
             for e in entries {
-                results.append(try apply(entry: e, device: device, seq: &seq, held: &held, now: now))
+                results.append(try apply(entry: e, device: device, clientVersion: clientVersion, seq: &seq, held: &held, now: now))
             }
             var acks: [JSON] = []
             for row in auditRows {
@@ -98,8 +101,10 @@ package final class Hub {
             ]
             if pull {
                 let page = try storage.changes(after: cursor, limit: limit)
+                // An old client gets records in the shape its schema version knows.
                 response["changes"] = .array(page.filter { inScope($0.type, $0.state, scope) }.map { change in
-                    .object(["type": .string(change.type), "id": .string(change.id), "seq": .int(change.seq), "state": change.state.shadowJSON])
+                    .object(["type": .string(change.type), "id": .string(change.id), "seq": .int(change.seq),
+                             "state": schema.downcast(change.state, type: change.type, to: clientVersion).shadowJSON])
                 })
                 response["cursor"] = .int(page.last?.seq ?? max(cursor, 0))
                 response["more"] = .bool(Int64(page.count) == limit)
@@ -110,7 +115,8 @@ package final class Hub {
     }
 
     /// Decides one entry; records the decision so a resend gets the same answer.
-    private func apply(entry e: JSON, device: String, seq: inout Int64, held: inout Set<ExactString>, now: Int64) throws(FieldSyncError) -> JSON {
+    private func apply(entry e: JSON, device: String, clientVersion: Int64, seq: inout Int64, held: inout Set<ExactString>,
+                       now: Int64) throws(FieldSyncError) -> JSON {
         let key = e["key"]?.string ?? "", entrySeq = e["seq"]?.int ?? 0
         if let done = try storage.decision(device: device, seq: entrySeq) {
             var result: [String: JSON] = ["key": .string(key), "status": .string("duplicate"), "outcome": .string(done.status)]
@@ -141,10 +147,19 @@ package final class Hub {
             return .object(extra.merging(["key": .string(key), "status": .string("rejected"), "reason": .string(reason)]) { a, _ in a })
         }
 
+        // An entry queued under an older schema is upcast to today's field
+        // names; a write the chain cannot map is refused, and only that entry.
+        var ops = e["ops"] ?? .object([:])
+        if let version = e["schema_version"]?.int, version < schema.version {
+            switch schema.upcast(Change(json: ops), type: type, from: version) {
+            case .success(let change): ops = change.json
+            case .failure(let refusal): return try reject(refusal.reason, ["detail": .object(["message": .string(refusal.message)])])
+            }
+        }
         // The hub trusts nothing the device says: the change is checked against
         // the hub's schema exactly as a local action is.
         var shape: [String: JSON] = ["action": .string("sync"), "actor": .string(device), "type": .string(type), "id": .string(id)]
-        for (k, v) in e["ops"]?.object ?? [:] { shape[k] = v }
+        for (k, v) in ops.object ?? [:] { shape[k] = v }
         let change: Change
         let spec: TypeSpec
         do {
@@ -159,14 +174,14 @@ package final class Hub {
         var state = current
         // A base of {"after": n} means "on top of my own entry n": it holds if
         // that entry's write is still the field's latest.
-        var base = e["base"]?.object ?? [:]
+        var base = renamed(e["base"]?.object ?? [:], type: type, from: e["schema_version"]?.int)
         for (field, value) in base {
             guard let after = value["after"]?.int else { continue }
             let decided = try storage.decision(device: device, seq: after)
             base[field] = decided?.status == "applied" ? decided?.serverSeq.map(JSON.int) ?? .null : .string("stale")
         }
         var context = Merge.HubContext(seq: seq + 1, observed: e["cursor"]?.int ?? 0, base: base)
-        context.baseValues = e["base_values"]?.object ?? [:]
+        context.baseValues = renamed(e["base_values"]?.object ?? [:], type: type, from: e["schema_version"]?.int)
         context.actor = e["actor"]?.string ?? ""
         context.resolve = { [resolvers] field, conflict in
             guard let name = field.resolver, let resolver = resolvers[name] else {
@@ -182,7 +197,8 @@ package final class Hub {
         }
         try storage.count(report, type: type, spec: spec)
         if let refusal = report.rejection {
-            return try reject(refusal.reason, ["detail": refusal.detail, "state": current.shadowJSON, "record_seq": .int(recordSeq)])
+            let state = schema.downcast(current, type: type, to: clientVersion).shadowJSON
+            return try reject(refusal.reason, ["detail": refusal.detail, "state": state, "record_seq": .int(recordSeq)])
         }
         seq += 1
         try storage.save(type: type, id: id, state: state, seq: seq)
@@ -197,18 +213,32 @@ package final class Hub {
         return .object(result)
     }
 
+    /// Keys of a per-field map (base versions, base values) in today's names.
+    private func renamed(_ fields: [String: JSON], type: String, from version: Int64?) -> [String: JSON] {
+        guard let version, version < schema.version else { return fields }
+        var out: [String: JSON] = [:]
+        for (field, value) in fields {
+            if case .success(let name) = schema.upcast(field: field, type: type, from: version) { out[name] = value }
+        }
+        return out
+    }
+
     /// A scope maps types to equality filters on their fields.
-    private func checkedScope(_ json: JSON?) throws(FieldSyncError) -> [String: [String: JSON]] {
+    private func checkedScope(_ json: JSON?, clientVersion: Int64) throws(FieldSyncError) -> [String: [String: JSON]] {
         guard let json, !json.isNull else { return [:] }
         guard let o = json.object else { throw .arg("request: \"scope\" must map types to field filters") }
         var scope: [String: [String: JSON]] = [:]
         for (type, filter) in o {
             let spec = try schema.type(type)
             guard let f = filter.object else { throw .arg("request: scope of '\(type)' must be an object of field: value") }
-            for field in f.keys where spec.field(field) == nil {
-                throw .schema("request: scope names unknown field '\(type).\(field)'")
+            var filter: [String: JSON] = [:]
+            for (field, value) in f {
+                guard case .success(let name) = schema.upcast(field: field, type: type, from: clientVersion), spec.field(name) != nil else {
+                    throw .schema("request: scope names unknown field '\(type).\(field)'")
+                }
+                filter[name] = value
             }
-            scope[type] = f
+            scope[type] = filter
         }
         return scope
     }

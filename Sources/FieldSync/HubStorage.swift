@@ -53,6 +53,31 @@ final class HubStorage {
 
     func meta(_ key: String) throws(FieldSyncError) -> JSON? { try Store.meta(key, db: db) }
 
+    /// Moves the hub to a newer schema (inside the caller's transaction):
+    /// record states take the new field names and defaults, and the plain
+    /// tables whose shape changed are rebuilt from them.
+    func migrate(from old: Schema, to schema: Schema) throws(FieldSyncError) {
+        var rows: [(type: String, id: String, seq: Int64, state: RecordState)] = []
+        try db.query("SELECT type, id, seq, state FROM fs_hub_records") { r in
+            rows.append((r.text(0), r.text(1), r.int(2), RecordState(json: (try? JSON.parse(r.text(3), what: "stored state")) ?? .null)))
+            return true
+        }
+        let rebuilt = try schema.migrateTables(db: db, from: old, views: views)
+        for row in rows {
+            guard schema.types[row.type] != nil else {
+                try db.run("DELETE FROM fs_hub_records WHERE type = ? AND id = ?", [.text(row.type), .text(row.id)])
+                continue
+            }
+            let state = schema.migrate(row.state, type: row.type, from: old)
+            try db.run("UPDATE fs_hub_records SET state = ? WHERE type = ? AND id = ?",
+                       [.text(state.storedJSON.text), .text(row.type), .text(row.id)])
+            if rebuilt.contains(row.type), !state.deleted { try views[row.type]?.save(row.id, state.fields, db: db) }
+        }
+        try setMeta("schema", .string(schema.canonical))
+        try setMeta("schema_version", .int(schema.version))
+        try setMeta("migrated_from", .int(old.version))
+    }
+
     func setMeta(_ key: String, _ value: JSON) throws(FieldSyncError) {
         try db.run("INSERT OR REPLACE INTO fs_meta(key, value) VALUES(?, ?)", [.text(key), value.sqlLiteral])
     }

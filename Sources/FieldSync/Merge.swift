@@ -112,6 +112,7 @@ enum Merge {
                         state.fields[field] = try spec.checked(merged, in: specName)
                     } catch {
                         report.rejection = ("resolver_invalid", .object(["field": .string(field), "message": .string(error.message)]))
+                        report.fields = [(field, .rejected)]
                         return report
                     }
                     report.fields.append((field, .resolved))
@@ -119,6 +120,8 @@ enum Merge {
                 case .failure(let error):
                     let reason = error.status == FieldSyncError.notFound("").status ? "resolver_missing" : "resolver_failed"
                     report.rejection = (reason, .object(["field": .string(field), "message": .string(error.message)]))
+                    // A refused action wrote nothing: only the refusal is counted.
+                    report.fields = [(field, .rejected)]
                     return report
                 }
                 continue

@@ -62,25 +62,26 @@ struct Outbox {
     }
 
     /// Changes of one record still to be applied by the hub (everything but
-    /// rejected entries), in the order they were made, with their stamps.
-    static func replayable(type: String, id: String, db: Connection) throws(FieldSyncError) -> [(Change, Int64)] {
-        var changes: [(Change, Int64)] = []
-        try db.query("SELECT ops, hlc FROM fs_outbox WHERE type = ? AND id = ? AND state != 'rejected' ORDER BY seq",
+    /// rejected entries), in the order they were made.
+    static func replayable(type: String, id: String, db: Connection) throws(FieldSyncError) -> [(change: Change, hlc: Int64, schemaVersion: Int64)] {
+        var changes: [(Change, Int64, Int64)] = []
+        try db.query("SELECT ops, hlc, schema_version FROM fs_outbox WHERE type = ? AND id = ? AND state != 'rejected' ORDER BY seq",
                      [.text(type), .text(id)]) { r in
-            changes.append((Change(json: (try? JSON.parse(r.text(0), what: "stored ops")) ?? .object([:])), r.int(1)))
+            changes.append((Change(json: (try? JSON.parse(r.text(0), what: "stored ops")) ?? .object([:])), r.int(1), r.int(2)))
             return true
         }
         return changes
     }
 
-    /// For each of `fields`, the seq of the newest unrejected entry of the
-    /// record that sets it.
-    static func lastWriters(of fields: Set<String>, type: String, id: String, db: Connection) throws(FieldSyncError) -> [String: Int64] {
-        var found: [String: Int64] = [:]
+    /// For each of `fields`, the newest unrejected entry of the record that
+    /// sets it: its seq and the value it wrote.
+    static func lastWriters(of fields: Set<String>, type: String, id: String,
+                            db: Connection) throws(FieldSyncError) -> [String: (seq: Int64, value: JSON)] {
+        var found: [String: (Int64, JSON)] = [:]
         try db.query("SELECT seq, ops FROM fs_outbox WHERE type = ? AND id = ? AND state != 'rejected' ORDER BY seq DESC",
                      [.text(type), .text(id)]) { r in
             let set = (try? JSON.parse(r.text(1), what: "stored ops"))?["set"]?.object ?? [:]
-            for f in fields where found[f] == nil && set[f] != nil { found[f] = r.int(0) }
+            for f in fields where found[f] == nil { if let value = set[f] { found[f] = (r.int(0), value) } }
             return found.count < fields.count
         }
         return found

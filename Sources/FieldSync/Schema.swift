@@ -39,6 +39,8 @@ package struct Schema: Sendable, Equatable {
     package let minClientVersion: Int64
     /// Kept as given; the migration issue interprets them.
     package let migrations: [JSON]
+    /// The migrations, parsed: the chain old clients' shapes are mapped through.
+    package let migrationSteps: [MigrationStep]
     /// The schema as parsed, re-encoded canonically: what the store keeps.
     package let canonical: String
 
@@ -84,6 +86,16 @@ extension Schema {
         self.types = types
         self.minClientVersion = minClient
         self.migrations = migrations
+        var steps: [MigrationStep] = []
+        for (i, m) in migrations.enumerated() {
+            let step = try MigrationStep(json: m, index: i)
+            if step.to > version { throw .schema("migrations[\(i)] goes to version \(step.to), beyond the schema's version \(version)") }
+            if let overlap = steps.first(where: { $0.from < step.to && step.from < $0.to }) {
+                throw .schema("migrations[\(i)] (\(step.from)->\(step.to)) overlaps \(overlap.from)->\(overlap.to)")
+            }
+            steps.append(step)
+        }
+        self.migrationSteps = steps
         self.canonical = json.text
     }
 }

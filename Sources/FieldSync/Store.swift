@@ -52,12 +52,12 @@ package final class Store {
         let durability = opts["durability"]?.string ?? "full"
 
         let views = schema.types.mapValues(LocalView.init(spec:))
-        let deviceId = try db.transaction { () throws(FieldSyncError) -> String in
+        let (deviceId, olderSchema) = try db.transaction { () throws(FieldSyncError) -> (String, Schema?) in
             let hasMeta = try db.scalar("SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = 'fs_meta'") ?? 0
             if hasMeta == 0 {
                 let tables = try db.scalar("SELECT count(*) FROM sqlite_master") ?? 0
                 if tables > 0 { throw .corrupt("\(path) holds tables but is not a fieldsync store (no fs_meta)") }
-                return try Store.create(db: db, schema: schema, views: views, deviceId: requestedDevice ?? newDeviceId())
+                return (try Store.create(db: db, schema: schema, views: views, deviceId: requestedDevice ?? newDeviceId()), nil)
             }
             return try Store.check(db: db, schema: schema, requestedDevice: requestedDevice)
         }
@@ -84,6 +84,7 @@ package final class Store {
         self.lastHash = hash
         self.clock = HybridClock(last: max(stamp, observed))
         self.sync = sync
+        if let olderSchema { try migrate(from: olderSchema) }
         try loadSyncProgress()
     }
 
@@ -97,7 +98,9 @@ package final class Store {
         return deviceId
     }
 
-    private static func check(db: Connection, schema: Schema, requestedDevice: String?) throws(FieldSyncError) -> String {
+    /// Checks an existing store against `schema`; returns its device id and,
+    /// when `schema` is newer, the schema the store holds (to migrate from).
+    private static func check(db: Connection, schema: Schema, requestedDevice: String?) throws(FieldSyncError) -> (String, Schema?) {
         guard let deviceId = try meta("device_id", db: db)?.string,
               let stored = try meta("schema", db: db)?.string,
               let version = try meta("schema_version", db: db)?.int else {
@@ -110,12 +113,12 @@ package final class Store {
             throw .schema("the store holds schema version \(version); opening it with older version \(schema.version) is refused (no downgrade)")
         }
         if schema.version > version {
-            throw .schema("the store holds schema version \(version); migrating it to version \(schema.version) is not supported yet")
+            return (deviceId, try Schema(json: stored))
         }
         if schema.canonical != stored {
             throw .schema("the schema differs from the one stored with the same version \(version) (\(Schema.describeChanges(from: stored, to: schema))); give it a new version")
         }
-        return deviceId
+        return (deviceId, nil)
     }
 
     static func meta(_ key: String, db: Connection) throws(FieldSyncError) -> JSON? {
@@ -183,12 +186,14 @@ package final class Store {
                 for f in based {
                     // A write following this device's own unacknowledged write
                     // of the field is based on that write, not on stale server state.
+                    let custom = spec.field(f)?.merge == .custom
                     if let previous = pending[f] {
-                        base[f] = .object(["after": .int(previous)])
+                        base[f] = .object(["after": .int(previous.seq)])
+                        if custom { baseValues[f] = previous.value }
                     } else {
                         base[f] = shadow?.versions[f].map(JSON.int) ?? .null
+                        if custom { baseValues[f] = shadow?.fields[f] ?? .null }
                     }
-                    if spec.field(f)?.merge == .custom { baseValues[f] = shadow?.fields[f] ?? .null }
                 }
             }
             try Outbox.insert(OutboxEntry(seq: seq, key: key, type: action.type, id: action.id, hlc: stamp,
@@ -292,14 +297,54 @@ package final class Store {
         }
     }
 
+    /// Moves the store to a newer schema in one transaction: server-confirmed
+    /// states take the new field names, tables whose shape changed are
+    /// rebuilt from confirmed state plus the outbox (whose entries keep their
+    /// original schema version and are upcast when replayed and at the hub).
+    func migrate(from old: Schema) throws(FieldSyncError) {
+        try db.transaction { () throws(FieldSyncError) in
+            var states: [(type: String, id: String, version: Int64, state: String)] = []
+            try db.query("SELECT type, id, version, state FROM fs_shadow") { r in
+                states.append((r.text(0), r.text(1), r.int(2), r.text(3)))
+                return true
+            }
+            for row in states {
+                guard schema.types[row.type] != nil else {
+                    try db.run("DELETE FROM fs_shadow WHERE type = ? AND id = ?", [.text(row.type), .text(row.id)])
+                    continue
+                }
+                let state = schema.migrate(RecordState(json: (try? JSON.parse(row.state, what: "stored state")) ?? .null),
+                                           type: row.type, from: old)
+                try db.run("UPDATE fs_shadow SET state = ? WHERE type = ? AND id = ?",
+                           [.text(state.shadowJSON.text), .text(row.type), .text(row.id)])
+            }
+            for type in try schema.migrateTables(db: db, from: old, views: views).sorted() {
+                var ids: [String] = []
+                try db.query("SELECT id FROM fs_shadow WHERE type = ? UNION SELECT id FROM fs_outbox WHERE type = ?",
+                             [.text(type), .text(type)]) { r in
+                    ids.append(r.text(0))
+                    return true
+                }
+                for id in ids { try rebase(type: type, id: id) }
+            }
+            try setMeta("schema", .string(schema.canonical))
+            try setMeta("schema_version", .int(schema.version))
+            try setMeta("migrated_from", .int(old.version))
+            try db.run("DELETE FROM fs_meta WHERE key = 'upgrade_required'")
+        }
+    }
+
     /// Recomputes a record's local view: server-confirmed state with the
     /// record's unrejected outbox changes replayed in order, by the same merge
     /// rules the hub applies.
     func rebase(type: String, id: String) throws(FieldSyncError) {
         let view = try view(type)
         var state = try shadow(type: type, id: id) ?? RecordState(absent: ())
-        for (change, hlc) in try Outbox.replayable(type: type, id: id, db: db) {
-            _ = try Merge.merge(change, stamp: Stamp(hlc: hlc, device: deviceId), into: &state, spec: view.spec)
+        for entry in try Outbox.replayable(type: type, id: id, db: db) {
+            // An entry queued under an older schema replays in today's field
+            // names; a change the new schema cannot take waits for the hub's verdict.
+            guard case .success(let change) = schema.upcast(entry.change, type: type, from: entry.schemaVersion) else { continue }
+            _ = try Merge.merge(change, stamp: Stamp(hlc: entry.hlc, device: deviceId), into: &state, spec: view.spec)
         }
         if state.deleted { try view.delete(id, db: db) } else { try view.save(id, state.fields, db: db) }
     }

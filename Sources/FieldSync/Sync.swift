@@ -221,12 +221,15 @@ extension Store {
         var random = SystemRandomNumberGenerator()
         let newCursor: Int64 = try db.transaction { () throws(FieldSyncError) -> Int64 in
             for (seq, item) in parsed {
-                var found: (type: String, id: String, attempts: Int64)?
-                try db.query("SELECT type, id, attempts FROM fs_outbox WHERE seq = ?", [.int(seq)]) { row in
-                    found = (row.text(0), row.text(1), row.int(2))
+                var found: (type: String, id: String, attempts: Int64, ops: String, hlc: Int64, version: Int64)?
+                try db.query("SELECT type, id, attempts, ops, hlc, schema_version FROM fs_outbox WHERE seq = ? AND state != 'rejected'",
+                             [.int(seq)]) { row in
+                    found = (row.text(0), row.text(1), row.int(2), row.text(3), row.int(4), row.int(5))
                     return false
                 }
-                guard let entry = found else { continue }   // already settled by an earlier answer
+                // Already settled by an earlier answer (acked, or rejected and
+                // waiting for the host): a repeated answer changes nothing.
+                guard let entry = found else { continue }
                 let status = item["status"]?.string ?? ""
                 summary[status, default: 0] += 1
                 let outcome = status == "duplicate" ? (item["outcome"]?.string ?? "applied") : status
@@ -237,6 +240,7 @@ extension Store {
                     }
                     try db.run("DELETE FROM fs_outbox WHERE seq = ?", [.int(seq)])
                     try db.run("UPDATE fs_audit SET outcome = 'applied', reason = NULL WHERE audit_id = ?", [.int(seq)])
+                    try confirm(entry.ops, hlc: entry.hlc, schemaVersion: entry.version, type: entry.type, id: entry.id)
                     touched[ExactString(entry.type + "\u{0}" + entry.id)] = (entry.type, entry.id)
                 case "rejected":
                     writes["writes_rejected", default: 0] += 1
@@ -305,6 +309,21 @@ extension Store {
         out["more"] = .bool(sync.pullDue)
         out["outbox"] = .int(try Outbox.count(db))
         return .object(out)
+    }
+
+    /// An acknowledged change moves from the outbox into the confirmed state,
+    /// so the view (confirmed + pending) stays the same until the pull brings
+    /// the hub's own version. The shadow keeps its old version number: any
+    /// pulled state of this record is newer and replaces it.
+    private func confirm(_ ops: String, hlc: Int64, schemaVersion: Int64, type: String, id: String) throws(FieldSyncError) {
+        guard let spec = views[type]?.spec else { return }
+        let change = Change(json: (try? JSON.parse(ops, what: "stored ops")) ?? .null)
+        guard case .success(let current) = schema.upcast(change, type: type, from: schemaVersion) else { return }
+        var state = try shadow(type: type, id: id) ?? RecordState(absent: ())
+        _ = try Merge.merge(current, stamp: Stamp(hlc: hlc, device: deviceId), into: &state, spec: spec)
+        let version = try db.scalar("SELECT version FROM fs_shadow WHERE type = ? AND id = ?", [.text(type), .text(id)]) ?? 0
+        try db.run("INSERT OR REPLACE INTO fs_shadow(type, id, version, state) VALUES(?, ?, ?, ?)",
+                   [.text(type), .text(id), .int(version), .text(state.shadowJSON.text)])
     }
 
     /// Stores pulled server state if it is newer than what the device has;

@@ -28,7 +28,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any, Dict, Optional, Sequence
 
 from . import (
     ArgError,
@@ -67,6 +67,7 @@ def _read_schema(path: str) -> str:
 class _HubHandler(http.server.BaseHTTPRequestHandler):
     server_version = "fieldsync-hub"
     protocol_version = "HTTP/1.1"
+    timeout = 120  # seconds a silent connection may hold a thread
     hub: Hub  # set on the subclass made by serve()
     verbose = False
 
@@ -201,9 +202,20 @@ def sync_url(server: str) -> str:
 
 
 def _open_work(store: Store) -> int:
-    """Entries that can still be sent (pending or in flight)."""
+    """Entries that can still be sent: pending or in flight, and not held back
+    by a "stuck" entry of the same record (a record's entries go in order, so
+    those wait for the host to discard the stuck one)."""
     stats = store.stats()
-    return int(stats.get("outbox_pending", 0)) + int(stats.get("outbox_inflight", 0))
+    work = int(stats.get("outbox_pending", 0)) + int(stats.get("outbox_inflight", 0))
+    if work and stats.get("outbox_stuck"):
+        first_stuck: Dict[tuple, int] = {}
+        for e in store.outbox(state="stuck"):
+            first_stuck.setdefault((e["type"], e["id"]), e["seq"])
+        for state in ("pending", "inflight"):
+            for e in store.outbox(state=state):
+                if e["seq"] > first_stuck.get((e["type"], e["id"]), e["seq"]):
+                    work -= 1
+    return work
 
 
 def sync(args: argparse.Namespace) -> int:

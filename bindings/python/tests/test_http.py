@@ -3,9 +3,12 @@ HTTP on 127.0.0.1 only: the device loop drains the outbox, the hub holds the
 records, bad requests get 400, and the exit codes."""
 
 import copy
+import http.client
+import http.server
 import json
 import re
 import socket
+import threading
 import urllib.error
 import urllib.request
 
@@ -124,6 +127,20 @@ def test_bad_requests_get_400_and_change_nothing(tmp_path, schema_file):
             assert answer["error"]
         status, answer = post(url + "/elsewhere", b"{}")
         assert status == 404
+        # Refused before the body is read: too big, or no length at all.
+        port = int(url.rsplit(":", 1)[1])
+        for headers, name in (({"Content-Length": str(65 * 2**20)}, "FS_ERR_TOO_BIG"),
+                              ({}, "FS_ERR_ARG")):
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+            try:
+                conn.putrequest("POST", "/sync")
+                for k, v in headers.items():
+                    conn.putheader(k, v)
+                conn.endheaders()
+                answer = conn.getresponse()
+                assert (answer.status, json.loads(answer.read())["status"]) == (400, name)
+            finally:
+                conn.close()
         status, stats = get(url + "/stats")
         assert stats["entries_applied"] == 0 and stats["audit_rows"] == 0
         # The server still works, and the real request is answered 200.
@@ -179,3 +196,80 @@ def test_apply_command(tmp_path, schema_file):
     done = run_cli("serve", "--db", str(tmp_path / "h.db"), "--schema", str(tmp_path / "missing.json"),
                    "--port", "0")
     assert done.returncode == 4 and "missing.json" in done.stderr
+
+
+def test_sync_ends_when_only_stuck_entries_and_their_followers_are_left(tmp_path, schema_file):
+    # Entries stuck after max_attempts are never resent, and later entries of
+    # their record wait behind them: the loop reports them and exits 0.
+    newer = copy.deepcopy(SCHEMA)
+    newer["version"] = 2
+    v2 = write_schema(tmp_path / "v2.json", newer)
+    db = str(tmp_path / "d.db")
+    with fieldsync.Hub(str(tmp_path / "hub.db"), SCHEMA) as hub, \
+            fieldsync.Store(db, newer, durability="normal", max_attempts=1) as s:
+        s.apply(task("T-1", set={"status": "open"}))
+        fieldsync.sync_once(s, hub)
+        assert s.stats()["outbox_stuck"] == 1
+        s.apply(task("T-1", inc={"picked": 1}))   # held back behind the stuck one
+    with serve_hub(tmp_path / "hub.db", schema_file, tmp_path / "serve.log") as (url, _):
+        done = sync_cli(db, v2, url, "--max-seconds", "20")
+    assert done.returncode == 0, (done.stdout, done.stderr)
+    assert "1 stuck" in done.stdout.splitlines()[-1], done.stdout
+
+
+def test_sync_backs_off_on_5xx_and_lost_answers_and_applies_once(tmp_path):
+    # A flaky transport in front of an in-process hub, on 127.0.0.1: every
+    # third request is answered 503 without reaching the hub, every third is
+    # applied by the hub but its answer replaced by a 502 (lost on the way
+    # back) or the connection dropped; the device loop backs off and resends,
+    # and the hub counts every increment once.
+    schema_file = write_schema(tmp_path / "schema.json")
+    db = tmp_path / "d.db"
+    queue(db, "dev-A", [task(f"T-{i % 4}", set={"status": "open"}, inc={"picked": 1})
+                        for i in range(40)])
+    hub = fieldsync.Hub(str(tmp_path / "hub.db"), SCHEMA, durability="normal")
+    calls = {"n": 0}
+
+    class Flaky(http.server.BaseHTTPRequestHandler):
+        def log_message(self, *args):
+            pass
+
+        def do_POST(self):
+            body = self.rfile.read(int(self.headers["Content-Length"]))
+            calls["n"] += 1
+            n = calls["n"]
+            if n % 3 == 1:
+                code, answer = 503, b'{"error": "busy"}'
+            else:
+                answer = hub.handle_text(body).encode()
+                code = 200
+                if n % 3 == 2 and n < 20:
+                    if n % 2:
+                        self.close_connection = True   # dropped: no answer at all
+                        self.connection.shutdown(2)
+                        return
+                    code, answer = 502, b'{"error": "bad gateway"}'
+            self.send_response(code)
+            self.send_header("Content-Length", str(len(answer)))
+            self.end_headers()
+            self.wfile.write(answer)
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Flaky)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}"
+        done = sync_cli(db, schema_file, url, "--batch-size", "7", "--max-seconds", "60")
+        assert done.returncode == 0, (done.stdout, done.stderr)
+        lines, others = progress(done.stdout)
+        assert sum("transport error" in line for line in others) >= 5, done.stdout
+        assert sum(line[1] for line in lines) + sum(line[2] for line in lines) >= 40
+        assert sum(line[2] for line in lines) > 0        # resends answered "duplicate"
+        assert sum(r["picked"] for r in hub.query("task")) == 40
+        assert hub.stats()["entries_applied"] == 40 and hub.stats()["audit_rows"] == 40
+        with fieldsync.Store(str(db), SCHEMA) as s:
+            assert s.outbox_count() == 0 and s.query("task") == hub.query("task")
+    finally:
+        server.shutdown()
+        server.server_close()
+        hub.close()

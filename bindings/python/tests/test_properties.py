@@ -185,8 +185,10 @@ class StoreMachine(RuleBasedStateMachine):
             action["type"] = data.draw(st.sampled_from(["job", "Task", "tasks", "task "]))
         elif kind == "wrong_type":
             field, bad = data.draw(st.sampled_from([
-                ("status", st.integers() | st.booleans() | st.lists(text, max_size=2)),
-                ("site", st.integers() | finite | objects(text, text, max_size=2)),
+                # Integers stay in int64: beyond it the library refuses the JSON
+                # itself (FS_ERR_JSON), see test_numbers_beyond_int64_and_double_are_refused.
+                ("status", int64 | st.booleans() | st.lists(text, max_size=2)),
+                ("site", int64 | finite | objects(text, text, max_size=2)),
                 ("weight", text | st.booleans() | st.lists(finite, max_size=2)),
                 ("urgent", text | st.integers() | finite),
                 ("on_hand", text | st.booleans() | fractional),
@@ -284,7 +286,7 @@ def test_numbers_round_trip_exactly(tmp_path_factory, value, weight):
         assert record["weight"] == weight
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=40, deadline=None)
 @given(value=json_values, key=st.sampled_from([("é", "e\u0301"), ("\u212b", "\u00c5"),
                                                ("A\u030a", "\u00c5"), ("d\u0307\u0323", "d\u0323\u0307")]),
        where=st.sampled_from(["input", "lines", "nested"]))
@@ -305,7 +307,7 @@ def test_colliding_keys_are_refused_and_nothing_is_written(tmp_path_factory, val
         assert snapshot(store) == before
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=40, deadline=None)
 @given(items=st.lists(st.sampled_from(TRICKY) | text, min_size=1, max_size=6))
 def test_set_elements_stay_distinct_code_point_strings(tmp_path_factory, items):
     # D1 covers object keys only: set elements are compared as exact strings.

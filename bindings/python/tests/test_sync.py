@@ -7,13 +7,14 @@ import json
 import os
 import shutil
 import tempfile
+import time
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import fieldsync
-from support import SCHEMA, snapshot, strip_fs, task, verify_chain
+from support import SCHEMA, snapshot, task, verify_chain
 
 T0 = 1_700_000_000_000
 
@@ -539,3 +540,39 @@ def test_a_failing_or_missing_resolver_rejects_visibly(devices, hub, register, r
     hub.set_resolver("order_lines", None)                     # removing is allowed
     with pytest.raises(fieldsync.ArgError):
         hub.set_resolver("", lambda c: c["server"])
+
+
+def test_retries_end_stuck_and_hold_back_their_record(tmp_path, hub):
+    # A device on a newer schema than the hub: its entries are answered "retry"
+    # until max_attempts, then stay "stuck" (never deleted, never resent); a
+    # later entry of the same record waits behind them.
+    newer = copy.deepcopy(SCHEMA)
+    newer["version"] = 2
+    with fieldsync.Store(str(tmp_path / "d.db"), newer, durability="normal", max_attempts=2,
+                         backoff_base_ms=1, backoff_cap_ms=1) as s:
+        open_task(s, "T-1")
+        s.apply(task("T-1", inc={"picked": 1}))
+        open_task(s, "T-2")
+        summaries = []
+        for _ in range(50):  # the 0..1 ms jittered backoff decides how many rounds
+            summaries += fieldsync.sync_once(s, hub, pull=False)
+            if s.stats()["outbox_stuck"] == 3:
+                break
+            time.sleep(0.002)
+        assert sum(x["retry"] for x in summaries) == 6 and sum(x["stuck"] for x in summaries) == 3
+        stuck = s.outbox(state="stuck")
+        assert [e["attempts"] for e in stuck] == [2, 2, 2] and all(e["reason"] for e in stuck)
+        assert "schema version" in stuck[0]["reason"]
+        assert s.stats()["outbox_stuck"] == 3 and hub.stats()["entries_applied"] == 0
+        assert fieldsync.sync_once(s, hub)[0]["retry"] == 0   # stuck ones are not resent
+        later = s.apply(task("T-1", inc={"picked": 5}))["outbox_key"]
+        s.set_connectivity(True)
+        request, _ = s.sync_prepare()
+        assert later not in [e["key"] for e in request["entries"]]
+        s.sync_fail()
+        for e in stuck:
+            s.discard(e["key"])
+        assert [r["outcome"] for r in s.audit()] == ["discarded"] * 3 + ["pending"]
+        s.set_connectivity(True)
+        request, _ = s.sync_prepare()
+        assert [e["key"] for e in request["entries"]] == [later]
