@@ -228,6 +228,38 @@ FS_EXTERN fs_status fs_store_query(fs_store *store, const char *query_json, char
  * @return FS_OK; FS_ERR_ARG, FS_ERR_CLOSED, FS_ERR_IO. Any thread. */
 FS_EXTERN fs_status fs_store_stats(fs_store *store, char **out_stats_json);
 
+/* Runs a storage-hygiene pass (docs/HYGIENE.md) in one transaction, then
+ * reclaims space (WAL checkpoint and incremental vacuum). It evicts records
+ * the hub has acknowledged that have no outbox entry in any state and are
+ * archived (a field holds one of its type's "archive_when" values) or
+ * unchanged for longer than "keep_days"; fetched records whose cache time
+ * (option "fetch_ttl_ms") is up; and, with the option "audit_keep_days",
+ * settled audit rows the hub has received that are older than that, as a
+ * prefix whose last hash becomes the chain's anchor (fs_store_stats
+ * "audit_anchor_hash"). Nothing the hub has not acknowledged is evicted.
+ * Options "hygiene_on_open": true and "hygiene_every": N (actions, checked
+ * after each fs_sync_receive) run it automatically.
+ * @param out_report_json receives, caller frees:
+ *   {"records_evicted": n, "records_evicted_<type>": n, "fetched_expired": n,
+ *    "audit_rows_evicted": n, "bytes_before": n, "bytes_after": n,
+ *    "bytes_reclaimed": n}
+ * @return FS_OK; FS_ERR_ARG, FS_ERR_CLOSED, FS_ERR_IO, FS_ERR_FULL,
+ *         FS_ERR_BUSY. Blocks for one pass: milliseconds per thousand
+ *         records examined. Any thread. */
+FS_EXTERN fs_status fs_store_hygiene(fs_store *store, char **out_report_json);
+
+/* Builds a request asking the hub for records this device does not hold
+ * (evicted by hygiene, or outside its scope). Send it like a sync request and
+ * hand the answer to fs_sync_receive(): the records are stored and cached for
+ * "fetch_ttl_ms" (default 600000), then evicted by hygiene unless the operator
+ * changes them, which makes them normal records again. fs_store_get() of an
+ * evicted record answers FS_ERR_NOT_FOUND with a message saying so.
+ * @param refs_json borrowed: [{"type": "task", "id": "T-9"}, ...], at most 1000.
+ * @param out_request_json receives the request, caller frees.
+ * @return FS_OK; FS_ERR_ARG, FS_ERR_JSON, FS_ERR_TOO_BIG, FS_ERR_SCHEMA
+ *         (unknown type), FS_ERR_UPGRADE_REQUIRED, FS_ERR_CLOSED. Any thread. */
+FS_EXTERN fs_status fs_fetch_request(fs_store *store, const char *refs_json, char **out_request_json);
+
 /* ------------------------------------------------------------------------ */
 /* The outbox                                                                */
 /*                                                                           */

@@ -115,3 +115,21 @@ public func fs_audit_query(_ p: OpaquePointer?, _ filter: CString?, _ outRows: O
         try give(handle.use { s throws(FieldSyncError) in JSON.array(try s.audit(filter).map(\.json)) }, to: out)
     }
 }
+
+@_cdecl("fs_store_hygiene")
+public func fs_store_hygiene(_ p: OpaquePointer?, _ outReport: OutString?) -> Int32 {
+    boundary("fs_store_hygiene") { () throws(FieldSyncError) in
+        let out = try output(outReport, "out_report_json")
+        try give(store(p).use { s throws(FieldSyncError) in try s.hygiene() }, to: out)
+    }
+}
+
+@_cdecl("fs_fetch_request")
+public func fs_fetch_request(_ p: OpaquePointer?, _ refs: CString?, _ outRequest: OutString?) -> Int32 {
+    boundary("fs_fetch_request") { () throws(FieldSyncError) in
+        let out = try output(outRequest, "out_request_json")
+        let handle = try store(p)
+        let refs = try json(refs, "refs_json")
+        try give(handle.use { s throws(FieldSyncError) in try s.fetchRequest(refs) }, to: out)
+    }
+}

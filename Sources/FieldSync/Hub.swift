@@ -60,6 +60,8 @@ package final class Hub {
         let pull = r["pull"]?.bool ?? true
         let entries = try optionalArray(r, "entries", in: "request")
         let auditRows = try optionalArray(r, "audit", in: "request").map { (row) throws(FieldSyncError) -> AuditRow in try Wire.auditRow(row, device: device) }
+        let fetch = try optionalArray(r, "fetch", in: "request")
+        if fetch.count > 1000 { throw .tooBig("request: at most 1000 records per fetch") }
         let scope = try checkedScope(r["scope"], clientVersion: r["schema_version"]?.int ?? schema.version)
         let now = wallClock()
 
@@ -99,6 +101,20 @@ package final class Hub {
                 "protocol": .int(Wire.version), "device_id": .string(device), "batch": .string(batch),
                 "server_time": .int(now), "results": .array(results), "audit_acks": .array(acks),
             ]
+            if !fetch.isEmpty {
+                var found: [JSON] = [], missing: [JSON] = []
+                for ref in fetch {
+                    let type = ref["type"]?.string ?? "", id = ref["id"]?.string ?? ""
+                    if let (state, recordSeq) = try storage.record(type: type, id: id) {
+                        found.append(.object(["type": .string(type), "id": .string(id), "seq": .int(recordSeq),
+                                              "state": schema.downcast(state, type: type, to: clientVersion).shadowJSON]))
+                    } else {
+                        missing.append(.object(["type": .string(type), "id": .string(id)]))
+                    }
+                }
+                response["fetched"] = .array(found)
+                response["missing"] = .array(missing)
+            }
             if pull {
                 let page = try storage.changes(after: cursor, limit: limit)
                 // An old client gets records in the shape its schema version knows.

@@ -18,7 +18,9 @@ package final class Store {
     private(set) var lastHash: String
     var sync: SyncState
 
-    static let optionKeys = SyncState.optionKeys.union(["durability", "device_id", "busy_timeout_ms"])
+    var hygieneSettings = HygieneSettings()
+
+    static let optionKeys = SyncState.optionKeys.union(HygieneSettings.optionKeys).union(["durability", "device_id", "busy_timeout_ms"])
 
     static let internalDDL = [
         "CREATE TABLE fs_meta(key TEXT PRIMARY KEY NOT NULL, value) WITHOUT ROWID",
@@ -26,8 +28,10 @@ package final class Store {
         // versions that `server` fields are compared against.
         """
         CREATE TABLE fs_shadow(type TEXT NOT NULL, id TEXT NOT NULL, version INTEGER NOT NULL,
-            state TEXT NOT NULL, PRIMARY KEY(type, id)) WITHOUT ROWID
+            state TEXT NOT NULL, cached_until INTEGER, PRIMARY KEY(type, id)) WITHOUT ROWID
         """,
+        // Records hygiene evicted, so a read can say they may be fetched.
+        "CREATE TABLE fs_evicted(type TEXT NOT NULL, id TEXT NOT NULL, evicted_at INTEGER NOT NULL, PRIMARY KEY(type, id)) WITHOUT ROWID",
         AuditLog.ddl,
     ] + Outbox.ddl
 
@@ -41,6 +45,8 @@ package final class Store {
         try checkKeys(opts, allowed: Store.optionKeys, in: "options", code: FieldSyncError.arg)
         var sync = SyncState()
         try sync.configure(opts)
+        var hygieneSettings = HygieneSettings()
+        try hygieneSettings.configure(opts)
         var requestedDevice: String?
         if let d = opts["device_id"] {
             guard let s = d.string, isDeviceId(s) else {
@@ -52,6 +58,8 @@ package final class Store {
         let durability = opts["durability"]?.string ?? "full"
 
         let views = schema.types.mapValues(LocalView.init(spec:))
+        // A new file gets incremental auto-vacuum, so hygiene can give pages back.
+        if try db.scalar("SELECT count(*) FROM sqlite_master") == 0 { try db.exec("PRAGMA auto_vacuum=INCREMENTAL") }
         let (deviceId, olderSchema) = try db.transaction { () throws(FieldSyncError) -> (String, Schema?) in
             let hasMeta = try db.scalar("SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = 'fs_meta'") ?? 0
             if hasMeta == 0 {
@@ -84,8 +92,11 @@ package final class Store {
         self.lastHash = hash
         self.clock = HybridClock(last: max(stamp, observed))
         self.sync = sync
+        self.hygieneSettings = hygieneSettings
         if let olderSchema { try migrate(from: olderSchema) }
         try loadSyncProgress()
+        self.hygieneSettings.lastPassSeq = lastSeq
+        if hygieneSettings.onOpen { _ = try hygiene() }
     }
 
     private static func create(db: Connection, schema: Schema, views: [String: LocalView], deviceId: String) throws(FieldSyncError) -> String {
@@ -225,6 +236,9 @@ package final class Store {
         if id.isEmpty { throw .arg("id is empty") }
         let view = try view(type)
         guard let fields = try view.load(id, db: db) else {
+            if try db.scalar("SELECT 1 FROM fs_evicted WHERE type = ? AND id = ?", [.text(type), .text(id)]) != nil {
+                throw .notFound("record \(type)/\(id) was evicted from this device by storage hygiene; fetch it from the hub (fs_fetch_request)")
+            }
             throw .notFound("no record \(type)/\(id) on this device")
         }
         let version = try db.scalar("SELECT version FROM fs_shadow WHERE type = ? AND id = ?", [.text(type), .text(id)])
@@ -263,6 +277,11 @@ package final class Store {
         let pages = try db.scalar("PRAGMA page_count") ?? 0
         let pageSize = try db.scalar("PRAGMA page_size") ?? 0
         stats["file_bytes"] = .int(pages &* pageSize)
+        let anchor = try auditAnchor()
+        stats["audit_anchor_seq"] = .int(anchor.seq)
+        stats["audit_anchor_hash"] = .string(anchor.hash)
+        stats["records_cached"] = .int(try db.scalar("SELECT count(*) FROM fs_shadow WHERE cached_until IS NOT NULL") ?? 0)
+        stats["records_evicted"] = .int(try db.scalar("SELECT count(*) FROM fs_evicted") ?? 0)
         stats.merge(syncStats) { a, _ in a }
         for key in Store.writeCounters { stats[key] = .int(try Store.meta(key, db: db)?.int ?? 0) }
         return .object(stats)

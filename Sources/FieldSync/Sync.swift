@@ -166,6 +166,34 @@ extension Store {
         }
     }
 
+    // MARK: fetch
+
+    /// A request asking the hub for records this device does not hold
+    /// (evicted, or outside its scope). The answer goes to receive() like any
+    /// other; the records are cached for fetch_ttl_ms.
+    package func fetchRequest(_ refs: JSON) throws(FieldSyncError) -> JSON {
+        guard let list = refs.array, !list.isEmpty else { throw .arg("refs must be a non-empty array of {\"type\", \"id\"}") }
+        if list.count > 1000 { throw .tooBig("at most 1000 records per fetch; got \(list.count)") }
+        var wanted: [JSON] = []
+        for ref in list {
+            guard let o = ref.object, let type = o["type"]?.string, let id = o["id"]?.string, !id.isEmpty else {
+                throw .arg("each ref must be {\"type\": ..., \"id\": ...}")
+            }
+            _ = try schema.type(type)
+            try checkLength(id, what: "id")
+            wanted.append(.object(["type": .string(type), "id": .string(id)]))
+        }
+        if sync.upgradeRequired != nil { throw .upgradeRequired("the hub requires a newer schema; reopen the store with it") }
+        let number = sync.batches + 1
+        try setMeta("batches", .int(number))
+        sync.batches = number
+        return .object([
+            "protocol": .int(Wire.version), "device_id": .string(deviceId), "schema_version": .int(schema.version),
+            "batch": .string(Wire.batchId(device: deviceId, number: number)), "cursor": .int(sync.cursor),
+            "pull": .bool(false), "entries": .array([]), "audit": .array([]), "fetch": .array(wanted),
+        ])
+    }
+
     // MARK: receive
 
     /// Applies the hub's response in one transaction; returns a summary.
@@ -197,6 +225,7 @@ extension Store {
         let results = try optionalArray(r, "results", in: "response")
         let changes = try optionalArray(r, "changes", in: "response")
         let acks = try optionalArray(r, "audit_acks", in: "response")
+        let fetched = try optionalArray(r, "fetched", in: "response")
         // Check every key before changing anything: a response naming another
         // device's entries is refused whole.
         var parsed: [(seq: Int64, item: [String: JSON])] = []
@@ -208,14 +237,14 @@ extension Store {
             guard ["applied", "duplicate", "rejected", "retry"].contains(status) else { throw .arg("response: unknown status '\(status)'") }
             parsed.append((seq, o))
         }
-        for change in changes {
+        for change in changes + fetched {
             guard change["type"]?.string != nil, change["id"]?.string != nil, change["seq"]?.int != nil, change["state"]?.object != nil else {
                 throw .arg("response: each change needs \"type\", \"id\", \"seq\" and \"state\"")
             }
         }
 
         var clock = self.clock
-        var summary: [String: Int64] = ["applied": 0, "duplicate": 0, "rejected": 0, "retry": 0, "stuck": 0, "pulled": 0]
+        var summary: [String: Int64] = ["applied": 0, "duplicate": 0, "rejected": 0, "retry": 0, "stuck": 0, "pulled": 0, "fetched": 0]
         var touched: [ExactString: (type: String, id: String)] = [:]
         var writes: [String: Int64] = [:]
         var random = SystemRandomNumberGenerator()
@@ -277,6 +306,15 @@ extension Store {
                     touched[ExactString(type + "\u{0}" + id)] = (type, id)
                 }
             }
+            for record in fetched {
+                let type = record["type"]?.string ?? "", id = record["id"]?.string ?? ""
+                guard views[type] != nil else { continue }
+                if try storeShadow(type: type, id: id, version: record["seq"]?.int ?? 0, state: record["state"] ?? .null,
+                                   clock: &clock, cacheUntil: now + hygieneSettings.fetchTTLMs) {
+                    summary["fetched", default: 0] += 1
+                    touched[ExactString(type + "\u{0}" + id)] = (type, id)
+                }
+            }
             for record in touched.values { try rebase(type: record.type, id: record.id) }
 
             for ack in acks {
@@ -305,6 +343,9 @@ extension Store {
         sync.failures = 0
         sync.retryAt = 0
         var out = summary.mapValues(JSON.int)
+        if hygieneSettings.everyActions > 0 && lastSeq - hygieneSettings.lastPassSeq >= hygieneSettings.everyActions {
+            out["hygiene"] = try hygiene()
+        }
         out["cursor"] = .int(newCursor)
         out["more"] = .bool(sync.pullDue)
         out["outbox"] = .int(try Outbox.count(db))
@@ -322,20 +363,30 @@ extension Store {
         var state = try shadow(type: type, id: id) ?? RecordState(absent: ())
         _ = try Merge.merge(current, stamp: Stamp(hlc: hlc, device: deviceId), into: &state, spec: spec)
         let version = try db.scalar("SELECT version FROM fs_shadow WHERE type = ? AND id = ?", [.text(type), .text(id)]) ?? 0
-        try db.run("INSERT OR REPLACE INTO fs_shadow(type, id, version, state) VALUES(?, ?, ?, ?)",
+        // A cached (fetched) record the operator changed is a normal record again.
+        try db.run("INSERT OR REPLACE INTO fs_shadow(type, id, version, state, cached_until) VALUES(?, ?, ?, ?, NULL)",
                    [.text(type), .text(id), .int(version), .text(state.shadowJSON.text)])
     }
 
     /// Stores pulled server state if it is newer than what the device has;
     /// returns whether it did. Stamps it carries advance the device's clock.
-    private func storeShadow(type: String, id: String, version: Int64, state: JSON, clock: inout HybridClock) throws(FieldSyncError) -> Bool {
-        let current = try db.scalar("SELECT version FROM fs_shadow WHERE type = ? AND id = ?", [.text(type), .text(id)])
-        if let current, current >= version { return false }
+    private func storeShadow(type: String, id: String, version: Int64, state: JSON, clock: inout HybridClock,
+                             cacheUntil: Int64? = nil) throws(FieldSyncError) -> Bool {
+        var current: (version: Int64, cachedUntil: Int64?)?
+        try db.query("SELECT version, cached_until FROM fs_shadow WHERE type = ? AND id = ?", [.text(type), .text(id)]) { r in
+            current = (r.int(0), r.optionalInt(1))
+            return false
+        }
+        if let current, current.version >= version { return false }
         let record = RecordState(json: state)
         for stamp in record.stamps.values { clock.observe(stamp.hlc) }
         if let at = record.deletedAt { clock.observe(at.hlc) }
-        try db.run("INSERT OR REPLACE INTO fs_shadow(type, id, version, state) VALUES(?, ?, ?, ?)",
-                   [.text(type), .text(id), .int(version), .text(record.shadowJSON.text)])
+        // A fetched record is cached for a while, unless the device already
+        // keeps it as a normal record; anything pulled is a normal record.
+        let cached: SQLValue = cacheUntil.map { until in current == nil || current?.cachedUntil != nil ? .int(until) : .null } ?? .null
+        try db.run("INSERT OR REPLACE INTO fs_shadow(type, id, version, state, cached_until) VALUES(?, ?, ?, ?, ?)",
+                   [.text(type), .text(id), .int(version), .text(record.shadowJSON.text), cached])
+        try db.run("DELETE FROM fs_evicted WHERE type = ? AND id = ?", [.text(type), .text(id)])
         return true
     }
 

@@ -1,0 +1,150 @@
+// Storage hygiene (DESIGN §9): keep a device database small for years. A pass
+// evicts acknowledged records that are archived or outside their type's
+// window, fetched records whose cache time is up, and acknowledged audit rows
+// past the audit window (keeping the chain's anchor), then reclaims pages.
+// Nothing the hub has not acknowledged is ever evicted.
+
+struct HygieneSettings {
+    var auditKeepDays: Int64? = nil
+    var onOpen = false
+    var everyActions: Int64 = 0
+    var fetchTTLMs: Int64 = 600_000
+    var lastPassSeq: Int64 = 0
+
+    static let optionKeys: Set<String> = ["audit_keep_days", "hygiene_on_open", "hygiene_every", "fetch_ttl_ms"]
+
+    mutating func configure(_ opts: [String: JSON]) throws(FieldSyncError) {
+        if let v = opts["audit_keep_days"] {
+            guard let days = v.int, days > 0 else { throw .arg("options: \"audit_keep_days\" must be an integer > 0") }
+            auditKeepDays = days
+        }
+        if let v = opts["hygiene_on_open"] {
+            guard let b = v.bool else { throw .arg("options: \"hygiene_on_open\" must be true or false") }
+            onOpen = b
+        }
+        if let v = opts["hygiene_every"] {
+            guard let n = v.int, n >= 0 else { throw .arg("options: \"hygiene_every\" must be an integer >= 0") }
+            everyActions = n
+        }
+        if let v = opts["fetch_ttl_ms"] {
+            guard let ms = v.int, ms > 0 else { throw .arg("options: \"fetch_ttl_ms\" must be an integer > 0") }
+            fetchTTLMs = ms
+        }
+    }
+}
+
+private let dayMs: Int64 = 86_400_000
+
+extension Store {
+    /// One hygiene pass; returns the report (header fs_store_hygiene).
+    package func hygiene() throws(FieldSyncError) -> JSON {
+        let now = wallClock()
+        let bytesBefore = try fileBytes()
+        var evicted: [String: Int64] = [:]
+        var expired: Int64 = 0
+        var auditEvicted: Int64 = 0
+        try db.transaction { () throws(FieldSyncError) in
+            for name in views.keys.sorted() {
+                guard let view = views[name] else { continue }
+                let retention = view.spec.retention
+                var victims: [(id: String, expired: Bool)] = []
+                // Only records the hub has confirmed (a shadow row) and that have
+                // no outbox entry in any state are candidates.
+                try db.query(Store.hygieneCandidates, [.text(name)]) { r in
+                    let id = r.text(0)
+                    let state = RecordState(json: (try? JSON.parse(r.text(1), what: "stored state")) ?? .null)
+                    if let until = r.optionalInt(2) {
+                        if until <= now { victims.append((id, true)) }
+                        return true
+                    }
+                    if let retention, Store.evictable(state, retention: retention, now: now) { victims.append((id, false)) }
+                    return true
+                }
+                for victim in victims {
+                    try view.delete(victim.id, db: db)
+                    try db.run("DELETE FROM fs_shadow WHERE type = ? AND id = ?", [.text(name), .text(victim.id)])
+                    try db.run("INSERT OR REPLACE INTO fs_evicted(type, id, evicted_at) VALUES(?, ?, ?)",
+                               [.text(name), .text(victim.id), .int(now)])
+                    if victim.expired { expired += 1 } else { evicted[name, default: 0] += 1 }
+                }
+            }
+            if let days = hygieneSettings.auditKeepDays {
+                auditEvicted = try evictAudit(before: now - days * dayMs)
+            }
+        }
+        hygieneSettings.lastPassSeq = lastSeq
+        // Reclaim the freed pages: checkpoint the WAL into the file, then let
+        // incremental vacuum hand free pages back to the file system.
+        try db.exec("PRAGMA wal_checkpoint(TRUNCATE)")
+        try db.exec("PRAGMA incremental_vacuum")
+        try db.exec("PRAGMA wal_checkpoint(TRUNCATE)")
+        let bytesAfter = try fileBytes()
+        var report: [String: JSON] = [
+            "records_evicted": .int(evicted.values.reduce(0, +)), "fetched_expired": .int(expired),
+            "audit_rows_evicted": .int(auditEvicted), "bytes_before": .int(bytesBefore), "bytes_after": .int(bytesAfter),
+            "bytes_reclaimed": .int(max(0, bytesBefore - bytesAfter)),
+        ]
+        for (name, n) in evicted { report["records_evicted_\(name)"] = .int(n) }
+        return .object(report)
+    }
+
+    static let hygieneCandidates = PreparedSQL("""
+        SELECT s.id, s.state, s.cached_until FROM fs_shadow s
+        WHERE s.type = ? AND NOT EXISTS (SELECT 1 FROM fs_outbox o WHERE o.type = s.type AND o.id = s.id)
+        """)
+
+    /// Archived (a field holds one of its archive_when values), or unchanged
+    /// for longer than keep_days (judged by the newest stamp in its state).
+    static func evictable(_ state: RecordState, retention: Retention, now: Int64) -> Bool {
+        if !state.deleted {
+            for (field, values) in retention.archiveWhen where values.contains(state.fields[field] ?? .null) { return true }
+        }
+        guard let days = retention.keepDays else { return false }
+        let stamps = state.stamps.values.map(\.hlc) + [state.deletedAt?.hlc ?? 0]
+        let lastChange = HybridClock.physical(stamps.max() ?? 0)
+        return lastChange < now - days * dayMs
+    }
+
+    /// Deletes the oldest audit rows that the hub has received, that are
+    /// settled, and that are older than `cutoff` — only as a prefix, so the
+    /// chain stays verifiable from the anchor (the last evicted row's hash).
+    private func evictAudit(before cutoff: Int64) throws(FieldSyncError) -> Int64 {
+        var last: (id: Int64, hash: String)?
+        try db.query("""
+            SELECT audit_id, hash, device_time, server_received_at, outcome FROM fs_audit ORDER BY audit_id
+            """) { r in
+            let old = r.int(2) < cutoff
+            let received = !r.isNull(3)
+            let settled = r.text(4) != "pending"
+            guard old && received && settled else { return false }
+            last = (r.int(0), r.text(1))
+            return true
+        }
+        guard let last else { return 0 }
+        // Rejected and stuck entries are still listed for the host: their audit rows stay.
+        let held = try db.scalar("SELECT min(seq) FROM fs_outbox WHERE seq <= ?", [.int(last.id)])
+        var upTo = last.id, anchorHash = last.hash
+        if let held {
+            upTo = held - 1
+            guard upTo > 0, let hash = try db.queryAudit("WHERE audit_id = ?", [.int(upTo)], device: deviceId).first?.hash else { return 0 }
+            anchorHash = hash
+        }
+        let before = try db.scalar("SELECT count(*) FROM fs_audit WHERE audit_id <= ?", [.int(upTo)]) ?? 0
+        if before == 0 { return 0 }
+        try db.run("DELETE FROM fs_audit WHERE audit_id <= ?", [.int(upTo)])
+        try setMeta("anchor_seq", .int(upTo))
+        try setMeta("anchor_hash", .string(anchorHash))
+        return before
+    }
+
+    func fileBytes() throws(FieldSyncError) -> Int64 {
+        let pages = try db.scalar("PRAGMA page_count") ?? 0
+        let size = try db.scalar("PRAGMA page_size") ?? 0
+        return pages &* size
+    }
+
+    /// The audit chain's anchor: the hash the first kept row follows.
+    func auditAnchor() throws(FieldSyncError) -> (seq: Int64, hash: String) {
+        (try Store.meta("anchor_seq", db: db)?.int ?? 0, try Store.meta("anchor_hash", db: db)?.string ?? AuditRow.genesis)
+    }
+}
