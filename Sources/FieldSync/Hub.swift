@@ -81,6 +81,7 @@ package final class Hub {
             }
         }
 
+        defer { storage.discardPending() }
         return try storage.db.transaction { () throws(FieldSyncError) -> JSON in
             var seq = self.seq
             var results: [JSON] = []
@@ -88,12 +89,9 @@ package final class Hub {
             for e in entries {
                 results.append(try apply(entry: e, device: device, clientVersion: clientVersion, seq: &seq, held: &held, now: now))
             }
-            var acks: [JSON] = []
-            for row in auditRows {
-                _ = try storage.storeAudit(row, receivedAt: now)
-                let at = try storage.db.scalar("SELECT server_received_at FROM fs_hub_audit WHERE device = ? AND audit_id = ?",
-                                               [.text(device), .int(row.auditId)]) ?? now
-                acks.append(.object(["audit_id": .int(row.auditId), "server_received_at": .int(at)]))
+            try storage.flush()
+            let acks = try storage.storeAudit(auditRows, device: device, receivedAt: now).map { ack in
+                JSON.object(["audit_id": .int(ack.id), "server_received_at": .int(ack.at)])
             }
             if seq != self.seq { try storage.setMeta("seq", .int(seq)) }
 
@@ -186,8 +184,16 @@ package final class Hub {
         }
         guard let hlc = e["hlc"]?.int else { return try reject("invalid: entry has no \"hlc\" stamp") }
 
-        let (current, recordSeq) = try storage.record(type: type, id: id) ?? (RecordState(absent: ()), 0)
+        let existing = try storage.record(type: type, id: id)
+        let (current, recordSeq) = existing ?? (RecordState(absent: ()), 0)
         var state = current
+        // A record an old client creates gets the defaults of the fields
+        // added since its version, as records that existed at the migration did.
+        if existing == nil, let version = e["schema_version"]?.int, version < schema.version, !change.delete {
+            for (field, value) in schema.defaultsAdded(type: type, after: version) where change.set[field] == nil {
+                state.fields[field] = value
+            }
+        }
         // A base of {"after": n} means "on top of my own entry n": it holds if
         // that entry's write is still the field's latest.
         var base = renamed(e["base"]?.object ?? [:], type: type, from: e["schema_version"]?.int)
@@ -211,13 +217,13 @@ package final class Hub {
         } catch {
             return try reject("invalid: \(error.message)")
         }
-        try storage.count(report, type: type, spec: spec)
+        storage.count(report, type: type, spec: spec)
         if let refusal = report.rejection {
             let state = schema.downcast(current, type: type, to: clientVersion).shadowJSON
             return try reject(refusal.reason, ["detail": refusal.detail, "state": state, "record_seq": .int(recordSeq)])
         }
         seq += 1
-        try storage.save(type: type, id: id, state: state, seq: seq)
+        storage.save(type: type, id: id, state: state, seq: seq)
         // What happened to each field that met a concurrent write, for the
         // device's own accounting (kept so a resend gets the same answer).
         var resolutions: [String: JSON] = [:]

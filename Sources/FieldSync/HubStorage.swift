@@ -84,9 +84,12 @@ final class HubStorage {
 
     // MARK: idempotency ledger
 
+    static let selectDecision = PreparedSQL("SELECT status, reason, server_seq FROM fs_hub_applied WHERE device = ? AND seq = ?")
+    static let insertDecision = PreparedSQL("INSERT INTO fs_hub_applied(device, seq, status, reason, server_seq, received_at) VALUES(?,?,?,?,?,?)")
+
     func decision(device: String, seq: Int64) throws(FieldSyncError) -> (status: String, reason: String?, serverSeq: Int64?)? {
         var found: (String, String?, Int64?)?
-        try db.query("SELECT status, reason, server_seq FROM fs_hub_applied WHERE device = ? AND seq = ?", [.text(device), .int(seq)]) { r in
+        try db.query(HubStorage.selectDecision, [.text(device), .int(seq)]) { r in
             found = (r.text(0), r.optionalText(1), r.optionalInt(2))
             return false
         }
@@ -94,28 +97,62 @@ final class HubStorage {
     }
 
     func recordDecision(device: String, seq: Int64, status: String, reason: String?, serverSeq: Int64?, at: Int64) throws(FieldSyncError) {
-        try db.run("INSERT INTO fs_hub_applied(device, seq, status, reason, server_seq, received_at) VALUES(?,?,?,?,?,?)",
+        try db.run(HubStorage.insertDecision,
                    [.text(device), .int(seq), .text(status), reason.map(SQLValue.text) ?? .null,
                     serverSeq.map(SQLValue.int) ?? .null, .int(at)])
     }
 
     // MARK: records
 
+    /// Records and conflict counts one request touched, written once when the
+    /// request's changes are complete (a record changed by 50 entries of a
+    /// batch is read once and written once).
+    private var dirty: [ExactString: (type: String, id: String, state: RecordState, seq: Int64)] = [:]
+    private var counts: [ExactString: (type: String, field: String, policy: String, columns: [Int64])] = [:]
+
     func record(type: String, id: String) throws(FieldSyncError) -> (state: RecordState, seq: Int64)? {
+        if let cached = dirty[ExactString(type + "\u{0}" + id)] { return (cached.state, cached.seq) }
         var found: (RecordState, Int64)?
-        try db.query("SELECT state, seq FROM fs_hub_records WHERE type = ? AND id = ?", [.text(type), .text(id)]) { r in
+        try db.query(HubStorage.selectRecord, [.text(type), .text(id)]) { r in
             found = (RecordState(json: (try? JSON.parse(r.text(0), what: "stored state")) ?? .null), r.int(1))
             return false
         }
         return found
     }
 
-    func save(type: String, id: String, state: RecordState, seq: Int64) throws(FieldSyncError) {
-        try db.run("INSERT OR REPLACE INTO fs_hub_records(type, id, seq, state) VALUES(?, ?, ?, ?)",
-                   [.text(type), .text(id), .int(seq), .text(state.storedJSON.text)])
-        guard let view = views[type] else { return }
-        if state.deleted { try view.delete(id, db: db) } else { try view.save(id, state.fields, db: db) }
+    func save(type: String, id: String, state: RecordState, seq: Int64) {
+        dirty[ExactString(type + "\u{0}" + id)] = (type, id, state, seq)
     }
+
+    /// Writes what the request changed. Must run before anything reads the
+    /// tables (pulls), inside the request's transaction.
+    func flush() throws(FieldSyncError) {
+        for (_, r) in dirty {
+            try db.run(HubStorage.upsertRecord, [.text(r.type), .text(r.id), .int(r.seq), .text(r.state.storedJSON.text)])
+            guard let view = views[r.type] else { continue }
+            if r.state.deleted { try view.delete(r.id, db: db) } else { try view.save(r.id, r.state.fields, db: db) }
+        }
+        dirty = [:]
+        for (_, c) in counts {
+            try db.run("""
+                INSERT INTO fs_hub_conflicts(type, field, policy, writes, concurrent, won, lost, merged, rejected, resolved)
+                VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                ON CONFLICT(type, field) DO UPDATE SET writes = writes + excluded.writes,
+                    concurrent = concurrent + excluded.concurrent, won = won + excluded.won, lost = lost + excluded.lost,
+                    merged = merged + excluded.merged, rejected = rejected + excluded.rejected, resolved = resolved + excluded.resolved
+                """, [.text(c.type), .text(c.field), .text(c.policy)] + c.columns.map(SQLValue.int))
+        }
+        counts = [:]
+    }
+
+    /// Forgets what a failed request cached (its transaction rolls back).
+    func discardPending() {
+        dirty = [:]
+        counts = [:]
+    }
+
+    static let selectRecord = PreparedSQL("SELECT state, seq FROM fs_hub_records WHERE type = ? AND id = ?")
+    static let upsertRecord = PreparedSQL("INSERT OR REPLACE INTO fs_hub_records(type, id, seq, state) VALUES(?, ?, ?, ?)")
 
     /// Records changed after `cursor`, oldest change first.
     func changes(after cursor: Int64, limit: Int64) throws(FieldSyncError) -> [(type: String, id: String, seq: Int64, state: RecordState)] {
@@ -129,32 +166,49 @@ final class HubStorage {
 
     // MARK: audit
 
-    /// Stores a device's audit row once, checks its hash and its links to
-    /// its neighbours; returns false when the row was already there.
-    func storeAudit(_ row: AuditRow, receivedAt: Int64) throws(FieldSyncError) -> Bool {
-        if try db.scalar("SELECT 1 FROM fs_hub_audit WHERE device = ? AND audit_id = ?", [.text(row.deviceId), .int(row.auditId)]) != nil {
-            return false
+    /// Stores a device's audit rows once each, checking every row's hash and
+    /// its link to the previous row (and the next one's link, when rows arrive
+    /// out of order). Returns each row's server_received_at.
+    func storeAudit(_ rows: [AuditRow], device: String, receivedAt: Int64) throws(FieldSyncError) -> [(id: Int64, at: Int64)] {
+        guard !rows.isEmpty else { return [] }
+        let highest = try db.scalar("SELECT max(audit_id) FROM fs_hub_audit WHERE device = ?", [.text(device)]) ?? 0
+        var acks: [(Int64, Int64)] = []
+        var previous: (id: Int64, hash: String)?
+        for row in rows.sorted(by: { $0.auditId < $1.auditId }) {
+            if row.auditId <= highest, let at = try db.scalar(HubStorage.receivedAt, [.text(device), .int(row.auditId)]) {
+                acks.append((row.auditId, at))   // already here: a resend
+                continue
+            }
+            var before: String? = row.auditId == 1 ? AuditRow.genesis : nil
+            if let previous, previous.id == row.auditId - 1 { before = previous.hash }
+            if before == nil {
+                try db.query(HubStorage.hashOf, [.text(device), .int(row.auditId - 1)]) { r in
+                    before = r.text(0)
+                    return false
+                }
+            }
+            let linkOK: SQLValue = before.map { .int($0 == row.prevHash ? 1 : 0) } ?? .null
+            try db.run(HubStorage.insertAudit, [
+                .text(device), .int(row.auditId), .text(row.actor), .text(row.action), .text(row.type), .text(row.id),
+                .text(row.input.text), .int(row.deviceTime), .int(row.hlc), .text(JSON.array(row.outboxKeys.map(JSON.string)).text),
+                .text(row.prevHash), .text(row.hash), .int(receivedAt), .int(row.computedHash() == row.hash ? 1 : 0), linkOK])
+            // A row after this one may have arrived first: its link can be checked now.
+            if row.auditId < highest {
+                try db.run("UPDATE fs_hub_audit SET link_ok = (prev_hash = ?) WHERE device = ? AND audit_id = ?",
+                           [.text(row.hash), .text(device), .int(row.auditId + 1)])
+            }
+            previous = (row.auditId, row.hash)
+            acks.append((row.auditId, receivedAt))
         }
-        let hashOK = row.computedHash() == row.hash
-        var previous: String?
-        try db.query("SELECT hash FROM fs_hub_audit WHERE device = ? AND audit_id = ?", [.text(row.deviceId), .int(row.auditId - 1)]) { r in
-            previous = r.text(0)
-            return false
-        }
-        let linkOK: SQLValue = row.auditId == 1 ? .int(row.prevHash == AuditRow.genesis ? 1 : 0)
-            : previous.map { .int($0 == row.prevHash ? 1 : 0) } ?? .null
-        try db.run("""
-            INSERT INTO fs_hub_audit(device, audit_id, actor, action, type, id, input, device_time, hlc, outbox_keys,
-                prev_hash, hash, server_received_at, hash_ok, link_ok) VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)
-            """, [.text(row.deviceId), .int(row.auditId), .text(row.actor), .text(row.action), .text(row.type), .text(row.id),
-                  .text(row.input.text), .int(row.deviceTime), .int(row.hlc), .text(JSON.array(row.outboxKeys.map(JSON.string)).text),
-                  .text(row.prevHash), .text(row.hash), .int(receivedAt), .int(hashOK ? 1 : 0), linkOK])
-        // The next row may have arrived first: its link can be checked now.
-        try db.run("""
-            UPDATE fs_hub_audit SET link_ok = (prev_hash = ?) WHERE device = ? AND audit_id = ?
-            """, [.text(row.hash), .text(row.deviceId), .int(row.auditId + 1)])
-        return true
+        return acks
     }
+
+    static let receivedAt = PreparedSQL("SELECT server_received_at FROM fs_hub_audit WHERE device = ? AND audit_id = ?")
+    static let hashOf = PreparedSQL("SELECT hash FROM fs_hub_audit WHERE device = ? AND audit_id = ?")
+    static let insertAudit = PreparedSQL("""
+        INSERT INTO fs_hub_audit(device, audit_id, actor, action, type, id, input, device_time, hlc, outbox_keys,
+            prev_hash, hash, server_received_at, hash_ok, link_ok) VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)
+        """)
 
     func auditRows(_ filter: [String: JSON]) throws(FieldSyncError) -> [JSON] {
         var clauses: [String] = []
@@ -198,26 +252,22 @@ final class HubStorage {
 
     // MARK: conflict accounting
 
-    func count(_ report: MergeReport, type: String, spec: TypeSpec) throws(FieldSyncError) {
+    func count(_ report: MergeReport, type: String, spec: TypeSpec) {
+        // Columns: writes, concurrent, won, lost, merged, rejected, resolved.
         for (field, resolution) in report.fields {
-            let policy = spec.field(field)?.merge.rawValue ?? "lww"
-            let concurrent = resolution == .clean ? 0 : 1
-            let column: String
+            let key = ExactString(type + "\u{0}" + field)
+            var entry = counts[key] ?? (type, field, spec.field(field)?.merge.rawValue ?? "lww", [0, 0, 0, 0, 0, 0, 0])
+            entry.columns[0] += 1
+            if resolution != .clean { entry.columns[1] += 1 }
             switch resolution {
-            case .clean: column = "writes"
-            case .won: column = "won"
-            case .lost: column = "lost"
-            case .merged: column = "merged"
-            case .rejected: column = "rejected"
-            case .resolved: column = "resolved"
+            case .clean: break
+            case .won: entry.columns[2] += 1
+            case .lost: entry.columns[3] += 1
+            case .merged: entry.columns[4] += 1
+            case .rejected: entry.columns[5] += 1
+            case .resolved: entry.columns[6] += 1
             }
-            try db.run("""
-                INSERT INTO fs_hub_conflicts(type, field, policy, writes, concurrent) VALUES(?, ?, ?, 1, ?)
-                ON CONFLICT(type, field) DO UPDATE SET writes = writes + 1, concurrent = concurrent + excluded.concurrent
-                """, [.text(type), .text(field), .text(policy), .int(Int64(concurrent))])
-            if column != "writes" {
-                try db.run("UPDATE fs_hub_conflicts SET \(column) = \(column) + 1 WHERE type = ? AND field = ?", [.text(type), .text(field)])
-            }
+            counts[key] = entry
         }
     }
 }

@@ -136,6 +136,19 @@ extension Schema {
         return out
     }
 
+    /// Default values of the fields of `type` added after `version`.
+    func defaultsAdded(type: String, after version: Int64) -> [String: JSON] {
+        var defaults: [String: JSON] = [:]
+        for step in steps(after: version) {
+            for (ref, value) in step.added where ref.type == type && !value.isNull {
+                if let spec = types[type]?.field(ref.field), let checked = try? spec.checked(value, in: type) {
+                    defaults[ref.field] = checked
+                }
+            }
+        }
+        return defaults
+    }
+
     /// Moves a stored record state from `old`'s field names to this schema's:
     /// renamed fields keep their values, removed ones go, added ones take
     /// their default.

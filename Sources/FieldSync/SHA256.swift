@@ -38,8 +38,8 @@ enum SHA256 {
                         }
                         for i in 16..<64 {
                             let x = ww[i - 15], y = ww[i - 2]
-                            let s0 = rotr(x, 7) ^ rotr(x, 18) ^ (x >> 3)
-                            let s1 = rotr(y, 17) ^ rotr(y, 19) ^ (y >> 10)
+                            let s0 = rotr(x, 7) ^ rotr(x, 18) ^ (x &>> 3)
+                            let s1 = rotr(y, 17) ^ rotr(y, 19) ^ (y &>> 10)
                             ww[i] = ww[i - 16] &+ s0 &+ ww[i - 7] &+ s1
                         }
                         var a = h0, b = h1, c = h2, d = h3, e = h4, f = h5, g = h6, h = h7
@@ -66,5 +66,6 @@ enum SHA256 {
         return String(decoding: out, as: UTF8.self)
     }
 
-    @inline(__always) private static func rotr(_ x: UInt32, _ n: UInt32) -> UInt32 { (x >> n) | (x << (32 - n)) }
+    // Masking shifts: the plain ones check for over-wide shifts on every call.
+    @inline(__always) private static func rotr(_ x: UInt32, _ n: UInt32) -> UInt32 { (x &>> n) | (x &<< (32 &- n)) }
 }

@@ -172,6 +172,15 @@ final class Connection {
         }
     }
 
+    func scalar(_ sql: PreparedSQL, _ values: [SQLValue] = []) throws(FieldSyncError) -> Int64? {
+        var result: Int64?
+        try query(sql, values) { row in
+            result = row.optionalInt(0)
+            return false
+        }
+        return result
+    }
+
     /// The first column of the first row, as an integer (nil when no row or NULL).
     func scalar(_ sql: String, _ values: [SQLValue] = []) throws(FieldSyncError) -> Int64? {
         var result: Int64?

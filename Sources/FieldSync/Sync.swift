@@ -166,6 +166,9 @@ extension Store {
         }
     }
 
+    static let deleteEntry = PreparedSQL("DELETE FROM fs_outbox WHERE seq = ?")
+    static let auditApplied = PreparedSQL("UPDATE fs_audit SET outcome = 'applied', reason = NULL WHERE audit_id = ?")
+
     // MARK: fetch
 
     /// A request asking the hub for records this device does not hold
@@ -246,6 +249,11 @@ extension Store {
         var clock = self.clock
         var summary: [String: Int64] = ["applied": 0, "duplicate": 0, "rejected": 0, "retry": 0, "stuck": 0, "pulled": 0, "fetched": 0]
         var touched: [ExactString: (type: String, id: String)] = [:]
+        var confirmed: [ExactString: (type: String, id: String, changes: [(ops: String, hlc: Int64, version: Int64)])] = [:]
+        var pulledRecords: Set<ExactString> = []
+        for change in changes {
+            if let type = change["type"]?.string, let id = change["id"]?.string { pulledRecords.insert(ExactString(type + "\u{0}" + id)) }
+        }
         var writes: [String: Int64] = [:]
         var random = SystemRandomNumberGenerator()
         let newCursor: Int64 = try db.transaction { () throws(FieldSyncError) -> Int64 in
@@ -267,10 +275,15 @@ extension Store {
                     for resolution in (item["resolutions"]?.object ?? [:]).values {
                         if let name = resolution.string { writes["writes_\(name)", default: 0] += 1 }
                     }
-                    try db.run("DELETE FROM fs_outbox WHERE seq = ?", [.int(seq)])
-                    try db.run("UPDATE fs_audit SET outcome = 'applied', reason = NULL WHERE audit_id = ?", [.int(seq)])
-                    try confirm(entry.ops, hlc: entry.hlc, schemaVersion: entry.version, type: entry.type, id: entry.id)
-                    touched[ExactString(entry.type + "\u{0}" + entry.id)] = (entry.type, entry.id)
+                    try db.run(Store.deleteEntry, [.int(seq)])
+                    try db.run(Store.auditApplied, [.int(seq)])
+                    let key = ExactString(entry.type + "\u{0}" + entry.id)
+                    // The pulled state, when the response carries it, already
+                    // holds this change; otherwise fold it into the confirmed state.
+                    if !pulledRecords.contains(key) {
+                        confirmed[key, default: (entry.type, entry.id, [])].changes.append((entry.ops, entry.hlc, entry.version))
+                    }
+                    touched[key] = (entry.type, entry.id)
                 case "rejected":
                     writes["writes_rejected", default: 0] += 1
                     let reason = item["reason"]?.string ?? "rejected"
@@ -294,6 +307,9 @@ extension Store {
                                    [.int(attempts), .int(due), item["reason"]?.string.map(SQLValue.text) ?? .null, .int(seq)])
                     }
                 }
+            }
+            for (_, record) in confirmed {
+                try confirm(record.changes, type: record.type, id: record.id)
             }
             // Entries the hub did not answer go back to pending untouched.
             try db.run("UPDATE fs_outbox SET state = 'pending', batch = NULL WHERE batch = ? AND state = 'inflight'", [.text(batch)])
@@ -356,12 +372,14 @@ extension Store {
     /// so the view (confirmed + pending) stays the same until the pull brings
     /// the hub's own version. The shadow keeps its old version number: any
     /// pulled state of this record is newer and replaces it.
-    private func confirm(_ ops: String, hlc: Int64, schemaVersion: Int64, type: String, id: String) throws(FieldSyncError) {
+    private func confirm(_ changes: [(ops: String, hlc: Int64, version: Int64)], type: String, id: String) throws(FieldSyncError) {
         guard let spec = views[type]?.spec else { return }
-        let change = Change(json: (try? JSON.parse(ops, what: "stored ops")) ?? .null)
-        guard case .success(let current) = schema.upcast(change, type: type, from: schemaVersion) else { return }
         var state = try shadow(type: type, id: id) ?? RecordState(absent: ())
-        _ = try Merge.merge(current, stamp: Stamp(hlc: hlc, device: deviceId), into: &state, spec: spec)
+        for entry in changes {
+            let change = Change(json: (try? JSON.parse(entry.ops, what: "stored ops")) ?? .null)
+            guard case .success(let current) = schema.upcast(change, type: type, from: entry.version) else { continue }
+            _ = try Merge.merge(current, stamp: Stamp(hlc: entry.hlc, device: deviceId), into: &state, spec: spec)
+        }
         let version = try db.scalar("SELECT version FROM fs_shadow WHERE type = ? AND id = ?", [.text(type), .text(id)]) ?? 0
         // A cached (fetched) record the operator changed is a normal record again.
         try db.run("INSERT OR REPLACE INTO fs_shadow(type, id, version, state, cached_until) VALUES(?, ?, ?, ?, NULL)",
