@@ -19,6 +19,15 @@ the answer::
     >>> with fieldsync.Hub("hub.db", schema) as hub:
     ...     fieldsync.sync_once(store, hub)   # prepare/handle/receive until done
 
+Storage hygiene keeps a long-lived device database small: ``Store.hygiene()``
+evicts what the hub has acknowledged and the schema's ``retention`` lets go,
+and ``Store.fetch_from(hub, refs)`` brings an evicted record back for a while::
+
+    >>> store.hygiene()["records_evicted"]
+    12
+    >>> store.fetch_from(hub, [{"type": "task", "id": "T-1"}])["fetched"]
+    1
+
 The library is found through the environment variable FIELDSYNC_LIB, else the
 repository's build/ folder, else the system's library path.
 """
@@ -263,6 +272,12 @@ def _clock(fn: Callable[[], int]) -> Any:
     return CLOCK_FN(now_ms)
 
 
+def _require(name: str) -> None:
+    """Refuse a call the loaded library is too old to have."""
+    if not hasattr(lib, name):
+        raise NotImplementedError(f"this libfieldsync has no {name}; rebuild it")
+
+
 def _compact(**items: Any) -> Dict[str, Any]:
     return {k: v for k, v in items.items() if v is not None}
 
@@ -304,13 +319,28 @@ class Store:
         max_attempts: Optional[int] = None,
         pull_interval_ms: Optional[int] = None,
         scope: Optional[Mapping[str, Mapping[str, Any]]] = None,
+        audit_keep_days: Optional[int] = None,
+        hygiene_on_open: Optional[bool] = None,
+        hygiene_every: Optional[int] = None,
+        fetch_ttl_ms: Optional[int] = None,
     ) -> None:
         """Open (creating if needed) the store at `path`. Options left at None
         take the library's defaults: durability "full", a generated device id,
         busy_timeout_ms 5000; sync: batch_size 500, pull_limit 1000,
         backoff_base_ms 500, backoff_cap_ms 60000, max_attempts 8,
         pull_interval_ms 60000 (0 = pull only after set_connectivity(True)),
-        scope {} (e.g. ``{"task": {"site": "WH-3"}}``)."""
+        scope {} (e.g. ``{"task": {"site": "WH-3"}}``).
+
+        Storage hygiene (docs/HYGIENE.md; see hygiene()): audit_keep_days
+        (integer > 0; default: audit rows are never evicted), hygiene_on_open
+        (run a pass when the store opens; default False), hygiene_every (run a
+        pass after sync_receive() once N actions were applied since the last
+        one; 0, the default, never), fetch_ttl_ms (how long records fetched
+        with fetch_request() stay cached; default 600000)::
+
+            store = fieldsync.Store("device.db", schema, audit_keep_days=90,
+                                    hygiene_every=500, fetch_ttl_ms=10 * 60_000)
+        """
         self._handle: Optional[int] = None
         self._clock_fn: Optional[Any] = None  # keeps the CFUNCTYPE alive
         self.path = os.fspath(path)
@@ -318,7 +348,9 @@ class Store:
                            busy_timeout_ms=busy_timeout_ms, batch_size=batch_size,
                            pull_limit=pull_limit, backoff_base_ms=backoff_base_ms,
                            backoff_cap_ms=backoff_cap_ms, max_attempts=max_attempts,
-                           pull_interval_ms=pull_interval_ms, scope=scope)
+                           pull_interval_ms=pull_interval_ms, scope=scope,
+                           audit_keep_days=audit_keep_days, hygiene_on_open=hygiene_on_open,
+                           hygiene_every=hygiene_every, fetch_ttl_ms=fetch_ttl_ms)
         handle = c_void_p()
         _check(lib.fs_store_open(_text(self.path, "path"), _json(schema),
                                  _json(options) if options else None, byref(handle)))
@@ -466,6 +498,78 @@ class Store:
         _check(lib.fs_audit_query(self._h(), _json(f) if f else None, byref(out)))
         return _take(out)
 
+    # -- storage hygiene and fetch on demand ------------------------------------
+
+    def hygiene(self) -> Dict[str, Any]:
+        """Run one storage-hygiene pass (docs/HYGIENE.md) and return its report
+        ``{"records_evicted", "records_evicted_<type>", "fetched_expired",
+        "audit_rows_evicted", "bytes_before", "bytes_after", "bytes_reclaimed"}``.
+
+        Evicts records the hub has acknowledged that have no outbox entry in any
+        state and are archived (a field holds one of its type's
+        ``retention.archive_when`` values) or unchanged for longer than
+        ``retention.keep_days``; fetched records whose fetch_ttl_ms is up; and,
+        with audit_keep_days, acknowledged audit rows older than that, as a
+        prefix whose last hash becomes ``stats()["audit_anchor_hash"]``.
+        Nothing the hub has not acknowledged is evicted. Then space is handed
+        back to the file system::
+
+            report = store.hygiene()
+            print(report["records_evicted"], report["bytes_reclaimed"])
+
+        An evicted record is gone from get()/query(): get() raises
+        NotFoundError saying it can be fetched (see fetch_from()).
+        """
+        _require("fs_store_hygiene")
+        out = c_void_p()
+        _check(lib.fs_store_hygiene(self._h(), byref(out)))
+        return _take(out)
+
+    def fetch_request(self, refs: Union[List[Mapping[str, Any]], str]) -> Dict[str, Any]:
+        """Build a request asking the hub for records this device does not hold
+        (evicted by hygiene, or outside its scope); `refs` is a list of
+        ``{"type": ..., "id": ...}`` (at most 1000). Send it like a sync
+        request and hand the answer to sync_receive(): the records are stored
+        and cached for fetch_ttl_ms, then evicted by hygiene() unless the
+        operator changes them::
+
+            request = store.fetch_request([{"type": "task", "id": "T-9"}])
+            summary = store.sync_receive(post("/sync", request))
+            summary["fetched"]  # -> 1
+
+        Raises ArgError (not a non-empty list of refs), SchemaError (unknown
+        type), TooBigError (more than 1000 refs), UpgradeRequiredError.
+        """
+        _require("fs_fetch_request")
+        if isinstance(refs, str):
+            data = _text(refs, "refs")
+        else:
+            data = json.dumps(list(refs) if isinstance(refs, tuple) else refs,
+                              ensure_ascii=False, allow_nan=False,
+                              separators=(",", ":")).encode("utf-8")
+        out = c_void_p()
+        _check(lib.fs_fetch_request(self._h(), data, byref(out)))
+        return _take(out)
+
+    def fetch_from(self, hub: "Hub", refs: Union[List[Mapping[str, Any]], str]) -> Dict[str, Any]:
+        """Fetch records from an in-process hub: fetch_request(refs) ->
+        hub.handle() -> sync_receive(). Returns the receive summary (its
+        "fetched" counts the records stored) with "missing" added: the refs
+        the hub does not have::
+
+            summary = store.fetch_from(hub, [{"type": "task", "id": "T-9"},
+                                             {"type": "task", "id": "T-404"}])
+            summary["fetched"], summary["missing"]
+            # -> (1, [{"type": "task", "id": "T-404"}])
+            store.get("task", "T-9")  # cached for fetch_ttl_ms
+        """
+        response = json.loads(hub._handle_raw(
+            json.dumps(self.fetch_request(refs), ensure_ascii=False,
+                       separators=(",", ":")).encode("utf-8")).decode("utf-8"))
+        summary = self.sync_receive(response)
+        summary["missing"] = list(response.get("missing") or [])
+        return summary
+
     # -- clock -------------------------------------------------------------
 
     def set_clock(self, fn: Optional[Callable[[], int]]) -> None:
@@ -511,7 +615,8 @@ class Store:
     def sync_receive(self, response: Union[Mapping[str, Any], str, bytes]) -> Dict[str, Any]:
         """Apply the hub's response to the last request; return the summary
         ``{"applied", "duplicate", "rejected", "retry", "stuck", "pulled",
-        "cursor", "more", "outbox"}``. Raises UpgradeRequiredError when the hub
+        "fetched", "cursor", "more", "outbox"}`` (plus "hygiene", the report of
+        the pass hygiene_every ran, when one ran). Raises UpgradeRequiredError when the hub
         requires a newer schema (the outbox is kept), ConflictError when the
         hub refused the request as a whole, ArgError for a response this store
         cannot have asked for (nothing is changed)."""

@@ -30,7 +30,7 @@ RESOLVER_FN = CFUNCTYPE(c_int32, c_void_p, c_char_p, POINTER(c_void_p))
 
 #: Functions a library built before they were added may lack; the binding
 #: then raises when they are used, not when it is imported.
-OPTIONAL = {"fs_hub_set_resolver"}
+OPTIONAL = {"fs_hub_set_resolver", "fs_store_hygiene", "fs_fetch_request"}
 
 
 def _candidates() -> List[str]:
@@ -85,6 +85,9 @@ def _declare(lib: ctypes.CDLL) -> None:
         "fs_outbox_list": (status, [c_void_p, c_char_p, out_str]),
         "fs_outbox_discard": (status, [c_void_p, c_char_p]),
         "fs_audit_query": (status, [c_void_p, c_char_p, out_str]),
+        # Storage hygiene and fetch on demand (docs/HYGIENE.md).
+        "fs_store_hygiene": (status, [c_void_p, out_str]),
+        "fs_fetch_request": (status, [c_void_p, c_char_p, out_str]),
         # Sync steps (sans-I/O: the host moves the bytes).
         "fs_sync_prepare": (status, [c_void_p, out_str, POINTER(c_int64)]),
         "fs_sync_receive": (status, [c_void_p, c_char_p, out_str]),

@@ -43,6 +43,18 @@ SCHEMA: Dict[str, Any] = {
 
 FIELDS = list(SCHEMA["types"]["task"]["fields"])
 
+# SCHEMA with a retention policy for storage hygiene (docs/HYGIENE.md): done or
+# cancelled tasks are evicted once acknowledged, others after 60 days unchanged.
+HYGIENE_SCHEMA: Dict[str, Any] = {
+    "version": 1,
+    "types": {
+        "task": {
+            **SCHEMA["types"]["task"],
+            "retention": {"keep_days": 60, "archive_when": {"status": ["done", "cancelled"]}},
+        }
+    },
+}
+
 # The fields of an audit row that the hash covers (docs/AUDIT.md).
 HASHED = ("action", "actor", "audit_id", "device_id", "device_time", "hlc", "id",
           "input", "outbox_keys", "type")
@@ -58,11 +70,15 @@ def row_hash(prev_hash: str, row: Dict[str, Any]) -> str:
     return hashlib.sha256((prev_hash + canonical(row)).encode("utf-8")).hexdigest()
 
 
-def verify_chain(rows: List[Dict[str, Any]]) -> None:
-    """Assert that audit rows (in audit_id order, one device) form a valid chain."""
-    prev = GENESIS
+def verify_chain(rows: List[Dict[str, Any]], anchor: str = GENESIS, anchor_seq: int = 0) -> None:
+    """Assert that audit rows (in audit_id order, one device) form a valid chain.
+
+    After storage hygiene evicted a prefix of the trail, pass the store's
+    anchor (stats()["audit_anchor_hash"], stats()["audit_anchor_seq"]): the
+    first kept row must follow it."""
+    prev = anchor
     for i, row in enumerate(rows):
-        assert row["audit_id"] == i + 1, f"audit_id gap at row {i}: {row['audit_id']}"
+        assert row["audit_id"] == anchor_seq + i + 1, f"audit_id gap at row {i}: {row['audit_id']}"
         assert row["prev_hash"] == prev, f"row {row['audit_id']}: prev_hash breaks the chain"
         want = row_hash(prev, row)
         assert row["hash"] == want, (
