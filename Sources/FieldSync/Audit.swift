@@ -104,20 +104,8 @@ struct AuditLog {
     static func query(_ filter: JSON, deviceId: String, db: Connection) throws(FieldSyncError) -> [AuditRow] {
         guard let f = filter.isNull ? [:] : filter.object else { throw .arg("audit filter must be an object, got \(filter.kind)") }
         try checkKeys(f, allowed: ["type", "id", "actor", "action", "since", "until", "limit", "desc"], in: "audit filter", code: FieldSyncError.arg)
-        var clauses: [String] = []
-        var values: [SQLValue] = []
-        for key in ["type", "id", "actor", "action"] {
-            guard let v = f[key], !v.isNull else { continue }
-            guard let s = v.string else { throw .arg("audit filter: \"\(key)\" must be a string") }
-            clauses.append("\(key) = ?")
-            values.append(.text(s))
-        }
-        for (key, op) in [("since", ">="), ("until", "<")] {
-            guard let v = f[key], !v.isNull else { continue }
-            guard let ms = v.int else { throw .arg("audit filter: \"\(key)\" must be milliseconds (an integer)") }
-            clauses.append("device_time \(op) ?")
-            values.append(.int(ms))
-        }
+        let (clauses, values) = try auditFilter(f, columns: ["type": "type", "id": "id", "actor": "actor", "action": "action"],
+                                                deviceTime: "device_time")
         var clause = clauses.isEmpty ? "" : "WHERE " + clauses.joined(separator: " AND ")
         clause += try orderAndLimit(f, column: "audit_id", context: "audit filter")
         return try db.queryAudit(clause, values, device: deviceId)
@@ -137,4 +125,25 @@ func orderAndLimit(_ f: [String: JSON], column: String, tieBreak: String? = nil,
         sql += " LIMIT \(limit)"
     }
     return sql
+}
+
+/// WHERE clauses of an audit filter: equality on the named string members,
+/// and `since` (inclusive) / `until` (exclusive) on device time. Shared by the
+/// device's and the hub's audit queries.
+func auditFilter(_ f: [String: JSON], columns: [String: String], deviceTime: String) throws(FieldSyncError) -> ([String], [SQLValue]) {
+    var clauses: [String] = []
+    var values: [SQLValue] = []
+    for key in columns.keys.sorted() {
+        guard let v = f[key], !v.isNull, let column = columns[key] else { continue }
+        guard let s = v.string else { throw .arg("audit filter: \"\(key)\" must be a string") }
+        clauses.append("\(column) = ?")
+        values.append(.text(s))
+    }
+    for (key, op) in [("since", ">="), ("until", "<")] {
+        guard let v = f[key], !v.isNull else { continue }
+        guard let ms = v.int else { throw .arg("audit filter: \"\(key)\" must be milliseconds (an integer)") }
+        clauses.append("\(deviceTime) \(op) ?")
+        values.append(.int(ms))
+    }
+    return (clauses, values)
 }

@@ -211,20 +211,8 @@ final class HubStorage {
         """)
 
     func auditRows(_ filter: [String: JSON]) throws(FieldSyncError) -> [JSON] {
-        var clauses: [String] = []
-        var values: [SQLValue] = []
-        for (key, column) in [("device_id", "a.device"), ("type", "a.type"), ("id", "a.id"), ("actor", "a.actor"), ("action", "a.action")] {
-            guard let v = filter[key], !v.isNull else { continue }
-            guard let s = v.string else { throw .arg("audit filter: \"\(key)\" must be a string") }
-            clauses.append("\(column) = ?")
-            values.append(.text(s))
-        }
-        for (key, op) in [("since", ">="), ("until", "<")] {
-            guard let v = filter[key], !v.isNull else { continue }
-            guard let ms = v.int else { throw .arg("audit filter: \"\(key)\" must be milliseconds (an integer)") }
-            clauses.append("a.device_time \(op) ?")
-            values.append(.int(ms))
-        }
+        let (clauses, values) = try auditFilter(filter, columns: ["device_id": "a.device", "type": "a.type", "id": "a.id",
+                                                                   "actor": "a.actor", "action": "a.action"], deviceTime: "a.device_time")
         var sql = """
             SELECT a.device, a.audit_id, a.actor, a.action, a.type, a.id, a.input, a.device_time, a.hlc, a.outbox_keys,
                    a.prev_hash, a.hash, a.server_received_at, a.hash_ok, a.link_ok, d.status, d.reason
