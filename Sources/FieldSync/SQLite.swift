@@ -224,6 +224,9 @@ extension Connection {
             busyTimeout = Int32(ms)
         }
         let db = try Connection(path: path, busyTimeoutMs: busyTimeout)
+        // A new file gets incremental auto-vacuum so hygiene can hand pages
+        // back; it must be chosen before anything (even the WAL switch) writes.
+        if try db.scalar("PRAGMA page_count") == 0 { try db.exec("PRAGMA auto_vacuum=INCREMENTAL") }
         var walMode = ""
         try db.query("PRAGMA journal_mode=WAL") { row in
             walMode = row.text(0)

@@ -58,8 +58,6 @@ package final class Store {
         let durability = opts["durability"]?.string ?? "full"
 
         let views = schema.types.mapValues(LocalView.init(spec:))
-        // A new file gets incremental auto-vacuum, so hygiene can give pages back.
-        if try db.scalar("SELECT count(*) FROM sqlite_master") == 0 { try db.exec("PRAGMA auto_vacuum=INCREMENTAL") }
         let (deviceId, olderSchema) = try db.transaction { () throws(FieldSyncError) -> (String, Schema?) in
             let hasMeta = try db.scalar("SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = 'fs_meta'") ?? 0
             if hasMeta == 0 {
