@@ -187,7 +187,9 @@ FS_EXTERN fs_status fs_store_set_clock(fs_store *store, int64_t (*now_ms)(void *
  *         FS_ERR_TOO_BIG, FS_ERR_SCHEMA (unknown type or field, wrong value
  *         type, missing required field, `inc` on a non-counter, `set` on a
  *         counter or set field, a field with "device_writes": false),
- *         FS_ERR_NOT_FOUND (delete of a record that does not exist),
+ *         FS_ERR_NOT_FOUND (delete of a record that does not exist; a change
+ *         to a record evicted by hygiene that cannot be made without its
+ *         fields: fetch it first, see fs_fetch_request),
  *         FS_ERR_FULL, FS_ERR_IO, FS_ERR_BUSY, FS_ERR_CLOSED.
  * Blocks for one SQLite transaction: tens of microseconds with durability
  * "normal", one fsync with "full". Any thread. */

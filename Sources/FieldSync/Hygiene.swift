@@ -73,11 +73,12 @@ extension Store {
             }
         }
         hygieneSettings.lastPassSeq = lastSeq
-        // Reclaim the freed pages: checkpoint the WAL into the file, then let
-        // incremental vacuum hand free pages back to the file system.
-        try db.exec("PRAGMA wal_checkpoint(TRUNCATE)")
+        // Reclaim the freed pages: incremental vacuum moves free pages to the
+        // end and truncates, and a checkpoint carries that into the file.
+        // PASSIVE: a host reading the file must not make the pass wait; what
+        // a reader holds is reclaimed by a later checkpoint.
         try db.exec("PRAGMA incremental_vacuum")
-        try db.exec("PRAGMA wal_checkpoint(TRUNCATE)")
+        try db.exec("PRAGMA wal_checkpoint(PASSIVE)")
         let bytesAfter = try fileBytes()
         var report: [String: JSON] = [
             "records_evicted": .int(evicted.values.reduce(0, +)), "fetched_expired": .int(expired),

@@ -178,6 +178,9 @@ package final class Store {
             if alive {
                 let missing = spec.required.filter { (fields[$0] ?? .null).isNull }.sorted()
                 if !missing.isEmpty {
+                    if existing == nil, try db.scalar("SELECT 1 FROM fs_evicted WHERE type = ? AND id = ?", [.text(action.type), .text(action.id)]) != nil {
+                        throw .notFound("record \(action.type)/\(action.id) was evicted from this device by storage hygiene; fetch it from the hub (fs_fetch_request) before changing it")
+                    }
                     throw .schema("\(existing == nil ? "creating" : "updating") \(action.type)/\(action.id) needs the required field(s) \(missing.joined(separator: ", ")) in \"set\"")
                 }
                 try view.save(action.id, fields, db: db)

@@ -3,7 +3,6 @@ nothing unacknowledged evicted, fetch on demand with a TTL, audit eviction as a
 prefix that keeps the chain verifiable from its anchor, the automatic passes,
 and kill -9 during a pass."""
 
-import json
 import random
 import shutil
 import signal
