@@ -146,6 +146,10 @@ enum Merge {
                     tags[element]?.removeAll { $0.seq <= hub.observed || $0.device == stamp.device }
                 }
                 for element in added.compactMap(JSONElement.init) {
+                    // One tag per device and element is enough: a remove drops
+                    // all of its own device's tags, and another device's remove
+                    // drops an older tag only if it also saw the newer one.
+                    tags[element, default: []].removeAll { $0.device == stamp.device }
                     tags[element, default: []].append(AddTag(seq: hub.seq, device: stamp.device))
                 }
                 tags = tags.filter { !$0.value.isEmpty }

@@ -1,0 +1,576 @@
+/*
+ * merge_throughput.c — the hub's merge throughput per merge policy
+ * (docs/MERGE.md): fs_hub_handle on requests of 500 entries that all write
+ * one policy's field, with real concurrency between two devices.
+ *
+ * README
+ * ------
+ * What it measures
+ *   For each policy, in a fresh directory:
+ *   1. Generation (not timed). A hub G and two device stores A and B
+ *      (durability "normal", pull_interval_ms 0, default batch size 500).
+ *      A pool of records is created and synced to both devices. G's file is
+ *      then copied (the replay hub's starting state). Then ROUNDS rounds of:
+ *      A applies 500 actions; B applies 500 actions; A syncs; B syncs (each
+ *      sync = fs_sync_prepare -> fs_hub_handle(G) -> fs_sync_receive until
+ *      prepare returns no request). Every request text G handled is kept, in
+ *      order, with the result counts of G's answer. So each request is a real
+ *      fs_sync_prepare output: 500 entries + their 500 audit rows + a pull.
+ *      A's writes of round r were made before B's sync of round r-1 reached
+ *      the hub, and B's before A's sync of round r: a write to a record the
+ *      other device wrote in that window meets a concurrent modification.
+ *   2. Replay (timed). A hub R is opened on the copy and handed the kept
+ *      requests in the same order; only fs_hub_handle is timed (CLOCK_MONOTONIC
+ *      around the call; the response is freed and checked outside the timer).
+ *      R's results must equal G's (checked: applied/rejected/duplicate/retry
+ *      counts per request). entries/s = entries / sum of fs_hub_handle times.
+ *
+ *   Policies (schema: type `rec`, one field per policy):
+ *     lww-disjoint  baseline: lww string field, each device on its own 1,000
+ *                   records (no concurrency at all)
+ *     lww           lww string, both devices on a shared pool of 2,000 records
+ *     counter       counter int (inc 1..5), shared pool of 2,000
+ *     set           set (75 % add, 25 % remove of one of 32 elements), shared
+ *                   pool of 2,000
+ *     server        compare-and-set int, each device on its own 1,000 records,
+ *                   so every base version is current and every write applies
+ *     custom        custom string with a trivial C resolver (returns a
+ *                   constant); pool of 500 records that each device writes
+ *                   once per round (a permutation), so from round 2 on every
+ *                   write is based on a stale version and goes to the resolver
+ *   With a shared pool of 2,000 and 500 random writes per device per round,
+ *   about 1 - e^(-1/4) = 22 % of writes meet a concurrent modification; the
+ *   hub's own count (fs_hub_stats conflicts.rec.<field>.concurrent) is printed.
+ *
+ * Build:  gcc -O2 -std=c99 -D_DEFAULT_SOURCE -I../include merge_throughput.c -o merge_throughput \
+ *             -L<libdir> -lfieldsync -lsqlite3 -ljansson -lm -Wl,-rpath,<libdir>
+ * Run:    merge_throughput [--entries N] [--only POLICY] [--repeat N]
+ *                          [--durability normal|full] [--dir D] [--keep]
+ *         --entries: per policy (default 50,000, rounded up to 1,000 = one round)
+ *         --repeat:  replay N times, each on a fresh copy of the starting hub
+ * Do not rebuild the library while this runs: link against a private copy.
+ */
+#include "bench_common.h"
+
+static const char *MERGE_SCHEMA =
+    "{\"version\":1,\"types\":{\"rec\":{\"fields\":{"
+    "\"label\":{\"type\":\"string\",\"merge\":\"lww\"},"
+    "\"v_lww\":{\"type\":\"string\",\"merge\":\"lww\"},"
+    "\"v_cnt\":{\"type\":\"int\",\"merge\":\"counter\"},"
+    "\"v_set\":{\"type\":\"set\"},"
+    "\"v_srv\":{\"type\":\"int\",\"merge\":\"server\",\"device_writes\":true},"
+    "\"v_cus\":{\"type\":\"string\",\"merge\":\"custom\",\"resolver\":\"bench_trivial\"}"
+    "}}}}";
+
+#define BATCH 500
+
+enum { P_LWW_DISJOINT = 0, P_LWW, P_COUNTER, P_SET, P_SERVER, P_CUSTOM, N_POLICIES };
+static const char *POLICY_NAMES[N_POLICIES] = {"lww-disjoint", "lww", "counter", "set", "server", "custom"};
+static const char *POLICY_FIELD[N_POLICIES] = {"v_lww", "v_lww", "v_cnt", "v_set", "v_srv", "v_cus"};
+/* pool: records per device when disjoint, else shared */
+static const int POLICY_DISJOINT[N_POLICIES] = {1, 0, 0, 0, 1, 0};
+static const long POLICY_POOL[N_POLICIES] = {1000, 2000, 2000, 2000, 1000, 500};
+
+static long g_entries = 50000;
+static int g_only = -1;
+static int g_repeat = 1;
+static const char *g_durability = "normal";
+static const char *g_dir_opt = NULL;
+static int g_keep = 0;
+
+/* ------------------------------------------------------------------------ */
+/* The trivial resolver                                                     */
+/* ------------------------------------------------------------------------ */
+
+typedef struct {
+    long calls;
+} resolver_ctx_t;
+
+static fs_status trivial_resolver(void *ctx, const char *conflict_json, char **out_value_json) {
+    (void)conflict_json;
+    ((resolver_ctx_t *)ctx)->calls++;
+    static const char ans[] = "\"merged\"";
+    char *p = malloc(sizeof ans);
+    if (!p) return FS_ERR_INTERNAL;
+    memcpy(p, ans, sizeof ans);
+    *out_value_json = p;
+    return FS_OK;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Requests kept from the generation phase                                  */
+/* ------------------------------------------------------------------------ */
+
+typedef struct {
+    long applied, rejected, duplicate, retry;
+} result_counts_t;
+
+typedef struct {
+    char *text;
+    long entries;
+    int device; /* 0 = A, 1 = B */
+    result_counts_t want;
+} kept_req_t;
+
+typedef struct {
+    kept_req_t *r;
+    long n, cap;
+} req_list_t;
+
+static void req_push(req_list_t *l, kept_req_t k) {
+    if (l->n == l->cap) {
+        l->cap = l->cap ? l->cap * 2 : 64;
+        l->r = realloc(l->r, sizeof *l->r * (size_t)l->cap);
+        if (!l->r) die("out of memory");
+    }
+    l->r[l->n++] = k;
+}
+
+static long request_entries(const char *req) {
+    json_error_t err;
+    json_t *o = json_loads(req, 0, &err);
+    if (!o) die("request is not JSON: %s", err.text);
+    long n = (long)json_array_size(json_object_get(o, "entries"));
+    json_decref(o);
+    return n;
+}
+
+static result_counts_t response_counts(const char *resp) {
+    result_counts_t c = {0, 0, 0, 0};
+    json_error_t err;
+    json_t *o = json_loads(resp, 0, &err);
+    if (!o) die("response is not JSON: %s", err.text);
+    json_t *e = json_object_get(o, "error");
+    if (e) die("hub refused a request: %s", resp);
+    json_t *res = json_object_get(o, "results");
+    size_t i;
+    json_t *v;
+    json_array_foreach(res, i, v) {
+        const char *s = json_string_value(json_object_get(v, "status"));
+        if (!s) continue;
+        if (!strcmp(s, "applied")) c.applied++;
+        else if (!strcmp(s, "rejected")) c.rejected++;
+        else if (!strcmp(s, "duplicate")) c.duplicate++;
+        else if (!strcmp(s, "retry")) c.retry++;
+    }
+    json_decref(o);
+    return c;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Devices and hubs                                                         */
+/* ------------------------------------------------------------------------ */
+
+static fs_store *dev_open(const char *path, const char *id) {
+    char opts[256];
+    snprintf(opts, sizeof opts, "{\"durability\":\"normal\",\"device_id\":\"%s\",\"pull_interval_ms\":0}", id);
+    fs_store *st = NULL;
+    fs_status rc = fs_store_open(path, MERGE_SCHEMA, opts, &st);
+    if (rc != FS_OK) die("fs_store_open(%s): %s: %s", path, fs_status_name(rc), fs_last_error());
+    return st;
+}
+
+static fs_hub *hub_open(const char *path, resolver_ctx_t *rctx) {
+    char opts[128];
+    snprintf(opts, sizeof opts, "{\"durability\":\"%s\"}", g_durability);
+    fs_hub *h = NULL;
+    fs_status rc = fs_hub_open(path, MERGE_SCHEMA, opts, &h);
+    if (rc != FS_OK) die("fs_hub_open(%s): %s: %s", path, fs_status_name(rc), fs_last_error());
+    rc = fs_hub_set_resolver(h, "bench_trivial", trivial_resolver, rctx);
+    if (rc != FS_OK) die("fs_hub_set_resolver: %s: %s", fs_status_name(rc), fs_last_error());
+    return h;
+}
+
+static void apply_or_die(fs_store *st, const char *action) {
+    char *res = NULL;
+    fs_status rc = fs_store_apply(st, action, &res);
+    if (rc != FS_OK) die("fs_store_apply: %s: %s\n  action: %s", fs_status_name(rc), fs_last_error(), action);
+    fs_free(res);
+}
+
+/* Syncs until prepare returns no request; keeps the requests in `keep` (if
+ * not NULL). Returns the number of exchanges. */
+static long sync_dev(fs_store *st, fs_hub *h, int device, req_list_t *keep) {
+    long n = 0;
+    for (;;) {
+        char *req = NULL, *resp = NULL, *sum = NULL;
+        int64_t wait = 0;
+        fs_status rc = fs_sync_prepare(st, &req, &wait);
+        if (rc != FS_OK) die("fs_sync_prepare: %s: %s", fs_status_name(rc), fs_last_error());
+        if (!req) break;
+        rc = fs_hub_handle(h, req, &resp);
+        if (rc != FS_OK) die("fs_hub_handle: %s: %s", fs_status_name(rc), fs_last_error());
+        rc = fs_sync_receive(st, resp, &sum);
+        if (rc != FS_OK) die("fs_sync_receive: %s: %s", fs_status_name(rc), fs_last_error());
+        if (keep) {
+            kept_req_t k;
+            k.entries = request_entries(req);
+            k.device = device;
+            k.want = response_counts(resp);
+            k.text = req; /* kept: released after the replay */
+            req_push(keep, k);
+        } else {
+            fs_free(req);
+        }
+        fs_free(resp);
+        fs_free(sum);
+        if (++n > 1000) die("sync: more than 1,000 exchanges");
+    }
+    return n;
+}
+
+static void pull_now(fs_store *st, fs_hub *h) {
+    fs_status rc = fs_sync_connectivity(st, 1);
+    if (rc != FS_OK) die("fs_sync_connectivity: %s: %s", fs_status_name(rc), fs_last_error());
+    sync_dev(st, h, 0, NULL);
+}
+
+static void rec_id(char *buf, size_t n, int policy, int dev_owner, long k) {
+    if (POLICY_DISJOINT[policy]) snprintf(buf, n, "R-%c-%05ld", dev_owner ? 'b' : 'a', k);
+    else snprintf(buf, n, "R-%05ld", k);
+}
+
+/* The action of device `dev` (0/1) number i on record `id`. */
+static void policy_action(char *buf, size_t n, int policy, int dev, long i, const char *id, bench_rng_t *rng) {
+    char in[96];
+    bench_input_json(in, sizeof in, i);
+    int actor = (int)(i % 40);
+    switch (policy) {
+    case P_LWW_DISJOINT:
+    case P_LWW:
+        snprintf(buf, n,
+                 "{\"action\":\"rename\",\"actor\":\"op-%02d\",\"type\":\"rec\",\"id\":\"%s\","
+                 "\"set\":{\"v_lww\":\"value-%c-%07ld\"},\"input\":%s}",
+                 actor, id, dev ? 'b' : 'a', i, in);
+        break;
+    case P_COUNTER:
+        snprintf(buf, n,
+                 "{\"action\":\"count\",\"actor\":\"op-%02d\",\"type\":\"rec\",\"id\":\"%s\","
+                 "\"inc\":{\"v_cnt\":%ld},\"input\":%s}",
+                 actor, id, 1 + i % 5, in);
+        break;
+    case P_SET: {
+        uint64_t r = rng_next(rng);
+        int el = (int)(r % 32);
+        int add = ((r >> 8) % 4) != 0;
+        snprintf(buf, n,
+                 "{\"action\":\"%s\",\"actor\":\"op-%02d\",\"type\":\"rec\",\"id\":\"%s\","
+                 "\"%s\":{\"v_set\":[\"e-%02d\"]},\"input\":%s}",
+                 add ? "tag" : "untag", actor, id, add ? "add" : "remove", el, in);
+        break;
+    }
+    case P_SERVER:
+        snprintf(buf, n,
+                 "{\"action\":\"count_stock\",\"actor\":\"op-%02d\",\"type\":\"rec\",\"id\":\"%s\","
+                 "\"set\":{\"v_srv\":%ld},\"input\":%s}",
+                 actor, id, i, in);
+        break;
+    default:
+        snprintf(buf, n,
+                 "{\"action\":\"annotate\",\"actor\":\"op-%02d\",\"type\":\"rec\",\"id\":\"%s\","
+                 "\"set\":{\"v_cus\":\"note-%c-%07ld\"},\"input\":%s}",
+                 actor, id, dev ? 'b' : 'a', i, in);
+        break;
+    }
+}
+
+/* ------------------------------------------------------------------------ */
+/* One policy                                                               */
+/* ------------------------------------------------------------------------ */
+
+typedef struct {
+    int policy;
+    int rep;
+    long requests, push_requests, entries;
+    double handle_s;      /* sum of fs_hub_handle times */
+    double cpu_s;         /* this process's CPU time during the replay loop */
+    bench_stats_t per_req; /* requests with entries, ms */
+    bench_stats_t pull_only; /* requests without entries, ms */
+    result_counts_t got;
+    long writes, concurrent, won, lost, merged, rejected_c;
+    long resolver_calls;
+    long long req_bytes;
+    double gen_s;
+    int mismatch;
+} policy_result_t;
+
+static long stat_member(const char *stats, const char *field, const char *name) {
+    char key[128];
+    snprintf(key, sizeof key, "conflicts.rec.%s.%s", field, name);
+    return (long)json_int_member(stats, key, 0);
+}
+
+static void run_policy(int policy, const char *base, policy_result_t *out, int nrep) {
+    char dir[PATH_MAX + 64], gp[PATH_MAX + 96], rp[PATH_MAX + 96], ap[PATH_MAX + 96], bp[PATH_MAX + 96],
+        seedp[PATH_MAX + 96];
+    snprintf(dir, sizeof dir, "%s/%s", base, POLICY_NAMES[policy]);
+    mkdir(dir, 0700);
+    snprintf(gp, sizeof gp, "%s/gen-hub.db", dir);
+    snprintf(seedp, sizeof seedp, "%s/seed-hub.db", dir);
+    snprintf(rp, sizeof rp, "%s/replay-hub.db", dir);
+    snprintf(ap, sizeof ap, "%s/dev-a.db", dir);
+    snprintf(bp, sizeof bp, "%s/dev-b.db", dir);
+    remove_db(gp);
+    remove_db(seedp);
+    remove_db(rp);
+    remove_db(ap);
+    remove_db(bp);
+    const char *field = POLICY_FIELD[policy];
+    long pool = POLICY_POOL[policy];
+    int disjoint = POLICY_DISJOINT[policy];
+
+    printf("\n-- %s (field %s, %s pool of %ld records%s) --\n", POLICY_NAMES[policy], field,
+           disjoint ? "per-device" : "shared", pool, disjoint ? " each" : "");
+    int64_t g0 = now_ns();
+    resolver_ctx_t gen_ctx = {0};
+    fs_hub *G = hub_open(gp, &gen_ctx);
+    fs_store *dev[2] = {dev_open(ap, "dev-a"), dev_open(bp, "dev-b")};
+
+    /* Setup: create the pool, sync it to both devices. */
+    char act[640], id[64];
+    for (int d = 0; d < 2; d++) {
+        if (!disjoint && d == 1) break;
+        for (long k = 0; k < pool; k++) {
+            rec_id(id, sizeof id, policy, d, k);
+            const char *extra = policy == P_SERVER ? ",\"v_srv\":0" : policy == P_CUSTOM ? ",\"v_cus\":\"init\"" : "";
+            snprintf(act, sizeof act,
+                     "{\"action\":\"create\",\"actor\":\"setup\",\"type\":\"rec\",\"id\":\"%s\","
+                     "\"set\":{\"label\":\"%s\"%s}}",
+                     id, id, extra);
+            apply_or_die(dev[d], act);
+        }
+        sync_dev(dev[d], G, d, NULL);
+    }
+    pull_now(dev[0], G);
+    pull_now(dev[1], G);
+    if (bench_outbox_count(dev[0]) != 0 || bench_outbox_count(dev[1]) != 0) die("setup: outbox not empty");
+    bench_hub_close(G);
+    copy_db(gp, seedp);
+    G = hub_open(gp, &gen_ctx);
+
+    /* Generation */
+    long rounds = (g_entries + 2 * BATCH - 1) / (2 * BATCH);
+    req_list_t kept = {0};
+    bench_rng_t rng = {0xA5A5F00Dull + (uint64_t)policy};
+    long *perm = malloc(sizeof *perm * (size_t)pool);
+    long action_i = 0;
+    for (long r = 0; r < rounds; r++) {
+        for (int d = 0; d < 2; d++) {
+            if (policy == P_CUSTOM) { /* each record once per round, in a random order */
+                for (long k = 0; k < pool; k++) perm[k] = k;
+                for (long k = pool - 1; k > 0; k--) {
+                    long j = (long)(rng_next(&rng) % (uint64_t)(k + 1));
+                    long x = perm[k];
+                    perm[k] = perm[j];
+                    perm[j] = x;
+                }
+            }
+            for (long i = 0; i < BATCH; i++, action_i++) {
+                long k = policy == P_CUSTOM ? perm[i % pool] : (long)(rng_next(&rng) % (uint64_t)pool);
+                rec_id(id, sizeof id, policy, d, k);
+                policy_action(act, sizeof act, policy, d, action_i, id, &rng);
+                apply_or_die(dev[d], act);
+            }
+        }
+        sync_dev(dev[0], G, 0, &kept);
+        sync_dev(dev[1], G, 1, &kept);
+    }
+    free(perm);
+    char *gstats = NULL;
+    if (fs_hub_stats(G, &gstats) != FS_OK) die("fs_hub_stats: %s", fs_last_error());
+    long gen_concurrent = stat_member(gstats, field, "concurrent");
+    fs_free(gstats);
+    bench_hub_close(G);
+    bench_store_close(dev[0]);
+    bench_store_close(dev[1]);
+    double gen_s = (now_ns() - g0) / 1e9;
+    long long bytes = 0;
+    long total_entries = 0, push_reqs = 0;
+    for (long i = 0; i < kept.n; i++) {
+        bytes += (long long)strlen(kept.r[i].text);
+        total_entries += kept.r[i].entries;
+        if (kept.r[i].entries > 0) push_reqs++;
+    }
+    printf("generated %ld requests (%ld with entries, %ld entries, %.1f MiB of request text) in %.1f s; "
+           "generation hub: %ld concurrent writes, %ld resolver calls\n",
+           kept.n, push_reqs, total_entries, bytes / 1048576.0, gen_s, gen_concurrent, gen_ctx.calls);
+
+    /* Replay(s) */
+    int64_t *ns = malloc(sizeof *ns * (size_t)kept.n);
+    int64_t *ns_push = malloc(sizeof *ns_push * (size_t)kept.n);
+    int64_t *ns_pull = malloc(sizeof *ns_pull * (size_t)kept.n);
+    for (int rep = 0; rep < nrep; rep++) {
+        policy_result_t *res = &out[rep];
+        memset(res, 0, sizeof *res);
+        res->policy = policy;
+        res->rep = rep;
+        res->gen_s = gen_s;
+        res->req_bytes = bytes;
+        copy_db(seedp, rp);
+        sync(); /* start each replay from a quiet disk */
+        resolver_ctx_t ctx = {0};
+        fs_hub *R = hub_open(rp, &ctx);
+        /* the setup's writes are in the starting hub's counters: report deltas */
+        char *st0 = NULL;
+        if (fs_hub_stats(R, &st0) != FS_OK) die("fs_hub_stats: %s", fs_last_error());
+        long w0 = stat_member(st0, field, "writes"), c0 = stat_member(st0, field, "concurrent"),
+             won0 = stat_member(st0, field, "won"), lost0 = stat_member(st0, field, "lost"),
+             mer0 = stat_member(st0, field, "merged"), rej0 = stat_member(st0, field, "rejected");
+        fs_free(st0);
+        long npush = 0, npull = 0;
+        double sum = 0;
+        machine_cpu_t m0 = machine_cpu();
+        for (long i = 0; i < kept.n; i++) {
+            char *resp = NULL;
+            int64_t t0 = now_ns();
+            fs_status rc = fs_hub_handle(R, kept.r[i].text, &resp);
+            int64_t t1 = now_ns();
+            if (rc != FS_OK) die("replay fs_hub_handle: %s: %s", fs_status_name(rc), fs_last_error());
+            ns[i] = t1 - t0;
+            sum += (double)(t1 - t0);
+            if (kept.r[i].entries > 0) ns_push[npush++] = t1 - t0;
+            else ns_pull[npull++] = t1 - t0;
+            result_counts_t c = response_counts(resp);
+            fs_free(resp);
+            const result_counts_t *w = &kept.r[i].want;
+            if (c.applied != w->applied || c.rejected != w->rejected || c.duplicate != w->duplicate ||
+                c.retry != w->retry) {
+                if (!res->mismatch)
+                    fprintf(stderr, "merge_throughput: %s request %ld: replay results differ from generation: "
+                                    "applied %ld/%ld rejected %ld/%ld duplicate %ld/%ld retry %ld/%ld\n",
+                            POLICY_NAMES[policy], i, c.applied, w->applied, c.rejected, w->rejected, c.duplicate,
+                            w->duplicate, c.retry, w->retry);
+                res->mismatch++;
+            }
+            res->got.applied += c.applied;
+            res->got.rejected += c.rejected;
+            res->got.duplicate += c.duplicate;
+            res->got.retry += c.retry;
+        }
+        machine_cpu_t m1 = machine_cpu();
+        res->cpu_s = m1.self_cpu - m0.self_cpu;
+        res->requests = kept.n;
+        res->push_requests = npush;
+        res->entries = total_entries;
+        res->handle_s = sum / 1e9;
+        res->per_req = stats_ms(ns_push, npush);
+        res->pull_only = stats_ms(ns_pull, npull);
+        res->resolver_calls = ctx.calls;
+        char *st = NULL;
+        if (fs_hub_stats(R, &st) != FS_OK) die("fs_hub_stats: %s", fs_last_error());
+        res->writes = stat_member(st, field, "writes") - w0;
+        res->concurrent = stat_member(st, field, "concurrent") - c0;
+        res->won = stat_member(st, field, "won") - won0;
+        res->lost = stat_member(st, field, "lost") - lost0;
+        res->merged = stat_member(st, field, "merged") - mer0;
+        res->rejected_c = stat_member(st, field, "rejected") - rej0;
+        fs_free(st);
+        bench_hub_close(R);
+        printf("replay %d: %ld requests, %ld entries in %.3f s of fs_hub_handle = %.0f entries/s (CPU %.3f s = %.0f entries/CPU-s); per request with "
+               "entries p50 %.2f p99 %.2f max %.2f ms; %ld pull-only requests (p50 %.2f ms); results applied %ld "
+               "rejected %ld duplicate %ld retry %ld%s\n",
+               rep + 1, res->requests, res->entries, res->handle_s, res->entries / res->handle_s, res->cpu_s,
+               res->entries / res->cpu_s, res->per_req.p50,
+               res->per_req.p99, res->per_req.max, npull, res->pull_only.p50, res->got.applied, res->got.rejected,
+               res->got.duplicate, res->got.retry, res->mismatch ? " (MISMATCH with generation)" : " (= generation)");
+        printf("  hub stats %s (replay only): writes %ld, concurrent %ld (%.1f%%), won %ld, lost %ld, merged %ld, rejected %ld; "
+               "resolver calls %ld\n",
+               field, res->writes, res->concurrent, res->writes ? 100.0 * res->concurrent / res->writes : 0.0, res->won,
+               res->lost, res->merged, res->rejected_c, res->resolver_calls);
+        print_contention("the replay", m0, m1);
+        if (!g_keep) remove_db(rp);
+    }
+    free(ns);
+    free(ns_push);
+    free(ns_pull);
+    for (long i = 0; i < kept.n; i++) fs_free(kept.r[i].text);
+    free(kept.r);
+    if (!g_keep) {
+        remove_db(gp);
+        remove_db(seedp);
+        remove_db(ap);
+        remove_db(bp);
+        rmdir(dir);
+    }
+}
+
+static void usage(void) {
+    fprintf(stderr, "usage: merge_throughput [--entries N] [--only lww-disjoint|lww|counter|set|server|custom] "
+                    "[--repeat N] [--durability normal|full] [--dir D] [--keep]\n");
+    exit(2);
+}
+
+int main(int argc, char **argv) {
+    g_prog = "merge_throughput";
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        if (!strcmp(a, "--entries") && i + 1 < argc) g_entries = atol(argv[++i]);
+        else if (!strcmp(a, "--only") && i + 1 < argc) {
+            const char *p = argv[++i];
+            for (int k = 0; k < N_POLICIES; k++)
+                if (!strcmp(p, POLICY_NAMES[k])) g_only = k;
+            if (g_only < 0) usage();
+        } else if (!strcmp(a, "--repeat") && i + 1 < argc) g_repeat = atoi(argv[++i]);
+        else if (!strcmp(a, "--durability") && i + 1 < argc) {
+            g_durability = argv[++i];
+            if (strcmp(g_durability, "normal") && strcmp(g_durability, "full")) usage();
+        } else if (!strcmp(a, "--dir") && i + 1 < argc) g_dir_opt = argv[++i];
+        else if (!strcmp(a, "--keep")) g_keep = 1;
+        else usage();
+    }
+    if (g_entries < 1000 || g_entries > 10000000 || g_repeat < 1 || g_repeat > 20) usage();
+    setvbuf(stdout, NULL, _IOLBF, 0);
+
+    char base[PATH_MAX];
+    make_workdir(base, sizeof base, g_dir_opt, "fieldsync-merge");
+    printf("== fieldsync hub merge throughput per policy (Benchmarks/merge_throughput.c) ==\n");
+    print_machine(base);
+    long rounds = (g_entries + 2 * BATCH - 1) / (2 * BATCH);
+    printf("workload: per policy %ld rounds x 2 devices x %d entries = %ld entries; hub durability \"%s\"; "
+           "only fs_hub_handle is timed (replay of the kept requests on a copy of the starting hub)\n",
+           rounds, BATCH, rounds * 2 * BATCH, g_durability);
+
+    policy_result_t *all = calloc((size_t)N_POLICIES * (size_t)g_repeat, sizeof *all);
+    int64_t t0 = now_ns();
+    for (int p = 0; p < N_POLICIES; p++) {
+        if (g_only >= 0 && p != g_only) continue;
+        run_policy(p, base, &all[p * g_repeat], g_repeat);
+    }
+    double total = (now_ns() - t0) / 1e9;
+
+    printf("\nhub merge throughput (fs_hub_handle only; requests of %d entries + %d audit rows + pull; per-request "
+           "times over requests with entries)\n",
+           BATCH, BATCH);
+    printf("%-13s %3s | %7s %8s | %10s %8s %9s | %8s %8s %8s | %11s %9s %8s\n", "policy", "rep", "entries", "requests",
+           "entries/s", "vs lww-dj", "ent/CPU-s", "p50 ms", "p99 ms", "max ms", "concurrent", "resolver", "rejected");
+    printf("------------------+------------------+-------------------------------+----------------------------+---------"
+           "---------------------------\n");
+    double base_eps = 0;
+    if (g_only < 0 || g_only == P_LWW_DISJOINT) {
+        double s = 0;
+        for (int r = 0; r < g_repeat; r++) s += all[P_LWW_DISJOINT * g_repeat + r].entries / all[P_LWW_DISJOINT * g_repeat + r].handle_s;
+        base_eps = s / g_repeat;
+    }
+    int any_mismatch = 0;
+    for (int p = 0; p < N_POLICIES; p++) {
+        if (g_only >= 0 && p != g_only) continue;
+        for (int r = 0; r < g_repeat; r++) {
+            const policy_result_t *x = &all[p * g_repeat + r];
+            double eps = x->entries / x->handle_s;
+            char rel[16] = "-";
+            if (base_eps > 0) snprintf(rel, sizeof rel, "%.2f", eps / base_eps);
+            char conc[24];
+            snprintf(conc, sizeof conc, "%.1f%%", x->writes ? 100.0 * x->concurrent / x->writes : 0.0);
+            printf("%-13s %3d | %7ld %8ld | %10.0f %8s %9.0f | %8.2f %8.2f %8.2f | %11s %9ld %8ld\n", POLICY_NAMES[p], r + 1,
+                   x->entries, x->requests, eps, rel, x->entries / x->cpu_s, x->per_req.p50, x->per_req.p99, x->per_req.max, conc,
+                   x->resolver_calls, x->got.rejected);
+            if (x->mismatch) any_mismatch = 1;
+        }
+    }
+    if (any_mismatch) printf("WARNING: some replay results differed from the generation run (see stderr)\n");
+    printf("total wall time %.1f s\n", total);
+    free(all);
+    if (!g_keep) rmdir(base);
+    else printf("files kept in %s\n", base);
+    return any_mismatch ? 1 : 0;
+}
