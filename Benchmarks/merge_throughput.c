@@ -23,7 +23,10 @@
  *      requests in the same order; only fs_hub_handle is timed (CLOCK_MONOTONIC
  *      around the call; the response is freed and checked outside the timer).
  *      R's results must equal G's (checked: applied/rejected/duplicate/retry
- *      counts per request). entries/s = entries / sum of fs_hub_handle times.
+ *      counts per request). entries/s = entries / sum of fs_hub_handle times;
+ *      entries/CPU-s = entries / sum of the thread CPU time (CLOCK_THREAD_
+ *      CPUTIME_ID) inside fs_hub_handle, which other processes' load does not
+ *      inflate.
  *
  *   Policies (schema: type `rec`, one field per policy):
  *     lww-disjoint  baseline: lww string field, each device on its own 1,000
@@ -283,7 +286,8 @@ typedef struct {
     int rep;
     long requests, push_requests, entries;
     double handle_s;      /* sum of fs_hub_handle times */
-    double cpu_s;         /* this process's CPU time during the replay loop */
+    double cpu_s;         /* thread CPU time inside fs_hub_handle (sum) */
+    double first10_ms, last10_ms; /* mean fs_hub_handle of the first / last 10 requests */
     bench_stats_t per_req; /* requests with entries, ms */
     bench_stats_t pull_only; /* requests without entries, ms */
     result_counts_t got;
@@ -293,6 +297,12 @@ typedef struct {
     double gen_s;
     int mismatch;
 } policy_result_t;
+
+static int64_t thread_cpu_ns(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
 
 static long stat_member(const char *stats, const char *field, const char *name) {
     char key[128];
@@ -418,13 +428,15 @@ static void run_policy(int policy, const char *base, policy_result_t *out, int n
              mer0 = stat_member(st0, field, "merged"), rej0 = stat_member(st0, field, "rejected");
         fs_free(st0);
         long npush = 0, npull = 0;
-        double sum = 0;
+        double sum = 0, cpu_sum = 0;
         machine_cpu_t m0 = machine_cpu();
         for (long i = 0; i < kept.n; i++) {
             char *resp = NULL;
+            int64_t c0 = thread_cpu_ns();
             int64_t t0 = now_ns();
             fs_status rc = fs_hub_handle(R, kept.r[i].text, &resp);
             int64_t t1 = now_ns();
+            cpu_sum += (double)(thread_cpu_ns() - c0);
             if (rc != FS_OK) die("replay fs_hub_handle: %s: %s", fs_status_name(rc), fs_last_error());
             ns[i] = t1 - t0;
             sum += (double)(t1 - t0);
@@ -448,7 +460,17 @@ static void run_policy(int policy, const char *base, policy_result_t *out, int n
             res->got.retry += c.retry;
         }
         machine_cpu_t m1 = machine_cpu();
-        res->cpu_s = m1.self_cpu - m0.self_cpu;
+        res->cpu_s = cpu_sum / 1e9;
+        {
+            long k = kept.n < 10 ? kept.n : 10;
+            double a = 0, b = 0;
+            for (long i = 0; i < k; i++) {
+                a += (double)ns[i];
+                b += (double)ns[kept.n - 1 - i];
+            }
+            res->first10_ms = k ? a / k / 1e6 : 0;
+            res->last10_ms = k ? b / k / 1e6 : 0;
+        }
         res->requests = kept.n;
         res->push_requests = npush;
         res->entries = total_entries;
@@ -466,13 +488,15 @@ static void run_policy(int policy, const char *base, policy_result_t *out, int n
         res->rejected_c = stat_member(st, field, "rejected") - rej0;
         fs_free(st);
         bench_hub_close(R);
-        printf("replay %d: %ld requests, %ld entries in %.3f s of fs_hub_handle = %.0f entries/s (CPU %.3f s = %.0f entries/CPU-s); per request with "
-               "entries p50 %.2f p99 %.2f max %.2f ms; %ld pull-only requests (p50 %.2f ms); results applied %ld "
+        printf("replay %d: %ld requests, %ld entries in %.3f s of fs_hub_handle = %.0f entries/s (thread CPU in fs_hub_handle %.3f s = %.0f "
+               "entries/CPU-s); per request with entries p50 %.2f p99 %.2f max %.2f ms; %ld pull-only requests (p50 %.2f ms); results applied %ld "
                "rejected %ld duplicate %ld retry %ld%s\n",
                rep + 1, res->requests, res->entries, res->handle_s, res->entries / res->handle_s, res->cpu_s,
                res->entries / res->cpu_s, res->per_req.p50,
                res->per_req.p99, res->per_req.max, npull, res->pull_only.p50, res->got.applied, res->got.rejected,
                res->got.duplicate, res->got.retry, res->mismatch ? " (MISMATCH with generation)" : " (= generation)");
+        printf("  mean fs_hub_handle of the first 10 requests %.2f ms, of the last 10 %.2f ms\n", res->first10_ms,
+               res->last10_ms);
         printf("  hub stats %s (replay only): writes %ld, concurrent %ld (%.1f%%), won %ld, lost %ld, merged %ld, rejected %ld; "
                "resolver calls %ld\n",
                field, res->writes, res->concurrent, res->writes ? 100.0 * res->concurrent / res->writes : 0.0, res->won,

@@ -448,7 +448,8 @@ FS_EXTERN fs_status fs_hub_handle(fs_hub *hub, const char *request_json, char **
  * outbox and audit trail. It runs on the thread calling fs_hub_handle(), with
  * the hub's lock held: it must not call into the same hub. conflict_json is
  * valid only during the call. */
-typedef fs_status (*fs_resolver_fn)(void *ctx, const char *conflict_json, char **out_value_json);
+typedef fs_status
+    (*fs_resolver_fn)(void *ctx, const char *conflict_json, char **out_value_json);
 
 /* Registers `fn` (with `ctx`) as the resolver named `name` in the schema;
  * fn == NULL removes it. A later registration under the same name replaces it.
