@@ -43,7 +43,8 @@
  *                   write is based on a stale version and goes to the resolver
  *   With a shared pool of 2,000 and 500 random writes per device per round,
  *   about 1 - e^(-1/4) = 22 % of writes meet a concurrent modification; the
- *   hub's own count (fs_hub_stats conflicts.rec.<field>.concurrent) is printed.
+ *   hub's own count (fs_hub_stats conflicts.rec.<field>.concurrent) is printed,
+ *   with won/lost/merged/rejected/resolved (deltas over the replay).
  *
  * Build:  gcc -O2 -std=c99 -D_DEFAULT_SOURCE -I../include merge_throughput.c -o merge_throughput \
  *             -L<libdir> -lfieldsync -lsqlite3 -ljansson -lm -Wl,-rpath,<libdir>
@@ -291,7 +292,7 @@ typedef struct {
     bench_stats_t per_req; /* requests with entries, ms */
     bench_stats_t pull_only; /* requests without entries, ms */
     result_counts_t got;
-    long writes, concurrent, won, lost, merged, rejected_c;
+    long writes, concurrent, won, lost, merged, rejected_c, resolved;
     long resolver_calls;
     long long req_bytes;
     double gen_s;
@@ -425,7 +426,8 @@ static void run_policy(int policy, const char *base, policy_result_t *out, int n
         if (fs_hub_stats(R, &st0) != FS_OK) die("fs_hub_stats: %s", fs_last_error());
         long w0 = stat_member(st0, field, "writes"), c0 = stat_member(st0, field, "concurrent"),
              won0 = stat_member(st0, field, "won"), lost0 = stat_member(st0, field, "lost"),
-             mer0 = stat_member(st0, field, "merged"), rej0 = stat_member(st0, field, "rejected");
+             mer0 = stat_member(st0, field, "merged"), rej0 = stat_member(st0, field, "rejected"),
+             res0 = stat_member(st0, field, "resolved");
         fs_free(st0);
         long npush = 0, npull = 0;
         double sum = 0, cpu_sum = 0;
@@ -486,6 +488,7 @@ static void run_policy(int policy, const char *base, policy_result_t *out, int n
         res->lost = stat_member(st, field, "lost") - lost0;
         res->merged = stat_member(st, field, "merged") - mer0;
         res->rejected_c = stat_member(st, field, "rejected") - rej0;
+        res->resolved = stat_member(st, field, "resolved") - res0; /* key present in fs_hub_stats, not in docs/ABI.md */
         fs_free(st);
         bench_hub_close(R);
         printf("replay %d: %ld requests, %ld entries in %.3f s of fs_hub_handle = %.0f entries/s (thread CPU in fs_hub_handle %.3f s = %.0f "
@@ -497,10 +500,10 @@ static void run_policy(int policy, const char *base, policy_result_t *out, int n
                res->got.duplicate, res->got.retry, res->mismatch ? " (MISMATCH with generation)" : " (= generation)");
         printf("  mean fs_hub_handle of the first 10 requests %.2f ms, of the last 10 %.2f ms\n", res->first10_ms,
                res->last10_ms);
-        printf("  hub stats %s (replay only): writes %ld, concurrent %ld (%.1f%%), won %ld, lost %ld, merged %ld, rejected %ld; "
-               "resolver calls %ld\n",
+        printf("  hub stats %s (replay only): writes %ld, concurrent %ld (%.1f%%), won %ld, lost %ld, merged %ld, rejected %ld, "
+               "resolved %ld; resolver calls %ld\n",
                field, res->writes, res->concurrent, res->writes ? 100.0 * res->concurrent / res->writes : 0.0, res->won,
-               res->lost, res->merged, res->rejected_c, res->resolver_calls);
+               res->lost, res->merged, res->rejected_c, res->resolved, res->resolver_calls);
         print_contention("the replay", m0, m1);
         if (!g_keep) remove_db(rp);
     }
