@@ -430,7 +430,8 @@ FS_EXTERN fs_status fs_hub_set_clock(fs_hub *hub, int64_t (*now_ms)(void *ctx), 
  *         are not the sender's), FS_ERR_JSON, FS_ERR_TOO_BIG, FS_ERR_SCHEMA
  *         (a scope naming unknown types or fields), FS_ERR_CLOSED, FS_ERR_IO,
  *         FS_ERR_FULL, FS_ERR_BUSY. On error nothing is applied.
- * Blocks for one transaction (about a millisecond per 100 entries). Any thread. */
+ * Blocks for one transaction: about 15 ms of CPU per 100 entries on a 2-core
+ * VM (BENCHMARKS.md). Any thread. */
 FS_EXTERN fs_status fs_hub_handle(fs_hub *hub, const char *request_json, char **out_response_json);
 
 /* A custom-merge resolver (fields with "merge": "custom"). The hub calls it

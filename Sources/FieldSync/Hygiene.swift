@@ -68,6 +68,9 @@ extension Store {
                     if victim.expired { expired += 1 } else { evicted[name, default: 0] += 1 }
                 }
             }
+            // Eviction markers only serve a "fetch it" message; after 90 days
+            // a plain "not found" will do, and the table stays small.
+            try db.run("DELETE FROM fs_evicted WHERE evicted_at < ?", [.int(now - 90 * dayMs)])
             if let days = hygieneSettings.auditKeepDays {
                 auditEvicted = try evictAudit(before: now - days * dayMs)
             }

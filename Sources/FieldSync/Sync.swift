@@ -49,12 +49,13 @@ struct SyncState {
         }
     }
 
-    /// Full jitter: a uniform wait in [0, min(cap, base * 2^attempt)].
+    /// Full jitter: a uniform wait in [1, min(cap, base * 2^attempt)] ms (never
+    /// zero, so a retry is not resent within the same exchange loop).
     func backoff(attempt: Int64, random: inout some RandomNumberGenerator) -> Int64 {
         let exponent = Swift.min(Swift.max(attempt - 1, 0), 40)
         let (raw, overflow) = backoffBaseMs.multipliedReportingOverflow(by: Int64(1) << exponent)
         let ceiling = overflow ? backoffCapMs : Swift.min(backoffCapMs, raw)
-        return Int64.random(in: 0...ceiling, using: &random)
+        return Int64.random(in: 1...max(1, ceiling), using: &random)
     }
 }
 
