@@ -153,23 +153,31 @@ json_t *get_ok_at(const char *file, int line, fs_store *s, const char *type, con
 
 typedef fs_status (*listing_fn)(fs_store *, const char *, char **);
 
-static json_t *listing_at(const char *file, int line, const char *what, listing_fn fn,
-                          fs_store *s, const char *arg) {
-    char *out = NULL;
+/* The output of a call that returned `st`: its JSON if the call succeeded and
+ * the JSON is an array (is_array) or an object; otherwise a failure and NULL.
+ * Shared by the store's and the hub's listings and stats. */
+static json_t *checked_at(const char *file, int line, const char *what, const char *arg,
+                          fs_status st, char *out, int is_array) {
     json_t *v;
-    fs_status st = fn(s, arg, &out);
     if (st != FS_OK) {
-        fs_test_fail(file, line, "%s(%s) returned %s: \"%s\"", what, arg ? arg : "NULL",
+        fs_test_fail(file, line, "%s(%s) returned %s: \"%s\"", what, arg ? arg : "",
                      fs_status_name(st), fs_last_error());
         return NULL;
     }
     v = take_json_at(file, line, out);
-    if (v != NULL && !json_is_array(v)) {
-        fs_test_fail(file, line, "%s did not return a JSON array", what);
+    if (v != NULL && (is_array ? !json_is_array(v) : !json_is_object(v))) {
+        fs_test_fail(file, line, "%s did not return a JSON %s", what, is_array ? "array" : "object");
         json_decref(v);
         return NULL;
     }
     return v;
+}
+
+static json_t *listing_at(const char *file, int line, const char *what, listing_fn fn,
+                          fs_store *s, const char *arg) {
+    char *out = NULL;
+    fs_status st = fn(s, arg, &out);
+    return checked_at(file, line, what, arg, st, out, 1);
 }
 
 json_t *query_ok_at(const char *file, int line, fs_store *s, const char *query) {
@@ -184,20 +192,8 @@ json_t *audit_ok_at(const char *file, int line, fs_store *s, const char *filter)
 
 json_t *stats_ok_at(const char *file, int line, fs_store *s) {
     char *out = NULL;
-    json_t *v;
     fs_status st = fs_store_stats(s, &out);
-    if (st != FS_OK) {
-        fs_test_fail(file, line, "fs_store_stats returned %s: \"%s\"", fs_status_name(st),
-                     fs_last_error());
-        return NULL;
-    }
-    v = take_json_at(file, line, out);
-    if (v != NULL && !json_is_object(v)) {
-        fs_test_fail(file, line, "fs_store_stats did not return a JSON object");
-        json_decref(v);
-        return NULL;
-    }
-    return v;
+    return checked_at(file, line, "fs_store_stats", NULL, st, out, 0);
 }
 
 int64_t outbox_count(fs_store *s) {
@@ -546,20 +542,8 @@ typedef fs_status (*hub_listing_fn)(fs_hub *, const char *, char **);
 static json_t *hub_listing_at(const char *file, int line, const char *what, hub_listing_fn fn,
                               fs_hub *h, const char *arg) {
     char *out = NULL;
-    json_t *v;
     fs_status st = fn(h, arg, &out);
-    if (st != FS_OK) {
-        fs_test_fail(file, line, "%s(%s) returned %s: \"%s\"", what, arg ? arg : "NULL",
-                     fs_status_name(st), fs_last_error());
-        return NULL;
-    }
-    v = take_json_at(file, line, out);
-    if (v != NULL && !json_is_array(v)) {
-        fs_test_fail(file, line, "%s did not return a JSON array", what);
-        json_decref(v);
-        return NULL;
-    }
-    return v;
+    return checked_at(file, line, what, arg, st, out, 1);
 }
 
 json_t *hub_query_ok_at(const char *file, int line, fs_hub *h, const char *query) {
@@ -571,20 +555,8 @@ json_t *hub_audit_ok_at(const char *file, int line, fs_hub *h, const char *filte
 
 json_t *hub_stats_ok_at(const char *file, int line, fs_hub *h) {
     char *out = NULL;
-    json_t *v;
     fs_status st = fs_hub_stats(h, &out);
-    if (st != FS_OK) {
-        fs_test_fail(file, line, "fs_hub_stats returned %s: \"%s\"", fs_status_name(st),
-                     fs_last_error());
-        return NULL;
-    }
-    v = take_json_at(file, line, out);
-    if (v != NULL && !json_is_object(v)) {
-        fs_test_fail(file, line, "fs_hub_stats did not return a JSON object");
-        json_decref(v);
-        return NULL;
-    }
-    return v;
+    return checked_at(file, line, "fs_hub_stats", NULL, st, out, 0);
 }
 
 char *prepare_ok_at(const char *file, int line, fs_store *s) {
