@@ -48,8 +48,6 @@ final class Statement {
     }
     func optionalText(_ column: Int32) -> String? { isNull(column) ? nil : text(column) }
     func optionalInt(_ column: Int32) -> Int64? { isNull(column) ? nil : int(column) }
-    var columnCount: Int32 { sqlite3_column_count(handle) }
-    func columnName(_ column: Int32) -> String { sqlite3_column_name(handle, column).map { String(cString: $0) } ?? "" }
 }
 
 /// SQL text with an identity: statements on hot paths are found by it rather

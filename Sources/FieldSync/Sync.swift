@@ -60,7 +60,6 @@ struct SyncState {
 }
 
 extension Store {
-    static let syncMetaKeys = ["cursor", "batches", "audit_acked_through", "pull_due", "upgrade_required", "hlc", "scope"]
 
     func loadSyncProgress() throws(FieldSyncError) {
         sync.cursor = try Store.meta("cursor", db: db)?.int ?? 0
