@@ -287,7 +287,49 @@ def _compact(**items: Any) -> Dict[str, Any]:
 # --------------------------------------------------------------------------
 
 
-class Store:
+class _Handle:
+    """What Store and Hub share: the context manager, closing on collection,
+    and refusing a closed handle before it reaches the library (the Python
+    object knows for certain; the library only "where detectable")."""
+
+    _kind = "handle"
+    _handle: Optional[int] = None
+    path = ""
+
+    @staticmethod
+    def _close_handle(handle: int) -> int:
+        raise NotImplementedError
+
+    @property
+    def closed(self) -> bool:
+        """True once close() was called."""
+        return self._handle is None
+
+    def __enter__(self):  # type: ignore[no-untyped-def]
+        return self
+
+    def __exit__(self, *exc_info: Any) -> None:
+        self.close()  # type: ignore[attr-defined]
+
+    def __del__(self) -> None:
+        try:
+            if getattr(self, "_handle", None) is not None:
+                type(self)._close_handle(self._handle)  # type: ignore[arg-type]
+                self._handle = None
+        except Exception:  # interpreter shutdown: never raise from __del__
+            pass
+
+    def __repr__(self) -> str:
+        state = "closed" if self.closed else "open"
+        return f"<fieldsync.{type(self).__name__} {self.path!r} {state}>"
+
+    def _h(self) -> int:
+        if self._handle is None:
+            raise ClosedError(f"the {self._kind} is closed", 11)
+        return self._handle
+
+
+class Store(_Handle):
     """An open device store: one SQLite file holding the local view, the
     outbox and the audit trail.
 
@@ -303,6 +345,9 @@ class Store:
     was written. A Store may be shared between threads (the library
     serialises calls on one handle).
     """
+
+    _kind = "store"
+    _close_handle = staticmethod(lambda handle: lib.fs_store_close(handle))
 
     def __init__(
         self,
@@ -368,35 +413,6 @@ class Store:
                 # Only now can no call be using the clock: let it go.
                 self._clock_fn = None
 
-    @property
-    def closed(self) -> bool:
-        """True once close() was called."""
-        return self._handle is None
-
-    def __enter__(self) -> "Store":
-        return self
-
-    def __exit__(self, *exc_info: Any) -> None:
-        self.close()
-
-    def __del__(self) -> None:
-        try:
-            if getattr(self, "_handle", None) is not None:
-                lib.fs_store_close(self._handle)
-                self._handle = None
-        except Exception:  # interpreter shutdown: never raise from __del__
-            pass
-
-    def __repr__(self) -> str:
-        state = "closed" if self.closed else "open"
-        return f"<fieldsync.Store {self.path!r} {state}>"
-
-    def _h(self) -> int:
-        # A closed handle is refused here rather than handed to the library:
-        # the Python object knows for certain, the library only "where detectable".
-        if self._handle is None:
-            raise ClosedError("the store is closed", 11)
-        return self._handle
 
     # -- actions and reads -------------------------------------------------
 
@@ -646,7 +662,7 @@ class Store:
 # --------------------------------------------------------------------------
 
 
-class Hub:
+class Hub(_Handle):
     """The server side, in-process: a request -> response function over its
     own SQLite file. Serve it over any transport (``python -m fieldsync serve``
     serves it over HTTP), or hand requests to it directly::
@@ -658,6 +674,9 @@ class Hub:
 
     A Hub may be shared between threads (the library serialises its calls).
     """
+
+    _kind = "hub"
+    _close_handle = staticmethod(lambda handle: lib.fs_hub_close(handle))
 
     def __init__(
         self,
@@ -690,33 +709,6 @@ class Hub:
                 self._clock_fn = None
                 self._resolvers = {}
 
-    @property
-    def closed(self) -> bool:
-        """True once close() was called."""
-        return self._handle is None
-
-    def __enter__(self) -> "Hub":
-        return self
-
-    def __exit__(self, *exc_info: Any) -> None:
-        self.close()
-
-    def __del__(self) -> None:
-        try:
-            if getattr(self, "_handle", None) is not None:
-                lib.fs_hub_close(self._handle)
-                self._handle = None
-        except Exception:  # interpreter shutdown: never raise from __del__
-            pass
-
-    def __repr__(self) -> str:
-        state = "closed" if self.closed else "open"
-        return f"<fieldsync.Hub {self.path!r} {state}>"
-
-    def _h(self) -> int:
-        if self._handle is None:
-            raise ClosedError("the hub is closed", 11)
-        return self._handle
 
     # -- requests ----------------------------------------------------------
 
