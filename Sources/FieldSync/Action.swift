@@ -11,7 +11,8 @@ package struct Action: Sendable {
 }
 
 extension Action {
-    static let keys: Set<String> = ["action", "actor", "type", "id", "set", "inc", "add", "remove", "delete", "input"]
+    // An array: comparing a key with ten short strings is cheaper than hashing it.
+    static let keys = ["action", "actor", "type", "id", "set", "inc", "add", "remove", "delete", "input"]
 
     package init(json: JSON, schema: Schema) throws(FieldSyncError) {
         guard let root = json.object else { throw .arg("an action must be a JSON object, got \(json.kind)") }
@@ -91,8 +92,8 @@ func requiredText(_ root: [String: JSON], _ key: String, in context: String) thr
     return text
 }
 
-func checkLength(_ text: String, what: String) throws(FieldSyncError) {
+func checkLength(_ text: String, what: @autoclosure () -> String) throws(FieldSyncError) {
     if text.utf8.count > Limits.maxIDBytes {
-        throw .tooBig("\(what) is \(text.utf8.count) bytes; the limit is \(Limits.maxIDBytes) (FS_MAX_ID_BYTES)")
+        throw .tooBig("\(what()) is \(text.utf8.count) bytes; the limit is \(Limits.maxIDBytes) (FS_MAX_ID_BYTES)")
     }
 }

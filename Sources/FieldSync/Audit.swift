@@ -36,10 +36,10 @@ package struct AuditRow: Equatable, Sendable {
         }
         key("action"); JSON.writeString(action, to: &out)
         key("actor"); JSON.writeString(actor, to: &out)
-        key("audit_id"); out.append(contentsOf: String(auditId).utf8)
+        key("audit_id"); JSON.writeInt(auditId, to: &out)
         key("device_id"); JSON.writeString(deviceId, to: &out)
-        key("device_time"); out.append(contentsOf: String(deviceTime).utf8)
-        key("hlc"); out.append(contentsOf: String(hlc).utf8)
+        key("device_time"); JSON.writeInt(deviceTime, to: &out)
+        key("hlc"); JSON.writeInt(hlc, to: &out)
         key("id"); JSON.writeString(id, to: &out)
         key("input")
         if let inputText { out.append(contentsOf: inputText) } else { input.write(to: &out) }

@@ -1,7 +1,9 @@
-// JSON values of the engine: parsed with jansson (which validates UTF-8 and
-// rejects duplicate keys), written by our own encoder so that output is
-// canonical (sorted keys, no whitespace) — the audit hash depends on that.
-import CJansson
+// JSON values of the engine: parsed by our own strict RFC 8259 parser (UTF-8
+// validated, duplicate keys refused), written by our own encoder so that output
+// is canonical (sorted keys, no whitespace) — the audit hash depends on that.
+// The parser replaced jansson on the hot paths: jansson spent ~150 instructions
+// a byte and a second pass to build Swift values (BENCHMARKS.md); jansson stays
+// the reference it is checked against (Tests/fuzz, JSONParserTests).
 import Glibc
 
 package enum JSON: Sendable {
@@ -17,76 +19,358 @@ package enum JSON: Sendable {
 // MARK: - Parsing
 
 extension JSON {
+    /// Deeper nesting is refused: parsing and every walk over a value recurse,
+    /// and a host thread's stack may be small.
+    package static let maxDepth = 512
+
     /// Parses `count` bytes at `bytes`; any JSON value is accepted at the top.
     package static func parse(bytes: UnsafeRawPointer, count: Int, what: String,
                               limit: Int = Limits.maxJSONBytes) throws(FieldSyncError) -> JSON {
         if count > limit {
             throw .tooBig("\(what) is \(count) bytes; the limit is \(limit)")
         }
-        var error = json_error_t()
-        let flags = Int(JSON_REJECT_DUPLICATES | JSON_DECODE_ANY)
-        guard let root = json_loadb(bytes.assumingMemoryBound(to: CChar.self), count, flags, &error) else {
-            let reason = withUnsafeBytes(of: &error.text) { raw in
-                String(decoding: raw.prefix(while: { $0 != 0 }), as: UTF8.self)
-            }
-            throw .json("\(what) is not valid JSON: \(reason) (line \(error.line), column \(error.column))")
+        var parser = JSONParser(base: bytes.assumingMemoryBound(to: UInt8.self), end: count)
+        do throws(JSONParseError) {
+            parser.skipSpace()
+            let value = try parser.value()
+            parser.skipSpace()
+            if parser.pos < count { throw parser.fail("end of input expected after the value") }
+            return value
+        } catch {
+            let (line, column) = parser.lineAndColumn(of: error.offset)
+            throw .json("\(what) \(error.reason) (line \(line), column \(column))")
         }
-        defer { json_decref(root) }
-        return try JSON(jansson: root, what: what)
     }
 
     package static func parse(_ text: String, what: String = "JSON text") throws(FieldSyncError) -> JSON {
         var text = text
         let result = text.withUTF8 { buf in
             Result { () throws(FieldSyncError) -> JSON in
-                guard let base = buf.baseAddress else { throw .json("\(what) is empty") }
+                guard let base = buf.baseAddress, !buf.isEmpty else { throw .json("\(what) is not valid JSON: it is empty") }
                 return try parse(bytes: base, count: buf.count, what: what)
             }
         }
         return try result.get()
     }
+}
 
-    private init(jansson j: UnsafeMutablePointer<json_t>, what: String) throws(FieldSyncError) {
-        switch fs_json_type(j) {
-        case Int32(JSON_OBJECT.rawValue):
-            var members: [String: JSON] = [:]
-            members.reserveCapacity(json_object_size(j))
-            var iter = json_object_iter(j)
-            while let it = iter {
-                if let key = json_object_iter_key(it), let value = json_object_iter_value(it) {
-                    members[String(cString: key)] = try JSON(jansson: value, what: what)
-                }
-                iter = json_object_iter_next(j, it)
-            }
-            // Swift keys compare by Unicode canonical equivalence; two keys
-            // that differ only in normalization would silently become one.
-            if members.count != json_object_size(j) {
-                throw .json("\(what) has object keys that differ only in Unicode normalization (e.g. \"é\" and \"e\u{301}\"); use one form")
-            }
-            self = .object(members)
-        case Int32(JSON_ARRAY.rawValue):
-            let n = json_array_size(j)
-            var items: [JSON] = []
-            items.reserveCapacity(n)
-            for i in 0..<n {
-                if let item = json_array_get(j, i) { items.append(try JSON(jansson: item, what: what)) }
-            }
-            self = .array(items)
-        case Int32(JSON_STRING.rawValue):
-            let n = json_string_length(j)
-            if let p = json_string_value(j) {
-                self = .string(p.withMemoryRebound(to: UInt8.self, capacity: n) {
-                    String(decoding: UnsafeBufferPointer(start: $0, count: n), as: UTF8.self)
-                })
-            } else {
-                self = .string("")
-            }
-        case Int32(JSON_INTEGER.rawValue): self = .int(Int64(json_integer_value(j)))
-        case Int32(JSON_REAL.rawValue): self = .double(json_real_value(j))
-        case Int32(JSON_TRUE.rawValue): self = .bool(true)
-        case Int32(JSON_FALSE.rawValue): self = .bool(false)
-        default: self = .null
+struct JSONParseError: Error {
+    let reason: String
+    let offset: Int
+}
+
+/// Recursive descent over raw bytes. Every read checks `pos < end`.
+struct JSONParser {
+    let base: UnsafePointer<UInt8>
+    let end: Int
+    var pos = 0
+    var depth = 0
+    /// Bytes of a string that holds escapes, reused across strings.
+    var scratch: [UInt8] = []
+    /// Members of the objects being parsed, innermost last.
+    var pending: [(key: String, value: JSON, at: Int)] = []
+
+    init(base: UnsafePointer<UInt8>, end: Int) {
+        self.base = base
+        self.end = end
+    }
+
+    func fail(_ reason: String, at offset: Int? = nil) -> JSONParseError {
+        JSONParseError(reason: "is not valid JSON: " + reason, offset: offset ?? pos)
+    }
+
+    func lineAndColumn(of offset: Int) -> (Int, Int) {
+        var line = 1, column = 1
+        for i in 0..<min(offset, end) {
+            if base[i] == 0x0A { line += 1; column = 1 } else if base[i] & 0xC0 != 0x80 { column += 1 }
         }
+        return (line, column)
+    }
+
+    mutating func skipSpace() {
+        while pos < end {
+            let b = base[pos]
+            guard b == 0x20 || b == 0x0A || b == 0x0D || b == 0x09 else { return }
+            pos += 1
+        }
+    }
+
+    mutating func value() throws(JSONParseError) -> JSON {
+        guard pos < end else { throw fail("unexpected end of input, a value expected") }
+        switch base[pos] {
+        case UInt8(ascii: "{"): return try object()
+        case UInt8(ascii: "["): return try array()
+        case UInt8(ascii: "\""): return .string(try string())
+        case UInt8(ascii: "t"): try literal("true"); return .bool(true)
+        case UInt8(ascii: "f"): try literal("false"); return .bool(false)
+        case UInt8(ascii: "n"): try literal("null"); return .null
+        case UInt8(ascii: "-"), UInt8(ascii: "0")...UInt8(ascii: "9"): return try number()
+        default: throw fail(unexpected("a value"))
+        }
+    }
+
+    func unexpected(_ expected: String) -> String {
+        guard pos < end else { return "unexpected end of input, \(expected) expected" }
+        let b = base[pos]
+        let shown = b >= 0x20 && b < 0x7F ? "'\(Character(Unicode.Scalar(b)))'" : "byte 0x\(String(b, radix: 16))"
+        return "unexpected \(shown), \(expected) expected"
+    }
+
+    mutating func literal(_ word: StaticString) throws(JSONParseError) {
+        let n = word.utf8CodeUnitCount
+        guard end - pos >= n, memcmp(base + pos, word.utf8Start, n) == 0 else { throw fail("invalid literal, expected '\(word)'") }
+        pos += n
+    }
+
+    mutating func enter() throws(JSONParseError) {
+        depth += 1
+        if depth > JSON.maxDepth { throw fail("nested deeper than \(JSON.maxDepth) levels") }
+        pos += 1
+    }
+
+    mutating func object() throws(JSONParseError) -> JSON {
+        try enter()
+        skipSpace()
+        if pos < end && base[pos] == UInt8(ascii: "}") {
+            pos += 1
+            depth -= 1
+            return .object([:])
+        }
+        // Members wait on a stack shared by all levels, so the dictionary is
+        // allocated once at its final size instead of growing.
+        let first = pending.count
+        while true {
+            guard pos < end, base[pos] == UInt8(ascii: "\"") else { throw fail(unexpected("a string (an object key)")) }
+            let keyStart = pos
+            let key = try string()
+            skipSpace()
+            guard pos < end, base[pos] == UInt8(ascii: ":") else { throw fail(unexpected("':'")) }
+            pos += 1
+            skipSpace()
+            pending.append((key, try value(), keyStart))
+            skipSpace()
+            guard pos < end else { throw fail(unexpected("',' or '}'")) }
+            if base[pos] == UInt8(ascii: ",") {
+                pos += 1
+                skipSpace()
+                continue
+            }
+            guard base[pos] == UInt8(ascii: "}") else { throw fail(unexpected("',' or '}'")) }
+            pos += 1
+            depth -= 1
+            break
+        }
+        var members = [String: JSON](minimumCapacity: pending.count - first)
+        for i in first..<pending.count {
+            let (key, member, keyStart) = pending[i]
+            if let index = members.index(forKey: key) {
+                // Swift keys compare by Unicode canonical equivalence; two
+                // keys that differ only in normalization would become one.
+                throw members[index].key.utf8.elementsEqual(key.utf8)
+                    ? fail("duplicate object key \"\(key)\"", at: keyStart)
+                    : fail("object keys differ only in Unicode normalization (e.g. \"é\" and \"e\u{301}\"); use one form", at: keyStart)
+            }
+            members[key] = member
+        }
+        pending.removeSubrange(first...)
+        return .object(members)
+    }
+
+    mutating func array() throws(JSONParseError) -> JSON {
+        try enter()
+        var items: [JSON] = []
+        skipSpace()
+        if pos < end && base[pos] == UInt8(ascii: "]") {
+            pos += 1
+            depth -= 1
+            return .array(items)
+        }
+        while true {
+            items.append(try value())
+            skipSpace()
+            guard pos < end else { throw fail(unexpected("',' or ']'")) }
+            if base[pos] == UInt8(ascii: ",") {
+                pos += 1
+                skipSpace()
+                continue
+            }
+            guard base[pos] == UInt8(ascii: "]") else { throw fail(unexpected("',' or ']'")) }
+            pos += 1
+            depth -= 1
+            return .array(items)
+        }
+    }
+
+    /// A string at `pos` (which holds the opening quote).
+    mutating func string() throws(JSONParseError) -> String {
+        pos += 1
+        let start = pos
+        // Fast path: printable ASCII up to the closing quote, copied once.
+        while pos < end {
+            let b = base[pos]
+            if b == UInt8(ascii: "\"") {
+                pos += 1
+                return String(decoding: UnsafeBufferPointer(start: base + start, count: pos - 1 - start), as: UTF8.self)
+            }
+            if b == UInt8(ascii: "\\") || b < 0x20 || b >= 0x80 { break }
+            pos += 1
+        }
+        scratch.removeAll(keepingCapacity: true)
+        scratch.append(contentsOf: UnsafeBufferPointer(start: base + start, count: pos - start))
+        while pos < end {
+            let b = base[pos]
+            switch b {
+            case UInt8(ascii: "\""):
+                pos += 1
+                return String(decoding: scratch, as: UTF8.self)
+            case UInt8(ascii: "\\"):
+                try escape()
+            case 0..<0x20:
+                throw fail("control character 0x\(String(b, radix: 16)) in a string (escape it)")
+            case 0x80...:
+                let n = try utf8Sequence()
+                scratch.append(contentsOf: UnsafeBufferPointer(start: base + pos, count: n))
+                pos += n
+            default:
+                scratch.append(b)
+                pos += 1
+            }
+        }
+        throw fail("unterminated string", at: start - 1)
+    }
+
+    /// Length of the well-formed UTF-8 sequence at `pos` (RFC 3629: no
+    /// overlong forms, no surrogates, nothing above U+10FFFF).
+    func utf8Sequence() throws(JSONParseError) -> Int {
+        let b = base[pos]
+        let n: Int
+        var low: UInt8 = 0x80, high: UInt8 = 0xBF
+        switch b {
+        case 0xC2...0xDF: n = 2
+        case 0xE0: n = 3; low = 0xA0
+        case 0xE1...0xEC, 0xEE, 0xEF: n = 3
+        case 0xED: n = 3; high = 0x9F
+        case 0xF0: n = 4; low = 0x90
+        case 0xF1...0xF3: n = 4
+        case 0xF4: n = 4; high = 0x8F
+        default: throw fail("invalid UTF-8 byte 0x\(String(b, radix: 16))")
+        }
+        guard end - pos >= n else { throw fail("truncated UTF-8 sequence") }
+        let second = base[pos + 1]
+        guard second >= low && second <= high else { throw fail("invalid UTF-8 sequence") }
+        for i in 2..<max(n, 2) where base[pos + i] & 0xC0 != 0x80 { throw fail("invalid UTF-8 sequence") }
+        return n
+    }
+
+    mutating func escape() throws(JSONParseError) {
+        let at = pos
+        guard end - pos >= 2 else { throw fail("unterminated string") }
+        let c = base[pos + 1]
+        pos += 2
+        switch c {
+        case UInt8(ascii: "\""), UInt8(ascii: "\\"), UInt8(ascii: "/"): scratch.append(c)
+        case UInt8(ascii: "b"): scratch.append(0x08)
+        case UInt8(ascii: "f"): scratch.append(0x0C)
+        case UInt8(ascii: "n"): scratch.append(0x0A)
+        case UInt8(ascii: "r"): scratch.append(0x0D)
+        case UInt8(ascii: "t"): scratch.append(0x09)
+        case UInt8(ascii: "u"):
+            var scalar = try hex4(at: at)
+            if scalar >= 0xD800 && scalar <= 0xDBFF {
+                guard end - pos >= 2, base[pos] == UInt8(ascii: "\\"), base[pos + 1] == UInt8(ascii: "u") else {
+                    throw fail("invalid Unicode escape: high surrogate without a low one", at: at)
+                }
+                pos += 2
+                let low = try hex4(at: at)
+                guard low >= 0xDC00 && low <= 0xDFFF else { throw fail("invalid Unicode escape: high surrogate without a low one", at: at) }
+                scalar = 0x10000 + ((scalar - 0xD800) << 10) + (low - 0xDC00)
+            } else if scalar >= 0xDC00 && scalar <= 0xDFFF {
+                throw fail("invalid Unicode escape: lone low surrogate", at: at)
+            }
+            // NUL would cut the text short for every C caller downstream.
+            if scalar == 0 { throw fail("\\u0000 is not allowed in strings", at: at) }
+            appendUTF8(scalar)
+        default:
+            throw fail("invalid escape '\\\(Character(Unicode.Scalar(c)))'", at: at)
+        }
+    }
+
+    /// A scalar value already checked to be one (not a surrogate, <= U+10FFFF).
+    mutating func appendUTF8(_ v: UInt32) {
+        switch v {
+        case ..<0x80: scratch.append(UInt8(v))
+        case ..<0x800: scratch.append(contentsOf: [UInt8(0xC0 | v >> 6), UInt8(0x80 | v & 0x3F)])
+        case ..<0x10000:
+            scratch.append(contentsOf: [UInt8(0xE0 | v >> 12), UInt8(0x80 | v >> 6 & 0x3F), UInt8(0x80 | v & 0x3F)])
+        default:
+            scratch.append(contentsOf: [UInt8(0xF0 | v >> 18), UInt8(0x80 | v >> 12 & 0x3F),
+                                        UInt8(0x80 | v >> 6 & 0x3F), UInt8(0x80 | v & 0x3F)])
+        }
+    }
+
+    mutating func hex4(at: Int) throws(JSONParseError) -> UInt32 {
+        guard end - pos >= 4 else { throw fail("invalid Unicode escape", at: at) }
+        var v: UInt32 = 0
+        for i in 0..<4 {
+            let b = base[pos + i]
+            let d: UInt8
+            switch b {
+            case UInt8(ascii: "0")...UInt8(ascii: "9"): d = b - UInt8(ascii: "0")
+            case UInt8(ascii: "a")...UInt8(ascii: "f"): d = b - UInt8(ascii: "a") + 10
+            case UInt8(ascii: "A")...UInt8(ascii: "F"): d = b - UInt8(ascii: "A") + 10
+            default: throw fail("invalid Unicode escape", at: at)
+            }
+            v = v << 4 | UInt32(d)
+        }
+        pos += 4
+        return v
+    }
+
+    /// -?(0|[1-9][0-9]*)(.[0-9]+)?([eE][+-]?[0-9]+)?: an integer when it has
+    /// neither fraction nor exponent (and fits in 64 bits), else a double.
+    mutating func number() throws(JSONParseError) -> JSON {
+        let start = pos
+        let negative = base[pos] == UInt8(ascii: "-")
+        if negative { pos += 1 }
+        func isDigit(_ i: Int) -> Bool { i < end && base[i] >= UInt8(ascii: "0") && base[i] <= UInt8(ascii: "9") }
+        guard isDigit(pos) else { throw fail("invalid number", at: start) }
+        var magnitude: UInt64 = 0
+        var overflow = false
+        if base[pos] == UInt8(ascii: "0") {
+            pos += 1
+            if isDigit(pos) { throw fail("invalid number (leading zero)", at: start) }
+        } else {
+            while isDigit(pos) {
+                let (m, o1) = magnitude.multipliedReportingOverflow(by: 10)
+                let (a, o2) = m.addingReportingOverflow(UInt64(base[pos] - UInt8(ascii: "0")))
+                overflow = overflow || o1 || o2
+                magnitude = a
+                pos += 1
+            }
+        }
+        var real = false
+        if pos < end && base[pos] == UInt8(ascii: ".") {
+            pos += 1
+            guard isDigit(pos) else { throw fail("invalid number (digits expected after '.')", at: start) }
+            while isDigit(pos) { pos += 1 }
+            real = true
+        }
+        if pos < end && (base[pos] == UInt8(ascii: "e") || base[pos] == UInt8(ascii: "E")) {
+            pos += 1
+            if pos < end && (base[pos] == UInt8(ascii: "+") || base[pos] == UInt8(ascii: "-")) { pos += 1 }
+            guard isDigit(pos) else { throw fail("invalid number (digits expected in the exponent)", at: start) }
+            while isDigit(pos) { pos += 1 }
+            real = true
+        }
+        if !real {
+            let limit: UInt64 = negative ? UInt64(Int64.max) + 1 : UInt64(Int64.max)
+            if overflow || magnitude > limit { throw fail("integer out of the 64-bit range", at: start) }
+            return .int(negative ? Int64(truncatingIfNeeded: 0 &- magnitude) : Int64(magnitude))
+        }
+        // Double(_:) parses the C locale's way whatever the host's locale is.
+        let text = String(decoding: UnsafeBufferPointer(start: base + start, count: pos - start), as: UTF8.self)
+        guard let d = Double(text), d.isFinite else { throw fail("number out of the range of a double", at: start) }
+        return .double(d)
     }
 }
 
@@ -175,7 +459,7 @@ extension JSON {
         switch self {
         case .null: out.append(contentsOf: "null".utf8)
         case .bool(let b): out.append(contentsOf: (b ? "true" : "false").utf8)
-        case .int(let i): out.append(contentsOf: String(i).utf8)
+        case .int(let i): JSON.writeInt(i, to: &out)
         case .double(let d):
             // Non-finite values cannot be parsed in, and arithmetic producing
             // them is refused before it is stored; null keeps output valid.
@@ -190,8 +474,23 @@ extension JSON {
             out.append(UInt8(ascii: "]"))
         case .object(let members):
             out.append(UInt8(ascii: "{"))
-            for (i, member) in members.sorted(by: { codePointOrder($0.key, $1.key) }).enumerated() {
+            // Sorting positions rather than (key, value) pairs copies no
+            // values; objects here are small, so insertion sort.
+            var order = Array(members.indices)
+            if order.count > 1 {
+                for i in 1..<order.count {
+                    let moving = order[i]
+                    var j = i
+                    while j > 0 && codePointOrder(members[moving].key, members[order[j - 1]].key) {
+                        order[j] = order[j - 1]
+                        j -= 1
+                    }
+                    order[j] = moving
+                }
+            }
+            for (i, index) in order.enumerated() {
                 if i > 0 { out.append(UInt8(ascii: ",")) }
+                let member = members[index]
                 JSON.writeString(member.key, to: &out)
                 out.append(UInt8(ascii: ":"))
                 member.value.write(to: &out)
@@ -200,31 +499,56 @@ extension JSON {
         }
     }
 
+    /// Decimal digits of `value`, without building a String first.
+    static func writeInt(_ value: Int64, to out: inout [UInt8]) {
+        if value < 0 { out.append(UInt8(ascii: "-")) }
+        var magnitude = value.magnitude
+        withUnsafeTemporaryAllocation(of: UInt8.self, capacity: 20) { digits in
+            var n = 0
+            repeat {
+                digits[19 - n] = UInt8(truncatingIfNeeded: magnitude % 10) &+ 48
+                magnitude /= 10
+                n += 1
+            } while magnitude > 0
+            out.append(contentsOf: UnsafeBufferPointer(rebasing: digits[(20 - n)...]))
+        }
+    }
+
     private static let hex: [UInt8] = Array("0123456789abcdef".utf8)
 
     static func writeString(_ s: String, to out: inout [UInt8]) {
-        var s = s
-        s.withUTF8 { bytes in
-            out.append(UInt8(ascii: "\""))
+        out.append(UInt8(ascii: "\""))
+        let copied: Void? = s.utf8.withContiguousStorageIfAvailable { bytes in
+            guard let base = bytes.baseAddress else { return }
             var start = 0
-            for (i, byte) in bytes.enumerated() where byte < 0x20 || byte == 0x22 || byte == 0x5C {
+            for i in 0..<bytes.count {
+                let byte = base[i]
+                guard byte < 0x20 || byte == 0x22 || byte == 0x5C else { continue }
                 // Copy the run before the byte that needs escaping in one go.
-                out.append(contentsOf: UnsafeBufferPointer(rebasing: bytes[start..<i]))
+                if i > start { out.append(contentsOf: UnsafeBufferPointer(start: base + start, count: i - start)) }
                 start = i + 1
-                switch byte {
-                case 0x22: out.append(contentsOf: [92, 34])
-                case 0x5C: out.append(contentsOf: [92, 92])
-                case 0x0A: out.append(contentsOf: [92, UInt8(ascii: "n")])
-                case 0x0D: out.append(contentsOf: [92, UInt8(ascii: "r")])
-                case 0x09: out.append(contentsOf: [92, UInt8(ascii: "t")])
-                case 0x08: out.append(contentsOf: [92, UInt8(ascii: "b")])
-                case 0x0C: out.append(contentsOf: [92, UInt8(ascii: "f")])
-                default:
-                    out.append(contentsOf: [92, UInt8(ascii: "u"), 48, 48, hex[Int(byte >> 4)], hex[Int(byte & 15)]])
-                }
+                escape(byte, to: &out)
             }
-            out.append(contentsOf: UnsafeBufferPointer(rebasing: bytes[start...]))
-            out.append(UInt8(ascii: "\""))
+            if bytes.count > start { out.append(contentsOf: UnsafeBufferPointer(start: base + start, count: bytes.count - start)) }
+        }
+        if copied == nil {
+            for byte in s.utf8 {
+                if byte < 0x20 || byte == 0x22 || byte == 0x5C { escape(byte, to: &out) } else { out.append(byte) }
+            }
+        }
+        out.append(UInt8(ascii: "\""))
+    }
+
+    private static func escape(_ byte: UInt8, to out: inout [UInt8]) {
+        switch byte {
+        case 0x22: out.append(contentsOf: [92, 34])
+        case 0x5C: out.append(contentsOf: [92, 92])
+        case 0x0A: out.append(contentsOf: [92, UInt8(ascii: "n")])
+        case 0x0D: out.append(contentsOf: [92, UInt8(ascii: "r")])
+        case 0x09: out.append(contentsOf: [92, UInt8(ascii: "t")])
+        case 0x08: out.append(contentsOf: [92, UInt8(ascii: "b")])
+        case 0x0C: out.append(contentsOf: [92, UInt8(ascii: "f")])
+        default: out.append(contentsOf: [92, UInt8(ascii: "u"), 48, 48, hex[Int(byte >> 4)], hex[Int(byte & 15)]])
         }
     }
 }

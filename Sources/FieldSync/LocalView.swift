@@ -44,7 +44,7 @@ struct LocalView {
     }
 
     func fields(_ row: Statement, from offset: Int32) -> [String: JSON] {
-        var fields: [String: JSON] = [:]
+        var fields = [String: JSON](minimumCapacity: spec.fields.count)
         for (i, f) in spec.fields.enumerated() { fields[f.name] = f.jsonValue(row, offset + Int32(i)) }
         return fields
     }

@@ -1,5 +1,5 @@
 // SHA-256 (FIPS 180-4) for the audit hash chain. Implemented here because the
-// library may depend on nothing but libc, SQLite and jansson. It hashes one
+// library may depend on nothing but libc and SQLite. It hashes one
 // audit row per action, so the compression loop works on raw buffers.
 
 enum SHA256 {
@@ -16,41 +16,32 @@ enum SHA256 {
 
     /// Lowercase hex digest of `message`.
     static func hex(_ message: [UInt8]) -> String {
-        var data: [UInt8] = []
-        data.reserveCapacity(message.count + 72)
-        data.append(contentsOf: message)
-        let bitLength = UInt64(message.count) &* 8
-        data.append(0x80)
-        data.append(contentsOf: repeatElement(0, count: (120 - data.count % 64) % 64))
-        for shift in stride(from: 56, through: 0, by: -8) { data.append(UInt8(truncatingIfNeeded: bitLength >> UInt64(shift))) }
-
-        var h0: UInt32 = 0x6a09e667, h1: UInt32 = 0xbb67ae85, h2: UInt32 = 0x3c6ef372, h3: UInt32 = 0xa54ff53a
-        var h4: UInt32 = 0x510e527f, h5: UInt32 = 0x9b05688c, h6: UInt32 = 0x1f83d9ab, h7: UInt32 = 0x5be0cd19
-        data.withUnsafeBufferPointer { bytes in
+        var h: (UInt32, UInt32, UInt32, UInt32, UInt32, UInt32, UInt32, UInt32) =
+            (0x6a09e667, 0xbb67ae85, 0x3c6ef372, 0xa54ff53a, 0x510e527f, 0x9b05688c, 0x1f83d9ab, 0x5be0cd19)
+        message.withUnsafeBufferPointer { bytes in
             k.withUnsafeBufferPointer { k in
                 withUnsafeTemporaryAllocation(of: UInt32.self, capacity: 64) { w in
-                    guard let base = bytes.baseAddress, let kk = k.baseAddress, let ww = w.baseAddress else { return }
-                    var chunk = 0
-                    while chunk + 64 <= bytes.count {
-                        let p = base + chunk
-                        for i in 0..<16 {
-                            ww[i] = UInt32(p[i * 4]) << 24 | UInt32(p[i * 4 + 1]) << 16 | UInt32(p[i * 4 + 2]) << 8 | UInt32(p[i * 4 + 3])
+                    withUnsafeTemporaryAllocation(of: UInt8.self, capacity: 128) { tail in
+                        guard let kk = k.baseAddress, let ww = w.baseAddress, let tt = tail.baseAddress else { return }
+                        // Whole blocks straight from the message; the rest and
+                        // the padding (0x80, zeros, bit length) from `tail`.
+                        let whole = bytes.count / 64 * 64
+                        if let base = bytes.baseAddress {
+                            var offset = 0
+                            while offset < whole {
+                                compress(base + offset, &h, kk, ww)
+                                offset += 64
+                            }
                         }
-                        for i in 16..<64 {
-                            let x = ww[i - 15], y = ww[i - 2]
-                            let s0 = rotr(x, 7) ^ rotr(x, 18) ^ (x &>> 3)
-                            let s1 = rotr(y, 17) ^ rotr(y, 19) ^ (y &>> 10)
-                            ww[i] = ww[i - 16] &+ s0 &+ ww[i - 7] &+ s1
-                        }
-                        var a = h0, b = h1, c = h2, d = h3, e = h4, f = h5, g = h6, h = h7
-                        for i in 0..<64 {
-                            let t1 = h &+ (rotr(e, 6) ^ rotr(e, 11) ^ rotr(e, 25)) &+ ((e & f) ^ (~e & g)) &+ kk[i] &+ ww[i]
-                            let t2 = (rotr(a, 2) ^ rotr(a, 13) ^ rotr(a, 22)) &+ ((a & b) ^ (a & c) ^ (b & c))
-                            h = g; g = f; f = e; e = d &+ t1; d = c; c = b; b = a; a = t1 &+ t2
-                        }
-                        h0 = h0 &+ a; h1 = h1 &+ b; h2 = h2 &+ c; h3 = h3 &+ d
-                        h4 = h4 &+ e; h5 = h5 &+ f; h6 = h6 &+ g; h7 = h7 &+ h
-                        chunk += 64
+                        let rest = bytes.count - whole
+                        let tailCount = rest < 56 ? 64 : 128
+                        tail.initialize(repeating: 0)
+                        for i in 0..<rest { tt[i] = bytes[whole + i] }
+                        tt[rest] = 0x80
+                        let bitLength = UInt64(bytes.count) &* 8
+                        for i in 0..<8 { tt[tailCount - 1 - i] = UInt8(truncatingIfNeeded: bitLength &>> UInt64(i * 8)) }
+                        compress(tt, &h, kk, ww)
+                        if tailCount == 128 { compress(tt + 64, &h, kk, ww) }
                     }
                 }
             }
@@ -58,12 +49,53 @@ enum SHA256 {
         let digits: StaticString = "0123456789abcdef"
         var out: [UInt8] = []
         out.reserveCapacity(64)
-        for word in [h0, h1, h2, h3, h4, h5, h6, h7] {
+        for word in [h.0, h.1, h.2, h.3, h.4, h.5, h.6, h.7] {
             for shift in stride(from: 28, through: 0, by: -4) {
                 out.append(digits.utf8Start[Int((word >> UInt32(shift)) & 15)])
             }
         }
         return String(decoding: out, as: UTF8.self)
+    }
+
+    /// One 64-byte block into the state `h`; `w` is scratch for the schedule.
+    @inline(__always)
+    private static func compress(_ p: UnsafePointer<UInt8>, _ h: inout (UInt32, UInt32, UInt32, UInt32, UInt32, UInt32, UInt32, UInt32),
+                                 _ k: UnsafePointer<UInt32>, _ w: UnsafeMutablePointer<UInt32>) {
+        for i in 0..<16 {
+            w[i] = UInt32(p[i &* 4]) << 24 | UInt32(p[i &* 4 &+ 1]) << 16 | UInt32(p[i &* 4 &+ 2]) << 8 | UInt32(p[i &* 4 &+ 3])
+        }
+        for i in 16..<64 {
+            let x = w[i &- 15], y = w[i &- 2]
+            let s0 = rotr(x, 7) ^ rotr(x, 18) ^ (x &>> 3)
+            let s1 = rotr(y, 17) ^ rotr(y, 19) ^ (y &>> 10)
+            w[i] = w[i &- 16] &+ s0 &+ w[i &- 7] &+ s1
+        }
+        var a = h.0, b = h.1, c = h.2, d = h.3, e = h.4, f = h.5, g = h.6, hh = h.7
+        // Eight rounds per step with the roles rotated instead of moving
+        // eight variables each round.
+        var i = 0
+        while i < 64 {
+            round(a, b, c, &d, e, f, g, &hh, k[i] &+ w[i])
+            round(hh, a, b, &c, d, e, f, &g, k[i &+ 1] &+ w[i &+ 1])
+            round(g, hh, a, &b, c, d, e, &f, k[i &+ 2] &+ w[i &+ 2])
+            round(f, g, hh, &a, b, c, d, &e, k[i &+ 3] &+ w[i &+ 3])
+            round(e, f, g, &hh, a, b, c, &d, k[i &+ 4] &+ w[i &+ 4])
+            round(d, e, f, &g, hh, a, b, &c, k[i &+ 5] &+ w[i &+ 5])
+            round(c, d, e, &f, g, hh, a, &b, k[i &+ 6] &+ w[i &+ 6])
+            round(b, c, d, &e, f, g, hh, &a, k[i &+ 7] &+ w[i &+ 7])
+            i &+= 8
+        }
+        h.0 = h.0 &+ a; h.1 = h.1 &+ b; h.2 = h.2 &+ c; h.3 = h.3 &+ d
+        h.4 = h.4 &+ e; h.5 = h.5 &+ f; h.6 = h.6 &+ g; h.7 = h.7 &+ hh
+    }
+
+    @inline(__always)
+    private static func round(_ a: UInt32, _ b: UInt32, _ c: UInt32, _ d: inout UInt32,
+                              _ e: UInt32, _ f: UInt32, _ g: UInt32, _ h: inout UInt32, _ kw: UInt32) {
+        let t1 = h &+ (rotr(e, 6) ^ rotr(e, 11) ^ rotr(e, 25)) &+ ((e & f) ^ (~e & g)) &+ kw
+        let t2 = (rotr(a, 2) ^ rotr(a, 13) ^ rotr(a, 22)) &+ ((a & b) ^ (a & c) ^ (b & c))
+        d = d &+ t1
+        h = t1 &+ t2
     }
 
     // Masking shifts: the plain ones check for over-wide shifts on every call.

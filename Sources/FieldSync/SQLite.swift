@@ -15,26 +15,37 @@ final class Statement {
     init(handle: OpaquePointer) { self.handle = handle }
     deinit { sqlite3_finalize(handle) }
 
-    func bind(_ values: [SQLValue]) {
-        for (i, value) in values.enumerated() { bind(value, at: Int32(i + 1)) }
-    }
-
-    func bind(_ value: SQLValue, at index: Int32) {
-        switch value {
-        case .null: sqlite3_bind_null(handle, index)
-        case .int(let v): sqlite3_bind_int64(handle, index, v)
-        case .double(let v): sqlite3_bind_double(handle, index, v)
-        case .text(let s):
-            var s = s
-            s.withUTF8 { buf in
-                if let base = buf.baseAddress {
-                    base.withMemoryRebound(to: CChar.self, capacity: buf.count) {
-                        _ = sqlite3_bind_text64(handle, index, $0, sqlite3_uint64(buf.count), fs_sqlite_transient(), UInt8(SQLITE_UTF8))
+    /// Binds `values` and runs `body` (the steps) while they are bound. Text
+    /// is copied once into one buffer and bound without SQLite copying it
+    /// again; the bindings are cleared before the buffer goes away.
+    func withBindings<R>(_ values: [SQLValue], _ body: () throws(FieldSyncError) -> R) throws(FieldSyncError) -> R {
+        var arena: [UInt8] = []
+        var textBytes = 0
+        for case .text(let s) in values { textBytes += s.utf8.count }
+        arena.reserveCapacity(textBytes)
+        for case .text(let s) in values { arena.append(contentsOf: s.utf8) }
+        defer { sqlite3_clear_bindings(handle) }
+        return try arena.withUnsafeBufferPointer { (buf) throws(FieldSyncError) -> R in
+            var offset = 0
+            for (i, value) in values.enumerated() {
+                let index = Int32(i + 1)
+                switch value {
+                case .null: sqlite3_bind_null(handle, index)
+                case .int(let v): sqlite3_bind_int64(handle, index, v)
+                case .double(let v): sqlite3_bind_double(handle, index, v)
+                case .text(let s):
+                    let n = s.utf8.count
+                    if let base = buf.baseAddress, n > 0 {
+                        (base + offset).withMemoryRebound(to: CChar.self, capacity: n) {
+                            _ = sqlite3_bind_text64(handle, index, $0, sqlite3_uint64(n), nil, UInt8(SQLITE_UTF8))
+                        }
+                    } else {
+                        sqlite3_bind_text(handle, index, "", 0, fs_sqlite_transient())
                     }
-                } else {
-                    _ = sqlite3_bind_text(handle, index, "", 0, fs_sqlite_transient())
+                    offset += n
                 }
             }
+            return try body()
         }
     }
 
@@ -148,9 +159,11 @@ final class Connection {
     }
 
     private func run(statement: Statement, _ values: [SQLValue]) throws(FieldSyncError) {
-        statement.bind(values)
-        let rc = sqlite3_step(statement.handle)
-        sqlite3_reset(statement.handle)
+        let rc = try statement.withBindings(values) { () throws(FieldSyncError) -> Int32 in
+            let rc = sqlite3_step(statement.handle)
+            sqlite3_reset(statement.handle)
+            return rc
+        }
         if rc != SQLITE_DONE && rc != SQLITE_ROW { throw failure(rc, "write failed") }
     }
 
@@ -160,13 +173,14 @@ final class Connection {
     }
 
     private func query(statement: Statement, _ values: [SQLValue], row: (Statement) throws(FieldSyncError) -> Bool) throws(FieldSyncError) {
-        statement.bind(values)
-        defer { sqlite3_reset(statement.handle) }
-        while true {
-            let rc = sqlite3_step(statement.handle)
-            if rc == SQLITE_DONE { return }
-            if rc != SQLITE_ROW { throw failure(rc, "read failed") }
-            if try !row(statement) { return }
+        try statement.withBindings(values) { () throws(FieldSyncError) in
+            defer { sqlite3_reset(statement.handle) }
+            while true {
+                let rc = sqlite3_step(statement.handle)
+                if rc == SQLITE_DONE { return }
+                if rc != SQLITE_ROW { throw failure(rc, "read failed") }
+                if try !row(statement) { return }
+            }
         }
     }
 

@@ -78,7 +78,9 @@ extension FieldSpec {
 extension TypeSpec {
     /// A record as the ABI shows it: type, id and every declared field.
     func recordJSON(id: String, fields: [String: JSON], meta: [String: JSON]? = nil) -> JSON {
-        var object: [String: JSON] = ["type": .string(name), "id": .string(id)]
+        var object = [String: JSON](minimumCapacity: self.fields.count + 3)
+        object["type"] = .string(name)
+        object["id"] = .string(id)
         for field in self.fields { object[field.name] = fields[field.name] ?? .null }
         if let meta { object["_fs"] = .object(meta) }
         return .object(object)

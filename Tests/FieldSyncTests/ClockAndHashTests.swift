@@ -43,6 +43,29 @@ import Testing
         #expect(SHA256.hex([UInt8](repeating: 0x61, count: 1_000_000)) == "cdc76e5c9914fb9281a1c7e284d73e67f1809a48a497200e046d39ccc7112cd0")
     }
 
+    /// Lengths around the block and padding boundaries (55/56 bytes decide
+    /// whether the length fits in the last block), against Python's hashlib.
+    @Test func sha256PaddingBoundaries() {
+        let expected: [(Int, String)] = [
+            (55, "e7313d333c272e639f790978283f9eb392e843d0f29b7016828bb1daa4aac70b"),
+            (56, "4324d65f3c103567f5589c710bc08f8523f929a9272e3af36fc968e52abc6c27"),
+            (57, "35df609437dcfea3279283ab79fd554e2bf78f8f7ae2de532d8ee300b09e8f73"),
+            (63, "81c80242132f230c3bd41b3e63bbcff16107339549214a99614ff26664625055"),
+            (64, "39e3d7b6b5d075d37d053ad89b24b41bef4f3c29760c84447cab3f3be1882241"),
+            (65, "aacca6ff74fdbb296d165a45cecfa04e5127bc008770fbbdd48006f2d2fae95e"),
+            (111, "67d9492e628fd376e0b2efec8ca2b99b123e202cf620deb270728df979b2f73e"),
+            (119, "9ce7368e4daf32341631b492e80359dc9f594b48453cd0dd5bf0b19279cc177e"),
+            (120, "7836b787757e95e58b3ca5aec90b1b004e8deba1e50e9675af9cabf1a13a04b5"),
+            (127, "a8d23e75d936f303d248888d9b165ee543f4cbafcad3c9dd2a79bd84faa11d07"),
+            (128, "d2742f1f4ac6bb7ca2b239ee18402ba8b3f9f8e652d2a72973c2b9ba11c08cf6"),
+            (129, "307f8fc2c1622b92762e818d39a185d4d667ad49a4b07ceae1f4afa008a93ec4"),
+        ]
+        for (n, digest) in expected {
+            let message = (0..<n).map { UInt8(truncatingIfNeeded: $0 &* 7 &+ 3) }
+            #expect(SHA256.hex(message) == digest, "length \(n)")
+        }
+    }
+
     @Test func canonicalJSONSortsKeysAndEscapesLikePython() throws {
         let value = try JSON.parse(#"{"b":[1,2.5,true,null],"a":"é\n\u0001\"","c":{"z":1,"y":1e-05}}"#)
         #expect(value.text == #"{"a":"é\n\u0001\"","b":[1,2.5,true,null],"c":{"y":1e-05,"z":1}}"#)
