@@ -59,7 +59,8 @@ fuzz: deps
 	@cp Tests/fuzz/corpus/* $(BUILD)/fuzz-corpus/
 	$(SWIFTC) -O -sanitize=fuzzer,address -parse-as-library -module-name FieldSync -package-name fieldsync \
 	  -Xcc -fmodule-map-file=Sources/CSQLite/module.modulemap -Xcc -fmodule-map-file=Sources/CJansson/module.modulemap \
-	  Sources/FieldSync/*.swift Tests/fuzz/FuzzTargets.swift -lsqlite3 -ljansson -o $(BUILD)/fuzz-fieldsync
+	  Sources/FieldSync/*.swift Tests/fuzz/FuzzTargets.swift Tests/FieldSyncTests/JanssonReference.swift \
+	  -lsqlite3 -ljansson -o $(BUILD)/fuzz-fieldsync
 	$(BUILD)/fuzz-fieldsync -max_total_time=$(FUZZ_SECONDS) -max_len=4096 -print_final_stats=1 $(BUILD)/fuzz-corpus 2>&1 \
 	  | grep -E "^(Done|stat::number_of_executed_units|==.*ERROR)|SUMMARY" ; test $${PIPESTATUS[0]} -eq 0
 

@@ -78,14 +78,14 @@ private func writable(_ spec: TypeSpec, _ field: String, op: String) throws(Fiel
     return f
 }
 
-private func members(_ root: [String: JSON], _ key: String) throws(FieldSyncError) -> [String: JSON] {
+private func members(_ root: JSONObject, _ key: String) throws(FieldSyncError) -> JSONObject {
     guard let value = root[key], !value.isNull else { return [:] }
     guard let object = value.object else { throw .arg("action: \"\(key)\" must be an object of field: value, got \(value.kind)") }
     return object
 }
 
 /// A non-empty string member no longer than FS_MAX_ID_BYTES.
-func requiredText(_ root: [String: JSON], _ key: String, in context: String) throws(FieldSyncError) -> String {
+func requiredText(_ root: JSONObject, _ key: String, in context: String) throws(FieldSyncError) -> String {
     guard let value = root[key] else { throw .arg("\(context): \"\(key)\" is missing") }
     guard let text = value.string, !text.isEmpty else { throw .arg("\(context): \"\(key)\" must be a non-empty string, got \(value.kind)") }
     try checkLength(text, what: "\(context): \"\(key)\"")

@@ -113,7 +113,7 @@ struct AuditLog {
 }
 
 /// " ORDER BY <column> [DESC] [LIMIT n]" from a filter's "desc" and "limit".
-func orderAndLimit(_ f: [String: JSON], column: String, tieBreak: String? = nil, context: String) throws(FieldSyncError) -> String {
+func orderAndLimit(_ f: JSONObject, column: String, tieBreak: String? = nil, context: String) throws(FieldSyncError) -> String {
     var sql = " ORDER BY \(column)"
     if let d = f["desc"], !d.isNull {
         guard let desc = d.bool else { throw .arg("\(context): \"desc\" must be true or false") }
@@ -130,7 +130,7 @@ func orderAndLimit(_ f: [String: JSON], column: String, tieBreak: String? = nil,
 /// WHERE clauses of an audit filter: equality on the named string members,
 /// and `since` (inclusive) / `until` (exclusive) on device time. Shared by the
 /// device's and the hub's audit queries.
-func auditFilter(_ f: [String: JSON], columns: [String: String], deviceTime: String) throws(FieldSyncError) -> ([String], [SQLValue]) {
+func auditFilter(_ f: JSONObject, columns: [String: String], deviceTime: String) throws(FieldSyncError) -> ([String], [SQLValue]) {
     var clauses: [String] = []
     var values: [SQLValue] = []
     for key in columns.keys.sorted() {

@@ -2,8 +2,8 @@
 // outbox entry carries to the hub, and what rebase replays on server state.
 
 package struct Change: Equatable, Sendable {
-    package var set: [String: JSON] = [:]
-    package var inc: [String: JSON] = [:]
+    package var set: JSONObject = [:]
+    package var inc: JSONObject = [:]
     package var add: [String: [JSON]] = [:]
     package var remove: [String: [JSON]] = [:]
     package var delete = false
@@ -12,11 +12,11 @@ package struct Change: Equatable, Sendable {
 
     /// The outbox encoding: only the operations present.
     package var json: JSON {
-        var o: [String: JSON] = [:]
+        var o: JSONObject = [:]
         if !self.set.isEmpty { o["set"] = .object(self.set) }
         if !inc.isEmpty { o["inc"] = .object(inc) }
-        if !add.isEmpty { o["add"] = .object(add.mapValues(JSON.array)) }
-        if !remove.isEmpty { o["remove"] = .object(remove.mapValues(JSON.array)) }
+        if !add.isEmpty { o["add"] = .object(JSONObject(add, JSON.array)) }
+        if !remove.isEmpty { o["remove"] = .object(JSONObject(remove, JSON.array)) }
         if delete { o["delete"] = .bool(true) }
         return .object(o)
     }
@@ -25,8 +25,8 @@ package struct Change: Equatable, Sendable {
     package init(json: JSON) {
         set = json["set"]?.object ?? [:]
         inc = json["inc"]?.object ?? [:]
-        add = (json["add"]?.object ?? [:]).mapValues { $0.array ?? [] }
-        remove = (json["remove"]?.object ?? [:]).mapValues { $0.array ?? [] }
+        add = (json["add"]?.object ?? [:]).compactMapValues { $0.array ?? [] }
+        remove = (json["remove"]?.object ?? [:]).compactMapValues { $0.array ?? [] }
         delete = json["delete"]?.bool ?? false
     }
 

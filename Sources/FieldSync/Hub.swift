@@ -95,7 +95,7 @@ package final class Hub {
             }
             if seq != self.seq { try storage.setMeta("seq", .int(seq)) }
 
-            var response: [String: JSON] = [
+            var response: JSONObject = [
                 "protocol": .int(Wire.version), "device_id": .string(device), "batch": .string(batch),
                 "server_time": .int(now), "results": .array(results), "audit_acks": .array(acks),
             ]
@@ -133,7 +133,7 @@ package final class Hub {
                        now: Int64) throws(FieldSyncError) -> JSON {
         let key = e["key"]?.string ?? "", entrySeq = e["seq"]?.int ?? 0
         if let done = try storage.decision(device: device, seq: entrySeq) {
-            var result: [String: JSON] = ["key": .string(key), "status": .string("duplicate"), "outcome": .string(done.status)]
+            var result: JSONObject = ["key": .string(key), "status": .string("duplicate"), "outcome": .string(done.status)]
             if let reason = done.reason {
                 if done.status == "applied" {
                     result["resolutions"] = (try? JSON.parse(reason, what: "stored resolutions")) ?? .null
@@ -156,7 +156,7 @@ package final class Hub {
         if let v = e["schema_version"]?.int, v > schema.version {
             return retry("the hub runs schema version \(schema.version); this entry needs \(v)")
         }
-        func reject(_ reason: String, _ extra: [String: JSON] = [:]) throws(FieldSyncError) -> JSON {
+        func reject(_ reason: String, _ extra: JSONObject = [:]) throws(FieldSyncError) -> JSON {
             try storage.recordDecision(device: device, seq: entrySeq, status: "rejected", reason: reason, serverSeq: nil, at: now)
             return .object(extra.merging(["key": .string(key), "status": .string("rejected"), "reason": .string(reason)]) { a, _ in a })
         }
@@ -172,7 +172,7 @@ package final class Hub {
         }
         // The hub trusts nothing the device says: the change is checked against
         // the hub's schema exactly as a local action is.
-        var shape: [String: JSON] = ["action": .string("sync"), "actor": .string(device), "type": .string(type), "id": .string(id)]
+        var shape: JSONObject = ["action": .string("sync"), "actor": .string(device), "type": .string(type), "id": .string(id)]
         for (k, v) in ops.object ?? [:] { shape[k] = v }
         let change: Change
         let spec: TypeSpec
@@ -226,19 +226,19 @@ package final class Hub {
         storage.save(type: type, id: id, state: state, seq: seq)
         // What happened to each field that met a concurrent write, for the
         // device's own accounting (kept so a resend gets the same answer).
-        var resolutions: [String: JSON] = [:]
+        var resolutions: JSONObject = [:]
         for (field, resolution) in report.fields where resolution != .clean { resolutions[field] = .string(resolution.rawValue) }
         let detail: String? = resolutions.isEmpty ? nil : JSON.object(resolutions).text
         try storage.recordDecision(device: device, seq: entrySeq, status: "applied", reason: detail, serverSeq: seq, at: now)
-        var result: [String: JSON] = ["key": .string(key), "status": .string("applied"), "server_seq": .int(seq)]
+        var result: JSONObject = ["key": .string(key), "status": .string("applied"), "server_seq": .int(seq)]
         if !resolutions.isEmpty { result["resolutions"] = .object(resolutions) }
         return .object(result)
     }
 
     /// Keys of a per-field map (base versions, base values) in today's names.
-    private func renamed(_ fields: [String: JSON], type: String, from version: Int64?) -> [String: JSON] {
+    private func renamed(_ fields: JSONObject, type: String, from version: Int64?) -> JSONObject {
         guard let version, version < schema.version else { return fields }
-        var out: [String: JSON] = [:]
+        var out: JSONObject = [:]
         for (field, value) in fields {
             if case .success(let name) = schema.upcast(field: field, type: type, from: version) { out[name] = value }
         }
@@ -246,14 +246,14 @@ package final class Hub {
     }
 
     /// A scope maps types to equality filters on their fields.
-    private func checkedScope(_ json: JSON?, clientVersion: Int64) throws(FieldSyncError) -> [String: [String: JSON]] {
+    private func checkedScope(_ json: JSON?, clientVersion: Int64) throws(FieldSyncError) -> [String: JSONObject] {
         guard let json, !json.isNull else { return [:] }
         guard let o = json.object else { throw .arg("request: \"scope\" must map types to field filters") }
-        var scope: [String: [String: JSON]] = [:]
+        var scope: [String: JSONObject] = [:]
         for (type, filter) in o {
             let spec = try schema.type(type)
             guard let f = filter.object else { throw .arg("request: scope of '\(type)' must be an object of field: value") }
-            var filter: [String: JSON] = [:]
+            var filter: JSONObject = [:]
             for (field, value) in f {
                 guard case .success(let name) = schema.upcast(field: field, type: type, from: clientVersion), spec.field(name) != nil else {
                     throw .schema("request: scope names unknown field '\(type).\(field)'")
@@ -266,7 +266,7 @@ package final class Hub {
     }
 
     /// Tombstones are always in scope: a device must learn of a delete.
-    private func inScope(_ type: String, _ state: RecordState, _ scope: [String: [String: JSON]]) -> Bool {
+    private func inScope(_ type: String, _ state: RecordState, _ scope: [String: JSONObject]) -> Bool {
         guard let filter = scope[type], !state.deleted else { return true }
         return filter.allSatisfy { state.fields[$0.key] ?? .null == $0.value }
     }
@@ -291,7 +291,7 @@ package final class Hub {
 
     package func stats() throws(FieldSyncError) -> JSON {
         let db = storage.db
-        var stats: [String: JSON] = ["schema_version": .int(schema.version), "seq": .int(seq)]
+        var stats: JSONObject = ["schema_version": .int(schema.version), "seq": .int(seq)]
         var records: Int64 = 0
         for (name, view) in storage.views {
             let n = try view.count(db: db)

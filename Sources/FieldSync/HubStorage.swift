@@ -210,7 +210,7 @@ final class HubStorage {
             prev_hash, hash, server_received_at, hash_ok, link_ok) VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)
         """)
 
-    func auditRows(_ filter: [String: JSON]) throws(FieldSyncError) -> [JSON] {
+    func auditRows(_ filter: JSONObject) throws(FieldSyncError) -> [JSON] {
         let (clauses, values) = try auditFilter(filter, columns: ["device_id": "a.device", "type": "a.type", "id": "a.id",
                                                                    "actor": "a.actor", "action": "a.action"], deviceTime: "a.device_time")
         var sql = """

@@ -13,7 +13,7 @@ struct HygieneSettings {
 
     static let optionKeys: Set<String> = ["audit_keep_days", "hygiene_on_open", "hygiene_every", "fetch_ttl_ms"]
 
-    mutating func configure(_ opts: [String: JSON]) throws(FieldSyncError) {
+    mutating func configure(_ opts: JSONObject) throws(FieldSyncError) {
         if let v = opts["audit_keep_days"] {
             guard let days = v.int, days > 0 else { throw .arg("options: \"audit_keep_days\" must be an integer > 0") }
             auditKeepDays = days
@@ -83,7 +83,7 @@ extension Store {
         try db.exec("PRAGMA incremental_vacuum")
         try db.exec("PRAGMA wal_checkpoint(PASSIVE)")
         let bytesAfter = try fileBytes()
-        var report: [String: JSON] = [
+        var report: JSONObject = [
             "records_evicted": .int(evicted.values.reduce(0, +)), "fetched_expired": .int(expired),
             "audit_rows_evicted": .int(auditEvicted), "bytes_before": .int(bytesBefore), "bytes_after": .int(bytesAfter),
             "bytes_reclaimed": .int(max(0, bytesBefore - bytesAfter)),

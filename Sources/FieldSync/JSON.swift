@@ -13,7 +13,7 @@ package enum JSON: Sendable {
     case double(Double)
     case string(String)
     case array([JSON])
-    case object([String: JSON])
+    case object(JSONObject)
 }
 
 // MARK: - Parsing
@@ -68,11 +68,12 @@ struct JSONParser {
     /// Bytes of a string that holds escapes, reused across strings.
     var scratch: [UInt8] = []
     /// Members of the objects being parsed, innermost last.
-    var pending: [(key: String, value: JSON, at: Int)] = []
+    var pending: [JSONObject.Element] = []
 
     init(base: UnsafePointer<UInt8>, end: Int) {
         self.base = base
         self.end = end
+        pending.reserveCapacity(16)
     }
 
     func fail(_ reason: String, at offset: Int? = nil) -> JSONParseError {
@@ -141,13 +142,12 @@ struct JSONParser {
         let first = pending.count
         while true {
             guard pos < end, base[pos] == UInt8(ascii: "\"") else { throw fail(unexpected("a string (an object key)")) }
-            let keyStart = pos
             let key = try string()
             skipSpace()
             guard pos < end, base[pos] == UInt8(ascii: ":") else { throw fail(unexpected("':'")) }
             pos += 1
             skipSpace()
-            pending.append((key, try value(), keyStart))
+            pending.append((key, try value()))
             skipSpace()
             guard pos < end else { throw fail(unexpected("',' or '}'")) }
             if base[pos] == UInt8(ascii: ",") {
@@ -160,20 +160,14 @@ struct JSONParser {
             depth -= 1
             break
         }
-        var members = [String: JSON](minimumCapacity: pending.count - first)
-        for i in first..<pending.count {
-            let (key, member, keyStart) = pending[i]
-            if let index = members.index(forKey: key) {
-                // Swift keys compare by Unicode canonical equivalence; two
-                // keys that differ only in normalization would become one.
-                throw members[index].key.utf8.elementsEqual(key.utf8)
-                    ? fail("duplicate object key \"\(key)\"", at: keyStart)
-                    : fail("object keys differ only in Unicode normalization (e.g. \"é\" and \"e\u{301}\"); use one form", at: keyStart)
-            }
-            members[key] = member
-        }
+        // Canonical order; input written by a canonical writer (ours, a
+        // peer's) is sorted already and costs one pass.
+        var members = Array(pending[first...])
         pending.removeSubrange(first...)
-        return .object(members)
+        if let key = JSONObject.sortAndDeduplicate(&members) {
+            throw fail("duplicate object key \"\(key)\" in the object ending here")
+        }
+        return .object(JSONObject(sortedMembers: members))
     }
 
     mutating func array() throws(JSONParseError) -> JSON {
@@ -387,11 +381,7 @@ extension JSON: Equatable {
         case (.double(let x), .double(let y)): x == y
         case (.string(let x), .string(let y)): x.utf8.elementsEqual(y.utf8)
         case (.array(let x), .array(let y)): x == y
-        case (.object(let x), .object(let y)):
-            x.count == y.count && x.allSatisfy { key, value in
-                guard let i = y.index(forKey: key) else { return false }
-                return y[i].key.utf8.elementsEqual(key.utf8) && y[i].value == value
-            }
+        case (.object(let x), .object(let y)): x == y
         default: false
         }
     }
@@ -412,7 +402,7 @@ package struct ExactString: Hashable, Comparable, Sendable {
 // MARK: - Access
 
 extension JSON {
-    package var object: [String: JSON]? { if case .object(let o) = self { o } else { nil } }
+    package var object: JSONObject? { if case .object(let o) = self { o } else { nil } }
     package var array: [JSON]? { if case .array(let a) = self { a } else { nil } }
     package var string: String? { if case .string(let s) = self { s } else { nil } }
     package var int: Int64? { if case .int(let i) = self { i } else { nil } }
@@ -472,25 +462,10 @@ extension JSON {
                 item.write(to: &out)
             }
             out.append(UInt8(ascii: "]"))
-        case .object(let members):
+        case .object(let object):
             out.append(UInt8(ascii: "{"))
-            // Sorting positions rather than (key, value) pairs copies no
-            // values; objects here are small, so insertion sort.
-            var order = Array(members.indices)
-            if order.count > 1 {
-                for i in 1..<order.count {
-                    let moving = order[i]
-                    var j = i
-                    while j > 0 && codePointOrder(members[moving].key, members[order[j - 1]].key) {
-                        order[j] = order[j - 1]
-                        j -= 1
-                    }
-                    order[j] = moving
-                }
-            }
-            for (i, index) in order.enumerated() {
+            for (i, member) in object.members.enumerated() {
                 if i > 0 { out.append(UInt8(ascii: ",")) }
-                let member = members[index]
                 JSON.writeString(member.key, to: &out)
                 out.append(UInt8(ascii: ":"))
                 member.value.write(to: &out)
@@ -555,16 +530,4 @@ extension JSON {
 
 /// Code-point order of two strings (= UTF-8 byte order): the order of keys in
 /// canonical JSON. Swift's `<` orders by canonical equivalence instead.
-func codePointOrder(_ a: String, _ b: String) -> Bool {
-    var a = a, b = b
-    return a.withUTF8 { x in
-        b.withUTF8 { y in
-            let n = min(x.count, y.count)
-            if n > 0, let px = x.baseAddress, let py = y.baseAddress {
-                let c = memcmp(px, py, n)
-                if c != 0 { return c < 0 }
-            }
-            return x.count < y.count
-        }
-    }
-}
+func codePointOrder(_ a: String, _ b: String) -> Bool { compareUTF8(a, b) < 0 }

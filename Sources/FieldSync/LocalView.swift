@@ -15,7 +15,10 @@ struct LocalView {
         columns = spec.fields.map { quoted($0.name) }.joined(separator: ", ")
         selectOne = PreparedSQL("SELECT \(columns) FROM \(table) WHERE id = ?")
         let marks = Array(repeating: "?", count: spec.fields.count + 1).joined(separator: ",")
-        upsert = PreparedSQL("INSERT OR REPLACE INTO \(table)(id, \(columns)) VALUES(\(marks))")
+        let assignments = spec.fields.map { "\(quoted($0.name)) = excluded.\(quoted($0.name))" }.joined(separator: ", ")
+        // Updated in place when the row exists (REPLACE would delete and
+        // insert it again).
+        upsert = PreparedSQL("INSERT INTO \(table)(id, \(columns)) VALUES(\(marks)) ON CONFLICT(id) DO UPDATE SET \(assignments)")
         deleteOne = PreparedSQL("DELETE FROM \(table) WHERE id = ?")
     }
 
@@ -24,8 +27,8 @@ struct LocalView {
         return "CREATE TABLE \(quoted(spec.name))(id TEXT PRIMARY KEY NOT NULL, \(cols)) WITHOUT ROWID"
     }
 
-    func load(_ id: String, db: Connection) throws(FieldSyncError) -> [String: JSON]? {
-        var fields: [String: JSON]?
+    func load(_ id: String, db: Connection) throws(FieldSyncError) -> JSONObject? {
+        var fields: JSONObject?
         try db.query(selectOne, [.text(id)]) { row in
             fields = self.fields(row, from: 0)
             return false
@@ -33,7 +36,7 @@ struct LocalView {
         return fields
     }
 
-    func save(_ id: String, _ fields: [String: JSON], db: Connection) throws(FieldSyncError) {
+    func save(_ id: String, _ fields: JSONObject, db: Connection) throws(FieldSyncError) {
         var values: [SQLValue] = [.text(id)]
         for f in spec.fields { values.append(f.sqlValue(fields[f.name] ?? .null)) }
         try db.run(upsert, values)
@@ -43,8 +46,8 @@ struct LocalView {
         try db.run(deleteOne, [.text(id)])
     }
 
-    func fields(_ row: Statement, from offset: Int32) -> [String: JSON] {
-        var fields = [String: JSON](minimumCapacity: spec.fields.count)
+    func fields(_ row: Statement, from offset: Int32) -> JSONObject {
+        var fields = JSONObject(minimumCapacity: spec.fields.count)
         for (i, f) in spec.fields.enumerated() { fields[f.name] = f.jsonValue(row, offset + Int32(i)) }
         return fields
     }
@@ -57,7 +60,7 @@ struct LocalView {
 
     static let operators: [String: String] = ["=": "=", "!=": "!=", "<": "<", "<=": "<=", ">": ">", ">=": ">="]
 
-    func query(_ q: [String: JSON], db: Connection) throws(FieldSyncError) -> JSON {
+    func query(_ q: JSONObject, db: Connection) throws(FieldSyncError) -> JSON {
         var clauses: [String] = []
         var values: [SQLValue] = []
         if let w = q["where"], !w.isNull {

@@ -26,9 +26,9 @@ enum Merge {
         /// server state it had observed.
         let observed: Int64
         /// Server versions the device based its `server` and `custom` writes on.
-        let base: [String: JSON]
+        let base: JSONObject
         /// For `custom` fields: the server values those writes were based on.
-        var baseValues: [String: JSON] = [:]
+        var baseValues: JSONObject = [:]
         /// Who made the change, for the resolver.
         var actor: String = ""
         /// Answers a concurrent `custom` write: the merged value, or why not.

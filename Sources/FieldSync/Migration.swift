@@ -105,7 +105,7 @@ extension Schema {
         if version >= self.version || types[type] == nil { return .success(change) }
         var out = Change()
         out.delete = change.delete
-        func map<V>(_ ops: [String: V], _ into: inout [String: V]) -> Refusal? {
+        func map<M: FieldMap>(_ ops: M, _ into: inout M) -> Refusal? {
             for (field, value) in ops {
                 switch upcast(field: field, type: type, from: version) {
                 case .success(let name): into[name] = value
@@ -124,8 +124,8 @@ extension Schema {
     func downcast(_ state: RecordState, type: String, to version: Int64) -> RecordState {
         if version >= self.version { return state }
         var out = state
-        func rename<V>(_ dict: [String: V]) -> [String: V] {
-            var mapped: [String: V] = [:]
+        func rename<M: FieldMap>(_ dict: M) -> M {
+            var mapped = M()
             for (field, value) in dict { if let name = downcast(field: field, type: type, to: version) { mapped[name] = value } }
             return mapped
         }
@@ -137,8 +137,8 @@ extension Schema {
     }
 
     /// Default values of the fields of `type` added after `version`.
-    func defaultsAdded(type: String, after version: Int64) -> [String: JSON] {
-        var defaults: [String: JSON] = [:]
+    func defaultsAdded(type: String, after version: Int64) -> JSONObject {
+        var defaults: JSONObject = [:]
         for step in steps(after: version) {
             for (ref, value) in step.added where ref.type == type && !value.isNull {
                 if let spec = types[type]?.field(ref.field), let checked = try? spec.checked(value, in: type) {
@@ -154,8 +154,8 @@ extension Schema {
     /// their default.
     func migrate(_ state: RecordState, type: String, from old: Schema) -> RecordState {
         var out = state
-        func rename<V>(_ dict: [String: V]) -> [String: V] {
-            var mapped: [String: V] = [:]
+        func rename<M: FieldMap>(_ dict: M) -> M {
+            var mapped = M()
             for (field, value) in dict {
                 if case .success(let name) = upcast(field: field, type: type, from: old.version, write: false) { mapped[name] = value }
             }

@@ -13,9 +13,9 @@ package struct OutboxEntry: Equatable, Sendable {
     package var hlc: Int64
     package var schemaVersion: Int64
     package var change: Change
-    package var base: [String: JSON]
+    package var base: JSONObject
     /// For `custom` fields: the server value the device's write was based on.
-    package var baseValues: [String: JSON] = [:]
+    package var baseValues: JSONObject = [:]
     /// The hub cursor the device had pulled up to when it acted: the server
     /// state this change was made against (observed-remove sets rely on it).
     package var cursor: Int64 = 0

@@ -16,7 +16,7 @@ enum Wire {
 
     /// An outbox entry as it travels.
     static func entry(_ e: OutboxEntry, actor: String) -> JSON {
-        var o: [String: JSON] = [
+        var o: JSONObject = [
             "key": .string(e.key), "seq": .int(e.seq), "type": .string(e.type), "id": .string(e.id),
             "hlc": .int(e.hlc), "schema_version": .int(e.schemaVersion), "ops": e.change.json,
             "base": .object(e.base), "cursor": .int(e.cursor), "actor": .string(actor),

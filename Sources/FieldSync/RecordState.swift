@@ -31,7 +31,7 @@ package struct AddTag: Equatable, Sendable {
 }
 
 package struct RecordState: Equatable, Sendable {
-    package var fields: [String: JSON] = [:]
+    package var fields: JSONObject = [:]
     package var stamps: [String: Stamp] = [:]
     package var versions: [String: Int64] = [:]
     package var deleted = false
@@ -46,9 +46,9 @@ package struct RecordState: Equatable, Sendable {
 
     /// The part a device receives on pull (no tags).
     var shadowJSON: JSON {
-        var o: [String: JSON] = [
-            "fields": .object(fields), "stamps": .object(stamps.mapValues(\.json)),
-            "versions": .object(versions.mapValues(JSON.int)), "deleted": .bool(deleted),
+        var o: JSONObject = [
+            "fields": .object(fields), "stamps": .object(JSONObject(stamps, \.json)),
+            "versions": .object(JSONObject(versions, JSON.int)), "deleted": .bool(deleted),
         ]
         if let deletedAt { o["deleted_at"] = deletedAt.json }
         return .object(o)
@@ -60,7 +60,7 @@ package struct RecordState: Equatable, Sendable {
         if !tags.isEmpty {
             // [[element, [[seq, device], ...]], ...]: elements are values, not keys,
             // so strings that differ only in normalization stay apart.
-            o["tags"] = .object(tags.mapValues { elements in
+            o["tags"] = .object(JSONObject(tags) { elements in
                 .array(elements.sorted { $0.key < $1.key }.map { element, list in
                     .array([element.json, .array(list.map { .array([.int($0.seq), .string($0.device)]) })])
                 })

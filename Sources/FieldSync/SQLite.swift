@@ -223,7 +223,7 @@ final class Connection {
 extension Connection {
     /// Opens a fieldsync database file: WAL journal, the durability asked for
     /// ("full" by default) and the busy timeout. Shared by stores and hubs.
-    static func openDatabase(path: String, options: [String: JSON]) throws(FieldSyncError) -> Connection {
+    static func openDatabase(path: String, options: JSONObject) throws(FieldSyncError) -> Connection {
         if path.isEmpty { throw .arg("path is empty") }
         var durability = "full"
         if let d = options["durability"] {

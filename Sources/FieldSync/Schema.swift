@@ -221,7 +221,7 @@ func checkIdentifier(_ name: String, what: String) throws(FieldSyncError) {
     }
 }
 
-func checkKeys(_ object: [String: JSON], allowed: Set<String>, in context: String,
+func checkKeys(_ object: JSONObject, allowed: Set<String>, in context: String,
                code: (String) -> FieldSyncError = FieldSyncError.schema) throws(FieldSyncError) {
     for key in object.keys where !allowed.contains(key) {
         throw code("\(context): unknown key '\(key)' (allowed: \(allowed.sorted().joined(separator: ", ")))")

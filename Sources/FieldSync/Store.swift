@@ -190,7 +190,7 @@ package final class Store {
             // `server` and `custom` writes carry the server version they were
             // based on (compare-and-set; "was this concurrent?"), and custom
             // writes the server value too, for the resolver's "base".
-            var base: [String: JSON] = [:], baseValues: [String: JSON] = [:]
+            var base: JSONObject = [:], baseValues: JSONObject = [:]
             let based = action.change.set.keys.filter { [.server, .custom].contains(spec.field($0)?.merge) }
             if !based.isEmpty {
                 let shadow = try shadow(type: action.type, id: action.id)
@@ -256,7 +256,7 @@ package final class Store {
     }
 
     package func stats() throws(FieldSyncError) -> JSON {
-        var stats: [String: JSON] = [
+        var stats: JSONObject = [
             "device_id": .string(deviceId), "schema_version": .int(schema.version), "durability": .string(durability),
             "last_seq": .int(lastSeq), "hlc": .int(clock.last),
         ]
@@ -283,7 +283,7 @@ package final class Store {
         stats["audit_anchor_hash"] = .string(anchor.hash)
         stats["records_cached"] = .int(try db.scalar("SELECT count(*) FROM fs_shadow WHERE cached_until IS NOT NULL") ?? 0)
         stats["records_evicted"] = .int(try db.scalar("SELECT count(*) FROM fs_evicted") ?? 0)
-        stats.merge(syncStats) { a, _ in a }
+        stats = stats.merging(syncStats) { a, _ in a }
         for key in Store.writeCounters { stats[key] = .int(try Store.meta(key, db: db)?.int ?? 0) }
         return .object(stats)
     }

@@ -12,7 +12,7 @@ struct SyncState {
     var backoffCapMs: Int64 = 60_000
     var maxAttempts: Int64 = 8
     var pullIntervalMs: Int64 = 60_000
-    var scope: [String: JSON] = [:]
+    var scope: JSONObject = [:]
 
     var cursor: Int64 = 0
     var batches: Int64 = 0
@@ -30,7 +30,7 @@ struct SyncState {
     static let optionKeys: Set<String> = ["batch_size", "pull_limit", "backoff_base_ms", "backoff_cap_ms",
                                           "max_attempts", "pull_interval_ms", "scope"]
 
-    mutating func configure(_ opts: [String: JSON]) throws(FieldSyncError) {
+    mutating func configure(_ opts: JSONObject) throws(FieldSyncError) {
         func positive(_ key: String, _ value: inout Int64, min: Int64 = 1) throws(FieldSyncError) {
             guard let v = opts[key] else { return }
             guard let n = v.int, n >= min else { throw .arg("options: \"\(key)\" must be an integer >= \(min)") }
@@ -119,7 +119,7 @@ extension Store {
                     return true
                 }
                 let seq = r.int(0)
-                func object(_ column: Int32) -> [String: JSON] {
+                func object(_ column: Int32) -> JSONObject {
                     r.optionalText(column).flatMap { try? JSON.parse($0, what: "stored entry") }?.object ?? [:]
                 }
                 selected.append((OutboxEntry(
@@ -155,7 +155,7 @@ extension Store {
                     audit[row.auditId] = row
                 }
             }
-            var request: [String: JSON] = [
+            var request: JSONObject = [
                 "protocol": .int(Wire.version), "device_id": .string(deviceId), "schema_version": .int(schema.version),
                 "batch": .string(batch), "cursor": .int(sync.cursor), "pull": .bool(true), "limit": .int(sync.pullLimit),
                 "entries": .array(selected.map { Wire.entry($0.entry, actor: $0.actor) }),
@@ -231,7 +231,7 @@ extension Store {
         let fetched = try optionalArray(r, "fetched", in: "response")
         // Check every key before changing anything: a response naming another
         // device's entries is refused whole.
-        var parsed: [(seq: Int64, item: [String: JSON])] = []
+        var parsed: [(seq: Int64, item: JSONObject)] = []
         for item in results {
             guard let o = item.object, let key = o["key"]?.string, let status = o["status"]?.string else {
                 throw .arg("response: each result needs \"key\" and \"status\"")
@@ -358,7 +358,7 @@ extension Store {
         sync.lastSyncAt = now
         sync.failures = 0
         sync.retryAt = 0
-        var out = summary.mapValues(JSON.int)
+        var out = JSONObject(summary, JSON.int)
         if hygieneSettings.everyActions > 0 && lastSeq - hygieneSettings.lastPassSeq >= hygieneSettings.everyActions {
             out["hygiene"] = try hygiene()
         }
@@ -433,7 +433,7 @@ extension Store {
     /// How this device's writes fared at the hub (fs_store_stats).
     static let writeCounters: Set<String> = ["writes_won", "writes_lost", "writes_merged", "writes_resolved", "writes_rejected"]
 
-    var syncStats: [String: JSON] {
+    var syncStats: JSONObject {
         let now = wallClock()
         let state = sync.upgradeRequired != nil ? "upgrade_required" : !sync.online ? "offline" : sync.retryAt > now ? "backoff" : "ready"
         return [
@@ -466,7 +466,7 @@ extension Connection {
 }
 
 /// A member that must be an array when present.
-func optionalArray(_ object: [String: JSON], _ key: String, in context: String) throws(FieldSyncError) -> [JSON] {
+func optionalArray(_ object: JSONObject, _ key: String, in context: String) throws(FieldSyncError) -> [JSON] {
     guard let value = object[key], !value.isNull else { return [] }
     guard let items = value.array else { throw .arg("\(context): \"\(key)\" must be an array, got \(value.kind)") }
     return items

@@ -77,8 +77,8 @@ extension FieldSpec {
 
 extension TypeSpec {
     /// A record as the ABI shows it: type, id and every declared field.
-    func recordJSON(id: String, fields: [String: JSON], meta: [String: JSON]? = nil) -> JSON {
-        var object = [String: JSON](minimumCapacity: self.fields.count + 3)
+    func recordJSON(id: String, fields: JSONObject, meta: JSONObject? = nil) -> JSON {
+        var object = JSONObject(minimumCapacity: self.fields.count + 3)
         object["type"] = .string(name)
         object["id"] = .string(id)
         for field in self.fields { object[field.name] = fields[field.name] ?? .null }

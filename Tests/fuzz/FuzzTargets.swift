@@ -1,7 +1,8 @@
 // libFuzzer entry point, compiled together with the engine's sources (see
 // `make fuzz`). One input drives the three places untrusted bytes enter:
 // an action, a hub request and a sync response. Any trap is a finding;
-// errors thrown as FieldSyncError are the expected outcome for junk.
+// errors thrown as FieldSyncError are the expected outcome for junk. Every
+// input is also parsed by jansson: the two parsers must agree (a trap if not).
 import Glibc
 
 nonisolated(unsafe) var fuzzStore: Store?
@@ -24,7 +25,14 @@ public func fuzz(_ data: UnsafePointer<UInt8>, _ size: Int) -> Int32 {
     }
     guard let store = fuzzStore, let hub = fuzzHub, size > 0 else { return 0 }
     let target = data[0] % 4
-    guard let value = try? JSON.parse(bytes: data + 1, count: size - 1, what: "fuzz input") else { return 0 }
+    let text = Array(UnsafeBufferPointer(start: data + 1, count: size - 1))
+    let parsed = try? JSON.parse(bytes: data + 1, count: size - 1, what: "fuzz input")
+    let reference = janssonReading(text)
+    // jansson allows 2048 levels of nesting, we allow JSON.maxDepth.
+    if parsed != reference && !(parsed == nil && text.filter({ $0 == UInt8(ascii: "[") || $0 == UInt8(ascii: "{") }).count > JSON.maxDepth) {
+        fatalError("parsers disagree on \(text): ours \(parsed.map(\.text) ?? "refused"), jansson \(reference.map(\.text) ?? "refused")")
+    }
+    guard let value = parsed else { return 0 }
     switch target {
     case 0: _ = try? store.apply(value)
     case 1: _ = try? hub.handle(value)

@@ -95,22 +95,60 @@ def test_input_is_kept_verbatim(store):
     verify_chain(store.audit())
 
 
-@pytest.mark.parametrize("keys", [("é", "e\u0301"), ("\u212b", "\u00c5"), ("\u00c5", "A\u030a")])
-def test_canonically_equivalent_keys_are_refused(store, keys):
-    # Defect D1, decided: object keys that differ only in Unicode normalization
-    # ("é" precomposed vs "e" + combining acute) would silently become one key
-    # inside the library, so such an object is refused with FS_ERR_JSON and
-    # nothing is written (a documented limitation).
+EQUIVALENT_KEYS = [("é", "e\u0301"), ("\u212b", "\u00c5"), ("\u00c5", "A\u030a"),
+                   ("d\u0307\u0323", "d\u0323\u0307")]
+
+
+def in_byte_order(keys):
+    """Canonical key order: by UTF-8 bytes (= code point order)."""
+    return sorted(keys, key=lambda k: k.encode("utf-8"))
+
+
+@pytest.mark.parametrize("keys", EQUIVALENT_KEYS)
+def test_keys_differing_only_in_normalization_are_kept_apart_and_chain(store, keys):
+    # Decided (formerly defect D1): object keys are kept exact, by their UTF-8
+    # bytes, never normalised. Keys that differ only in Unicode normalization
+    # ("é" U+00E9 vs "e" + U+0301) are two keys with their own values, written
+    # in code point (UTF-8 byte) order; only an exactly duplicated key is refused.
+    first, second = keys
+    assert first != second and first.encode() != second.encode()
+    ordered = in_byte_order(keys)
     open_task(store)
+    # Written in reverse canonical order, so sorting is visible.
+    flat = {ordered[1]: "second", ordered[0]: "first"}
+    nested = [{"x": {ordered[1]: [2], ordered[0]: {ordered[1]: 1, ordered[0]: 0}}}]
+    store.apply(task("T-1", inc={"picked": 1}, input=flat))
+    store.apply(task("T-1", inc={"picked": 1}, input=nested))
+    store.apply(task("T-1", inc={"picked": 1}, input={first: 1}))  # either key alone
+    store.apply(task("T-1", inc={"picked": 1}, input={second: 2}))
+    rows = store.audit()
+    assert len(rows) == 5
+    assert rows[1]["input"] == {ordered[0]: "first", ordered[1]: "second"}
+    assert list(rows[1]["input"]) == ordered          # byte order, both kept
+    assert rows[2]["input"] == [{"x": {ordered[0]: {ordered[0]: 0, ordered[1]: 1},
+                                       ordered[1]: [2]}}]
+    assert list(rows[2]["input"][0]["x"]) == ordered
+    assert list(rows[2]["input"][0]["x"][ordered[0]]) == ordered
+    assert list(rows[3]["input"]) == [first] and list(rows[4]["input"]) == [second]
+    # The keys come back byte for byte as written, not normalised.
+    assert [k.encode() for k in rows[1]["input"]] == [k.encode() for k in ordered]
+    verify_chain(rows)
+    # The hash covers both keys: Python's canonical text holds them apart.
+    text = canonical(rows[1])
+    assert f'"{ordered[0]}":"first","{ordered[1]}":"second"' in text
+    # An exactly duplicated key (same bytes twice) is still refused, flat or
+    # nested, and nothing is written. Raw text: a dict cannot hold a duplicate.
     before = snapshot(store)
-    with pytest.raises(fieldsync.JSONError, match="normalization"):
-        store.apply(task("T-1", inc={"picked": 1}, input={keys[0]: 1, keys[1]: 2}))
-    with pytest.raises(fieldsync.JSONError):  # nested just as well
-        store.apply(task("T-1", inc={"picked": 1}, input=[{"x": {keys[0]: 1, keys[1]: 2}}]))
+    head = '{"action":"edit","actor":"op-1","type":"task","id":"T-1","inc":{"picked":1},"input":'
+    k0, k1 = json.dumps(first, ensure_ascii=False), json.dumps(second, ensure_ascii=False)
+    for body in (f"{{{k0}:1,{k0}:2}}", f"{{{k0}:1,{k1}:2,{k0}:3}}",
+                 f'[{{"x":{{{k1}:1,{k1}:1}}}}]'):
+        with pytest.raises(fieldsync.JSONError, match="duplicate"):
+            store.apply(head + body + "}")
     assert snapshot(store) == before
-    # Either key alone is fine and kept as written (not normalised).
-    store.apply(task("T-1", inc={"picked": 1}, input={keys[1]: 2}))
-    assert list(store.audit()[-1]["input"]) == [keys[1]]
+    # The same text without the duplicate is accepted: the refusal is the duplicate.
+    store.apply(head + f"{{{k0}:1,{k1}:2}}" + "}")
+    assert store.audit()[-1]["input"] == {first: 1, second: 2}
     verify_chain(store.audit())
 
 

@@ -103,6 +103,19 @@ def test_cli_sync_drains_the_outbox_and_the_hub_holds_the_records(tmp_path, sche
         assert all(r["server_received_at"] for r in a.audit())
 
 
+def duplicate_key(request, nested=False):
+    """The request's JSON text with one key written twice: at the top ("cursor"),
+    or inside the audit row's input next to its canonical equivalent."""
+    if not nested:
+        text = json.dumps(request, ensure_ascii=False)
+        assert text.startswith("{")
+        return ('{"cursor":0,' + text[1:]).encode("utf-8")
+    row = dict(request["audit"][0], input={"é": 1, "e\u0301": 2, "PLACEHOLDER": 3})
+    text = json.dumps(dict(request, audit=[row]), ensure_ascii=False)
+    assert text.count('"PLACEHOLDER"') == 1
+    return text.replace('"PLACEHOLDER"', '"é"').encode("utf-8")
+
+
 def test_bad_requests_get_400_and_change_nothing(tmp_path, schema_file):
     with fieldsync.Store(str(tmp_path / "d.db"), SCHEMA, durability="normal",
                          device_id="dev-A") as s:
@@ -118,13 +131,19 @@ def test_bad_requests_get_400_and_change_nothing(tmp_path, schema_file):
             (b'{"hello": "hub"}', "FS_ERR_ARG"),
             (json.dumps(dict(request, device_id="dev-Z")).encode(), "FS_ERR_ARG"),
             (json.dumps(dict(request, scope={"task": {"nope": 1}})).encode(), "FS_ERR_SCHEMA"),
-            (json.dumps(dict(request, audit=[{"input": {"é": 1, "e\u0301": 2}}])).encode(),
-             "FS_ERR_JSON"),
+            # An exactly duplicated key (same bytes twice) is refused as JSON;
+            # keys differing only in normalization ("é", "e" + U+0301) are not
+            # (they are kept apart, see test_audit_chain.py).
+            (duplicate_key(request), "FS_ERR_JSON"),
+            (duplicate_key(request, nested=True), "FS_ERR_JSON"),
         ]
         for body, name in cases:
             status, answer = post(sync, body)
             assert (status, answer["status"]) == (400, name), (body[:60], answer)
             assert answer["error"]
+        for body in cases[-2:]:
+            _, answer = post(sync, body[0])
+            assert "duplicate" in answer["error"], answer
         status, answer = post(url + "/elsewhere", b"{}")
         assert status == 404
         # Refused before the body is read: too big, or no length at all.

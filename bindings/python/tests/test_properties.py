@@ -1,6 +1,7 @@
 """Property tests: random action sequences against a pure-Python model of the
 local view, with the outbox/audit invariants (DESIGN §11) checked after each step."""
 
+import json
 import os
 import shutil
 import tempfile
@@ -33,13 +34,12 @@ def nfc(key):
 
 
 def objects(keys, values, max_size=3):
-    """Dicts whose keys are distinct after Unicode normalization. Defect D1,
-    decided: the library refuses an object with keys that differ only in
-    normalization ("é" vs "e" + U+0301) with FS_ERR_JSON, so the model never
-    builds one; test_colliding_keys_are_refused_and_nothing_is_written covers
-    the refusal."""
-    return st.lists(st.tuples(keys, values), max_size=max_size,
-                    unique_by=lambda kv: nfc(kv[0])).map(dict)
+    """Dicts with any distinct keys, canonical equivalents included ("é" and
+    "e" + U+0301 both drawn from TRICKY): decided (formerly defect D1), the
+    library keeps object keys exact by their UTF-8 bytes, never normalised, and
+    refuses only an exactly duplicated key (which a dict cannot hold; see
+    test_exact_duplicate_keys_are_refused_and_nothing_is_written)."""
+    return st.dictionaries(keys, values, max_size=max_size)
 
 
 json_values = st.recursive(
@@ -286,31 +286,102 @@ def test_numbers_round_trip_exactly(tmp_path_factory, value, weight):
         assert record["weight"] == weight
 
 
+EQUIVALENT_KEYS = [("é", "e\u0301"), ("\u212b", "\u00c5"), ("A\u030a", "\u00c5"),
+                   ("d\u0307\u0323", "d\u0323\u0307")]
+
+
+def key_order(value):
+    """The value with every object as a list of (key, value) in the order the
+    keys were written: json.loads keeps it."""
+    if isinstance(value, dict):
+        return [(k, key_order(v)) for k, v in value.items()]
+    if isinstance(value, list):
+        return [key_order(v) for v in value]
+    return norm(value)
+
+
+def byte_order(value):
+    """What canonical output must be: keys in UTF-8 byte (code point) order."""
+    if isinstance(value, dict):
+        return [(k, byte_order(value[k])) for k in sorted(value, key=lambda k: k.encode())]
+    if isinstance(value, list):
+        return [byte_order(v) for v in value]
+    return norm(value)
+
+
 @settings(max_examples=40, deadline=None)
-@given(value=json_values, key=st.sampled_from([("é", "e\u0301"), ("\u212b", "\u00c5"),
-                                               ("A\u030a", "\u00c5"), ("d\u0307\u0323", "d\u0323\u0307")]),
+@given(value=json_values, key=st.sampled_from(EQUIVALENT_KEYS),
        where=st.sampled_from(["input", "lines", "nested"]))
-def test_colliding_keys_are_refused_and_nothing_is_written(tmp_path_factory, value, key, where):
-    # Defect D1, decided: two keys equal after normalization -> FS_ERR_JSON.
+def test_keys_differing_only_in_normalization_are_kept_apart(tmp_path_factory, value, key, where):
+    # Decided (formerly defect D1): two keys equal after normalization but not
+    # byte for byte are two keys, each with its own value, in byte order.
     assert key[0] != key[1] and nfc(key[0]) == nfc(key[1])
-    bad = {key[0]: value, key[1]: 1}
-    if where == "nested":
-        bad = [value, {"x": bad}]
+    obj = {key[1]: 1, key[0]: value}
+    good = [value, {"x": obj}] if where == "nested" else obj
     path = str(tmp_path_factory.mktemp("k") / "d.db")
     with fieldsync.Store(path, SCHEMA, durability="normal") as store:
         store.apply(task("T-1", set={"status": "s"}))
+        action = task("T-1", inc={"picked": 1}, input=good) if where != "lines" else \
+            task("T-1", set={"lines": good})
+        store.apply(action)
+        rows = store.audit()
+        verify_chain(rows)
+        if where == "lines":
+            got = [store.get("task", "T-1")["lines"], store.outbox()[-1]["ops"]["set"]["lines"]]
+        else:
+            got = [rows[-1]["input"]]
+        for out in got:
+            assert norm(out) == norm(good)
+            assert key_order(out) == byte_order(good)
+            inner = out[1]["x"] if where == "nested" else out
+            assert list(inner) == sorted(key, key=lambda k: k.encode())
+            assert norm(inner[key[0]]) == norm(value) and inner[key[1]] == 1
+
+
+def dumps(value):
+    return json.dumps(value, ensure_ascii=False, allow_nan=False)
+
+
+def raw_action(where, members):
+    """An action's JSON text whose object (in input, lines or nested) has the
+    given raw members ("key":value text), so a key can be written twice."""
+    obj = "{" + ",".join(members) + "}"
+    if where == "nested":
+        obj = '[{"x":' + obj + "}]"
+    head = '{"action":"edit","actor":"op-1","type":"task","id":"T-1",'
+    if where == "lines":
+        return head + '"set":{"lines":' + obj + "}}"
+    return head + '"inc":{"picked":1},"input":' + obj + "}"
+
+
+@settings(max_examples=40, deadline=None)
+@given(value=json_values, other=json_values,
+       key=st.sampled_from(EQUIVALENT_KEYS) | text.map(lambda t: (t,)),
+       where=st.sampled_from(["input", "lines", "nested"]))
+def test_exact_duplicate_keys_are_refused_and_nothing_is_written(tmp_path_factory, value, other,
+                                                                  key, where):
+    # The same key bytes twice are refused with FS_ERR_JSON, even with a
+    # canonical equivalent between them, and nothing is written.
+    k = dumps(key[0])
+    between = [f"{dumps(key[1])}:1"] if len(key) > 1 else []
+    bad = raw_action(where, [f"{k}:{dumps(value)}", *between, f"{k}:{dumps(other)}"])
+    path = str(tmp_path_factory.mktemp("d") / "d.db")
+    with fieldsync.Store(path, SCHEMA, durability="normal") as store:
+        store.apply(task("T-1", set={"status": "s"}))
         before = snapshot(store)
-        action = task("T-1", inc={"picked": 1}, input=bad) if where != "lines" else \
-            task("T-1", set={"lines": bad})
-        with pytest.raises(fieldsync.JSONError):
-            store.apply(action)
+        with pytest.raises(fieldsync.JSONError, match="duplicate"):
+            store.apply(bad)
         assert snapshot(store) == before
+        # Without the second copy the same text is accepted.
+        store.apply(raw_action(where, [f"{k}:{dumps(value)}", *between]))
+        assert store.outbox_count() == 2
+        verify_chain(store.audit())
 
 
 @settings(max_examples=40, deadline=None)
 @given(items=st.lists(st.sampled_from(TRICKY) | text, min_size=1, max_size=6))
 def test_set_elements_stay_distinct_code_point_strings(tmp_path_factory, items):
-    # D1 covers object keys only: set elements are compared as exact strings.
+    # As object keys are, set elements are compared as exact strings.
     path = str(tmp_path_factory.mktemp("e") / "d.db")
     with fieldsync.Store(path, SCHEMA, durability="normal") as store:
         store.apply(task("T-1", set={"status": "s"}, add={"tags": items}))

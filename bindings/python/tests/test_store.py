@@ -317,25 +317,69 @@ def test_set_elements_are_distinct_strings_not_canonical_equivalents(store):
     assert store.get("task", "T-1")["tags"] == sorted(["é", "e\u0301", "\u212b", "\u00c6", "Z"])
 
 
-def test_json_field_refuses_keys_that_are_canonical_equivalents(store):
-    # Defect D1, decided: keys differing only in Unicode normalization are
-    # refused with FS_ERR_JSON and nothing is written (documented limitation).
-    open_task(store)
-    before = snapshot(store)
-    for value in ({"é": 1, "e\u0301": 2}, {"\u212b": 3, "\u00c5": 4}, {"k": [{"é": 1, "e\u0301": 2}]}):
-        with pytest.raises(fieldsync.JSONError):
-            store.apply(task("T-1", set={"lines": value}))
+def test_json_field_keeps_keys_that_are_canonical_equivalents_apart(db):
+    # Decided (formerly defect D1): object keys are kept exact by their UTF-8
+    # bytes and written in code point (byte) order. Keys differing only in
+    # Unicode normalization are distinct keys with their own values; only an
+    # exactly duplicated key is refused (FS_ERR_JSON, nothing written).
+    values = [
+        {"e\u0301": 2, "é": 1},
+        {"\u00c5": 4, "\u212b": 3, "A\u030a": 5},
+        {"d\u0323\u0307": "below-above", "d\u0307\u0323": "above-below"},
+        {"k": [{"é": 1, "e\u0301": {"é": None, "e\u0301": [True]}}]},
+    ]
+
+    def in_byte_order(value):
+        if isinstance(value, dict):
+            return [(k, in_byte_order(value[k])) for k in sorted(value, key=lambda k: k.encode())]
+        if isinstance(value, list):
+            return [in_byte_order(v) for v in value]
+        return value
+
+    def as_written(value):
+        """Keys in the order the library wrote them (json.loads keeps it)."""
+        if isinstance(value, dict):
+            return [(k, as_written(v)) for k, v in value.items()]
+        if isinstance(value, list):
+            return [as_written(v) for v in value]
+        return value
+
+    with fieldsync.Store(db, SCHEMA, durability="normal", device_id="dev-A") as store:
+        for i, value in enumerate(values):
+            id = f"T-{i}"
+            store.apply(task(id, action="open", set={"status": "open", "lines": value}))
+            for got in (store.get("task", id)["lines"],
+                        store.query("task", where={"id": id})[0]["lines"],
+                        store.outbox(id=id)[0]["ops"]["set"]["lines"]):
+                assert got == value
+                assert as_written(got) == in_byte_order(value)
+        # Changing one key's value leaves its canonical equivalent alone.
+        store.apply(task("T-0", set={"lines": {"e\u0301": 2, "é": 10}}))
+        assert as_written(store.get("task", "T-0")["lines"]) == [("e\u0301", 2), ("é", 10)]
+        # An exact duplicate key is still refused, and nothing is written.
+        before = snapshot(store)
+        for lines in ('{"é":1,"é":2}', '{"é":1,"e\u0301":2,"é":1}',
+                      '{"k":[{"e\u0301":1,"e\u0301":2}]}'):
+            text = ('{"action":"edit","actor":"op-1","type":"task","id":"T-0",'
+                    '"set":{"lines":' + lines + "}}")
+            with pytest.raises(fieldsync.JSONError, match="duplicate"):
+                store.apply(text)
+            assert snapshot(store) == before
+        # A duplicate key at the top of the action is refused as well.
+        with pytest.raises(fieldsync.JSONError, match="duplicate"):
+            store.apply('{"action":"edit","actor":"op-1","type":"task","id":"T-0","id":"T-0",'
+                        '"set":{"status":"x"}}')
         assert snapshot(store) == before
-    # Distinct keys in either form alone are kept exactly as written.
-    value = {"e\u0301": 2, "\u212b": 3, "é-x": 1}
-    store.apply(task("T-1", set={"lines": value}))
-    assert store.get("task", "T-1")["lines"] == value
-    assert set(store.get("task", "T-1")["lines"]) == set(value)
+    # Kept in the file: reopened, every value reads back the same.
+    with fieldsync.Store(db, SCHEMA, durability="normal") as store:
+        assert as_written(store.get("task", "T-0")["lines"]) == [("e\u0301", 2), ("é", 10)]
+        for i, value in enumerate(values[1:], 1):
+            assert as_written(store.get("task", f"T-{i}")["lines"]) == in_byte_order(value)
 
 
 def test_set_elements_that_are_canonical_equivalents_add_and_remove_apart(store):
-    # D1 covers object KEYS only: set elements that differ only in normalization
-    # stay two elements, and removing one leaves the other.
+    # Like object keys, set elements are exact strings: elements that differ only
+    # in normalization stay two elements, and removing one leaves the other.
     open_task(store)
     store.apply(task("T-1", add={"tags": ["é", "e\u0301"]}))
     assert store.get("task", "T-1")["tags"] == sorted(["é", "e\u0301"])

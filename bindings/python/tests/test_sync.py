@@ -273,7 +273,7 @@ def test_server_field_conflict_is_rejected_visibly(devices, hub):
 
 
 def test_set_elements_that_differ_only_in_normalization_stay_two_at_the_hub(devices, hub):
-    # D1: keys are refused, but set ELEMENTS "é" and "e" + U+0301 stay distinct.
+    # Like object keys, set ELEMENTS "é" and "e" + U+0301 stay distinct.
     a, b, _ = devices
     open_task(a, "T-1")
     a.apply(task("T-1", add={"tags": ["é"]}))
@@ -286,14 +286,82 @@ def test_set_elements_that_differ_only_in_normalization_stay_two_at_the_hub(devi
     assert a.query("task") == b.query("task") == hub.query("task")
 
 
-def test_keys_differing_only_in_normalization_are_refused_by_the_hub(devices, hub):
-    a = devices[0]
-    open_task(a, "T-1")
+def in_byte_order(value):
+    """The value with every object as (key, value) pairs sorted by UTF-8 bytes."""
+    if isinstance(value, dict):
+        return [(k, in_byte_order(value[k])) for k in sorted(value, key=lambda k: k.encode())]
+    if isinstance(value, list):
+        return [in_byte_order(v) for v in value]
+    return value
+
+
+def as_written(value):
+    """The value with every object as (key, value) pairs in the order written."""
+    if isinstance(value, dict):
+        return [(k, as_written(v)) for k, v in value.items()]
+    if isinstance(value, list):
+        return [as_written(v) for v in value]
+    return value
+
+
+def test_keys_differing_only_in_normalization_stay_apart_through_the_hub(devices, hub):
+    # Decided (formerly defect D1): object keys are kept exact by their UTF-8
+    # bytes end to end (device, request, hub, resolver, pull) and written in byte
+    # order; keys that differ only in normalization are two keys. Only an
+    # exactly duplicated key makes a request invalid JSON.
+    a, b, c = devices
+    seen = []
+
+    def order_lines(conflict):
+        seen.append(conflict)
+        return {**conflict["server"], **conflict["incoming"]}
+
+    hub.set_resolver("order_lines", order_lines)
+    lines = {"e\u0301": "decomposed", "é": "precomposed", "\u212b": 1, "\u00c5": 2}
+    given = {"d\u0323\u0307": 1, "d\u0307\u0323": 2, "k": [{"é": True, "e\u0301": False}]}
+    a.apply(task("T-1", action="open", set={"status": "open", "lines": lines}, input=given))
+
+    # A request with a key written twice is refused as a whole, nothing applied.
     request, _ = a.sync_prepare()
-    request["audit"][0]["input"] = {"é": 1, "e\u0301": 2}
-    with pytest.raises(fieldsync.JSONError):
-        hub.handle(request)
+    text = json.dumps(request, ensure_ascii=False, separators=(",", ":"))
+    assert text.count('"é":"precomposed"') == 1
+    for bad in (text.replace('"é":"precomposed"', '"é":"precomposed","é":"again"'),
+                '{"cursor":0,' + text[1:]):
+        with pytest.raises(fieldsync.JSONError, match="duplicate"):
+            hub.handle(bad.encode("utf-8"))
     assert hub.stats()["entries_applied"] == 0 and hub.audit() == []
+    a.sync_fail("refused")
+
+    sync_all(devices, hub)
+    assert_converged(devices, hub)
+    (row,) = hub.query("task")
+    assert row["lines"] == lines and as_written(row["lines"]) == in_byte_order(lines)
+    for s in (b, c):
+        assert as_written(s.get("task", "T-1")["lines"]) == in_byte_order(lines)
+    (audit,) = hub.audit(device_id="dev-A")
+    assert audit["chain_ok"] and audit["input"] == given
+    assert as_written(audit["input"]) == in_byte_order(given)
+    verify_chain([audit])
+    assert audit["hash"] == a.audit()[0]["hash"]
+
+    # Concurrent custom writes: the resolver sees both keys of each side apart.
+    a.apply(task("T-1", set={"lines": {"é": "A", "e\u0301": "A"}}))
+    b.apply(task("T-1", actor="op-B", set={"lines": {"e\u0301": "B", "\u00c5": "B"}}))
+    fieldsync.sync_once(a, hub)
+    fieldsync.sync_once(b, hub)
+    (conflict,) = seen
+    assert conflict["server"] == {"é": "A", "e\u0301": "A"}
+    assert conflict["incoming"] == {"e\u0301": "B", "\u00c5": "B"}
+    sync_all(devices, hub)
+    assert_converged(devices, hub)
+    merged = {"é": "A", "e\u0301": "B", "\u00c5": "B"}
+    assert as_written(hub.query("task")[0]["lines"]) == in_byte_order(merged)
+    assert hub.stats()["audit_chain_breaks"] == 0
+    for s in (a, b):  # c only pulled: it wrote nothing
+        rows = hub.audit(device_id=s.device_id)
+        assert rows and all(r["chain_ok"] for r in rows)
+        verify_chain(rows)
+        assert [r["hash"] for r in rows] == [r["hash"] for r in s.audit()]
 
 
 # -- refusals ------------------------------------------------------------------------------

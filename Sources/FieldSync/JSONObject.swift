@@ -1,0 +1,190 @@
+// The members of a JSON object, kept sorted by key in code point order (the
+// order of canonical JSON) and unique by the keys' bytes. Objects here are
+// small (an action, a record, an outbox entry): building one is a single array,
+// writing one needs no sort, and a lookup is a binary search. Swift's
+// Dictionary hashed every key on every build and merged keys that differ only
+// in Unicode normalization, which JSON and SQLite keep apart.
+
+package struct JSONObject: Sendable, Sequence, ExpressibleByDictionaryLiteral {
+    package typealias Element = (key: String, value: JSON)
+
+    package private(set) var members: [Element]
+
+    package init() { members = [] }
+
+    package init(minimumCapacity: Int) {
+        members = []
+        members.reserveCapacity(minimumCapacity)
+    }
+
+    /// Members already sorted and unique (the parser checks both).
+    init(sortedMembers: [Element]) { members = sortedMembers }
+
+    /// Members in any order; a later duplicate replaces an earlier one.
+    package init<S: Sequence>(_ pairs: S) where S.Element == (key: String, value: JSON) {
+        members = []
+        members.reserveCapacity(pairs.underestimatedCount)
+        for (key, value) in pairs { self[key] = value }
+    }
+
+    package init(dictionaryLiteral elements: (String, JSON)...) {
+        members = elements.map { (key: $0.0, value: $0.1) }
+        JSONObject.sortAndDeduplicate(&members)
+    }
+
+    /// Sorts by key bytes (insertion sort: members are few and often in
+    /// order already); of equal keys the later one stays. Returns a key
+    /// that was there more than once, if any.
+    @discardableResult
+    static func sortAndDeduplicate(_ members: inout [Element]) -> String? {
+        guard members.count > 1 else { return nil }
+        var ordered = true
+        for i in 1..<members.count where compareUTF8(members[i - 1].key, members[i].key) >= 0 {
+            ordered = false
+            break
+        }
+        if ordered { return nil }
+        for i in 1..<members.count {
+            let moving = members[i]
+            var j = i
+            // Stable: an equal key stops the move, so the later one stays after.
+            while j > 0 && compareUTF8(moving.key, members[j - 1].key) < 0 {
+                members[j] = members[j - 1]
+                j -= 1
+            }
+            members[j] = moving
+        }
+        var duplicate: String?
+        var out = 0
+        for i in 0..<members.count {
+            if out > 0 && compareUTF8(members[out - 1].key, members[i].key) == 0 {
+                members[out - 1] = members[i]
+                duplicate = duplicate ?? members[i].key
+            } else {
+                members[out] = members[i]
+                out += 1
+            }
+        }
+        members.removeSubrange(out...)
+        return duplicate
+    }
+
+    package func makeIterator() -> IndexingIterator<[Element]> { members.makeIterator() }
+    package var underestimatedCount: Int { members.count }
+    package var count: Int { members.count }
+    package var isEmpty: Bool { members.isEmpty }
+    package var keys: LazyMapSequence<[Element], String> { members.lazy.map(\.key) }
+    package var values: LazyMapSequence<[Element], JSON> { members.lazy.map(\.value) }
+    package var first: Element? { members.first }
+
+    /// Where `key` is, or where it would go.
+    func position(of key: String) -> (index: Int, found: Bool) {
+        var low = 0, high = members.count
+        while low < high {
+            let mid = (low + high) / 2
+            let c = compareUTF8(members[mid].key, key)
+            if c == 0 { return (mid, true) }
+            if c < 0 { low = mid + 1 } else { high = mid }
+        }
+        return (low, false)
+    }
+
+    package subscript(key: String) -> JSON? {
+        get {
+            let (i, found) = position(of: key)
+            return found ? members[i].value : nil
+        }
+        set {
+            let (i, found) = position(of: key)
+            switch (found, newValue) {
+            case (true, .some(let value)): members[i].value = value
+            case (true, .none): members.remove(at: i)
+            case (false, .some(let value)): members.insert((key, value), at: i)
+            case (false, .none): break
+            }
+        }
+    }
+
+    @discardableResult
+    package mutating func removeValue(forKey key: String) -> JSON? {
+        let (i, found) = position(of: key)
+        return found ? members.remove(at: i).value : nil
+    }
+
+    package func mapValues(_ transform: (JSON) throws(FieldSyncError) -> JSON) throws(FieldSyncError) -> JSONObject {
+        var out = members
+        for i in out.indices { out[i].value = try transform(out[i].value) }
+        return JSONObject(sortedMembers: out)
+    }
+
+    package func compactMapValues<T>(_ transform: (JSON) -> T?) -> [String: T] {
+        var out: [String: T] = [:]
+        for (key, value) in members { if let t = transform(value) { out[key] = t } }
+        return out
+    }
+
+    package func filter(_ isIncluded: (Element) -> Bool) -> JSONObject {
+        JSONObject(sortedMembers: members.filter(isIncluded))
+    }
+
+    /// `self` with the members of `other` added; on a shared key `combine`
+    /// chooses the value.
+    package func merging(_ other: JSONObject, uniquingKeysWith combine: (JSON, JSON) -> JSON) -> JSONObject {
+        var out = self
+        for (key, value) in other { out[key] = out[key].map { combine($0, value) } ?? value }
+        return out
+    }
+}
+
+extension JSONObject {
+    /// A dictionary of anything JSON-encodable, as an object.
+    package init<T>(_ dictionary: [String: T], _ encode: (T) -> JSON) {
+        self.init(minimumCapacity: dictionary.count)
+        for (key, value) in dictionary { self[key] = encode(value) }
+    }
+}
+
+/// Byte order of two strings (= code point order): < 0, 0 or > 0.
+func compareUTF8(_ a: String, _ b: String) -> Int32 {
+    let fast: Int32?? = a.utf8.withContiguousStorageIfAvailable { x in
+        b.utf8.withContiguousStorageIfAvailable { y in
+            let n = min(x.count, y.count)
+            var i = 0
+            while i < n {
+                if x[i] != y[i] { return x[i] < y[i] ? -1 : 1 }
+                i += 1
+            }
+            return x.count < y.count ? -1 : (x.count > y.count ? 1 : 0)
+        }
+    }
+    if let fast = fast ?? nil { return fast }
+    var i = a.utf8.makeIterator(), j = b.utf8.makeIterator()
+    while true {
+        switch (i.next(), j.next()) {
+        case (nil, nil): return 0
+        case (nil, _): return -1
+        case (_, nil): return 1
+        case (let x?, let y?): if x != y { return x < y ? -1 : 1 }
+        }
+    }
+}
+
+extension JSONObject: Equatable {
+    /// Both sides are sorted the same way: equal objects have equal member lists.
+    package static func == (x: JSONObject, y: JSONObject) -> Bool {
+        x.count == y.count && zip(x.members, y.members).allSatisfy { a, b in
+            a.key.utf8.elementsEqual(b.key.utf8) && a.value == b.value
+        }
+    }
+}
+
+/// What maps field names to values, JSON objects and Swift dictionaries
+/// alike, so field renames (Migration) are written once for both.
+protocol FieldMap: Sequence where Element == (key: String, value: Value) {
+    associatedtype Value
+    init()
+    subscript(key: String) -> Value? { get set }
+}
+
+extension Dictionary: FieldMap where Key == String {}
+extension JSONObject: FieldMap { package typealias Value = JSON }

@@ -1,0 +1,90 @@
+// Our JSON parser against jansson, the parser the library used before: on
+// random documents and random corruptions of them, both must accept the same
+// texts and read the same values. (Tests/fuzz does the same under libFuzzer.)
+@testable import FieldSync
+import Testing
+
+/// Pieces that exercise every rule: escapes, surrogates, UTF-8 of each
+/// length, numbers at the 64-bit edges, exponents, nesting, whitespace.
+private let pieces: [String] = [
+    "{", "}", "[", "]", ",", ":", " ", "\n", "\t", "\"", "\\", "\"a\"", "\"key\"", "\"é\"", "\"e\u{301}\"",
+    "\"\\u00e9\"", "\"\\ud83d\\ude00\"", "\"\\ud83d\"", "\"\\ude00\"", "\"\\u0000\"", "\"\\/\\b\\f\\n\\r\\t\"",
+    "\"\\x\"", "\"日本\"", "\"😀\"", "0", "-0", "1", "-1", "10", "01", "1.5", "-1.5e3", "1e400", "1e-400", "2.",
+    ".5", "9223372036854775807", "9223372036854775808", "-9223372036854775808", "-9223372036854775809",
+    "1E+2", "true", "false", "null", "tru", "nul", "{\"a\":1}", "{\"a\":1,\"a\":2}", "[1,2,3]", "[1,]", "{\"a\":}",
+    "\u{7F}", "\u{1}",
+]
+
+private let rawBytes: [[UInt8]] = [[0xC0, 0x80], [0xED, 0xA0, 0x80], [0xF4, 0x90, 0x80, 0x80], [0xE2, 0x82], [0xFF], [0xC3, 0xA9]]
+
+@Suite struct JSONParserTests {
+    @Test func agreesWithJanssonOnRandomTexts() {
+        var rng = SplitMix(seed: 20261125)
+        var accepted = 0
+        for _ in 0..<30_000 {
+            var bytes: [UInt8] = []
+            for _ in 0..<(1 + Int(rng.next() % 12)) {
+                if rng.next() % 8 == 0 {
+                    bytes += rawBytes[Int(rng.next() % UInt64(rawBytes.count))]
+                } else {
+                    bytes += Array(pieces[Int(rng.next() % UInt64(pieces.count))].utf8)
+                }
+            }
+            let ours = ourReading(bytes), theirs = janssonReading(bytes)
+            #expect((ours == nil) == (theirs == nil), "accepted by one parser only: \(String(decoding: bytes, as: UTF8.self))")
+            if let ours, let theirs {
+                #expect(ours == theirs, "read differently: \(String(decoding: bytes, as: UTF8.self))")
+                accepted += 1
+            }
+        }
+        #expect(accepted > 1_000)
+    }
+
+    @Test func agreesWithJanssonOnCorruptedDocuments() {
+        var rng = SplitMix(seed: 42)
+        let insertable = Array("{}[],:\"\\0-.eE".utf8)
+        let document = Array(#"{"action":"pick","actor":"op-1","type":"task","id":"T-1","set":{"status":"é","note":"a\"b\\c\u00e9\ud83d\ude00"},"inc":{"picked":-12},"input":{"w":[1.5e-3,true,null,{"deep":[[[]]]}],"n":9223372036854775807}}"#.utf8)
+        #expect(ourReading(document) == janssonReading(document))
+        #expect(ourReading(document) != nil)
+        for _ in 0..<20_000 {
+            var bytes = document
+            for _ in 0..<(1 + Int(rng.next() % 3)) {
+                let at = Int(rng.next() % UInt64(bytes.count))
+                switch rng.next() % 3 {
+                case 0: bytes[at] = UInt8(truncatingIfNeeded: rng.next())
+                case 1: bytes.remove(at: at)
+                default: bytes.insert(insertable[Int(rng.next() % UInt64(insertable.count))], at: at)
+                }
+                if bytes.isEmpty { break }
+            }
+            let ours = ourReading(bytes), theirs = janssonReading(bytes)
+            #expect((ours == nil) == (theirs == nil), "accepted by one parser only: \(bytes)")
+            if let ours, let theirs { #expect(ours == theirs, "read differently: \(bytes)") }
+        }
+    }
+
+    @Test func refusesWhatItMustWithAPosition() throws {
+        for (text, reason) in [("{\"a\":1,\"a\":2}", "duplicate object key"), ("[1,]", "unexpected ']'"),
+                               ("\"\\u0000\"", "\\u0000"), ("9223372036854775808", "64-bit"), ("1e400", "double"),
+                               ("{\"a\":1} x", "end of input expected"), ("\"\\ud800\"", "surrogate")] {
+            do {
+                _ = try JSON.parse(text, what: "doc")
+                Issue.record("accepted \(text)")
+            } catch {
+                #expect(error.status == FieldSyncError.json("").status)
+                #expect(error.message.contains(reason), "\(text): \(error.message)")
+                #expect(error.message.contains("line 1, column"))
+            }
+        }
+        let deep = String(repeating: "[", count: JSON.maxDepth + 1) + String(repeating: "]", count: JSON.maxDepth + 1)
+        #expect(throws: FieldSyncError.self) { try JSON.parse(deep) }
+        let deepest = String(repeating: "[", count: JSON.maxDepth) + String(repeating: "]", count: JSON.maxDepth)
+        #expect(try JSON.parse(deepest).array != nil)
+    }
+
+    @Test func keysThatDifferOnlyInNormalizationStayApart() throws {
+        let value = try JSON.parse("{\"é\":1,\"e\u{301}\":2}")
+        #expect(value.object?.count == 2)
+        #expect(value.text == "{\"e\u{301}\":2,\"é\":1}")
+    }
+}
