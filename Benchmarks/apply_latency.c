@@ -39,13 +39,29 @@
  *   - Same preload (100,000 records, one outbox + one audit row each, written
  *     in big transactions) and the same deterministic action sequence.
  *   - Each durability runs on fresh copies of the preloaded files, so both
- *     runs start from the same state; fieldsync and baseline are interleaved
- *     per durability in one process.
+ *     runs start from the same state.
+ *
+ * How the runs are interleaved
+ *   Per durability, the fieldsync store and the baseline database are open at
+ *   the same time and the plan is walked in alternating chunks of CHUNK
+ *   (default 100) actions: actions [0, CHUNK) on fieldsync, the same actions
+ *   [0, CHUNK) on the baseline, then [CHUNK, 2*CHUNK) on each, and so on.
+ *   Every action is still timed on its own; the JSON and the baseline's
+ *   values are built before the first chunk. Why: on a shared VM the
+ *   neighbours' load drifts over tens of seconds, so when all of fieldsync ran
+ *   first and all of the baseline second, the two halves saw different
+ *   machine conditions and the p50 ratio swung (1.3 to 1.9 with the same
+ *   library). Interleaved, noise on the machine hits both sides equally and
+ *   mostly cancels out of the ratio. --chunk 0 restores the old order (all
+ *   fieldsync, then all baseline, one closed before the other is opened) for
+ *   comparison.
  *
  * Build and run:  make -C Benchmarks bench        (from the repository root)
  * Options:        apply_latency [--records N] [--actions N]
  *                               [--durability normal|full|both] [--dir D]
- *                               [--keep] [--lib PATH]
+ *                               [--keep] [--lib PATH] [--chunk N]
+ *                 (--chunk N: interleave in chunks of N actions, default
+ *                 100; --chunk 0: all fieldsync, then all baseline)
  * Also prints the unstripped and `strip --strip-unneeded` size of the loaded
  * libfieldsync.so, and machine information.
  * Do not rebuild the library while this runs: overwriting the mapped .so in
@@ -102,6 +118,7 @@ static int g_do_normal = 1, g_do_full = 1;
 static const char *g_dir_opt = NULL;
 static int g_keep = 0;
 static const char *g_lib_opt = NULL;
+static long g_chunk = 100; /* actions per side per turn; 0 = all fieldsync, then all baseline */
 
 enum { K_UPDATE = 0, K_CREATE = 1, K_TAG = 2, N_KINDS = 3 };
 static const char *KIND_NAMES[N_KINDS] = {"update", "create", "add-tag"};
@@ -320,31 +337,47 @@ static void fs_preload(const char *path) {
     if (rc != FS_OK) die("fs_store_close: %s: %s", fs_status_name(rc), fs_last_error());
 }
 
-/* Runs the plan; fills ns[]. Prints the store's counters afterwards. */
-static void fs_run(const char *path, const char *durability, const action_t *plan, int64_t *ns,
-                   long long *out_records, long long *out_audit, long long *out_outbox) {
-    fs_store *st = fs_open_or_die(path, durability);
-    char *buf = malloc((size_t)g_actions * 320 + 1);
-    char **json = malloc(sizeof *json * (size_t)g_actions);
+/* A measured fieldsync run: the store, opened with the measured durability,
+ * and every action's JSON, built beforehand (the host's work: outside the
+ * timer). fs_run_open / fs_run_range / fs_run_close so that the run can be
+ * interleaved with the baseline's. */
+typedef struct {
+    fs_store *st;
+    char *buf;
+    char **json;
+} fs_run_t;
+
+static void fs_run_open(fs_run_t *r, const char *path, const char *durability, const action_t *plan) {
+    r->st = fs_open_or_die(path, durability);
+    r->buf = malloc((size_t)g_actions * 320 + 1);
+    r->json = malloc(sizeof *r->json * (size_t)g_actions);
     size_t off = 0;
-    for (long i = 0; i < g_actions; i++) { /* the host's work: outside the timer */
-        json[i] = buf + off;
-        fs_action_json(json[i], 320, &plan[i], g_records + i);
-        off += strlen(json[i]) + 1;
-    }
     for (long i = 0; i < g_actions; i++) {
+        r->json[i] = r->buf + off;
+        fs_action_json(r->json[i], 320, &plan[i], g_records + i);
+        off += strlen(r->json[i]) + 1;
+    }
+}
+
+/* Applies plan actions [from, to), each timed individually; fills ns[from..to). */
+static void fs_run_range(fs_run_t *r, long from, long to, int64_t *ns) {
+    for (long i = from; i < to; i++) {
         char *res = NULL;
         int64_t t0 = now_ns();
-        fs_status rc = fs_store_apply(st, json[i], &res);
+        fs_status rc = fs_store_apply(r->st, r->json[i], &res);
         fs_free(res);
         int64_t t1 = now_ns();
-        if (rc != FS_OK) die("fs_store_apply: %s: %s\n  action: %s", fs_status_name(rc), fs_last_error(), json[i]);
+        if (rc != FS_OK) die("fs_store_apply: %s: %s\n  action: %s", fs_status_name(rc), fs_last_error(), r->json[i]);
         ns[i] = t1 - t0;
     }
+}
+
+/* Reads the store's counters, then closes it. */
+static void fs_run_close(fs_run_t *r, long long *out_records, long long *out_audit, long long *out_outbox) {
     /* Counters, via the library (jansson parses the stats object). */
     *out_records = *out_audit = *out_outbox = -1;
     char *stats = NULL;
-    if (fs_store_stats(st, &stats) == FS_OK && stats) {
+    if (fs_store_stats(r->st, &stats) == FS_OK && stats) {
         json_error_t err;
         json_t *o = json_loads(stats, 0, &err);
         if (o) {
@@ -358,12 +391,15 @@ static void fs_run(const char *path, const char *durability, const action_t *pla
     }
     if (*out_outbox < 0) {
         int64_t c = 0;
-        if (fs_outbox_count(st, &c) == FS_OK) *out_outbox = c;
+        if (fs_outbox_count(r->st, &c) == FS_OK) *out_outbox = c;
     }
-    fs_status rc = fs_store_close(st);
+    fs_status rc = fs_store_close(r->st);
     if (rc != FS_OK) die("fs_store_close: %s: %s", fs_status_name(rc), fs_last_error());
-    free(json);
-    free(buf);
+    r->st = NULL;
+    free(r->json);
+    free(r->buf);
+    r->json = NULL;
+    r->buf = NULL;
 }
 
 /* ------------------------------------------------------------------------ */
@@ -935,35 +971,58 @@ static long long count_rows(sqlite3 *db, const char *table) {
     return n;
 }
 
-static void bl_run(const char *path, const char *sync, baseline_t *proto, const action_t *plan, int64_t *ns,
-                   long long *out_view, long long *out_outbox, long long *out_audit) {
-    baseline_t b = *proto; /* state after preload (records, seq, hash) */
-    b.recs = malloc(sizeof *b.recs * (size_t)(g_records + g_actions + 1));
-    memcpy(b.recs, proto->recs, sizeof *b.recs * (size_t)(g_records + g_actions + 1));
-    b.db = bl_open(path, sync);
-    prepare_table(b.db, &b.view);
-    prepare_table(b.db, &b.outbox);
-    prepare_table(b.db, &b.audit);
-    b.begin = xprep(b.db, "BEGIN IMMEDIATE");
-    b.commit = xprep(b.db, "COMMIT");
-    vals_t *vals = malloc(sizeof *vals * (size_t)g_actions);
-    for (long i = 0; i < g_actions; i++) bl_values(&b, &plan[i], g_records + i, &vals[i]);
-    for (long i = 0; i < g_actions; i++) {
+/* A measured baseline run: its own copy of the state after preload (records,
+ * seq, hash), the database opened with the measured synchronous setting, the
+ * statements prepared, and every action's values computed beforehand (outside
+ * the timer). bl_run_open / bl_run_range / bl_run_close, like fs_run_*. */
+typedef struct {
+    baseline_t b;
+    vals_t *vals;
+} bl_run_t;
+
+static void bl_run_open(bl_run_t *r, const char *path, const char *sync, const baseline_t *proto, const action_t *plan) {
+    baseline_t *b = &r->b;
+    *b = *proto;
+    b->recs = malloc(sizeof *b->recs * (size_t)(g_records + g_actions + 1));
+    memcpy(b->recs, proto->recs, sizeof *b->recs * (size_t)(g_records + g_actions + 1));
+    b->db = bl_open(path, sync);
+    prepare_table(b->db, &b->view);
+    prepare_table(b->db, &b->outbox);
+    prepare_table(b->db, &b->audit);
+    b->begin = xprep(b->db, "BEGIN IMMEDIATE");
+    b->commit = xprep(b->db, "COMMIT");
+    r->vals = malloc(sizeof *r->vals * (size_t)g_actions);
+    for (long i = 0; i < g_actions; i++) bl_values(b, &plan[i], g_records + i, &r->vals[i]);
+}
+
+/* Runs plan actions [from, to), one transaction each, each timed individually;
+ * fills ns[from..to). */
+static void bl_run_range(bl_run_t *r, long from, long to, int64_t *ns) {
+    baseline_t *b = &r->b;
+    for (long i = from; i < to; i++) {
         int64_t t0 = now_ns();
-        step_done(b.db, b.begin);
-        bl_write(&b, &vals[i]);
-        step_done(b.db, b.commit);
+        step_done(b->db, b->begin);
+        bl_write(b, &r->vals[i]);
+        step_done(b->db, b->commit);
         int64_t t1 = now_ns();
         ns[i] = t1 - t0;
     }
-    *out_view = count_rows(b.db, b.view.name);
-    *out_outbox = count_rows(b.db, b.outbox.name);
-    *out_audit = count_rows(b.db, b.audit.name);
-    sqlite3_stmt *st[] = {b.view.write, b.view.update, b.outbox.write, b.audit.write, b.begin, b.commit};
+}
+
+/* Counts the rows, then closes the database. */
+static void bl_run_close(bl_run_t *r, long long *out_view, long long *out_outbox, long long *out_audit) {
+    baseline_t *b = &r->b;
+    *out_view = count_rows(b->db, b->view.name);
+    *out_outbox = count_rows(b->db, b->outbox.name);
+    *out_audit = count_rows(b->db, b->audit.name);
+    sqlite3_stmt *st[] = {b->view.write, b->view.update, b->outbox.write, b->audit.write, b->begin, b->commit};
     for (size_t k = 0; k < sizeof st / sizeof st[0]; k++) sqlite3_finalize(st[k]);
-    sqlite3_close(b.db);
-    free(vals);
-    free(b.recs);
+    sqlite3_close(b->db);
+    b->db = NULL;
+    free(r->vals);
+    free(b->recs);
+    r->vals = NULL;
+    b->recs = NULL;
 }
 
 /* ------------------------------------------------------------------------ */
@@ -1041,7 +1100,9 @@ static void print_machine(const char *dir) {
 
 static void usage(void) {
     fprintf(stderr, "usage: apply_latency [--records N] [--actions N] [--durability normal|full|both] "
-                    "[--dir DIR] [--keep] [--lib PATH]\n");
+                    "[--dir DIR] [--keep] [--lib PATH] [--chunk N]\n"
+                    "  --chunk N  interleave fieldsync and baseline in chunks of N actions (default 100);\n"
+                    "             0 = all fieldsync actions, then all baseline actions (the old order)\n");
     exit(2);
 }
 
@@ -1058,6 +1119,12 @@ int main(int argc, char **argv) {
         } else if (!strcmp(a, "--dir") && i + 1 < argc) g_dir_opt = argv[++i];
         else if (!strcmp(a, "--keep")) g_keep = 1;
         else if (!strcmp(a, "--lib") && i + 1 < argc) g_lib_opt = argv[++i];
+        else if (!strcmp(a, "--chunk") && i + 1 < argc) {
+            char *end;
+            errno = 0;
+            g_chunk = strtol(argv[++i], &end, 10);
+            if (errno || end == argv[i] || *end || g_chunk < 0) usage();
+        }
         else usage();
     }
     if (g_records < 1 || g_actions < 1 || g_records > 9000000 || g_actions > 9000000) usage();
@@ -1109,6 +1176,12 @@ int main(int argc, char **argv) {
     long nkind[N_KINDS] = {0};
     for (long i = 0; i < g_actions; i++) nkind[plan[i].kind]++;
     printf("plan: %ld updates, %ld creates, %ld add-tags\n", nkind[0], nkind[1], nkind[2]);
+    if (g_chunk > 0)
+        printf("runs: interleaved in chunks of %ld actions (fieldsync then baseline, same plan indices; "
+               "both files open at once)\n", g_chunk);
+    else
+        printf("runs: not interleaved (--chunk 0): all %ld fieldsync actions, then all %ld baseline actions\n",
+               g_actions, g_actions);
 
     char fs_pre[PATH_MAX + 32], bl_pre[PATH_MAX + 32], fs_run_p[PATH_MAX + 32], bl_run_p[PATH_MAX + 32];
     snprintf(fs_pre, sizeof fs_pre, "%s/fieldsync-preload.db", dir);
@@ -1147,9 +1220,28 @@ int main(int argc, char **argv) {
         sync();
 
         long long fr, fa, fo, bv, bo, ba;
-        fs_run(fs_run_p, dnames[d], plan, fs_ns, &fr, &fa, &fo);
-        rng_state = 0xBADC0DEull;
-        bl_run(bl_run_p, syncs[d], &proto, plan, bl_ns, &bv, &bo, &ba);
+        fs_run_t fsr;
+        bl_run_t blr;
+        if (g_chunk == 0) { /* the old order: all fieldsync, then all baseline */
+            fs_run_open(&fsr, fs_run_p, dnames[d], plan);
+            fs_run_range(&fsr, 0, g_actions, fs_ns);
+            fs_run_close(&fsr, &fr, &fa, &fo);
+            rng_state = 0xBADC0DEull;
+            bl_run_open(&blr, bl_run_p, syncs[d], &proto, plan);
+            bl_run_range(&blr, 0, g_actions, bl_ns);
+            bl_run_close(&blr, &bv, &bo, &ba);
+        } else { /* both open; the same plan indices in alternating chunks */
+            fs_run_open(&fsr, fs_run_p, dnames[d], plan);
+            rng_state = 0xBADC0DEull;
+            bl_run_open(&blr, bl_run_p, syncs[d], &proto, plan);
+            for (long from = 0; from < g_actions; from += g_chunk) {
+                long to = g_actions - from > g_chunk ? from + g_chunk : g_actions;
+                fs_run_range(&fsr, from, to, fs_ns);
+                bl_run_range(&blr, from, to, bl_ns);
+            }
+            fs_run_close(&fsr, &fr, &fa, &fo);
+            bl_run_close(&blr, &bv, &bo, &ba);
+        }
         res[d][0] = compute_stats(fs_ns, g_actions);
         res[d][1] = compute_stats(bl_ns, g_actions);
         for (int k = 0; k < N_KINDS; k++) {
