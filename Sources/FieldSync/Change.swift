@@ -32,6 +32,13 @@ package struct Change: Equatable, Sendable {
 
     package init() {}
 
+    /// The set fields the change adds to or removes from.
+    var setFields: [String] {
+        if remove.isEmpty { return Array(add.keys) }
+        if add.isEmpty { return Array(remove.keys) }
+        return Array(Set(add.keys).union(remove.keys))
+    }
+
     /// Every field the change touches.
     var fields: Set<String> {
         Set(self.set.keys).union(inc.keys).union(add.keys).union(remove.keys)

@@ -89,11 +89,15 @@ enum Merge {
             state.deleted = false
         }
 
-        for (field, value) in change.set.sorted(by: { codePointOrder($0.key, $1.key) }) {
+        for (field, value) in change.set {   // a JSONObject: in code point order already
             guard let spec = spec.field(field) else { continue }
             if spec.merge == .lww || (spec.merge == .custom && hub == nil) {
-                let current = [state.stamps[field], state.deletedAt].compactMap { $0 }.max()
-                if let current, stamp < current {
+                let written = state.stamps[field], deletedAt = state.deletedAt
+                if let written, stamp < written {
+                    report.fields.append((field, .lost))
+                    continue
+                }
+                if let deletedAt, stamp < deletedAt {
                     report.fields.append((field, .lost))
                     continue
                 }
@@ -131,11 +135,11 @@ enum Merge {
             touched(field)
         }
         for (field, delta) in change.inc {
-            state.fields[field] = try add(delta, to: state.fields[field] ?? .null, field: "\(spec.name).\(field)")
+            state.fields[field] = try add(delta, to: state.fields[field] ?? .null, field: spec.name, field)
             report.fields.append((field, concurrent(field) ? .merged : .clean))
             touched(field)
         }
-        for field in Set(change.add.keys).union(change.remove.keys) {
+        for field in change.setFields {
             let removed = change.remove[field] ?? [], added = change.add[field] ?? []
             report.fields.append((field, concurrent(field) ? .merged : .clean))
             if let hub {
@@ -158,7 +162,7 @@ enum Merge {
             } else {
                 // Removals first: an element both removed and added stays.
                 var elements = state.fields[field]?.array ?? []
-                elements.removeAll { removed.contains($0) }
+                if !removed.isEmpty { elements.removeAll { removed.contains($0) } }
                 state.fields[field] = .array(FieldSpec.normalizedSet(elements + added))
             }
             touched(field)
@@ -167,16 +171,16 @@ enum Merge {
     }
 
     /// Counter arithmetic: integers must not overflow, floats must stay finite.
-    static func add(_ delta: JSON, to current: JSON, field: String) throws(FieldSyncError) -> JSON {
+    static func add(_ delta: JSON, to current: JSON, field type: String, _ field: String) throws(FieldSyncError) -> JSON {
         switch (current, delta) {
         case (.null, .int(let d)): return .int(d)
         case (.int(let c), .int(let d)):
             let (sum, overflow) = c.addingReportingOverflow(d)
-            if overflow { throw .arg("counter '\(field)' would overflow a 64-bit integer") }
+            if overflow { throw .arg("counter '\(type).\(field)' would overflow a 64-bit integer") }
             return .int(sum)
         default:
             let sum = (current.number ?? 0) + (delta.number ?? 0)
-            if !sum.isFinite { throw .arg("counter '\(field)' would leave the range of a double") }
+            if !sum.isFinite { throw .arg("counter '\(type).\(field)' would leave the range of a double") }
             return .double(sum)
         }
     }

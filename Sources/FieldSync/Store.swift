@@ -191,7 +191,7 @@ package final class Store {
             // based on (compare-and-set; "was this concurrent?"), and custom
             // writes the server value too, for the resolver's "base".
             var base: JSONObject = [:], baseValues: JSONObject = [:]
-            let based = action.change.set.keys.filter { [.server, .custom].contains(spec.field($0)?.merge) }
+            let based = action.change.set.keys.filter { spec.field($0).map { $0.merge == .server || $0.merge == .custom } ?? false }
             if !based.isEmpty {
                 let shadow = try shadow(type: action.type, id: action.id)
                 let pending = try Outbox.lastWriters(of: Set(based), type: action.type, id: action.id, db: db)

@@ -31,12 +31,30 @@ extension FieldSpec {
     }
 
     static func normalizedSet(_ items: [JSON]) -> [JSON] {
+        if isNormalizedSet(items) { return items }
         var ints: Set<Int64> = []
         var strings: Set<ExactString> = []
         for item in items {
             if let i = item.int { ints.insert(i) } else if let s = item.string { strings.insert(ExactString(s)) }
         }
         return ints.sorted().map(JSON.int) + strings.sorted().map { JSON.string($0.value) }
+    }
+
+    /// Whether `items` is already in set order without repeats (integers
+    /// ascending, then strings by code point): the common case is skipped cheaply.
+    static func isNormalizedSet(_ items: [JSON]) -> Bool {
+        var previous: JSON?
+        for item in items {
+            switch (previous, item) {
+            case (nil, .int), (nil, .string): break
+            case (.int(let a)?, .int(let b)): if a >= b { return false }
+            case (.int?, .string): break
+            case (.string(let a)?, .string(let b)): if compareUTF8(a, b) >= 0 { return false }
+            default: return false
+            }
+            previous = item
+        }
+        return true
     }
 
     func sqlValue(_ value: JSON) -> SQLValue {
