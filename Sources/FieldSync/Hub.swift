@@ -86,9 +86,17 @@ package final class Hub {
             var seq = self.seq
             var results: [JSON] = []
             var held: Set<ExactString> = []
+            var own: [ExactString: OwnRecord] = [:]
             for e in entries {
-                results.append(try apply(entry: e, device: device, clientVersion: clientVersion, seq: &seq, held: &held, now: now))
+                let result = try apply(entry: e, device: device, clientVersion: clientVersion, seq: &seq, held: &held, own: &own, now: now)
+                if result["status"]?.string != "applied" {
+                    let record = ExactString((e["type"]?.string ?? "") + "\u{0}" + (e["id"]?.string ?? ""))
+                    own[record, default: OwnRecord(type: "", id: "", prior: 0, seq: 0, eligible: false)].eligible = false
+                }
+                results.append(result)
             }
+            let owned = own.values.filter(\.eligible).sorted { $0.seq < $1.seq }
+            let ownKeys = Set(owned.map { ExactString($0.type + "\u{0}" + $0.id) })
             try storage.flush()
             let acks = try storage.storeAudit(auditRows, device: device, receivedAt: now).map { ack in
                 JSON.object(["audit_id": .int(ack.id), "server_received_at": .int(ack.at)])
@@ -99,6 +107,11 @@ package final class Hub {
                 "protocol": .int(Wire.version), "device_id": .string(device), "batch": .string(batch),
                 "server_time": .int(now), "results": .array(results), "audit_acks": .array(acks),
             ]
+            if !owned.isEmpty {
+                response["own"] = .array(owned.map { record in
+                    .object(["type": .string(record.type), "id": .string(record.id), "seq": .int(record.seq), "prior": .int(record.prior)])
+                })
+            }
             if !fetch.isEmpty {
                 var found: [JSON] = [], missing: [JSON] = []
                 for ref in fetch {
@@ -114,23 +127,35 @@ package final class Hub {
                 response["missing"] = .array(missing)
             }
             if pull {
-                let page = try storage.changes(after: cursor, limit: limit)
+                // Records answered as "own" are not sent back: the device
+                // already holds exactly their state.
+                let page = try storage.changes(after: cursor, limit: limit) { type, id in ownKeys.contains(ExactString(type + "\u{0}" + id)) }
                 // An old client gets records in the shape its schema version knows.
-                response["changes"] = .array(page.filter { inScope($0.type, $0.state, scope) }.map { change in
+                response["changes"] = .array(page.changes.filter { inScope($0.type, $0.state, scope) }.map { change in
                     .object(["type": .string(change.type), "id": .string(change.id), "seq": .int(change.seq),
                              "state": schema.downcast(change.state, type: change.type, to: clientVersion).shadowJSON])
                 })
-                response["cursor"] = .int(page.last?.seq ?? max(cursor, 0))
-                response["more"] = .bool(Int64(page.count) == limit)
+                response["cursor"] = .int(page.last ?? max(cursor, 0))
+                response["more"] = .bool(page.count == limit)
             }
             self.seq = seq
             return .object(response)
         }
     }
 
+    /// A record this request changed, and whether the device may rebuild its
+    /// new state from the state it held (`prior`) plus its own entries.
+    struct OwnRecord {
+        var type: String
+        var id: String
+        var prior: Int64
+        var seq: Int64
+        var eligible: Bool
+    }
+
     /// Decides one entry; records the decision so a resend gets the same answer.
     private func apply(entry e: JSON, device: String, clientVersion: Int64, seq: inout Int64, held: inout Set<ExactString>,
-                       now: Int64) throws(FieldSyncError) -> JSON {
+                       own: inout [ExactString: OwnRecord], now: Int64) throws(FieldSyncError) -> JSON {
         let key = e["key"]?.string ?? "", entrySeq = e["seq"]?.int ?? 0
         if let done = try storage.decision(device: device, seq: entrySeq) {
             var result: JSONObject = ["key": .string(key), "status": .string("duplicate"), "outcome": .string(done.status)]
@@ -224,6 +249,19 @@ package final class Hub {
         }
         seq += 1
         storage.save(type: type, id: id, state: state, seq: seq)
+        // The device can rebuild this state itself when it held the record's
+        // state as it was before this request and the change merges the same
+        // way on the device (no custom resolver, no observed-remove).
+        let sameMerge = clientVersion == schema.version && e["schema_version"]?.int == schema.version
+            && change.remove.isEmpty && !change.fields.contains { spec.field($0)?.merge == .custom }
+        if var known = own[record] {
+            known.eligible = known.eligible && sameMerge
+            known.seq = seq
+            own[record] = known
+        } else {
+            own[record] = OwnRecord(type: type, id: id, prior: recordSeq, seq: seq,
+                                    eligible: sameMerge && e["shadow_seq"]?.int == recordSeq)
+        }
         // What happened to each field that met a concurrent write, for the
         // device's own accounting (kept so a resend gets the same answer).
         var resolutions: JSONObject = [:]

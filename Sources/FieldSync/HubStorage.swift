@@ -155,13 +155,23 @@ final class HubStorage {
     static let upsertRecord = PreparedSQL("INSERT OR REPLACE INTO fs_hub_records(type, id, seq, state) VALUES(?, ?, ?, ?)")
 
     /// Records changed after `cursor`, oldest change first.
-    func changes(after cursor: Int64, limit: Int64) throws(FieldSyncError) -> [(type: String, id: String, seq: Int64, state: RecordState)] {
+    /// A page of the change log after `cursor`: the records (their state is
+    /// read only for those not `skipped`), the page's last sequence and size.
+    func changes(after cursor: Int64, limit: Int64, skipping skipped: (String, String) -> Bool = { _, _ in false })
+        throws(FieldSyncError) -> (changes: [(type: String, id: String, seq: Int64, state: RecordState)], last: Int64?, count: Int64) {
         var out: [(String, String, Int64, RecordState)] = []
+        var last: Int64?
+        var count: Int64 = 0
         try db.query("SELECT type, id, seq, state FROM fs_hub_records WHERE seq > ? ORDER BY seq LIMIT ?", [.int(cursor), .int(limit)]) { r in
-            out.append((r.text(0), r.text(1), r.int(2), RecordState(json: (try? JSON.parse(r.text(3), what: "stored state")) ?? .null)))
+            let type = r.text(0), id = r.text(1)
+            last = r.int(2)
+            count += 1
+            if !skipped(type, id) {
+                out.append((type, id, r.int(2), RecordState(json: (try? JSON.parse(r.text(3), what: "stored state")) ?? .null)))
+            }
             return true
         }
-        return out
+        return (out, last, count)
     }
 
     // MARK: audit

@@ -395,7 +395,8 @@ package struct ExactString: Hashable, Comparable, Sendable {
     package static func == (a: ExactString, b: ExactString) -> Bool { a.value.utf8.elementsEqual(b.value.utf8) }
     package static func < (a: ExactString, b: ExactString) -> Bool { codePointOrder(a.value, b.value) }
     package func hash(into hasher: inout Hasher) {
-        for byte in value.utf8 { hasher.combine(byte) }
+        let hashed: Void? = value.utf8.withContiguousStorageIfAvailable { hasher.combine(bytes: UnsafeRawBufferPointer($0)) }
+        if hashed == nil { for byte in value.utf8 { hasher.combine(byte) } }
     }
 }
 

@@ -14,12 +14,14 @@ enum Wire {
         return n
     }
 
-    /// An outbox entry as it travels.
-    static func entry(_ e: OutboxEntry, actor: String) -> JSON {
+    /// An outbox entry as it travels. `shadowSeq` is the version of the
+    /// record's confirmed state the device holds (0: none), which lets the hub
+    /// answer "own" instead of sending the state back (docs/PROTOCOL.md).
+    static func entry(_ e: OutboxEntry, actor: String, shadowSeq: Int64) -> JSON {
         var o: JSONObject = [
             "key": .string(e.key), "seq": .int(e.seq), "type": .string(e.type), "id": .string(e.id),
             "hlc": .int(e.hlc), "schema_version": .int(e.schemaVersion), "ops": e.change.json,
-            "base": .object(e.base), "cursor": .int(e.cursor), "actor": .string(actor),
+            "base": .object(e.base), "cursor": .int(e.cursor), "actor": .string(actor), "shadow_seq": .int(shadowSeq),
         ]
         if !e.baseValues.isEmpty { o["base_values"] = .object(e.baseValues) }
         return .object(o)

@@ -88,8 +88,9 @@ extension Store {
 
     static let dueEntries = PreparedSQL("""
         SELECT o.seq, o.type, o.id, o.hlc, o.schema_version, o.ops, o.base, o.cursor, o.state, o.next_attempt_at,
-               o.base_values, a.actor
+               o.base_values, a.actor, s.version
         FROM fs_outbox o LEFT JOIN fs_audit a ON a.audit_id = o.seq
+        LEFT JOIN fs_shadow s ON s.type = o.type AND s.id = o.id
         WHERE o.state IN ('pending', 'stuck') ORDER BY o.seq
         """)
 
@@ -103,7 +104,7 @@ extension Store {
         return try db.transaction { () throws(FieldSyncError) -> (JSON?, Int64) in
             // An unanswered earlier batch is superseded: its entries go again.
             try db.run("UPDATE fs_outbox SET state = 'pending', batch = NULL WHERE state = 'inflight'")
-            var selected: [(entry: OutboxEntry, actor: String)] = []
+            var selected: [(entry: OutboxEntry, actor: String, shadowSeq: Int64)] = []
             var blocked: Set<ExactString> = []
             var nextDue = Int64.max
             try db.query(Store.dueEntries) { r in
@@ -125,7 +126,7 @@ extension Store {
                 selected.append((OutboxEntry(
                     seq: seq, key: Outbox.key(device: deviceId, seq: seq), type: type, id: id, hlc: r.int(3),
                     schemaVersion: r.int(4), change: Change(json: (try? JSON.parse(r.text(5), what: "stored ops")) ?? .null),
-                    base: object(6), baseValues: object(10), cursor: r.int(7)), r.optionalText(11) ?? ""))
+                    base: object(6), baseValues: object(10), cursor: r.int(7)), r.optionalText(11) ?? "", r.optionalInt(12) ?? 0))
                 return Int64(selected.count) < sync.batchSize
             }
             let pullDue = sync.pullDue || (sync.pullIntervalMs > 0 && sync.lastPullAt + sync.pullIntervalMs <= now)
@@ -141,7 +142,7 @@ extension Store {
             sync.batches += 1
             let batch = Wire.batchId(device: deviceId, number: sync.batches)
             try setMeta("batches", .int(sync.batches))
-            for (e, _) in selected {
+            for (e, _, _) in selected {
                 try db.run("UPDATE fs_outbox SET state = 'inflight', batch = ? WHERE seq = ?", [.text(batch), .int(e.seq)])
             }
             // Audit rows travel with their entries; rows not yet acknowledged
@@ -150,7 +151,7 @@ extension Store {
             let oldest = try db.queryAudit("WHERE audit_id > ? AND server_received_at IS NULL ORDER BY audit_id LIMIT ?",
                                            [.int(sync.auditAckedThrough), .int(sync.batchSize)], device: deviceId)
             for row in oldest { audit[row.auditId] = row }
-            for (e, _) in selected where audit[e.seq] == nil {
+            for (e, _, _) in selected where audit[e.seq] == nil {
                 for row in try db.queryAudit("WHERE audit_id = ? AND server_received_at IS NULL", [.int(e.seq)], device: deviceId) {
                     audit[row.auditId] = row
                 }
@@ -158,7 +159,7 @@ extension Store {
             var request: JSONObject = [
                 "protocol": .int(Wire.version), "device_id": .string(deviceId), "schema_version": .int(schema.version),
                 "batch": .string(batch), "cursor": .int(sync.cursor), "pull": .bool(true), "limit": .int(sync.pullLimit),
-                "entries": .array(selected.map { Wire.entry($0.entry, actor: $0.actor) }),
+                "entries": .array(selected.map { Wire.entry($0.entry, actor: $0.actor, shadowSeq: $0.shadowSeq) }),
                 "audit": .array(audit.keys.sorted().compactMap { audit[$0].map(Wire.audit) }),
             ]
             if !sync.scope.isEmpty { request["scope"] = .object(sync.scope) }
@@ -229,6 +230,15 @@ extension Store {
         let changes = try optionalArray(r, "changes", in: "response")
         let acks = try optionalArray(r, "audit_acks", in: "response")
         let fetched = try optionalArray(r, "fetched", in: "response")
+        // Records the hub did not send back because this device can rebuild
+        // them: the state it held at `prior`, plus its acknowledged entries.
+        var own: [ExactString: (seq: Int64, prior: Int64)] = [:]
+        for item in try optionalArray(r, "own", in: "response") {
+            guard let type = item["type"]?.string, let id = item["id"]?.string, let seq = item["seq"]?.int, let prior = item["prior"]?.int else {
+                throw .arg("response: each \"own\" record needs \"type\", \"id\", \"seq\" and \"prior\"")
+            }
+            own[ExactString(type + "\u{0}" + id)] = (seq, prior)
+        }
         // Check every key before changing anything: a response naming another
         // device's entries is refused whole.
         var parsed: [(seq: Int64, item: JSONObject)] = []
@@ -249,7 +259,7 @@ extension Store {
         var clock = self.clock
         var summary: [String: Int64] = ["applied": 0, "duplicate": 0, "rejected": 0, "retry": 0, "stuck": 0, "pulled": 0, "fetched": 0]
         var touched: [ExactString: (type: String, id: String)] = [:]
-        var confirmed: [ExactString: (type: String, id: String, changes: [(ops: String, hlc: Int64, version: Int64)])] = [:]
+        var confirmed: [ExactString: (type: String, id: String, changes: [Confirmed])] = [:]
         var pulledRecords: Set<ExactString> = []
         for change in changes {
             if let type = change["type"]?.string, let id = change["id"]?.string { pulledRecords.insert(ExactString(type + "\u{0}" + id)) }
@@ -280,10 +290,12 @@ extension Store {
                     let key = ExactString(entry.type + "\u{0}" + entry.id)
                     // The pulled state, when the response carries it, already
                     // holds this change; otherwise fold it into the confirmed state.
+                    // Moving an acknowledged change from the outbox into the
+                    // confirmed state leaves the view as it is: no rebase.
                     if !pulledRecords.contains(key) {
-                        confirmed[key, default: (entry.type, entry.id, [])].changes.append((entry.ops, entry.hlc, entry.version))
+                        confirmed[key, default: (entry.type, entry.id, [])].changes.append(
+                            Confirmed(ops: entry.ops, hlc: entry.hlc, schemaVersion: entry.version, serverSeq: item["server_seq"]?.int))
                     }
-                    touched[key] = (entry.type, entry.id)
                 case "rejected":
                     writes["writes_rejected", default: 0] += 1
                     let reason = item["reason"]?.string ?? "rejected"
@@ -308,8 +320,16 @@ extension Store {
                     }
                 }
             }
-            for (_, record) in confirmed {
-                try confirm(record.changes, type: record.type, id: record.id)
+            var rewind: Int64?
+            for (key, record) in confirmed {
+                var exact: Int64?
+                if let mine = own[key] {
+                    let held = try db.scalar("SELECT version FROM fs_shadow WHERE type = ? AND id = ?", [.text(record.type), .text(record.id)]) ?? 0
+                    // The hub counted on the state this device held when it
+                    // prepared; if that changed since, pull the record again.
+                    if held == mine.prior { exact = mine.seq } else { rewind = min(rewind ?? mine.prior, mine.prior) }
+                }
+                try confirm(record.changes, type: record.type, id: record.id, exactVersion: exact)
             }
             // Entries the hub did not answer go back to pending untouched.
             try db.run("UPDATE fs_outbox SET state = 'pending', batch = NULL WHERE batch = ? AND state = 'inflight'", [.text(batch)])
@@ -345,7 +365,8 @@ extension Store {
             for (key, n) in writes where Store.writeCounters.contains(key) {
                 try setMeta(key, .int((try Store.meta(key, db: db)?.int ?? 0) + n))
             }
-            let cursor = max(sync.cursor, r["cursor"]?.int ?? sync.cursor)
+            var cursor = max(sync.cursor, r["cursor"]?.int ?? sync.cursor)
+            if let rewind { cursor = min(cursor, rewind) }
             try setMeta("cursor", .int(cursor))
             try setMeta("hlc", .int(clock.last))
             sync.auditAckedThrough = acked
@@ -368,19 +389,39 @@ extension Store {
         return .object(out)
     }
 
+    /// An acknowledged change of this device, as `confirm` folds it in.
+    struct Confirmed {
+        var ops: String
+        var hlc: Int64
+        var schemaVersion: Int64
+        var serverSeq: Int64?
+    }
+
     /// An acknowledged change moves from the outbox into the confirmed state,
-    /// so the view (confirmed + pending) stays the same until the pull brings
-    /// the hub's own version. The shadow keeps its old version number: any
-    /// pulled state of this record is newer and replaces it.
-    private func confirm(_ changes: [(ops: String, hlc: Int64, version: Int64)], type: String, id: String) throws(FieldSyncError) {
+    /// so the view (confirmed + pending) stays the same. Usually the shadow
+    /// keeps its old version number, and the pull brings the hub's state,
+    /// which is newer and replaces it. With `exactVersion` the hub has said
+    /// ("own") that these changes on the held state are its state at that
+    /// version: the fields they wrote take their server sequences, as the
+    /// hub's merge gives them.
+    private func confirm(_ changes: [Confirmed], type: String, id: String, exactVersion: Int64?) throws(FieldSyncError) {
         guard let spec = views[type]?.spec else { return }
         var state = try shadow(type: type, id: id) ?? RecordState(absent: ())
         for entry in changes {
             let change = Change(json: (try? JSON.parse(entry.ops, what: "stored ops")) ?? .null)
-            guard case .success(let current) = schema.upcast(change, type: type, from: entry.version) else { continue }
-            _ = try Merge.merge(current, stamp: Stamp(hlc: entry.hlc, device: deviceId), into: &state, spec: spec)
+            guard case .success(let current) = schema.upcast(change, type: type, from: entry.schemaVersion) else { continue }
+            let stamp = Stamp(hlc: entry.hlc, device: deviceId)
+            let report = try Merge.merge(current, stamp: stamp, into: &state, spec: spec)
+            guard exactVersion != nil, let serverSeq = entry.serverSeq else { continue }
+            for (field, resolution) in report.fields where resolution != .lost { state.versions[field] = serverSeq }
+            if current.delete && state.deleted && state.deletedAt == stamp {
+                for f in spec.fields { state.versions[f.name] = serverSeq }
+            }
         }
-        let version = try db.scalar("SELECT version FROM fs_shadow WHERE type = ? AND id = ?", [.text(type), .text(id)]) ?? 0
+        var version = exactVersion ?? 0
+        if exactVersion == nil {
+            version = try db.scalar("SELECT version FROM fs_shadow WHERE type = ? AND id = ?", [.text(type), .text(id)]) ?? 0
+        }
         // A cached (fetched) record the operator changed is a normal record again.
         try db.run("INSERT OR REPLACE INTO fs_shadow(type, id, version, state, cached_until) VALUES(?, ?, ?, ?, NULL)",
                    [.text(type), .text(id), .int(version), .text(state.shadowJSON.text)])
