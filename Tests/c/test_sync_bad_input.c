@@ -337,10 +337,19 @@ TEST(test_sync_receive_of_the_wrong_shape_is_arg_and_changes_nothing) {
                          FS_ERR_ARG);
     RECEIVE_REFUSED_FREE(x.s, with_item_member(x.response, "results", 1, "key", json_integer(2)),
                          FS_ERR_ARG);
-    RECEIVE_REFUSED_FREE(x.s, with_item_member(x.response, "changes", 0, "state", json_string("x")),
+    /* The device's own records come back as "own", not as changes: a pulled
+     * change of the wrong shape is made up here. */
+    RECEIVE_REFUSED_FREE(x.s, with_member(x.response, "changes",
+                                          json_pack("[{s:s,s:s,s:i,s:s}]", "type", "task", "id", "T-9", "seq", 1,
+                                                    "state", "x")),
                          FS_ERR_ARG);
-    RECEIVE_REFUSED_FREE(x.s, with_item_member(x.response, "changes", 0, "seq", json_string("1")),
+    RECEIVE_REFUSED_FREE(x.s, with_member(x.response, "changes",
+                                          json_pack("[{s:s,s:s,s:s,s:{}}]", "type", "task", "id", "T-9", "seq", "1",
+                                                    "state")),
                          FS_ERR_ARG);
+    RECEIVE_REFUSED_FREE(x.s, with_member(x.response, "own", json_pack("[{s:s,s:s}]", "type", "task", "id", "T-1")),
+                         FS_ERR_ARG);
+    RECEIVE_REFUSED_FREE(x.s, with_member(x.response, "own", json_pack("{s:i}", "seq", 1)), FS_ERR_ARG);
     exchange_finish(&x);
 }
 
