@@ -168,7 +168,13 @@ extension Store {
     }
 
     static let deleteEntry = PreparedSQL("DELETE FROM fs_outbox WHERE seq = ?")
-    static let auditApplied = PreparedSQL("UPDATE fs_audit SET outcome = 'applied', reason = NULL WHERE audit_id = ?")
+    // The row's outcome and, when the same response acknowledges it, its
+    // server_received_at: one statement instead of two.
+    static let auditApplied = PreparedSQL("""
+        UPDATE fs_audit SET outcome = 'applied', reason = NULL, server_received_at = coalesce(server_received_at, ?)
+        WHERE audit_id = ?
+        """)
+    static let auditReceived = PreparedSQL("UPDATE fs_audit SET server_received_at = ? WHERE audit_id = ? AND server_received_at IS NULL")
 
     // MARK: fetch
 
@@ -266,6 +272,11 @@ extension Store {
         }
         var writes: [String: Int64] = [:]
         var random = SystemRandomNumberGenerator()
+        var receivedAt: [Int64: Int64] = [:]
+        for ack in acks {
+            if let id = ack["audit_id"]?.int, let at = ack["server_received_at"]?.int { receivedAt[id] = at }
+        }
+        var acknowledged: Set<Int64> = []
         let newCursor: Int64 = try db.transaction { () throws(FieldSyncError) -> Int64 in
             for (seq, item) in parsed {
                 var found: (type: String, id: String, attempts: Int64, ops: String, hlc: Int64, version: Int64)?
@@ -286,7 +297,8 @@ extension Store {
                         if let name = resolution.string { writes["writes_\(name)", default: 0] += 1 }
                     }
                     try db.run(Store.deleteEntry, [.int(seq)])
-                    try db.run(Store.auditApplied, [.int(seq)])
+                    try db.run(Store.auditApplied, [receivedAt[seq].map(SQLValue.int) ?? .null, .int(seq)])
+                    if receivedAt[seq] != nil { acknowledged.insert(seq) }
                     let key = ExactString(entry.type + "\u{0}" + entry.id)
                     // The pulled state, when the response carries it, already
                     // holds this change; otherwise fold it into the confirmed state.
@@ -353,9 +365,8 @@ extension Store {
             }
             for record in touched.values { try rebase(type: record.type, id: record.id) }
 
-            for ack in acks {
-                guard let id = ack["audit_id"]?.int, let at = ack["server_received_at"]?.int else { continue }
-                try db.run("UPDATE fs_audit SET server_received_at = ? WHERE audit_id = ? AND server_received_at IS NULL", [.int(at), .int(id)])
+            for (id, at) in receivedAt where !acknowledged.contains(id) {
+                try db.run(Store.auditReceived, [.int(at), .int(id)])
             }
             let firstUnacked = try db.scalar("SELECT min(audit_id) FROM fs_audit WHERE audit_id > ? AND server_received_at IS NULL",
                                              [.int(sync.auditAckedThrough)])
