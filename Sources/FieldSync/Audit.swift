@@ -25,11 +25,13 @@ package struct AuditRow: Equatable, Sendable {
     /// canonical JSON of docs/AUDIT.md, without building an object first.
     package var canonical: String { String(decoding: canonicalBytes(), as: UTF8.self) }
 
-    func canonicalBytes(input inputText: [UInt8]? = nil) -> [UInt8] {
+    func canonicalBytes(input inputText: [UInt8]? = nil, after prefix: String = "") -> [UInt8] {
         var out: [UInt8] = []
-        out.reserveCapacity(256 + (inputText?.count ?? 64))
+        out.reserveCapacity(prefix.utf8.count + 256 + (inputText?.count ?? 64))
+        out.append(contentsOf: prefix.utf8)
+        let start = out.count
         func key(_ k: StaticString) {
-            out.append(out.isEmpty ? UInt8(ascii: "{") : UInt8(ascii: ","))
+            out.append(out.count == start ? UInt8(ascii: "{") : UInt8(ascii: ","))
             out.append(UInt8(ascii: "\""))
             out.append(contentsOf: UnsafeBufferPointer(start: k.utf8Start, count: k.utf8CodeUnitCount))
             out.append(contentsOf: [UInt8(ascii: "\""), UInt8(ascii: ":")])
@@ -50,7 +52,7 @@ package struct AuditRow: Equatable, Sendable {
     }
 
     package func computedHash(input inputText: [UInt8]? = nil) -> String {
-        SHA256.hex(Array(prevHash.utf8) + canonicalBytes(input: inputText))
+        SHA256.hex(canonicalBytes(input: inputText, after: prevHash))
     }
 
     package var json: JSON {
@@ -89,10 +91,10 @@ struct AuditLog {
             outcome TEXT NOT NULL DEFAULT 'pending', reason TEXT, server_received_at INTEGER)
         """
 
-    static func insert(_ row: AuditRow, inputText: String, into db: Connection) throws(FieldSyncError) {
+    static func insert(_ row: AuditRow, inputText: [UInt8], into db: Connection) throws(FieldSyncError) {
         try db.run(insertSQL, [.int(row.auditId), .text(row.actor), .text(row.action), .text(row.type), .text(row.id),
-                               .text(inputText), .int(row.deviceTime), .int(row.hlc),
-                               .text(JSON.array(row.outboxKeys.map(JSON.string)).text), .text(row.prevHash), .text(row.hash)])
+                               .bytes(inputText), .int(row.deviceTime), .int(row.hlc),
+                               .bytes(JSON.array(row.outboxKeys.map(JSON.string)).bytes), .text(row.prevHash), .text(row.hash)])
     }
 
     static let insertSQL = PreparedSQL("""

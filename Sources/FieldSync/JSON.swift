@@ -439,11 +439,14 @@ extension JSON {
     /// Canonical text: keys sorted by code point, no whitespace, UTF-8 as is,
     /// doubles in shortest round-trip form (the same bytes as Python's
     /// json.dumps(sort_keys=True, separators=(",", ":"), ensure_ascii=False)).
-    package var text: String {
+    package var text: String { String(decoding: bytes, as: UTF8.self) }
+
+    /// The canonical text as UTF-8 bytes.
+    package var bytes: [UInt8] {
         var out: [UInt8] = []
         out.reserveCapacity(128)
         write(to: &out)
-        return String(decoding: out, as: UTF8.self)
+        return out
     }
 
     package func write(to out: inout [UInt8]) {

@@ -51,7 +51,7 @@ struct Outbox {
     static func insert(_ e: OutboxEntry, into db: Connection) throws(FieldSyncError) {
         try db.run(insertSQL,
                    [.int(e.seq), .text(e.type), .text(e.id), .int(e.hlc), .int(e.schemaVersion),
-                    .text(e.change.json.text), e.base.isEmpty ? .null : .text(JSON.object(e.base).text),
+                    .bytes(e.change.json.bytes), e.base.isEmpty ? .null : .bytes(JSON.object(e.base).bytes),
                     e.baseValues.isEmpty ? .null : .text(JSON.object(e.baseValues).text), .int(e.cursor)])
     }
 

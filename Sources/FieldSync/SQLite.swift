@@ -7,6 +7,9 @@ enum SQLValue {
     case int(Int64)
     case double(Double)
     case text(String)
+    /// Text already in UTF-8 bytes (JSON the engine wrote): bound without
+    /// making a String of it first.
+    case bytes([UInt8])
 }
 
 final class Statement {
@@ -21,9 +24,21 @@ final class Statement {
     func withBindings<R>(_ values: [SQLValue], _ body: () throws(FieldSyncError) -> R) throws(FieldSyncError) -> R {
         var arena: [UInt8] = []
         var textBytes = 0
-        for case .text(let s) in values { textBytes += s.utf8.count }
+        for value in values {
+            switch value {
+            case .text(let s): textBytes += s.utf8.count
+            case .bytes(let b): textBytes += b.count
+            default: break
+            }
+        }
         arena.reserveCapacity(textBytes)
-        for case .text(let s) in values { arena.append(contentsOf: s.utf8) }
+        for value in values {
+            switch value {
+            case .text(let s): arena.append(contentsOf: s.utf8)
+            case .bytes(let b): arena.append(contentsOf: b)
+            default: break
+            }
+        }
         defer { sqlite3_clear_bindings(handle) }
         return try arena.withUnsafeBufferPointer { (buf) throws(FieldSyncError) -> R in
             var offset = 0
@@ -33,8 +48,9 @@ final class Statement {
                 case .null: sqlite3_bind_null(handle, index)
                 case .int(let v): sqlite3_bind_int64(handle, index, v)
                 case .double(let v): sqlite3_bind_double(handle, index, v)
-                case .text(let s):
-                    let n = s.utf8.count
+                case .text, .bytes:
+                    var n = 0
+                    if case .text(let s) = value { n = s.utf8.count } else if case .bytes(let b) = value { n = b.count }
                     if let base = buf.baseAddress, n > 0 {
                         (base + offset).withMemoryRebound(to: CChar.self, capacity: n) {
                             _ = sqlite3_bind_text64(handle, index, $0, sqlite3_uint64(n), nil, UInt8(SQLITE_UTF8))

@@ -176,8 +176,8 @@ package final class Store {
             let alive = !state.deleted
             let fields = state.fields
             if alive {
-                let missing = spec.required.filter { (fields[$0] ?? .null).isNull }.sorted()
-                if !missing.isEmpty {
+                if spec.required.contains(where: { (fields[$0] ?? .null).isNull }) {
+                    let missing = spec.required.filter { (fields[$0] ?? .null).isNull }.sorted()
                     if existing == nil, try db.scalar("SELECT 1 FROM fs_evicted WHERE type = ? AND id = ?", [.text(action.type), .text(action.id)]) != nil {
                         throw .notFound("record \(action.type)/\(action.id) was evicted from this device by storage hygiene; fetch it from the hub (fs_fetch_request) before changing it")
                     }
@@ -191,8 +191,9 @@ package final class Store {
             // based on (compare-and-set; "was this concurrent?"), and custom
             // writes the server value too, for the resolver's "base".
             var base: JSONObject = [:], baseValues: JSONObject = [:]
-            let based = action.change.set.keys.filter { spec.field($0).map { $0.merge == .server || $0.merge == .custom } ?? false }
-            if !based.isEmpty {
+            let isBased = { (f: String) in spec.field(f).map { $0.merge == .server || $0.merge == .custom } ?? false }
+            if action.change.set.keys.contains(where: isBased) {
+                let based = action.change.set.keys.filter(isBased)
                 let shadow = try shadow(type: action.type, id: action.id)
                 let pending = try Outbox.lastWriters(of: Set(based), type: action.type, id: action.id, db: db)
                 for f in based {
@@ -217,7 +218,7 @@ package final class Store {
             var inputText: [UInt8] = []
             action.input.write(to: &inputText)
             row.hash = row.computedHash(input: inputText)
-            try AuditLog.insert(row, inputText: String(decoding: inputText, as: UTF8.self), into: db)
+            try AuditLog.insert(row, inputText: inputText, into: db)
             let record = spec.recordJSON(id: action.id, fields: alive ? fields : [:],
                                          meta: alive ? nil : ["deleted": .bool(true)])
             return (record, row.hash)
