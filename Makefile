@@ -17,7 +17,8 @@ deps:
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; fi
 
 # The shipped library: Swift runtime linked in, so it needs only libc,
-# libstdc++, libsqlite3 and libjansson. build/ holds it under its SONAME.
+# libstdc++ and libsqlite3 (libjansson-dev is for the tests: the reference
+# our JSON parser is checked against). build/ holds it under its SONAME.
 build: deps
 	$(SWIFT) build -c release -Xswiftc -static-stdlib --product fieldsync
 	@mkdir -p $(BUILD)

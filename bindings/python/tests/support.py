@@ -87,6 +87,26 @@ def verify_chain(rows: List[Dict[str, Any]], anchor: str = GENESIS, anchor_seq: 
         prev = row["hash"]
 
 
+def in_byte_order(value: Any) -> Any:
+    """The value with every object as (key, value) pairs sorted by UTF-8 bytes:
+    how the library writes objects (keys are exact strings, in code point order)."""
+    if isinstance(value, dict):
+        return [(k, in_byte_order(value[k])) for k in sorted(value, key=lambda k: k.encode())]
+    if isinstance(value, list):
+        return [in_byte_order(v) for v in value]
+    return value
+
+
+def as_written(value: Any) -> Any:
+    """The value with every object as (key, value) pairs in the order written
+    (json.loads keeps it)."""
+    if isinstance(value, dict):
+        return [(k, as_written(v)) for k, v in value.items()]
+    if isinstance(value, list):
+        return [as_written(v) for v in value]
+    return value
+
+
 def task(id: str, actor: str = "op-1", action: str = "edit", **ops: Any) -> Dict[str, Any]:
     """Build an action on a task: task("T-1", set={"status": "open"})."""
     return {"action": action, "actor": actor, "type": "task", "id": id, **ops}

@@ -10,7 +10,7 @@ import pytest
 
 import fieldsync
 from fieldsync import lib
-from support import FIELDS, SCHEMA, snapshot, strip_fs, task
+from support import FIELDS, SCHEMA, as_written, in_byte_order, snapshot, strip_fs, task
 
 
 def open_task(store, id="T-1", **extra):
@@ -328,21 +328,6 @@ def test_json_field_keeps_keys_that_are_canonical_equivalents_apart(db):
         {"d\u0323\u0307": "below-above", "d\u0307\u0323": "above-below"},
         {"k": [{"é": 1, "e\u0301": {"é": None, "e\u0301": [True]}}]},
     ]
-
-    def in_byte_order(value):
-        if isinstance(value, dict):
-            return [(k, in_byte_order(value[k])) for k in sorted(value, key=lambda k: k.encode())]
-        if isinstance(value, list):
-            return [in_byte_order(v) for v in value]
-        return value
-
-    def as_written(value):
-        """Keys in the order the library wrote them (json.loads keeps it)."""
-        if isinstance(value, dict):
-            return [(k, as_written(v)) for k, v in value.items()]
-        if isinstance(value, list):
-            return [as_written(v) for v in value]
-        return value
 
     with fieldsync.Store(db, SCHEMA, durability="normal", device_id="dev-A") as store:
         for i, value in enumerate(values):

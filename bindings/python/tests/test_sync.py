@@ -14,7 +14,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import fieldsync
-from support import SCHEMA, snapshot, task, verify_chain
+from support import SCHEMA, as_written, in_byte_order, snapshot, task, verify_chain
 
 T0 = 1_700_000_000_000
 
@@ -284,24 +284,6 @@ def test_set_elements_that_differ_only_in_normalization_stay_two_at_the_hub(devi
     sync_all([a, b], hub)
     assert hub.query("task")[0]["tags"] == ["e\u0301"]
     assert a.query("task") == b.query("task") == hub.query("task")
-
-
-def in_byte_order(value):
-    """The value with every object as (key, value) pairs sorted by UTF-8 bytes."""
-    if isinstance(value, dict):
-        return [(k, in_byte_order(value[k])) for k in sorted(value, key=lambda k: k.encode())]
-    if isinstance(value, list):
-        return [in_byte_order(v) for v in value]
-    return value
-
-
-def as_written(value):
-    """The value with every object as (key, value) pairs in the order written."""
-    if isinstance(value, dict):
-        return [(k, as_written(v)) for k, v in value.items()]
-    if isinstance(value, list):
-        return [as_written(v) for v in value]
-    return value
 
 
 def test_keys_differing_only_in_normalization_stay_apart_through_the_hub(devices, hub):
