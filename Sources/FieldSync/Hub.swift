@@ -89,9 +89,11 @@ package final class Hub {
             var own: [ExactString: OwnRecord] = [:]
             for e in entries {
                 let result = try apply(entry: e, device: device, clientVersion: clientVersion, seq: &seq, held: &held, own: &own, now: now)
+                // A record with an entry not applied now (duplicate, retry,
+                // rejected) is sent back whole, as before.
                 if result["status"]?.string != "applied" {
-                    let record = ExactString((e["type"]?.string ?? "") + "\u{0}" + (e["id"]?.string ?? ""))
-                    own[record, default: OwnRecord(type: "", id: "", prior: 0, seq: 0, eligible: false)].eligible = false
+                    let type = e["type"]?.string ?? "", id = e["id"]?.string ?? ""
+                    own[ExactString(type + "\u{0}" + id), default: OwnRecord(type: type, id: id, prior: 0, seq: 0, eligible: false)].eligible = false
                 }
                 results.append(result)
             }
