@@ -36,6 +36,38 @@ import Testing
         #expect(failed.isEmpty)
     }
 
+    /// A remove made before the device saw another device's re-add, and sent
+    /// after the device fetched that re-add: add-wins keeps the element at the
+    /// hub, so the hub must send the record back rather than answer "own"
+    /// (which would let the device rebuild it without the element).
+    @Test func aRemoveSentAfterFetchingAConcurrentReAddKeepsTheElementEverywhere() throws {
+        let hub = try Hub(path: tempPath("hub.db"), schemaJSON: taskSchema, optionsJSON: #"{"durability":"normal"}"#)
+        let a = try openStore(tempPath("a.db"), options: #"{"durability":"normal","device_id":"dev-a"}"#)
+        let b = try openStore(tempPath("b.db"), options: #"{"durability":"normal","device_id":"dev-b"}"#)
+        func sync(_ store: Store) throws {
+            for _ in 0..<10 {
+                guard let request = try store.prepare().request else { return }
+                _ = try store.receive(hub.handle(request))
+            }
+        }
+        _ = try b.apply(action(#"{"action":"a","actor":"op","type":"task","id":"R","set":{"status":"open"},"add":{"tags":["x"]}}"#))
+        try sync(b)
+        try sync(a)
+        _ = try a.apply(action(#"{"action":"a","actor":"op","type":"task","id":"R","remove":{"tags":["x"]}}"#))
+        _ = try b.apply(action(#"{"action":"a","actor":"op","type":"task","id":"R","add":{"tags":["x"]}}"#))
+        try sync(b)
+        // The device learns the re-add by fetching the record, not by a pull
+        // that would also carry its pending remove.
+        let fetch = try a.fetchRequest(action(#"[{"type":"task","id":"R"}]"#))
+        _ = try a.receive(hub.handle(fetch))
+        try sync(a)
+        try sync(b)
+        let atHub = try hub.query(action(#"{"type":"task"}"#)).array?.first?["tags"]
+        #expect(atHub == .array([.string("x")]))
+        #expect(try a.get(type: "task", id: "R")["tags"] == atHub)
+        #expect(try b.get(type: "task", id: "R")["tags"] == atHub)
+    }
+
     @Test func resumeAfterConnectivityIsImmediate() throws {
         let sim = try Simulation(seed: 7)
         let device = sim.devices[0]
