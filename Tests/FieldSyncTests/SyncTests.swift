@@ -45,6 +45,7 @@ import Testing
         let a = try openStore(tempPath("a.db"), options: #"{"durability":"normal","device_id":"dev-a"}"#)
         let b = try openStore(tempPath("b.db"), options: #"{"durability":"normal","device_id":"dev-b"}"#)
         func sync(_ store: Store) throws {
+            try store.connectivity(up: true)   // pull now, not at the next interval
             for _ in 0..<10 {
                 guard let request = try store.prepare().request else { return }
                 _ = try store.receive(hub.handle(request))
@@ -66,6 +67,39 @@ import Testing
         #expect(atHub == .array([.string("x")]))
         #expect(try a.get(type: "task", id: "R")["tags"] == atHub)
         #expect(try b.get(type: "task", id: "R")["tags"] == atHub)
+    }
+
+    /// The same for a custom field: the hub resolves the device's write
+    /// against the change it had not seen (the device would only compare
+    /// stamps), so it must send the resolved record back, not answer "own".
+    @Test func aCustomWriteSentAfterFetchingAConcurrentWriteTakesTheResolvedValueEverywhere() throws {
+        let hub = try Hub(path: tempPath("hub.db"), schemaJSON: taskSchema, optionsJSON: #"{"durability":"normal"}"#)
+        hub.resolvers["order_lines"] = { conflict in
+            .success(.array([conflict["server"] ?? .null, conflict["incoming"] ?? .null]))
+        }
+        let a = try openStore(tempPath("a.db"), options: #"{"durability":"normal","device_id":"dev-a"}"#)
+        let b = try openStore(tempPath("b.db"), options: #"{"durability":"normal","device_id":"dev-b"}"#)
+        func sync(_ store: Store) throws {
+            try store.connectivity(up: true)   // pull now, not at the next interval
+            for _ in 0..<10 {
+                guard let request = try store.prepare().request else { return }
+                _ = try store.receive(hub.handle(request))
+            }
+        }
+        _ = try b.apply(action(#"{"action":"a","actor":"op","type":"task","id":"R","set":{"status":"open","lines":"first"}}"#))
+        try sync(b)
+        try sync(a)
+        _ = try a.apply(action(#"{"action":"a","actor":"op","type":"task","id":"R","set":{"lines":"from-a"}}"#))
+        _ = try b.apply(action(#"{"action":"a","actor":"op","type":"task","id":"R","set":{"lines":"from-b"}}"#))
+        try sync(b)
+        let fetch = try a.fetchRequest(action(#"[{"type":"task","id":"R"}]"#))
+        _ = try a.receive(hub.handle(fetch))
+        try sync(a)
+        try sync(b)
+        let atHub = try hub.query(action(#"{"type":"task"}"#)).array?.first?["lines"]
+        #expect(atHub == .array([.string("from-b"), .string("from-a")]))
+        #expect(try a.get(type: "task", id: "R")["lines"] == atHub)
+        #expect(try b.get(type: "task", id: "R")["lines"] == atHub)
     }
 
     @Test func resumeAfterConnectivityIsImmediate() throws {
