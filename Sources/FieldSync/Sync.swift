@@ -341,7 +341,9 @@ extension Store {
                     // prepared; if that changed since, pull the record again.
                     if held == mine.prior { exact = mine.seq } else { rewind = min(rewind ?? mine.prior, mine.prior) }
                 }
-                try confirm(record.changes, type: record.type, id: record.id, exactVersion: exact)
+                if try confirm(record.changes, type: record.type, id: record.id, exactVersion: exact) {
+                    touched[key] = (record.type, record.id)
+                }
             }
             // Entries the hub did not answer go back to pending untouched.
             try db.run("UPDATE fs_outbox SET state = 'pending', batch = NULL WHERE batch = ? AND state = 'inflight'", [.text(batch)])
@@ -415,10 +417,26 @@ extension Store {
     /// ("own") that these changes on the held state are its state at that
     /// version: the fields they wrote take their server sequences, as the
     /// hub's merge gives them.
-    private func confirm(_ changes: [Confirmed], type: String, id: String, exactVersion: Int64?) throws(FieldSyncError) {
-        guard let spec = views[type]?.spec else { return }
-        var state = try shadow(type: type, id: id) ?? RecordState(absent: ())
+    ///
+    /// A change the held state already contains (a pull brought the record
+    /// after the hub applied it, while the answer to it was lost) is not
+    /// folded in again; the view, which counted it twice until now, then
+    /// needs a rebase: returns true.
+    private func confirm(_ changes: [Confirmed], type: String, id: String, exactVersion: Int64?) throws(FieldSyncError) -> Bool {
+        guard let spec = views[type]?.spec else { return false }
+        var state = RecordState(absent: ())
+        var held: Int64 = 0
+        try db.query("SELECT state, version FROM fs_shadow WHERE type = ? AND id = ?", [.text(type), .text(id)]) { row in
+            state = RecordState(json: (try? JSON.parse(row.text(0), what: "stored state")) ?? .null)
+            held = row.int(1)
+            return false
+        }
+        var contained = false
         for entry in changes {
+            if let serverSeq = entry.serverSeq, serverSeq <= held {
+                contained = true
+                continue
+            }
             let change = Change(json: (try? JSON.parse(entry.ops, what: "stored ops")) ?? .null)
             guard case .success(let current) = schema.upcast(change, type: type, from: entry.schemaVersion) else { continue }
             let stamp = Stamp(hlc: entry.hlc, device: deviceId)
@@ -429,13 +447,10 @@ extension Store {
                 for f in spec.fields { state.versions[f.name] = serverSeq }
             }
         }
-        var version = exactVersion ?? 0
-        if exactVersion == nil {
-            version = try db.scalar("SELECT version FROM fs_shadow WHERE type = ? AND id = ?", [.text(type), .text(id)]) ?? 0
-        }
         // A cached (fetched) record the operator changed is a normal record again.
         try db.run("INSERT OR REPLACE INTO fs_shadow(type, id, version, state, cached_until) VALUES(?, ?, ?, ?, NULL)",
-                   [.text(type), .text(id), .int(version), .text(state.shadowJSON.text)])
+                   [.text(type), .text(id), .int(exactVersion ?? held), .text(state.shadowJSON.text)])
+        return contained
     }
 
     /// Stores pulled server state if it is newer than what the device has;

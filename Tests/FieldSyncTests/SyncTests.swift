@@ -102,6 +102,31 @@ import Testing
         #expect(try b.get(type: "task", id: "R")["lines"] == atHub)
     }
 
+    /// The answer to a batch is lost after the hub applied it; the device
+    /// restarts with a smaller batch, and its first resend pulls the record
+    /// with all of that batch in it while later entries of the batch are
+    /// still pending. Their "duplicate" answers must not add them to the held
+    /// state a second time.
+    @Test func acknowledgementsOfChangesAPullAlreadyBroughtAreNotCountedTwice() throws {
+        let hub = try Hub(path: tempPath("hub.db"), schemaJSON: taskSchema, optionsJSON: #"{"durability":"normal"}"#)
+        let path = tempPath("a.db")
+        var a = try openStore(path, options: #"{"durability":"normal","device_id":"dev-a","batch_size":4}"#)
+        _ = try a.apply(action(#"{"action":"a","actor":"op","type":"task","id":"R","set":{"status":"open"},"inc":{"picked":1}}"#))
+        for _ in 0..<3 { _ = try a.apply(action(#"{"action":"a","actor":"op","type":"task","id":"R","inc":{"picked":1}}"#)) }
+        _ = try hub.handle(#require(a.prepare().request))   // applied; the answer never arrives
+        a.close()
+        a = try openStore(path, options: #"{"durability":"normal","device_id":"dev-a","batch_size":1}"#)
+        for _ in 0..<10 {
+            guard let request = try a.prepare().request else { break }
+            _ = try a.receive(hub.handle(request))
+        }
+        #expect(try a.outboxCount() == 0)
+        let atHub = try hub.query(action(#"{"type":"task"}"#)).array?.first?["picked"]
+        #expect(atHub == .int(4))
+        #expect(try a.get(type: "task", id: "R")["picked"] == atHub)
+        #expect(try a.shadow(type: "task", id: "R")?.fields["picked"] == atHub)
+    }
+
     @Test func resumeAfterConnectivityIsImmediate() throws {
         let sim = try Simulation(seed: 7)
         let device = sim.devices[0]
