@@ -190,7 +190,7 @@ class StoreMachine(RuleBasedStateMachine):
                 ("status", int64 | st.booleans() | st.lists(text, max_size=2)),
                 ("site", int64 | finite | objects(text, text, max_size=2)),
                 ("weight", text | st.booleans() | st.lists(finite, max_size=2)),
-                ("urgent", text | st.integers() | finite),
+                ("urgent", text | int64 | finite),
                 ("on_hand", text | st.booleans() | fractional),
             ]))
             action["set"][field] = data.draw(bad)
