@@ -38,3 +38,13 @@ func action(_ text: String) throws -> JSON { try JSON.parse(text) }
 func rows(_ store: Store, _ table: String) throws -> Int64 {
     try store.db.scalar("SELECT count(*) FROM \(table)") ?? -1
 }
+
+/// Exchanges with `hub` until the device has nothing more to send (at most 10
+/// rounds), connectivity up first so that a pull is due at once.
+func syncUntilIdle(_ store: Store, _ hub: Hub) throws {
+    try store.connectivity(up: true)
+    for _ in 0..<10 {
+        guard let request = try store.prepare().request else { return }
+        _ = try store.receive(hub.handle(request))
+    }
+}

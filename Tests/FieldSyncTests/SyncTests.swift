@@ -44,25 +44,18 @@ import Testing
         let hub = try Hub(path: tempPath("hub.db"), schemaJSON: taskSchema, optionsJSON: #"{"durability":"normal"}"#)
         let a = try openStore(tempPath("a.db"), options: #"{"durability":"normal","device_id":"dev-a"}"#)
         let b = try openStore(tempPath("b.db"), options: #"{"durability":"normal","device_id":"dev-b"}"#)
-        func sync(_ store: Store) throws {
-            try store.connectivity(up: true)   // pull now, not at the next interval
-            for _ in 0..<10 {
-                guard let request = try store.prepare().request else { return }
-                _ = try store.receive(hub.handle(request))
-            }
-        }
         _ = try b.apply(action(#"{"action":"a","actor":"op","type":"task","id":"R","set":{"status":"open"},"add":{"tags":["x"]}}"#))
-        try sync(b)
-        try sync(a)
+        try syncUntilIdle(b, hub)
+        try syncUntilIdle(a, hub)
         _ = try a.apply(action(#"{"action":"a","actor":"op","type":"task","id":"R","remove":{"tags":["x"]}}"#))
         _ = try b.apply(action(#"{"action":"a","actor":"op","type":"task","id":"R","add":{"tags":["x"]}}"#))
-        try sync(b)
+        try syncUntilIdle(b, hub)
         // The device learns the re-add by fetching the record, not by a pull
         // that would also carry its pending remove.
         let fetch = try a.fetchRequest(action(#"[{"type":"task","id":"R"}]"#))
         _ = try a.receive(hub.handle(fetch))
-        try sync(a)
-        try sync(b)
+        try syncUntilIdle(a, hub)
+        try syncUntilIdle(b, hub)
         let atHub = try hub.query(action(#"{"type":"task"}"#)).array?.first?["tags"]
         #expect(atHub == .array([.string("x")]))
         #expect(try a.get(type: "task", id: "R")["tags"] == atHub)
@@ -79,23 +72,16 @@ import Testing
         }
         let a = try openStore(tempPath("a.db"), options: #"{"durability":"normal","device_id":"dev-a"}"#)
         let b = try openStore(tempPath("b.db"), options: #"{"durability":"normal","device_id":"dev-b"}"#)
-        func sync(_ store: Store) throws {
-            try store.connectivity(up: true)   // pull now, not at the next interval
-            for _ in 0..<10 {
-                guard let request = try store.prepare().request else { return }
-                _ = try store.receive(hub.handle(request))
-            }
-        }
         _ = try b.apply(action(#"{"action":"a","actor":"op","type":"task","id":"R","set":{"status":"open","lines":"first"}}"#))
-        try sync(b)
-        try sync(a)
+        try syncUntilIdle(b, hub)
+        try syncUntilIdle(a, hub)
         _ = try a.apply(action(#"{"action":"a","actor":"op","type":"task","id":"R","set":{"lines":"from-a"}}"#))
         _ = try b.apply(action(#"{"action":"a","actor":"op","type":"task","id":"R","set":{"lines":"from-b"}}"#))
-        try sync(b)
+        try syncUntilIdle(b, hub)
         let fetch = try a.fetchRequest(action(#"[{"type":"task","id":"R"}]"#))
         _ = try a.receive(hub.handle(fetch))
-        try sync(a)
-        try sync(b)
+        try syncUntilIdle(a, hub)
+        try syncUntilIdle(b, hub)
         let atHub = try hub.query(action(#"{"type":"task"}"#)).array?.first?["lines"]
         #expect(atHub == .array([.string("from-b"), .string("from-a")]))
         #expect(try a.get(type: "task", id: "R")["lines"] == atHub)
