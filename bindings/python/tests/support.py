@@ -107,6 +107,30 @@ def as_written(value: Any) -> Any:
     return value
 
 
+def kill_child(argv: List[str], log, delay: float, ready: str, env=None) -> tuple:
+    """Start `python argv...`, wait for its first stdout line (which must start
+    with `ready`), SIGKILL it `delay` s later. Returns (first line, the complete
+    lines it printed after it: a line cut by the kill has no newline)."""
+    import signal
+    import time
+    with open(log, "ab") as err:
+        proc = subprocess.Popen([sys.executable, *argv], stdout=subprocess.PIPE, stderr=err, env=env)
+    try:
+        first = proc.stdout.readline().decode()
+        assert first.startswith(ready), f"child did not start: {first!r}; see {log}"
+        time.sleep(delay)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=10)
+        rest = proc.stdout.read().decode()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        proc.stdout.close()
+    assert proc.returncode == -signal.SIGKILL, f"child ended by itself ({proc.returncode}); see {log}"
+    return first, [line for line in rest.split("\n")[:-1] if line]
+
+
 def task(id: str, actor: str = "op-1", action: str = "edit", **ops: Any) -> Dict[str, Any]:
     """Build an action on a task: task("T-1", set={"status": "open"})."""
     return {"action": action, "actor": actor, "type": "task", "id": id, **ops}

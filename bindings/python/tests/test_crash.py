@@ -2,14 +2,11 @@
 record change, outbox entry and audit row of each action exist together or not at all."""
 
 import random
-import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import fieldsync
-from support import SCHEMA, verify_chain
+from support import SCHEMA, kill_child, verify_chain
 
 CHILD = Path(__file__).with_name("crash_child.py")
 KILLS = 60          # half with durability "normal", half with "full"
@@ -20,25 +17,9 @@ SEED = 20240611
 def run_child_and_kill(path, durability, delay, log):
     """Start a child, kill it `delay` seconds after it is ready; return
     (count at start, last count it reported)."""
-    with open(log, "ab") as err:
-        proc = subprocess.Popen([sys.executable, str(CHILD), path, durability],
-                                stdout=subprocess.PIPE, stderr=err)
-    try:
-        first = proc.stdout.readline().decode()
-        assert first.startswith("ready "), f"child did not start: {first!r}; see {log}"
-        start = int(first.split()[1])
-        time.sleep(delay)
-        proc.send_signal(signal.SIGKILL)
-        proc.wait(timeout=10)
-        rest = proc.stdout.read().decode()
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-        proc.stdout.close()
-    assert proc.returncode == -signal.SIGKILL, f"child ended by itself ({proc.returncode}); see {log}"
-    # A line cut by the kill has no newline: only complete lines were committed and reported.
-    lines = [line for line in rest.split("\n")[:-1] if line]
+    first, lines = kill_child([str(CHILD), path, durability], log, delay, ready="ready ")
+    start = int(first.split()[1])
+    # Only complete lines were committed and reported.
     return start, int(lines[-1]) if lines else start
 
 

@@ -5,14 +5,11 @@ is empty and the hub holds every audit row with its chain intact
 (DESIGN §5 idempotency, §11.1, §11.2, §11.4, §11.5)."""
 
 import random
-import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import fieldsync
-from support import SCHEMA, cli_env, run_cli, serve_hub, verify_chain, write_schema
+from support import SCHEMA, cli_env, kill_child, run_cli, serve_hub, verify_chain, write_schema
 
 CHILD = Path(__file__).with_name("crash_sync_child.py")
 KILLS = 60
@@ -24,25 +21,8 @@ BUDGET_S = 80        # the whole test, kills and final sync
 def run_child_and_kill(path, durability, url, seed, delay, log):
     """Start a child, SIGKILL it `delay` s after it is ready. Returns (count at
     start, last count it reported, what it was doing: "apply"|"sync"|"between")."""
-    with open(log, "ab") as err:
-        proc = subprocess.Popen([sys.executable, str(CHILD), path, durability, url, str(seed)],
-                                stdout=subprocess.PIPE, stderr=err, env=cli_env())
-    try:
-        first = proc.stdout.readline().decode()
-        assert first.startswith("ready "), f"child did not start: {first!r}; see {log}"
-        start = int(first.split()[1])
-        time.sleep(delay)
-        proc.send_signal(signal.SIGKILL)
-        proc.wait(timeout=10)
-        rest = proc.stdout.read().decode()
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-        proc.stdout.close()
-    assert proc.returncode == -signal.SIGKILL, f"child ended by itself ({proc.returncode}); see {log}"
-    # A line cut by the kill has no newline: only complete lines count.
-    lines = [line for line in rest.split("\n")[:-1] if line]
+    first, lines = kill_child([str(CHILD), path, durability, url, str(seed)], log, delay, ready="ready ", env=cli_env())
+    start = int(first.split()[1])
     counts = [int(line) for line in lines if line.isdigit()]
     phase = {"sync": "sync", "synced": "between"}.get(lines[-1] if lines else "", "apply")
     return start, counts[-1] if counts else start, phase

@@ -5,17 +5,14 @@ and kill -9 during a pass."""
 
 import random
 import shutil
-import signal
 import sqlite3
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 
 import fieldsync
-from support import GENESIS, HYGIENE_SCHEMA, task, verify_chain
+from support import GENESIS, HYGIENE_SCHEMA, kill_child, task, verify_chain
 
 DAY = 86_400_000
 T0 = 1_700_000_000_000
@@ -614,23 +611,8 @@ def copy_store(src, dst):
 def run_and_kill(path, durability, mode, now_ms, delay, log):
     """Start a child on `path`, SIGKILL it `delay` s after it is ready; return
     whether it had finished the pass."""
-    with open(log, "ab") as err:
-        proc = subprocess.Popen([sys.executable, str(CHILD), path, durability, mode, str(now_ms)],
-                                stdout=subprocess.PIPE, stderr=err)
-    try:
-        first = proc.stdout.readline().decode()
-        assert first.startswith("ready"), f"child did not start: {first!r}; see {log}"
-        time.sleep(delay)
-        proc.send_signal(signal.SIGKILL)
-        proc.wait(timeout=10)
-        rest = proc.stdout.read().decode()
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-        proc.stdout.close()
-    assert proc.returncode == -signal.SIGKILL, f"child ended by itself ({proc.returncode}); see {log}"
-    return "done" in rest
+    _, lines = kill_child([str(CHILD), path, durability, mode, str(now_ms)], log, delay, ready="ready")
+    return any(line.startswith("done") for line in lines)
 
 
 def check_after_kill(path, kept, all_ids, after, finish):

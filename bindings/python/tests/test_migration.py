@@ -14,7 +14,6 @@ import json
 import os
 import random
 import shutil
-import signal
 import sqlite3
 import subprocess
 import sys
@@ -26,7 +25,7 @@ from pathlib import Path
 import pytest
 
 import fieldsync
-from support import run_cli, serve_hub, strip_fs, verify_chain, write_schema
+from support import kill_child, run_cli, serve_hub, strip_fs, verify_chain, write_schema
 
 # -- the schemas -----------------------------------------------------------------------
 
@@ -401,23 +400,8 @@ def snapshot(store):
 def kill_during_open(path, schema_file, delay, log):
     """Start a child that opens `path` with the v3 schema; SIGKILL it `delay`
     seconds after it said it is opening. Returns what it reported."""
-    with open(log, "ab") as err:
-        proc = subprocess.Popen([sys.executable, str(CHILD), path, str(schema_file)],
-                                stdout=subprocess.PIPE, stderr=err)
-    try:
-        first = proc.stdout.readline().decode()
-        assert first == "opening\n", f"child did not start: {first!r}; see {log}"
-        time.sleep(delay)
-        proc.send_signal(signal.SIGKILL)
-        proc.wait(timeout=10)
-        rest = proc.stdout.read().decode()
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-        proc.stdout.close()
-    assert proc.returncode == -signal.SIGKILL, f"child ended by itself ({proc.returncode}); see {log}"
-    return [line for line in rest.split("\n")[:-1] if line]
+    _, lines = kill_child([str(CHILD), path, str(schema_file)], log, delay, ready="opening\n")
+    return lines
 
 
 def calibrate(path, schema_file, log):
