@@ -124,12 +124,6 @@ func output<T>(_ out: UnsafeMutablePointer<T?>?, _ name: String) throws(FieldSyn
 
 /// JSON text in malloc'd memory, for the caller to release with fs_free.
 func give(_ value: JSON, to out: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>) throws(FieldSyncError) {
-    var bytes: [UInt8] = []
-    value.write(to: &bytes)
-    guard let p = malloc(bytes.count + 1)?.assumingMemoryBound(to: CChar.self) else { throw .internal("out of memory") }
-    bytes.withUnsafeBufferPointer { buf in
-        if let base = buf.baseAddress { memcpy(p, base, buf.count) }
-    }
-    p[bytes.count] = 0
+    guard let p = value.writer.takeCString() else { throw .internal("out of memory") }
     out.pointee = p
 }

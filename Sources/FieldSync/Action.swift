@@ -11,23 +11,37 @@ package struct Action: Sendable {
 }
 
 extension Action {
-    // An array: comparing a key with ten short strings is cheaper than hashing it.
     static let keys = ["action", "actor", "type", "id", "set", "inc", "add", "remove", "delete", "input"]
 
     package init(json: JSON, schema: Schema) throws(FieldSyncError) {
         guard let root = json.object else { throw .arg("an action must be a JSON object, got \(json.kind)") }
-        for key in root.keys where !Action.keys.contains(key) {
-            throw .arg("action: unknown key '\(key)' (allowed: \(Action.keys.sorted().joined(separator: ", ")))")
+        // One pass over the members: comparing a key with short literals is
+        // cheaper than a binary search per known key.
+        var name, actor, typeMember, id, set, inc, add, remove, delete, input: JSON?
+        for (key, value) in root {
+            switch key {
+            case "action": name = value
+            case "actor": actor = value
+            case "type": typeMember = value
+            case "id": id = value
+            case "set": set = value
+            case "inc": inc = value
+            case "add": add = value
+            case "remove": remove = value
+            case "delete": delete = value
+            case "input": input = value
+            default: throw .arg("action: unknown key '\(key)' (allowed: \(Action.keys.sorted().joined(separator: ", ")))")
+            }
         }
-        name = try requiredText(root, "action", in: "action")
-        actor = try requiredText(root, "actor", in: "action")
-        type = try requiredText(root, "type", in: "action")
-        id = try requiredText(root, "id", in: "action")
-        input = root["input"] ?? .null
+        self.name = try requiredText(name, "action", in: "action")
+        self.actor = try requiredText(actor, "actor", in: "action")
+        self.type = try requiredText(typeMember, "type", in: "action")
+        self.id = try requiredText(id, "id", in: "action")
+        self.input = input ?? .null
         let spec = try schema.type(type)
 
         var change = Change()
-        for (field, value) in try members(root, "set") {
+        for (field, value) in try members(set, "set") {
             let f = try writable(spec, field, op: "set")
             switch f.merge {
             case .counter: throw .schema("field '\(type).\(field)' is a counter: change it with \"inc\", not \"set\"")
@@ -39,7 +53,7 @@ extension Action {
             }
             change.set[field] = try f.checked(value, in: type)
         }
-        for (field, delta) in try members(root, "inc") {
+        for (field, delta) in try members(inc, "inc") {
             let f = try writable(spec, field, op: "inc")
             guard f.merge == .counter else {
                 throw .schema("field '\(type).\(field)' is not a counter (merge \(f.merge.rawValue)): \"inc\" is for counter fields")
@@ -49,8 +63,8 @@ extension Action {
             default: throw .schema("\"inc\" of '\(type).\(field)' must be \(f.type == .int ? "an integer" : "a number"); got \(delta.kind)")
             }
         }
-        for op in ["add", "remove"] {
-            for (field, elements) in try members(root, op) {
+        for (op, ops) in [("add", add), ("remove", remove)] {
+            for (field, elements) in try members(ops, op) {
                 let f = try writable(spec, field, op: op)
                 guard f.merge == .set else { throw .schema("field '\(type).\(field)' is not a set: \"\(op)\" is for set fields") }
                 guard let items = elements.array else {
@@ -60,7 +74,7 @@ extension Action {
                 if op == "add" { change.add[field] = normalized } else { change.remove[field] = normalized }
             }
         }
-        if let d = root["delete"] {
+        if let d = delete {
             guard let flag = d.bool else { throw .arg("action: \"delete\" must be true or false") }
             if flag && !change.isEmpty { throw .arg("action: \"delete\" cannot be combined with set, inc, add or remove") }
             change.delete = flag
@@ -78,15 +92,19 @@ private func writable(_ spec: TypeSpec, _ field: String, op: String) throws(Fiel
     return f
 }
 
-private func members(_ root: JSONObject, _ key: String) throws(FieldSyncError) -> JSONObject {
-    guard let value = root[key], !value.isNull else { return [:] }
+private func members(_ value: JSON?, _ key: String) throws(FieldSyncError) -> JSONObject {
+    guard let value, !value.isNull else { return [:] }
     guard let object = value.object else { throw .arg("action: \"\(key)\" must be an object of field: value, got \(value.kind)") }
     return object
 }
 
 /// A non-empty string member no longer than FS_MAX_ID_BYTES.
 func requiredText(_ root: JSONObject, _ key: String, in context: String) throws(FieldSyncError) -> String {
-    guard let value = root[key] else { throw .arg("\(context): \"\(key)\" is missing") }
+    try requiredText(root[key], key, in: context)
+}
+
+func requiredText(_ value: JSON?, _ key: String, in context: String) throws(FieldSyncError) -> String {
+    guard let value else { throw .arg("\(context): \"\(key)\" is missing") }
     guard let text = value.string, !text.isEmpty else { throw .arg("\(context): \"\(key)\" must be a non-empty string, got \(value.kind)") }
     try checkLength(text, what: "\(context): \"\(key)\"")
     return text

@@ -23,36 +23,32 @@ package struct AuditRow: Equatable, Sendable {
     /// The fields the hash covers: everything the device decided, nothing sync
     /// adds. Written field by field in sorted key order, which is exactly the
     /// canonical JSON of docs/AUDIT.md, without building an object first.
-    package var canonical: String { String(decoding: canonicalBytes(), as: UTF8.self) }
+    package var canonical: String { canonicalText().string }
 
-    func canonicalBytes(input inputText: [UInt8]? = nil, after prefix: String = "") -> [UInt8] {
-        var out: [UInt8] = []
-        out.reserveCapacity(prefix.utf8.count + 256 + (inputText?.count ?? 64))
-        out.append(contentsOf: prefix.utf8)
-        let start = out.count
-        func key(_ k: StaticString) {
-            out.append(out.count == start ? UInt8(ascii: "{") : UInt8(ascii: ","))
-            out.append(UInt8(ascii: "\""))
-            out.append(contentsOf: UnsafeBufferPointer(start: k.utf8Start, count: k.utf8CodeUnitCount))
-            out.append(contentsOf: [UInt8(ascii: "\""), UInt8(ascii: ":")])
+    func canonicalText(input inputText: [UInt8]? = nil, after prefix: String = "") -> ByteWriter {
+        var out = ByteWriter(capacity: prefix.utf8.count + 256 + (inputText?.count ?? 64))
+        out.append(contentsOf: prefix)
+        out.append("{\"action\":"); JSON.writeString(action, to: &out)
+        out.append(",\"actor\":"); JSON.writeString(actor, to: &out)
+        out.append(",\"audit_id\":"); JSON.writeInt(auditId, to: &out)
+        out.append(",\"device_id\":"); JSON.writeString(deviceId, to: &out)
+        out.append(",\"device_time\":"); JSON.writeInt(deviceTime, to: &out)
+        out.append(",\"hlc\":"); JSON.writeInt(hlc, to: &out)
+        out.append(",\"id\":"); JSON.writeString(id, to: &out)
+        out.append(",\"input\":")
+        if let inputText { out.append(inputText) } else { input.write(to: &out) }
+        out.append(",\"outbox_keys\":[")
+        for (i, key) in outboxKeys.enumerated() {
+            if i > 0 { out.append(UInt8(ascii: ",")) }
+            JSON.writeString(key, to: &out)
         }
-        key("action"); JSON.writeString(action, to: &out)
-        key("actor"); JSON.writeString(actor, to: &out)
-        key("audit_id"); JSON.writeInt(auditId, to: &out)
-        key("device_id"); JSON.writeString(deviceId, to: &out)
-        key("device_time"); JSON.writeInt(deviceTime, to: &out)
-        key("hlc"); JSON.writeInt(hlc, to: &out)
-        key("id"); JSON.writeString(id, to: &out)
-        key("input")
-        if let inputText { out.append(contentsOf: inputText) } else { input.write(to: &out) }
-        key("outbox_keys"); JSON.array(outboxKeys.map(JSON.string)).write(to: &out)
-        key("type"); JSON.writeString(type, to: &out)
+        out.append("],\"type\":"); JSON.writeString(type, to: &out)
         out.append(UInt8(ascii: "}"))
         return out
     }
 
     package func computedHash(input inputText: [UInt8]? = nil) -> String {
-        SHA256.hex(canonicalBytes(input: inputText, after: prevHash))
+        canonicalText(input: inputText, after: prevHash).withBytes { SHA256.hex($0) }
     }
 
     package var json: JSON {

@@ -67,13 +67,10 @@ struct JSONParser {
     var depth = 0
     /// Bytes of a string that holds escapes, reused across strings.
     var scratch: [UInt8] = []
-    /// Members of the objects being parsed, innermost last.
-    var pending: [JSONObject.Element] = []
 
     init(base: UnsafePointer<UInt8>, end: Int) {
         self.base = base
         self.end = end
-        pending.reserveCapacity(16)
     }
 
     func fail(_ reason: String, at offset: Int? = nil) -> JSONParseError {
@@ -137,9 +134,8 @@ struct JSONParser {
             depth -= 1
             return .object([:])
         }
-        // Members wait on a stack shared by all levels, so the dictionary is
-        // allocated once at its final size instead of growing.
-        let first = pending.count
+        var members: [JSONObject.Element] = []
+        members.reserveCapacity(4)
         while true {
             guard pos < end, base[pos] == UInt8(ascii: "\"") else { throw fail(unexpected("a string (an object key)")) }
             let key = try string()
@@ -147,7 +143,7 @@ struct JSONParser {
             guard pos < end, base[pos] == UInt8(ascii: ":") else { throw fail(unexpected("':'")) }
             pos += 1
             skipSpace()
-            pending.append((key, try value()))
+            members.append((key, try value()))
             skipSpace()
             guard pos < end else { throw fail(unexpected("',' or '}'")) }
             if base[pos] == UInt8(ascii: ",") {
@@ -162,8 +158,6 @@ struct JSONParser {
         }
         // Canonical order; input written by a canonical writer (ours, a
         // peer's) is sorted already and costs one pass.
-        var members = Array(pending[first...])
-        pending.removeSubrange(first...)
         if let key = JSONObject.sortAndDeduplicate(&members) {
             throw fail("duplicate object key \"\(key)\" in the object ending here")
         }
@@ -442,34 +436,49 @@ extension JSON {
     package var text: String { String(decoding: bytes, as: UTF8.self) }
 
     /// The canonical text as UTF-8 bytes.
-    package var bytes: [UInt8] {
-        var out: [UInt8] = []
-        out.reserveCapacity(128)
+    package var bytes: [UInt8] { writer.array }
+
+    /// The canonical text in a fresh buffer.
+    package var writer: ByteWriter {
+        var out = ByteWriter()
         write(to: &out)
         return out
     }
 
-    package func write(to out: inout [UInt8]) {
+    package func write(to out: inout ByteWriter) {
         switch self {
-        case .null: out.append(contentsOf: "null".utf8)
-        case .bool(let b): out.append(contentsOf: (b ? "true" : "false").utf8)
+        case .null: out.append("null")
+        case .bool(let b): out.append(b ? "true" : "false")
         case .int(let i): JSON.writeInt(i, to: &out)
         case .double(let d):
             // Non-finite values cannot be parsed in, and arithmetic producing
             // them is refused before it is stored; null keeps output valid.
-            out.append(contentsOf: (d.isFinite ? d.description : "null").utf8)
+            if !d.isFinite {
+                out.append("null")
+            } else if d.magnitude > 9007199254740992.0 && d.magnitude < 1e16 {
+                // Whole numbers all; Swift writes them with an exponent from
+                // 2^53 on, Python (the canonical form) only from 1e16 on.
+                JSON.writeInt(Int64(d), to: &out)
+                out.append(".0")
+            } else {
+                out.append(contentsOf: d.description)
+            }
         case .string(let s): JSON.writeString(s, to: &out)
         case .array(let items):
             out.append(UInt8(ascii: "["))
-            for (i, item) in items.enumerated() {
-                if i > 0 { out.append(UInt8(ascii: ",")) }
+            var first = true
+            for item in items {
+                if !first { out.append(UInt8(ascii: ",")) }
+                first = false
                 item.write(to: &out)
             }
             out.append(UInt8(ascii: "]"))
         case .object(let object):
             out.append(UInt8(ascii: "{"))
-            for (i, member) in object.members.enumerated() {
-                if i > 0 { out.append(UInt8(ascii: ",")) }
+            var first = true
+            for member in object.members {
+                if !first { out.append(UInt8(ascii: ",")) }
+                first = false
                 JSON.writeString(member.key, to: &out)
                 out.append(UInt8(ascii: ":"))
                 member.value.write(to: &out)
@@ -479,7 +488,7 @@ extension JSON {
     }
 
     /// Decimal digits of `value`, without building a String first.
-    static func writeInt(_ value: Int64, to out: inout [UInt8]) {
+    static func writeInt(_ value: Int64, to out: inout ByteWriter) {
         if value < 0 { out.append(UInt8(ascii: "-")) }
         var magnitude = value.magnitude
         withUnsafeTemporaryAllocation(of: UInt8.self, capacity: 20) { digits in
@@ -489,45 +498,44 @@ extension JSON {
                 magnitude /= 10
                 n += 1
             } while magnitude > 0
-            out.append(contentsOf: UnsafeBufferPointer(rebasing: digits[(20 - n)...]))
+            out.append(UnsafeBufferPointer(rebasing: digits[(20 - n)...]))
         }
     }
 
-    private static let hex: [UInt8] = Array("0123456789abcdef".utf8)
-
-    static func writeString(_ s: String, to out: inout [UInt8]) {
+    static func writeString(_ s: String, to out: inout ByteWriter) {
         out.append(UInt8(ascii: "\""))
-        let copied: Void? = s.utf8.withContiguousStorageIfAvailable { bytes in
+        var s = s
+        s.withUTF8 { bytes in
             guard let base = bytes.baseAddress else { return }
             var start = 0
             for i in 0..<bytes.count {
                 let byte = base[i]
                 guard byte < 0x20 || byte == 0x22 || byte == 0x5C else { continue }
                 // Copy the run before the byte that needs escaping in one go.
-                if i > start { out.append(contentsOf: UnsafeBufferPointer(start: base + start, count: i - start)) }
+                if i > start { out.append(UnsafeBufferPointer(start: base + start, count: i - start)) }
                 start = i + 1
                 escape(byte, to: &out)
             }
-            if bytes.count > start { out.append(contentsOf: UnsafeBufferPointer(start: base + start, count: bytes.count - start)) }
-        }
-        if copied == nil {
-            for byte in s.utf8 {
-                if byte < 0x20 || byte == 0x22 || byte == 0x5C { escape(byte, to: &out) } else { out.append(byte) }
-            }
+            if bytes.count > start { out.append(UnsafeBufferPointer(start: base + start, count: bytes.count - start)) }
         }
         out.append(UInt8(ascii: "\""))
     }
 
-    private static func escape(_ byte: UInt8, to out: inout [UInt8]) {
+    private static func escape(_ byte: UInt8, to out: inout ByteWriter) {
+        out.append(92)
         switch byte {
-        case 0x22: out.append(contentsOf: [92, 34])
-        case 0x5C: out.append(contentsOf: [92, 92])
-        case 0x0A: out.append(contentsOf: [92, UInt8(ascii: "n")])
-        case 0x0D: out.append(contentsOf: [92, UInt8(ascii: "r")])
-        case 0x09: out.append(contentsOf: [92, UInt8(ascii: "t")])
-        case 0x08: out.append(contentsOf: [92, UInt8(ascii: "b")])
-        case 0x0C: out.append(contentsOf: [92, UInt8(ascii: "f")])
-        default: out.append(contentsOf: [92, UInt8(ascii: "u"), 48, 48, hex[Int(byte >> 4)], hex[Int(byte & 15)]])
+        case 0x22: out.append(34)
+        case 0x5C: out.append(92)
+        case 0x0A: out.append(UInt8(ascii: "n"))
+        case 0x0D: out.append(UInt8(ascii: "r"))
+        case 0x09: out.append(UInt8(ascii: "t"))
+        case 0x08: out.append(UInt8(ascii: "b"))
+        case 0x0C: out.append(UInt8(ascii: "f"))
+        default:
+            let digits: StaticString = "0123456789abcdef"
+            out.append("u00")
+            out.append(digits.utf8Start[Int(byte >> 4)])
+            out.append(digits.utf8Start[Int(byte & 15)])
         }
     }
 }

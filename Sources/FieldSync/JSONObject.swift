@@ -44,16 +44,22 @@ package struct JSONObject: Sendable, Sequence, ExpressibleByDictionaryLiteral {
             break
         }
         if ordered { return nil }
+        var sawEqual = false
         for i in 1..<members.count {
             let moving = members[i]
             var j = i
             // Stable: an equal key stops the move, so the later one stays after.
-            while j > 0 && compareUTF8(moving.key, members[j - 1].key) < 0 {
+            while j > 0 {
+                let c = compareUTF8(moving.key, members[j - 1].key)
+                if c == 0 { sawEqual = true }
+                if c >= 0 { break }
                 members[j] = members[j - 1]
                 j -= 1
             }
             members[j] = moving
         }
+        // Equal keys are neighbours now, and the sort has met every such pair.
+        guard sawEqual else { return nil }
         var duplicate: String?
         var out = 0
         for i in 0..<members.count {
@@ -65,7 +71,7 @@ package struct JSONObject: Sendable, Sequence, ExpressibleByDictionaryLiteral {
                 out += 1
             }
         }
-        members.removeSubrange(out...)
+        if out < members.count { members.removeSubrange(out...) }
         return duplicate
     }
 

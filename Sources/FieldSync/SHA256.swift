@@ -14,11 +14,13 @@ enum SHA256 {
         0x748f82ee, 0x78a5636f, 0x84c87814, 0x8cc70208, 0x90befffa, 0xa4506ceb, 0xbef9a3f7, 0xc67178f2,
     ]
 
+    static func hex(_ message: [UInt8]) -> String { message.withUnsafeBufferPointer { hex($0) } }
+
     /// Lowercase hex digest of `message`.
-    static func hex(_ message: [UInt8]) -> String {
+    static func hex(_ bytes: UnsafeBufferPointer<UInt8>) -> String {
         var h: (UInt32, UInt32, UInt32, UInt32, UInt32, UInt32, UInt32, UInt32) =
             (0x6a09e667, 0xbb67ae85, 0x3c6ef372, 0xa54ff53a, 0x510e527f, 0x9b05688c, 0x1f83d9ab, 0x5be0cd19)
-        message.withUnsafeBufferPointer { bytes in
+        do {
             k.withUnsafeBufferPointer { k in
                 withUnsafeTemporaryAllocation(of: UInt32.self, capacity: 64) { w in
                     withUnsafeTemporaryAllocation(of: UInt8.self, capacity: 128) { tail in
@@ -47,14 +49,19 @@ enum SHA256 {
             }
         }
         let digits: StaticString = "0123456789abcdef"
-        var out: [UInt8] = []
-        out.reserveCapacity(64)
-        for word in [h.0, h.1, h.2, h.3, h.4, h.5, h.6, h.7] {
-            for shift in stride(from: 28, through: 0, by: -4) {
-                out.append(digits.utf8Start[Int((word >> UInt32(shift)) & 15)])
+        return String(unsafeUninitializedCapacity: 64) { out in
+            guard out.count >= 64 else { return 0 }
+            // A homogeneous tuple is laid out like an array of its elements.
+            withUnsafeBytes(of: h) { words in
+                for j in 0..<8 {
+                    let word = words.load(fromByteOffset: j &* 4, as: UInt32.self)
+                    for d in 0..<8 {
+                        out[j &* 8 &+ d] = digits.utf8Start[Int((word &>> UInt32(28 &- 4 &* d)) & 15)]
+                    }
+                }
             }
+            return 64
         }
-        return String(decoding: out, as: UTF8.self)
     }
 
     /// One 64-byte block into the state `h`; `w` is scratch for the schedule.
@@ -92,8 +99,9 @@ enum SHA256 {
     @inline(__always)
     private static func round(_ a: UInt32, _ b: UInt32, _ c: UInt32, _ d: inout UInt32,
                               _ e: UInt32, _ f: UInt32, _ g: UInt32, _ h: inout UInt32, _ kw: UInt32) {
-        let t1 = h &+ (rotr(e, 6) ^ rotr(e, 11) ^ rotr(e, 25)) &+ ((e & f) ^ (~e & g)) &+ kw
-        let t2 = (rotr(a, 2) ^ rotr(a, 13) ^ rotr(a, 22)) &+ ((a & b) ^ (a & c) ^ (b & c))
+        // Ch and Maj in their three- and four-operation forms.
+        let t1 = h &+ (rotr(e, 6) ^ rotr(e, 11) ^ rotr(e, 25)) &+ (g ^ (e & (f ^ g))) &+ kw
+        let t2 = (rotr(a, 2) ^ rotr(a, 13) ^ rotr(a, 22)) &+ ((a & b) | (c & (a | b)))
         d = d &+ t1
         h = t1 &+ t2
     }

@@ -22,7 +22,6 @@ final class Statement {
     /// is copied once into one buffer and bound without SQLite copying it
     /// again; the bindings are cleared before the buffer goes away.
     func withBindings<R>(_ values: [SQLValue], _ body: () throws(FieldSyncError) -> R) throws(FieldSyncError) -> R {
-        var arena: [UInt8] = []
         var textBytes = 0
         for value in values {
             switch value {
@@ -31,16 +30,18 @@ final class Statement {
             default: break
             }
         }
-        arena.reserveCapacity(textBytes)
+        var arena = ByteWriter(capacity: textBytes)
         for value in values {
             switch value {
-            case .text(let s): arena.append(contentsOf: s.utf8)
-            case .bytes(let b): arena.append(contentsOf: b)
+            case .text(let s): arena.append(contentsOf: s)
+            case .bytes(let b): arena.append(b)
             default: break
             }
         }
-        defer { sqlite3_clear_bindings(handle) }
-        return try arena.withUnsafeBufferPointer { (buf) throws(FieldSyncError) -> R in
+        if arena.failed { throw .internal("out of memory binding \(values.count) values") }
+        return try arena.withBytes { (buf) throws(FieldSyncError) -> R in
+            // Cleared while the arena the texts point into still exists.
+            defer { sqlite3_clear_bindings(handle) }
             var offset = 0
             for (i, value) in values.enumerated() {
                 let index = Int32(i + 1)

@@ -215,8 +215,7 @@ package final class Store {
             var row = AuditRow(auditId: seq, deviceId: deviceId, actor: action.actor, action: action.name,
                                type: action.type, id: action.id, input: action.input, deviceTime: wall, hlc: stamp,
                                outboxKeys: [key], prevHash: lastHash, hash: "")
-            var inputText: [UInt8] = []
-            action.input.write(to: &inputText)
+            let inputText = action.input.bytes
             row.hash = row.computedHash(input: inputText)
             try AuditLog.insert(row, inputText: inputText, into: db)
             let record = spec.recordJSON(id: action.id, fields: alive ? fields : [:],

@@ -87,4 +87,18 @@ private let rawBytes: [[UInt8]] = [[0xC0, 0x80], [0xED, 0xA0, 0x80], [0xF4, 0x90
         #expect(value.object?.count == 2)
         #expect(value.text == "{\"e\u{301}\":2,\"é\":1}")
     }
+
+    /// Doubles are written as Python's json.dumps writes them (docs/AUDIT.md:
+    /// the audit hash is over this text). Swift's own description switches to
+    /// an exponent above 2^53, Python only from 1e16 on; hypothesis found the
+    /// gap through a hash that Python could not recompute.
+    @Test(arguments: [
+        (9007199254740992.0, "9007199254740992.0"), (9007199254740994.0, "9007199254740994.0"),
+        (-9999999999999998.0, "-9999999999999998.0"), (1e16, "1e+16"), (1.2345678901234568e17, "1.2345678901234568e+17"),
+        (1e15, "1000000000000000.0"), (0.0001, "0.0001"), (1e-5, "1e-05"), (-0.0, "-0.0"), (0.1, "0.1"),
+        (1.7976931348623157e308, "1.7976931348623157e+308"), (Double.leastNonzeroMagnitude, "5e-324"),
+    ])
+    func doublesAreWrittenAsPythonWritesThem(value: Double, text: String) {
+        #expect(JSON.double(value).text == text)
+    }
 }
