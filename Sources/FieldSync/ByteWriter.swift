@@ -49,6 +49,16 @@ package struct ByteWriter: ~Copyable {
         count &+= 1
     }
 
+    /// Lets `body` write up to `n` bytes in place; it returns how many it
+    /// wrote, or nil to write none (and then the caller takes another way).
+    @inline(__always)
+    package mutating func append(reserving n: Int, _ body: (UnsafeMutablePointer<UInt8>) -> Int?) -> Bool {
+        guard let p = reserve(n), let written = body(p) else { return false }
+        count &+= written
+        return true
+    }
+
+    @inline(__always)
     package mutating func append(_ bytes: UnsafeBufferPointer<UInt8>) {
         guard let source = bytes.baseAddress, bytes.count > 0, let p = reserve(bytes.count) else { return }
         p.update(from: source, count: bytes.count)

@@ -106,12 +106,12 @@ package final class Hub {
             if seq != self.seq { try storage.setMeta("seq", .int(seq)) }
 
             var response: JSONObject = [
-                "protocol": .int(Wire.version), "device_id": .string(device), "batch": .string(batch),
-                "server_time": .int(now), "results": .array(results), "audit_acks": .array(acks),
+                "audit_acks": .array(acks), "batch": .string(batch), "device_id": .string(device),
+                "protocol": .int(Wire.version), "results": .array(results), "server_time": .int(now),
             ]
             if !owned.isEmpty {
                 response["own"] = .array(owned.map { record in
-                    .object(["type": .string(record.type), "id": .string(record.id), "seq": .int(record.seq), "prior": .int(record.prior)])
+                    .object(["id": .string(record.id), "prior": .int(record.prior), "seq": .int(record.seq), "type": .string(record.type)])
                 })
             }
             if !fetch.isEmpty {
@@ -134,8 +134,9 @@ package final class Hub {
                 let page = try storage.changes(after: cursor, limit: limit) { type, id in ownKeys.contains(ExactString(type + "\u{0}" + id)) }
                 // An old client gets records in the shape its schema version knows.
                 response["changes"] = .array(page.changes.filter { inScope($0.type, $0.state, scope) }.map { change in
-                    .object(["type": .string(change.type), "id": .string(change.id), "seq": .int(change.seq),
-                             "state": schema.downcast(change.state, type: change.type, to: clientVersion).shadowJSON])
+                    .object(["id": .string(change.id), "seq": .int(change.seq),
+                             "state": schema.downcast(change.state, type: change.type, to: clientVersion).shadowJSON,
+                             "type": .string(change.type)])
                 })
                 response["cursor"] = .int(page.last ?? max(cursor, 0))
                 response["more"] = .bool(page.count == limit)
@@ -175,7 +176,7 @@ package final class Hub {
         let record = ExactString(type + "\u{0}" + id)
         func retry(_ reason: String) -> JSON {
             held.insert(record)
-            return .object(["key": .string(key), "status": .string("retry"), "reason": .string(reason)])
+            return .object(["key": .string(key), "reason": .string(reason), "status": .string("retry")])
         }
         // An entry whose predecessor on the same record was not applied waits
         // for it: one record's changes apply in the order they were made.
@@ -270,7 +271,7 @@ package final class Hub {
         for (field, resolution) in report.fields where resolution != .clean { resolutions[field] = .string(resolution.rawValue) }
         let detail: String? = resolutions.isEmpty ? nil : JSON.object(resolutions).text
         try storage.recordDecision(device: device, seq: entrySeq, status: "applied", reason: detail, serverSeq: seq, at: now)
-        var result: JSONObject = ["key": .string(key), "status": .string("applied"), "server_seq": .int(seq)]
+        var result: JSONObject = ["key": .string(key), "server_seq": .int(seq), "status": .string("applied")]
         if !resolutions.isEmpty { result["resolutions"] = .object(resolutions) }
         return .object(result)
     }

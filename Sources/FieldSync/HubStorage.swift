@@ -198,10 +198,12 @@ final class HubStorage {
                 }
             }
             let linkOK: SQLValue = before.map { .int($0 == row.prevHash ? 1 : 0) } ?? .null
+            let inputText = row.input.bytes
             try db.run(HubStorage.insertAudit, [
                 .text(device), .int(row.auditId), .text(row.actor), .text(row.action), .text(row.type), .text(row.id),
-                .text(row.input.text), .int(row.deviceTime), .int(row.hlc), .text(JSON.array(row.outboxKeys.map(JSON.string)).text),
-                .text(row.prevHash), .text(row.hash), .int(receivedAt), .int(row.computedHash() == row.hash ? 1 : 0), linkOK])
+                .bytes(inputText), .int(row.deviceTime), .int(row.hlc), .bytes(JSON.array(row.outboxKeys.map(JSON.string)).bytes),
+                .text(row.prevHash), .text(row.hash), .int(receivedAt),
+                .int(row.computedHash(input: inputText) == row.hash ? 1 : 0), linkOK])
             // A row after this one may have arrived first: its link can be checked now.
             if row.auditId < highest {
                 try db.run("UPDATE fs_hub_audit SET link_ok = (prev_hash = ?) WHERE device = ? AND audit_id = ?",

@@ -503,9 +503,21 @@ extension JSON {
     }
 
     static func writeString(_ s: String, to out: inout ByteWriter) {
-        out.append(UInt8(ascii: "\""))
         var s = s
         s.withUTF8 { bytes in
+            // Most strings need no escape: quotes and bytes in one pass.
+            let plain = out.append(reserving: bytes.count &+ 2) { p in
+                p[0] = UInt8(ascii: "\"")
+                for i in 0..<bytes.count {
+                    let byte = bytes[i]
+                    if byte < 0x20 || byte == 0x22 || byte == 0x5C { return nil }
+                    p[i &+ 1] = byte
+                }
+                p[bytes.count &+ 1] = UInt8(ascii: "\"")
+                return bytes.count &+ 2
+            }
+            if plain { return }
+            out.append(UInt8(ascii: "\""))
             guard let base = bytes.baseAddress else { return }
             var start = 0
             for i in 0..<bytes.count {
@@ -517,8 +529,8 @@ extension JSON {
                 escape(byte, to: &out)
             }
             if bytes.count > start { out.append(UnsafeBufferPointer(start: base + start, count: bytes.count - start)) }
+            out.append(UInt8(ascii: "\""))
         }
-        out.append(UInt8(ascii: "\""))
     }
 
     private static func escape(_ byte: UInt8, to out: inout ByteWriter) {

@@ -2,7 +2,9 @@
 // per field), readable by the host with SQL. Holds server-confirmed state with
 // this device's pending changes applied.
 
-struct LocalView {
+/// A class: the store hands its views around per action, and a struct copy
+/// retained the spec and every prepared statement.
+final class LocalView {
     let spec: TypeSpec
     private let columns: String
     private let selectOne: PreparedSQL

@@ -18,10 +18,11 @@ enum Wire {
     /// record's confirmed state the device holds (0: none), which lets the hub
     /// answer "own" instead of sending the state back (docs/PROTOCOL.md).
     static func entry(_ e: OutboxEntry, actor: String, shadowSeq: Int64) -> JSON {
+        // Literal keys in canonical order cost the object one check, not a sort.
         var o: JSONObject = [
-            "key": .string(e.key), "seq": .int(e.seq), "type": .string(e.type), "id": .string(e.id),
-            "hlc": .int(e.hlc), "schema_version": .int(e.schemaVersion), "ops": e.change.json,
-            "base": .object(e.base), "cursor": .int(e.cursor), "actor": .string(actor), "shadow_seq": .int(shadowSeq),
+            "actor": .string(actor), "base": .object(e.base), "cursor": .int(e.cursor), "hlc": .int(e.hlc),
+            "id": .string(e.id), "key": .string(e.key), "ops": e.change.json, "schema_version": .int(e.schemaVersion),
+            "seq": .int(e.seq), "shadow_seq": .int(shadowSeq), "type": .string(e.type),
         ]
         if !e.baseValues.isEmpty { o["base_values"] = .object(e.baseValues) }
         return .object(o)
@@ -30,10 +31,10 @@ enum Wire {
     /// An audit row as it travels: only what the device decided.
     static func audit(_ row: AuditRow) -> JSON {
         .object([
-            "audit_id": .int(row.auditId), "actor": .string(row.actor), "action": .string(row.action),
-            "type": .string(row.type), "id": .string(row.id), "input": row.input, "device_time": .int(row.deviceTime),
-            "hlc": .int(row.hlc), "outbox_keys": .array(row.outboxKeys.map(JSON.string)),
-            "prev_hash": .string(row.prevHash), "hash": .string(row.hash),
+            "action": .string(row.action), "actor": .string(row.actor), "audit_id": .int(row.auditId),
+            "device_time": .int(row.deviceTime), "hash": .string(row.hash), "hlc": .int(row.hlc), "id": .string(row.id),
+            "input": row.input, "outbox_keys": .array(row.outboxKeys.map(JSON.string)),
+            "prev_hash": .string(row.prevHash), "type": .string(row.type),
         ])
     }
 

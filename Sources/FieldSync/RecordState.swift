@@ -47,8 +47,8 @@ package struct RecordState: Equatable, Sendable {
     /// The part a device receives on pull (no tags).
     var shadowJSON: JSON {
         var o: JSONObject = [
-            "fields": .object(fields), "stamps": .object(JSONObject(stamps, \.json)),
-            "versions": .object(JSONObject(versions, JSON.int)), "deleted": .bool(deleted),
+            "deleted": .bool(deleted), "fields": .object(fields), "stamps": .object(JSONObject(stamps, \.json)),
+            "versions": .object(JSONObject(versions, JSON.int)),
         ]
         if let deletedAt { o["deleted_at"] = deletedAt.json }
         return .object(o)

@@ -22,7 +22,9 @@ package struct Retention: Sendable, Equatable {
     package let archiveWhen: [String: [JSON]]
 }
 
-package struct TypeSpec: Sendable, Equatable {
+/// A class, not a struct: every action passes its type's spec around, and a
+/// struct copy retained each of its five members.
+package final class TypeSpec: Sendable, Equatable {
     package let name: String
     /// Sorted by name: the column order of the type's table.
     package let fields: [FieldSpec]
@@ -30,7 +32,23 @@ package struct TypeSpec: Sendable, Equatable {
     package let retention: Retention?
     let byName: [String: FieldSpec]
 
-    package func field(_ name: String) -> FieldSpec? { byName[name] }
+    init(name: String, fields: [FieldSpec], required: Set<String>, retention: Retention?, byName: [String: FieldSpec]) {
+        self.name = name
+        self.fields = fields
+        self.required = required
+        self.retention = retention
+        self.byName = byName
+    }
+
+    package static func == (a: TypeSpec, b: TypeSpec) -> Bool {
+        a === b || (a.name == b.name && a.fields == b.fields && a.required == b.required && a.retention == b.retention)
+    }
+
+    package func field(_ name: String) -> FieldSpec? {
+        // Comparing a short key with a few names costs less than hashing it.
+        if fields.count <= 16 { return fields.first { $0.name == name } }
+        return byName[name]
+    }
 }
 
 package struct Schema: Sendable, Equatable {
@@ -101,7 +119,7 @@ extension Schema {
 }
 
 extension TypeSpec {
-    init(name: String, json: JSON) throws(FieldSyncError) {
+    convenience init(name: String, json: JSON) throws(FieldSyncError) {
         try checkIdentifier(name, what: "type name")
         if name.hasPrefix("fs_") || name.hasPrefix("sqlite_") {
             throw .schema("type '\(name)': names starting with fs_ or sqlite_ are reserved")

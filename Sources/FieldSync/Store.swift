@@ -225,7 +225,7 @@ package final class Store {
         self.clock = clock
         lastSeq = seq
         lastHash = hash
-        return .object(["record": record, "outbox_key": .string(key), "audit_id": .int(seq), "seq": .int(seq), "hlc": .int(stamp)])
+        return .object(["audit_id": .int(seq), "hlc": .int(stamp), "outbox_key": .string(key), "record": record, "seq": .int(seq)])
     }
 
 

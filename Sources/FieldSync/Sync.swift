@@ -142,8 +142,8 @@ extension Store {
             sync.batches += 1
             let batch = Wire.batchId(device: deviceId, number: sync.batches)
             try setMeta("batches", .int(sync.batches))
-            for (e, _, _) in selected {
-                try db.run("UPDATE fs_outbox SET state = 'inflight', batch = ? WHERE seq = ?", [.text(batch), .int(e.seq)])
+            for run in consecutiveRuns(selected.map(\.entry.seq)) {
+                try db.run(Store.markInflight, [.text(batch), .int(run.lowerBound), .int(run.upperBound)])
             }
             // Audit rows travel with their entries; rows not yet acknowledged
             // (of discarded or stuck entries too) follow in order.
@@ -157,22 +157,28 @@ extension Store {
                 }
             }
             var request: JSONObject = [
-                "protocol": .int(Wire.version), "device_id": .string(deviceId), "schema_version": .int(schema.version),
-                "batch": .string(batch), "cursor": .int(sync.cursor), "pull": .bool(true), "limit": .int(sync.pullLimit),
+                "audit": .array(audit.keys.sorted().compactMap { audit[$0].map(Wire.audit) }), "batch": .string(batch),
+                "cursor": .int(sync.cursor), "device_id": .string(deviceId),
                 "entries": .array(selected.map { Wire.entry($0.entry, actor: $0.actor, shadowSeq: $0.shadowSeq) }),
-                "audit": .array(audit.keys.sorted().compactMap { audit[$0].map(Wire.audit) }),
+                "limit": .int(sync.pullLimit), "protocol": .int(Wire.version), "pull": .bool(true),
+                "schema_version": .int(schema.version),
             ]
             if !sync.scope.isEmpty { request["scope"] = .object(sync.scope) }
             return (.object(request), 0)
         }
     }
 
-    static let deleteEntry = PreparedSQL("DELETE FROM fs_outbox WHERE seq = ?")
+    static let markInflight = PreparedSQL("UPDATE fs_outbox SET state = 'inflight', batch = ? WHERE seq BETWEEN ? AND ?")
+    static let answeredEntries = PreparedSQL("""
+        SELECT seq, type, id, attempts, ops, hlc, schema_version FROM fs_outbox
+        WHERE seq BETWEEN ? AND ? AND state != 'rejected'
+        """)
+    static let deleteEntries = PreparedSQL("DELETE FROM fs_outbox WHERE seq BETWEEN ? AND ?")
     // The row's outcome and, when the same response acknowledges it, its
     // server_received_at: one statement instead of two.
     static let auditApplied = PreparedSQL("""
         UPDATE fs_audit SET outcome = 'applied', reason = NULL, server_received_at = coalesce(server_received_at, ?)
-        WHERE audit_id = ?
+        WHERE audit_id BETWEEN ? AND ?
         """)
     static let auditReceived = PreparedSQL("UPDATE fs_audit SET server_received_at = ? WHERE audit_id = ? AND server_received_at IS NULL")
 
@@ -278,16 +284,21 @@ extension Store {
         }
         var acknowledged: Set<Int64> = []
         let newCursor: Int64 = try db.transaction { () throws(FieldSyncError) -> Int64 in
-            for (seq, item) in parsed {
-                var found: (type: String, id: String, attempts: Int64, ops: String, hlc: Int64, version: Int64)?
-                try db.query("SELECT type, id, attempts, ops, hlc, schema_version FROM fs_outbox WHERE seq = ? AND state != 'rejected'",
-                             [.int(seq)]) { row in
-                    found = (row.text(0), row.text(1), row.int(2), row.text(3), row.int(4), row.int(5))
-                    return false
+            // The answered entries, one query per run of consecutive seqs
+            // (statements per entry were most of a large batch's cost).
+            var open: [Int64: (type: String, id: String, attempts: Int64, ops: String, hlc: Int64, version: Int64)] = [:]
+            for run in consecutiveRuns(parsed.map(\.seq)) {
+                try db.query(Store.answeredEntries, [.int(run.lowerBound), .int(run.upperBound)]) { row in
+                    open[row.int(0)] = (row.text(1), row.text(2), row.int(3), row.text(4), row.int(5), row.int(6))
+                    return true
                 }
+            }
+            var applied: [Int64?: [Int64]] = [:]
+            for (seq, item) in parsed {
                 // Already settled by an earlier answer (acked, or rejected and
-                // waiting for the host): a repeated answer changes nothing.
-                guard let entry = found else { continue }
+                // waiting for the host), or earlier in this one: a repeated
+                // answer changes nothing.
+                guard let entry = open.removeValue(forKey: seq) else { continue }
                 let status = item["status"]?.string ?? ""
                 summary[status, default: 0] += 1
                 let outcome = status == "duplicate" ? (item["outcome"]?.string ?? "applied") : status
@@ -296,8 +307,7 @@ extension Store {
                     for resolution in (item["resolutions"]?.object ?? [:]).values {
                         if let name = resolution.string { writes["writes_\(name)", default: 0] += 1 }
                     }
-                    try db.run(Store.deleteEntry, [.int(seq)])
-                    try db.run(Store.auditApplied, [receivedAt[seq].map(SQLValue.int) ?? .null, .int(seq)])
+                    applied[receivedAt[seq], default: []].append(seq)
                     if receivedAt[seq] != nil { acknowledged.insert(seq) }
                     let key = ExactString(entry.type + "\u{0}" + entry.id)
                     // The pulled state, when the response carries it, already
@@ -330,6 +340,14 @@ extension Store {
                         try db.run("UPDATE fs_outbox SET state = 'pending', batch = NULL, attempts = ?, next_attempt_at = ?, reason = ? WHERE seq = ?",
                                    [.int(attempts), .int(due), item["reason"]?.string.map(SQLValue.text) ?? .null, .int(seq)])
                     }
+                }
+            }
+            // Acknowledged entries leave the outbox, and their audit rows
+            // take the hub's time, one statement per run of seqs.
+            for (at, seqs) in applied {
+                for run in consecutiveRuns(seqs) {
+                    try db.run(Store.deleteEntries, [.int(run.lowerBound), .int(run.upperBound)])
+                    try db.run(Store.auditApplied, [at.map(SQLValue.int) ?? .null, .int(run.lowerBound), .int(run.upperBound)])
                 }
             }
             var rewind: Int64?
@@ -537,4 +555,18 @@ func optionalArray(_ object: JSONObject, _ key: String, in context: String) thro
     guard let value = object[key], !value.isNull else { return [] }
     guard let items = value.array else { throw .arg("\(context): \"\(key)\" must be an array, got \(value.kind)") }
     return items
+}
+
+/// `seqs` as runs of consecutive numbers, ascending (duplicates fold in), so
+/// that a statement over a batch runs once per run instead of once per entry.
+func consecutiveRuns(_ seqs: [Int64]) -> [ClosedRange<Int64>] {
+    var runs: [ClosedRange<Int64>] = []
+    for seq in seqs.sorted() {
+        if let last = runs.last, seq <= last.upperBound &+ 1 {
+            if seq > last.upperBound { runs[runs.count - 1] = last.lowerBound...seq }
+        } else {
+            runs.append(seq...seq)
+        }
+    }
+    return runs
 }
