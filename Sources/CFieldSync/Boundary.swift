@@ -127,3 +127,11 @@ func give(_ value: JSON, to out: UnsafeMutablePointer<UnsafeMutablePointer<CChar
     guard let p = value.writer.takeCString() else { throw .internal("out of memory") }
     out.pointee = p
 }
+
+/// JSON text the engine wrote already, copied into malloc'd memory.
+func give(_ text: [UInt8], to out: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>) throws(FieldSyncError) {
+    var writer = ByteWriter(capacity: text.count + 1)
+    writer.append(text)
+    guard let p = writer.takeCString() else { throw .internal("out of memory") }
+    out.pointee = p
+}

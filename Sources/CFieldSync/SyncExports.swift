@@ -9,7 +9,7 @@ public func fs_sync_prepare(_ p: OpaquePointer?, _ outRequest: OutString?, _ out
         let out = try output(outRequest, "out_request_json")
         guard let outWait else { throw .arg("out_wait_ms is NULL") }
         outWait.pointee = 0
-        let (request, wait) = try store(p).use { s throws(FieldSyncError) in try s.prepare() }
+        let (request, wait) = try store(p).use { s throws(FieldSyncError) in try s.prepareText() }
         if let request { try give(request, to: out) }
         outWait.pointee = wait
     }

@@ -81,8 +81,10 @@ package final class Hub {
             }
         }
 
-        defer { storage.discardPending() }
-        return try storage.db.transaction { () throws(FieldSyncError) -> JSON in
+        var committed = false
+        defer { storage.endRequest(committed: committed) }
+        let response = try storage.db.transaction { () throws(FieldSyncError) -> JSON in
+            try storage.beginRequest()
             var seq = self.seq
             var results: [JSON] = []
             var held: Set<ExactString> = []
@@ -144,6 +146,8 @@ package final class Hub {
             self.seq = seq
             return .object(response)
         }
+        committed = true
+        return response
     }
 
     /// A record this request changed, and whether the device may rebuild its

@@ -57,9 +57,10 @@ final class HubStorage {
     /// record states take the new field names and defaults, and the plain
     /// tables whose shape changed are rebuilt from them.
     func migrate(from old: Schema, to schema: Schema) throws(FieldSyncError) {
+        settled = [:]
         var rows: [(type: String, id: String, seq: Int64, state: RecordState)] = []
         try db.query("SELECT type, id, seq, state FROM fs_hub_records") { r in
-            rows.append((r.text(0), r.text(1), r.int(2), RecordState(json: (try? JSON.parse(r.text(3), what: "stored state")) ?? .null)))
+            rows.append((r.text(0), r.text(1), r.int(2), RecordState(json: r.json(3) ?? .null)))
             return true
         }
         let rebuilt = try schema.migrateTables(db: db, from: old, views: views)
@@ -70,7 +71,7 @@ final class HubStorage {
             }
             let state = schema.migrate(row.state, type: row.type, from: old)
             try db.run("UPDATE fs_hub_records SET state = ? WHERE type = ? AND id = ?",
-                       [.text(state.storedJSON.text), .text(row.type), .text(row.id)])
+                       [.bytes(state.storedJSON.bytes), .text(row.type), .text(row.id)])
             if rebuilt.contains(row.type), !state.deleted { try views[row.type]?.save(row.id, state.fields, db: db) }
         }
         try setMeta("schema", .string(schema.canonical))
@@ -110,14 +111,47 @@ final class HubStorage {
     private var dirty: [ExactString: (type: String, id: String, state: RecordState, seq: Int64)] = [:]
     private var counts: [ExactString: (type: String, field: String, policy: String, columns: [Int64])] = [:]
 
+    /// States as last committed, kept across requests: the records a device
+    /// keeps changing are not read and parsed again for every batch. Valid
+    /// while no other connection commits (PRAGMA data_version, checked at
+    /// the start of each request) and dropped when a request rolls back.
+    private var settled: [ExactString: (state: RecordState, seq: Int64)] = [:]
+    private var flushed: [ExactString: (state: RecordState, seq: Int64)] = [:]
+    private var dataVersion: Int64?
+    static let settledLimit = 4096
+
     func record(type: String, id: String) throws(FieldSyncError) -> (state: RecordState, seq: Int64)? {
-        if let cached = dirty[ExactString(type + "\u{0}" + id)] { return (cached.state, cached.seq) }
-        var found: (RecordState, Int64)?
+        let key = ExactString(type + "\u{0}" + id)
+        if let cached = dirty[key] { return (cached.state, cached.seq) }
+        if let cached = flushed[key] ?? settled[key] { return cached }
+        var found: (state: RecordState, seq: Int64)?
         try db.query(HubStorage.selectRecord, [.text(type), .text(id)]) { r in
-            found = (RecordState(json: (try? JSON.parse(r.text(0), what: "stored state")) ?? .null), r.int(1))
+            found = (RecordState(json: r.json(0) ?? .null), r.int(1))
             return false
         }
+        if let found, settled.count < HubStorage.settledLimit { settled[key] = found }
         return found
+    }
+
+    /// Call first in each request's transaction: forgets the kept states if
+    /// another connection has committed since.
+    func beginRequest() throws(FieldSyncError) {
+        let version = try db.scalar("PRAGMA data_version")
+        if version != dataVersion { settled = [:] }
+        dataVersion = version
+    }
+
+    /// After each request: what it wrote becomes the kept state if it
+    /// committed; if not, nothing kept can be trusted.
+    func endRequest(committed: Bool) {
+        if committed {
+            if settled.count + flushed.count > HubStorage.settledLimit { settled = [:] }
+            settled.merge(flushed) { _, new in new }
+        } else {
+            settled = [:]
+        }
+        flushed = [:]
+        discardPending()
     }
 
     func save(type: String, id: String, state: RecordState, seq: Int64) {
@@ -127,8 +161,9 @@ final class HubStorage {
     /// Writes what the request changed. Must run before anything reads the
     /// tables (pulls), inside the request's transaction.
     func flush() throws(FieldSyncError) {
-        for (_, r) in dirty {
-            try db.run(HubStorage.upsertRecord, [.text(r.type), .text(r.id), .int(r.seq), .text(r.state.storedJSON.text)])
+        for (key, r) in dirty {
+            try db.run(HubStorage.upsertRecord, [.text(r.type), .text(r.id), .int(r.seq), .bytes(r.state.storedJSON.bytes)])
+            flushed[key] = (r.state, r.seq)
             guard let view = views[r.type] else { continue }
             if r.state.deleted { try view.delete(r.id, db: db) } else { try view.save(r.id, r.state.fields, db: db) }
         }
@@ -167,7 +202,7 @@ final class HubStorage {
             last = r.int(2)
             count += 1
             if !skipped(type, id) {
-                out.append((type, id, r.int(2), RecordState(json: (try? JSON.parse(r.text(3), what: "stored state")) ?? .null)))
+                out.append((type, id, r.int(2), RecordState(json: r.json(3) ?? .null)))
             }
             return true
         }
@@ -238,8 +273,8 @@ final class HubStorage {
             rows.append(.object([
                 "device_id": .string(r.text(0)), "audit_id": .int(r.int(1)), "actor": .string(r.text(2)),
                 "action": .string(r.text(3)), "type": .string(r.text(4)), "id": .string(r.text(5)),
-                "input": (try? JSON.parse(r.text(6), what: "stored input")) ?? .null, "device_time": .int(r.int(7)),
-                "hlc": .int(r.int(8)), "outbox_keys": (try? JSON.parse(r.text(9), what: "stored keys")) ?? .array([]),
+                "input": r.json(6) ?? .null, "device_time": .int(r.int(7)),
+                "hlc": .int(r.int(8)), "outbox_keys": r.json(9) ?? .array([]),
                 "prev_hash": .string(r.text(10)), "hash": .string(r.text(11)), "server_received_at": .int(r.int(12)),
                 "chain_ok": .bool(r.int(13) == 1 && r.optionalInt(14) != 0),
                 "outcome": .string(r.optionalText(15).map { $0 == "applied" || $0 == "rejected" ? $0 : "pending" } ?? "pending"),

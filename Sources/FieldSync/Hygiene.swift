@@ -52,7 +52,7 @@ extension Store {
                 // no outbox entry in any state are candidates.
                 try db.query(Store.hygieneCandidates, [.text(name)]) { r in
                     let id = r.text(0)
-                    let state = RecordState(json: (try? JSON.parse(r.text(1), what: "stored state")) ?? .null)
+                    let state = RecordState(json: r.json(1) ?? .null)
                     if let until = r.optionalInt(2) {
                         if until <= now { victims.append((id, true)) }
                         return true

@@ -45,18 +45,23 @@ package struct JSONObject: Sendable, Sequence, ExpressibleByDictionaryLiteral {
         }
         if ordered { return nil }
         var sawEqual = false
-        for i in 1..<members.count {
-            let moving = members[i]
-            var j = i
-            // Stable: an equal key stops the move, so the later one stays after.
-            while j > 0 {
-                let c = compareUTF8(moving.key, members[j - 1].key)
-                if c == 0 { sawEqual = true }
-                if c >= 0 { break }
-                members[j] = members[j - 1]
-                j -= 1
+        members.withUnsafeMutableBufferPointer { buf in
+            guard let base = buf.baseAddress else { return }
+            for i in 1..<buf.count {
+                var j = i
+                // Stable: an equal key stops the search, so the later one stays after.
+                while j > 0 {
+                    let c = compareUTF8(base[i].key, base[j - 1].key)
+                    if c == 0 { sawEqual = true }
+                    if c >= 0 { break }
+                    j -= 1
+                }
+                guard j < i else { continue }
+                // Moved, not copied: no retain and release per shifted member.
+                let moving = (base + i).move()
+                (base + j + 1).moveInitialize(from: base + j, count: i - j)
+                (base + j).initialize(to: moving)
             }
-            members[j] = moving
         }
         // Equal keys are neighbours now, and the sort has met every such pair.
         guard sawEqual else { return nil }
@@ -105,7 +110,10 @@ package struct JSONObject: Sendable, Sequence, ExpressibleByDictionaryLiteral {
             switch (found, newValue) {
             case (true, .some(let value)): members[i].value = value
             case (true, .none): members.remove(at: i)
-            case (false, .some(let value)): members.insert((key, value), at: i)
+            case (false, .some(let value)):
+                // Objects built member by member start at four, not one.
+                if members.count == members.capacity { members.reserveCapacity(Swift.max(4, members.count * 2)) }
+                members.insert((key, value), at: i)
             case (false, .none): break
             }
         }

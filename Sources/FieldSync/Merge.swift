@@ -39,9 +39,11 @@ enum Merge {
 
     /// Folds `change`, written at `stamp`, into `state`. On the device
     /// (`hub == nil`) writes are applied optimistically; the hub also checks
-    /// compare-and-set, records versions and keeps set add-tags.
+    /// compare-and-set, records versions and keeps set add-tags. Without
+    /// `stamping`, field stamps are not recorded: for a state whose fields
+    /// are all that is kept (the device's view row).
     static func merge(_ change: Change, stamp: Stamp, into state: inout RecordState, spec: TypeSpec,
-                      id recordId: String = "", hub: HubContext? = nil) throws(FieldSyncError) -> MergeReport {
+                      id recordId: String = "", hub: HubContext? = nil, stamping: Bool = true) throws(FieldSyncError) -> MergeReport {
         var report = MergeReport()
         let specName = spec.name
         func concurrent(_ field: String) -> Bool {
@@ -49,7 +51,7 @@ enum Merge {
             return version > hub.observed && state.stamps[field]?.device != stamp.device
         }
         func touched(_ field: String) {
-            state.stamps[field] = max(state.stamps[field] ?? stamp, stamp)
+            if stamping { state.stamps[field] = max(state.stamps[field] ?? stamp, stamp) }
             if let hub { state.versions[field] = hub.seq }
         }
 

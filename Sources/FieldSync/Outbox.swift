@@ -52,7 +52,7 @@ struct Outbox {
         try db.run(insertSQL,
                    [.int(e.seq), .text(e.type), .text(e.id), .int(e.hlc), .int(e.schemaVersion),
                     .bytes(e.change.json.bytes), e.base.isEmpty ? .null : .bytes(JSON.object(e.base).bytes),
-                    e.baseValues.isEmpty ? .null : .text(JSON.object(e.baseValues).text), .int(e.cursor)])
+                    e.baseValues.isEmpty ? .null : .bytes(JSON.object(e.baseValues).bytes), .int(e.cursor)])
     }
 
     static let insertSQL = PreparedSQL("INSERT INTO fs_outbox(seq, type, id, hlc, schema_version, ops, base, base_values, cursor) VALUES(?,?,?,?,?,?,?,?,?)")
@@ -67,7 +67,7 @@ struct Outbox {
         var changes: [(Change, Int64, Int64)] = []
         try db.query("SELECT ops, hlc, schema_version FROM fs_outbox WHERE type = ? AND id = ? AND state != 'rejected' ORDER BY seq",
                      [.text(type), .text(id)]) { r in
-            changes.append((Change(json: (try? JSON.parse(r.text(0), what: "stored ops")) ?? .object([:])), r.int(1), r.int(2)))
+            changes.append((Change(json: r.json(0) ?? .object([:])), r.int(1), r.int(2)))
             return true
         }
         return changes
@@ -80,7 +80,7 @@ struct Outbox {
         var found: [String: (Int64, JSON)] = [:]
         try db.query("SELECT seq, ops FROM fs_outbox WHERE type = ? AND id = ? AND state != 'rejected' ORDER BY seq DESC",
                      [.text(type), .text(id)]) { r in
-            let set = (try? JSON.parse(r.text(1), what: "stored ops"))?["set"]?.object ?? [:]
+            let set = r.json(1)?["set"]?.object ?? [:]
             for f in fields where found[f] == nil { if let value = set[f] { found[f] = (r.int(0), value) } }
             return found.count < fields.count
         }
@@ -121,8 +121,8 @@ struct Outbox {
                 "key": .string(key(device: device, seq: seq)), "seq": .int(seq),
                 "type": .string(r.text(1)), "id": .string(r.text(2)), "hlc": .int(r.int(3)),
                 "schema_version": .int(r.int(4)),
-                "ops": (try? JSON.parse(r.text(5), what: "stored ops")) ?? .object([:]),
-                "base": r.optionalText(6).flatMap { try? JSON.parse($0, what: "stored base") } ?? .object([:]),
+                "ops": r.json(5) ?? .object([:]),
+                "base": r.json(6) ?? .object([:]),
                 "state": .string(r.text(7)), "attempts": .int(r.int(8)), "next_attempt_at": .int(r.int(9)),
                 "reason": r.optionalText(10).map(JSON.string) ?? .null,
                 "action": r.optionalText(11).map(JSON.string) ?? .null,

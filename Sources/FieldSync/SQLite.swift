@@ -1,6 +1,7 @@
 // The SQLite connection: RAII for handles and statements, statements cached
 // per connection, transactions as closures that roll back on any error.
 import CSQLite
+import Glibc
 
 enum SQLValue {
     case null
@@ -75,6 +76,34 @@ final class Statement {
         return String(decoding: UnsafeBufferPointer(start: p, count: n), as: UTF8.self)
     }
     func optionalText(_ column: Int32) -> String? { isNull(column) ? nil : text(column) }
+    /// Whether a text column holds exactly `text`.
+    func textEquals(_ column: Int32, _ text: StaticString) -> Bool {
+        guard let p = sqlite3_column_text(handle, column) else { return false }
+        let n = Int(sqlite3_column_bytes(handle, column))
+        return n == text.utf8CodeUnitCount && memcmp(p, text.utf8Start, n) == 0
+    }
+
+    /// Copies JSON text the engine stored into `out` as it is. A column that
+    /// is NULL, empty or does not start as expected (`opening`: "{" or "[")
+    /// gives `orElse` instead, as reading it back as JSON would have.
+    func writeJSON(_ column: Int32, opening: UInt8?, orElse: StaticString, to out: inout ByteWriter) {
+        if let p = sqlite3_column_text(handle, column) {
+            let n = Int(sqlite3_column_bytes(handle, column))
+            if n > 0 && (opening == nil || p.pointee == opening) {
+                out.append(UnsafeBufferPointer(start: p, count: n))
+                return
+            }
+        }
+        out.append(orElse)
+    }
+
+    /// JSON text the engine stored, parsed from SQLite's buffer without a
+    /// String in between; nil when the column is NULL or not JSON.
+    func json(_ column: Int32) -> JSON? {
+        guard let p = sqlite3_column_text(handle, column) else { return nil }
+        let n = Int(sqlite3_column_bytes(handle, column))
+        return try? JSON.parse(bytes: p, count: n, what: "stored JSON", limit: Int.max)
+    }
     func optionalInt(_ column: Int32) -> Int64? { isNull(column) ? nil : int(column) }
 }
 

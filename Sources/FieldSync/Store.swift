@@ -164,24 +164,27 @@ package final class Store {
         let key = Outbox.key(device: deviceId, seq: seq)
 
         let (record, hash) = try db.transaction { () throws(FieldSyncError) -> (JSON, String) in
-            let existing = try view.load(action.id, db: db)
-            if action.change.delete && existing == nil {
+            var existing = try view.load(action.id, db: db)
+            let isNew = existing == nil
+            if action.change.delete && isNew {
                 throw .notFound("no record \(action.type)/\(action.id) to delete")
             }
-            // A record absent from the view is created by any write.
+            // A record absent from the view is created by any write. The
+            // fields are taken, not shared, so the merge changes them in place.
             var state = RecordState()
-            state.fields = existing ?? [:]
-            state.deleted = existing == nil
-            _ = try Merge.merge(action.change, stamp: Stamp(hlc: stamp, device: deviceId), into: &state, spec: spec)
+            state.fields = existing.take() ?? [:]
+            state.deleted = isNew
+            // The view row keeps fields only: no stamps to record.
+            _ = try Merge.merge(action.change, stamp: Stamp(hlc: stamp, device: deviceId), into: &state, spec: spec, stamping: false)
             let alive = !state.deleted
             let fields = state.fields
             if alive {
                 if spec.required.contains(where: { (fields[$0] ?? .null).isNull }) {
                     let missing = spec.required.filter { (fields[$0] ?? .null).isNull }.sorted()
-                    if existing == nil, try db.scalar("SELECT 1 FROM fs_evicted WHERE type = ? AND id = ?", [.text(action.type), .text(action.id)]) != nil {
+                    if isNew, try db.scalar("SELECT 1 FROM fs_evicted WHERE type = ? AND id = ?", [.text(action.type), .text(action.id)]) != nil {
                         throw .notFound("record \(action.type)/\(action.id) was evicted from this device by storage hygiene; fetch it from the hub (fs_fetch_request) before changing it")
                     }
-                    throw .schema("\(existing == nil ? "creating" : "updating") \(action.type)/\(action.id) needs the required field(s) \(missing.joined(separator: ", ")) in \"set\"")
+                    throw .schema("\(isNew ? "creating" : "updating") \(action.type)/\(action.id) needs the required field(s) \(missing.joined(separator: ", ")) in \"set\"")
                 }
                 try view.save(action.id, fields, db: db)
             } else {
@@ -336,7 +339,7 @@ package final class Store {
                 let state = schema.migrate(RecordState(json: (try? JSON.parse(row.state, what: "stored state")) ?? .null),
                                            type: row.type, from: old)
                 try db.run("UPDATE fs_shadow SET state = ? WHERE type = ? AND id = ?",
-                           [.text(state.shadowJSON.text), .text(row.type), .text(row.id)])
+                           [.bytes(state.shadowJSON.bytes), .text(row.type), .text(row.id)])
             }
             for type in try schema.migrateTables(db: db, from: old, views: views).sorted() {
                 var ids: [String] = []
@@ -373,7 +376,7 @@ package final class Store {
     func shadow(type: String, id: String) throws(FieldSyncError) -> RecordState? {
         var state: RecordState?
         try db.query("SELECT state FROM fs_shadow WHERE type = ? AND id = ?", [.text(type), .text(id)]) { row in
-            state = RecordState(json: (try? JSON.parse(row.text(0), what: "stored state")) ?? .null)
+            state = RecordState(json: row.json(0) ?? .null)
             return false
         }
         return state

@@ -96,15 +96,32 @@ extension Store {
 
     /// The next request to send, or nil and how long to wait before asking again.
     package func prepare() throws(FieldSyncError) -> (request: JSON?, waitMs: Int64) {
+        let (text, wait) = try prepareText()
+        guard let text else { return (nil, wait) }
+        let parsed = text.withUnsafeBytes { buf in
+            Result { () throws(FieldSyncError) -> JSON in
+                guard let base = buf.baseAddress else { throw .internal("empty request") }
+                return try JSON.parse(bytes: base, count: buf.count, what: "request", limit: Int.max)
+            }
+        }
+        return (try parsed.get(), wait)
+    }
+
+    /// The next request as JSON text (what fs_sync_prepare hands out). It is
+    /// written straight from the outbox and audit rows: the stored ops, base
+    /// and input are canonical JSON the engine wrote, and go in as they are
+    /// instead of being parsed into values and written out again.
+    package func prepareText() throws(FieldSyncError) -> (request: [UInt8]?, waitMs: Int64) {
         if sync.upgradeRequired != nil { return (nil, -1) }
         let now = wallClock()
         if !sync.online { return (nil, sync.backoffCapMs) }
         if sync.retryAt > now { return (nil, sync.retryAt - now) }
 
-        return try db.transaction { () throws(FieldSyncError) -> (JSON?, Int64) in
+        return try db.transaction { () throws(FieldSyncError) -> ([UInt8]?, Int64) in
             // An unanswered earlier batch is superseded: its entries go again.
             try db.run("UPDATE fs_outbox SET state = 'pending', batch = NULL WHERE state = 'inflight'")
-            var selected: [(entry: OutboxEntry, actor: String, shadowSeq: Int64)] = []
+            var entries = ByteWriter(capacity: 64 * 1024)
+            var selected: [Int64] = []
             var blocked: Set<ExactString> = []
             var nextDue = Int64.max
             try db.query(Store.dueEntries) { r in
@@ -120,13 +137,9 @@ extension Store {
                     return true
                 }
                 let seq = r.int(0)
-                func object(_ column: Int32) -> JSONObject {
-                    r.optionalText(column).flatMap { try? JSON.parse($0, what: "stored entry") }?.object ?? [:]
-                }
-                selected.append((OutboxEntry(
-                    seq: seq, key: Outbox.key(device: deviceId, seq: seq), type: type, id: id, hlc: r.int(3),
-                    schemaVersion: r.int(4), change: Change(json: (try? JSON.parse(r.text(5), what: "stored ops")) ?? .null),
-                    base: object(6), baseValues: object(10), cursor: r.int(7)), r.optionalText(11) ?? "", r.optionalInt(12) ?? 0))
+                if !selected.isEmpty { entries.append(UInt8(ascii: ",")) }
+                Wire.writeEntry(r, key: Outbox.key(device: deviceId, seq: seq), type: type, id: id, to: &entries)
+                selected.append(seq)
                 return Int64(selected.count) < sync.batchSize
             }
             let pullDue = sync.pullDue || (sync.pullIntervalMs > 0 && sync.lastPullAt + sync.pullIntervalMs <= now)
@@ -142,31 +155,53 @@ extension Store {
             sync.batches += 1
             let batch = Wire.batchId(device: deviceId, number: sync.batches)
             try setMeta("batches", .int(sync.batches))
-            for run in consecutiveRuns(selected.map(\.entry.seq)) {
+            for run in consecutiveRuns(selected) {
                 try db.run(Store.markInflight, [.text(batch), .int(run.lowerBound), .int(run.upperBound)])
             }
             // Audit rows travel with their entries; rows not yet acknowledged
             // (of discarded or stuck entries too) follow in order.
-            var audit: [Int64: AuditRow] = [:]
-            let oldest = try db.queryAudit("WHERE audit_id > ? AND server_received_at IS NULL ORDER BY audit_id LIMIT ?",
-                                           [.int(sync.auditAckedThrough), .int(sync.batchSize)], device: deviceId)
-            for row in oldest { audit[row.auditId] = row }
-            for (e, _, _) in selected where audit[e.seq] == nil {
-                for row in try db.queryAudit("WHERE audit_id = ? AND server_received_at IS NULL", [.int(e.seq)], device: deviceId) {
-                    audit[row.auditId] = row
+            var wanted = selected
+            try db.query(Store.oldestUnacked, [.int(sync.auditAckedThrough), .int(sync.batchSize)]) { r in
+                wanted.append(r.int(0))
+                return true
+            }
+            var audit = ByteWriter(capacity: 64 * 1024)
+            var first = true
+            for run in consecutiveRuns(wanted) {
+                try db.query(Store.unackedAudit, [.int(run.lowerBound), .int(run.upperBound)]) { r in
+                    if !first { audit.append(UInt8(ascii: ",")) }
+                    first = false
+                    Wire.writeAudit(r, to: &audit)
+                    return true
                 }
             }
-            var request: JSONObject = [
-                "audit": .array(audit.keys.sorted().compactMap { audit[$0].map(Wire.audit) }), "batch": .string(batch),
-                "cursor": .int(sync.cursor), "device_id": .string(deviceId),
-                "entries": .array(selected.map { Wire.entry($0.entry, actor: $0.actor, shadowSeq: $0.shadowSeq) }),
-                "limit": .int(sync.pullLimit), "protocol": .int(Wire.version), "pull": .bool(true),
-                "schema_version": .int(schema.version),
-            ]
-            if !sync.scope.isEmpty { request["scope"] = .object(sync.scope) }
-            return (.object(request), 0)
+            var out = ByteWriter(capacity: entries.count + audit.count + 256)
+            out.append("{\"audit\":[")
+            audit.withBytes { out.append($0) }
+            out.append("],\"batch\":"); JSON.writeString(batch, to: &out)
+            out.append(",\"cursor\":"); JSON.writeInt(sync.cursor, to: &out)
+            out.append(",\"device_id\":"); JSON.writeString(deviceId, to: &out)
+            out.append(",\"entries\":[")
+            entries.withBytes { out.append($0) }
+            out.append("],\"limit\":"); JSON.writeInt(sync.pullLimit, to: &out)
+            out.append(",\"protocol\":"); JSON.writeInt(Wire.version, to: &out)
+            out.append(",\"pull\":true,\"schema_version\":"); JSON.writeInt(schema.version, to: &out)
+            if !sync.scope.isEmpty {
+                out.append(",\"scope\":")
+                JSON.object(sync.scope).write(to: &out)
+            }
+            out.append(UInt8(ascii: "}"))
+            if entries.failed || audit.failed || out.failed { throw .internal("out of memory writing a request") }
+            return (out.array, 0)
         }
     }
+
+    static let oldestUnacked = PreparedSQL(
+        "SELECT audit_id FROM fs_audit WHERE audit_id > ? AND server_received_at IS NULL ORDER BY audit_id LIMIT ?")
+    static let unackedAudit = PreparedSQL("""
+        SELECT audit_id, actor, action, type, id, input, device_time, hlc, outbox_keys, prev_hash, hash FROM fs_audit
+        WHERE audit_id BETWEEN ? AND ? AND server_received_at IS NULL ORDER BY audit_id
+        """)
 
     static let markInflight = PreparedSQL("UPDATE fs_outbox SET state = 'inflight', batch = ? WHERE seq BETWEEN ? AND ?")
     static let answeredEntries = PreparedSQL("""
@@ -445,7 +480,7 @@ extension Store {
         var state = RecordState(absent: ())
         var held: Int64 = 0
         try db.query("SELECT state, version FROM fs_shadow WHERE type = ? AND id = ?", [.text(type), .text(id)]) { row in
-            state = RecordState(json: (try? JSON.parse(row.text(0), what: "stored state")) ?? .null)
+            state = RecordState(json: row.json(0) ?? .null)
             held = row.int(1)
             return false
         }
@@ -467,7 +502,7 @@ extension Store {
         }
         // A cached (fetched) record the operator changed is a normal record again.
         try db.run("INSERT OR REPLACE INTO fs_shadow(type, id, version, state, cached_until) VALUES(?, ?, ?, ?, NULL)",
-                   [.text(type), .text(id), .int(exactVersion ?? held), .text(state.shadowJSON.text)])
+                   [.text(type), .text(id), .int(exactVersion ?? held), .bytes(state.shadowJSON.bytes)])
         return contained
     }
 
@@ -488,7 +523,7 @@ extension Store {
         // keeps it as a normal record; anything pulled is a normal record.
         let cached: SQLValue = cacheUntil.map { until in current == nil || current?.cachedUntil != nil ? .int(until) : .null } ?? .null
         try db.run("INSERT OR REPLACE INTO fs_shadow(type, id, version, state, cached_until) VALUES(?, ?, ?, ?, ?)",
-                   [.text(type), .text(id), .int(version), .text(record.shadowJSON.text), cached])
+                   [.text(type), .text(id), .int(version), .bytes(record.shadowJSON.bytes), cached])
         try db.run("DELETE FROM fs_evicted WHERE type = ? AND id = ?", [.text(type), .text(id)])
         return true
     }
@@ -540,8 +575,8 @@ extension Connection {
             """ + " " + clause, values) { r in
             rows.append(AuditRow(
                 auditId: r.int(0), deviceId: device, actor: r.text(1), action: r.text(2), type: r.text(3), id: r.text(4),
-                input: (try? JSON.parse(r.text(5), what: "stored input")) ?? .null, deviceTime: r.int(6), hlc: r.int(7),
-                outboxKeys: ((try? JSON.parse(r.text(8), what: "stored keys"))?.array ?? []).compactMap(\.string),
+                input: r.json(5) ?? .null, deviceTime: r.int(6), hlc: r.int(7),
+                outboxKeys: (r.json(8)?.array ?? []).compactMap(\.string),
                 prevHash: r.text(9), hash: r.text(10), outcome: r.text(11), reason: r.optionalText(12),
                 serverReceivedAt: r.optionalInt(13)))
             return true

@@ -65,7 +65,7 @@ extension FieldSpec {
         case .int(let i) where type == .float: .double(Double(i))
         case .double(let d) where type != .json: .double(d)
         case .bool(let b) where type != .json: .int(b ? 1 : 0)
-        default: .text(value.text)
+        default: .bytes(value.bytes)
         }
     }
 
@@ -79,8 +79,7 @@ extension FieldSpec {
         case .json, .set:
             // Written by us as JSON text; a host that wrote junk into the
             // column gets it back as a string rather than a failure.
-            let text = row.text(column)
-            return (try? JSON.parse(text, what: "stored value")) ?? .string(text)
+            return row.json(column) ?? .string(row.text(column))
         }
     }
 
