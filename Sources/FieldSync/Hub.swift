@@ -84,7 +84,8 @@ package final class Hub {
         var committed = false
         defer { storage.endRequest(committed: committed) }
         let response = try storage.db.transaction { () throws(FieldSyncError) -> JSON in
-            try storage.beginRequest()
+            // Another hub handle on this file may have moved the change log on.
+            if try storage.beginRequest() { self.seq = try storage.meta("seq")?.int ?? 0 }
             var seq = self.seq
             var results: [JSON] = []
             var held: Set<ExactString> = []

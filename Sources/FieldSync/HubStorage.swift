@@ -134,11 +134,14 @@ final class HubStorage {
     }
 
     /// Call first in each request's transaction: forgets the kept states if
-    /// another connection has committed since.
-    func beginRequest() throws(FieldSyncError) {
+    /// another connection has committed since, and says so (the caller then
+    /// rereads what it keeps too).
+    func beginRequest() throws(FieldSyncError) -> Bool {
         let version = try db.scalar("PRAGMA data_version")
-        if version != dataVersion { settled = [:] }
-        dataVersion = version
+        defer { dataVersion = version }
+        guard version != dataVersion else { return false }
+        settled = [:]
+        return true
     }
 
     /// After each request: what it wrote becomes the kept state if it

@@ -113,6 +113,67 @@ import Testing
         #expect(try a.shadow(type: "task", id: "R")?.fields["picked"] == atHub)
     }
 
+    /// The hub keeps record states across requests. Two hub handles on one
+    /// file (two server processes) must each see what the other committed:
+    /// without the data_version check, `first` would merge onto the counter
+    /// it kept from before `second`'s request and lose its increments.
+    @Test func twoHubHandlesOnOneFileSeeEachOthersWrites() throws {
+        let hubPath = tempPath("hub.db")
+        let first = try Hub(path: hubPath, schemaJSON: taskSchema, optionsJSON: #"{"durability":"normal"}"#)
+        let second = try Hub(path: hubPath, schemaJSON: taskSchema, optionsJSON: #"{"durability":"normal"}"#)
+        let a = try openStore(tempPath("a.db"), options: #"{"durability":"normal","device_id":"dev-a"}"#)
+        let b = try openStore(tempPath("b.db"), options: #"{"durability":"normal","device_id":"dev-b"}"#)
+        _ = try a.apply(action(#"{"action":"a","actor":"op","type":"task","id":"R","set":{"status":"open"},"inc":{"picked":1}}"#))
+        try syncUntilIdle(a, first)
+        try syncUntilIdle(b, second)   // b pulls R
+        for _ in 0..<3 { _ = try b.apply(action(#"{"action":"b","actor":"op","type":"task","id":"R","inc":{"picked":10}}"#)) }
+        try syncUntilIdle(b, second)
+        _ = try a.apply(action(#"{"action":"a","actor":"op","type":"task","id":"R","inc":{"picked":1}}"#))
+        try syncUntilIdle(a, first)
+        for hub in [first, second] {
+            #expect(try hub.query(action(#"{"type":"task"}"#)).array?.first?["picked"] == .int(32))
+        }
+        try syncUntilIdle(b, second)
+        #expect(try a.get(type: "task", id: "R")["picked"] == .int(32))
+        #expect(try b.get(type: "task", id: "R")["picked"] == .int(32))
+    }
+
+    /// A request that fails after the hub wrote its record states rolls back;
+    /// the states it had kept for the next request must go with it.
+    @Test func aRolledBackRequestLeavesNoKeptState() throws {
+        let hub = try Hub(path: tempPath("hub.db"), schemaJSON: taskSchema, optionsJSON: #"{"durability":"normal"}"#)
+        let a = try openStore(tempPath("a.db"), options: #"{"durability":"normal","device_id":"dev-a"}"#)
+        _ = try a.apply(action(#"{"action":"a","actor":"op","type":"task","id":"R","set":{"status":"open"},"inc":{"picked":1}}"#))
+        try syncUntilIdle(a, hub)
+        _ = try a.apply(action(#"{"action":"a","actor":"op","type":"task","id":"R","inc":{"picked":5}}"#))
+        let request = try #require(a.prepare().request)
+        // Storing the audit rows fails (as on a full disk), after the
+        // entries were applied and their record states written.
+        try hub.storage.db.exec("CREATE TRIGGER full BEFORE INSERT ON fs_hub_audit BEGIN SELECT RAISE(ABORT, 'disk full'); END")
+        #expect(throws: FieldSyncError.self) { _ = try hub.handle(request) }
+        try hub.storage.db.exec("DROP TRIGGER full")
+        #expect(try hub.query(action(#"{"type":"task"}"#)).array?.first?["picked"] == .int(1))
+        try syncUntilIdle(a, hub)
+        #expect(try hub.query(action(#"{"type":"task"}"#)).array?.first?["picked"] == .int(6))
+        #expect(try a.get(type: "task", id: "R")["picked"] == .int(6))
+    }
+
+    /// The request is written from the stored texts as they are; a stored
+    /// text that is not what the engine writes (a host editing fs_outbox)
+    /// still gives a valid request, with the entry's ops empty as reading
+    /// them back would have made them.
+    @Test func aDamagedStoredEntryStillGivesAValidRequest() throws {
+        let a = try openStore(tempPath("a.db"), options: #"{"durability":"normal","device_id":"dev-a"}"#)
+        _ = try a.apply(action(#"{"action":"a","actor":"op","type":"task","id":"R","set":{"status":"open"}}"#))
+        try a.db.exec("UPDATE fs_outbox SET ops = 'junk', base = '', base_values = '{}'")
+        try a.db.exec("UPDATE fs_audit SET input = '', outbox_keys = 'x'")
+        let request = try #require(a.prepare().request)
+        let entry = try #require(request["entries"]?.array?.first)
+        #expect(entry["ops"] == .object([:]) && entry["base"] == .object([:]) && entry["base_values"] == nil)
+        let row = try #require(request["audit"]?.array?.first)
+        #expect(row["input"] == .null && row["outbox_keys"] == .array([]))
+    }
+
     @Test func resumeAfterConnectivityIsImmediate() throws {
         let sim = try Simulation(seed: 7)
         let device = sim.devices[0]
