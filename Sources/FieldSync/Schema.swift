@@ -44,10 +44,14 @@ package final class TypeSpec: Sendable, Equatable {
         a === b || (a.name == b.name && a.fields == b.fields && a.required == b.required && a.retention == b.retention)
     }
 
+    /// The field named exactly `name`, byte for byte: a name that is only
+    /// canonically equivalent ("\u{212A}" for "K") is unknown, as keys are
+    /// everywhere else (Swift's == and hashing would match it).
     package func field(_ name: String) -> FieldSpec? {
         // Comparing a short key with a few names costs less than hashing it.
-        if fields.count <= 16 { return fields.first { $0.name == name } }
-        return byName[name]
+        let found = fields.count <= 16 ? fields.first { $0.name == name } : byName[name]
+        guard let found, compareUTF8(found.name, name) == 0 else { return nil }
+        return found
     }
 }
 
@@ -63,7 +67,8 @@ package struct Schema: Sendable, Equatable {
     package let canonical: String
 
     package func type(_ name: String) throws(FieldSyncError) -> TypeSpec {
-        guard let spec = types[name] else {
+        // Byte for byte, as field names (a Dictionary matches canonical equivalents).
+        guard let spec = types[name], compareUTF8(spec.name, name) == 0 else {
             throw .schema("unknown type '\(name)'; the schema declares: \(types.keys.sorted().joined(separator: ", "))")
         }
         return spec

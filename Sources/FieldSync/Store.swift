@@ -146,7 +146,10 @@ package final class Store {
     package func close() { db.close() }
 
     func view(_ type: String) throws(FieldSyncError) -> LocalView {
-        guard let view = views[type] else { _ = try schema.type(type); throw .internal("no table for type '\(type)'") }
+        guard let view = views[type], compareUTF8(view.spec.name, type) == 0 else {
+            _ = try schema.type(type)
+            throw .internal("no table for type '\(type)'")
+        }
         return view
     }
 

@@ -132,4 +132,22 @@ import Testing
         #expect(try store.audit(.null).last?.outcome == "discarded")
         #expect(throws: FieldSyncError.self) { try store.discard(key: "dev-a-2") }
     }
+
+    /// Field names are matched byte for byte, like every key: "\u{212A}ind"
+    /// (KELVIN SIGN) is canonically equivalent to "Kind", and Swift's String
+    /// comparison says they are equal; the action must be refused, not have
+    /// its value stored under a key the view never reads.
+    @Test func aFieldNameOnlyEquivalentToADeclaredOneIsUnknown() throws {
+        let schema = #"{"version":1,"types":{"t":{"fields":{"Kind":{"type":"string"}}},"Kt":{"fields":{"a":{"type":"string"}}}}}"#
+        let store = try openStore(schema: schema)
+        #expect(throws: FieldSyncError.self) {
+            _ = try store.apply(action(#"{"action":"a","actor":"op","type":"t","id":"1","set":{"\#u{212A}ind":"x"}}"#))
+        }
+        #expect(throws: FieldSyncError.self) {
+            _ = try store.apply(action(#"{"action":"a","actor":"op","type":"\#u{212A}t","id":"1","set":{"a":"x"}}"#))
+        }
+        #expect(try rows(store, "fs_outbox") == 0 && rows(store, "fs_audit") == 0)
+        _ = try store.apply(action(#"{"action":"a","actor":"op","type":"t","id":"1","set":{"Kind":"x"}}"#))
+        #expect(try store.get(type: "t", id: "1")["Kind"] == .string("x"))
+    }
 }
