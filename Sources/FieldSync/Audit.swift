@@ -37,14 +37,20 @@ package struct AuditRow: Equatable, Sendable {
         out.append(",\"id\":"); JSON.writeString(id, to: &out)
         out.append(",\"input\":")
         if let inputText { out.append(inputText) } else { input.write(to: &out) }
-        out.append(",\"outbox_keys\":[")
-        for (i, key) in outboxKeys.enumerated() {
+        out.append(",\"outbox_keys\":"); AuditRow.writeKeys(outboxKeys, to: &out)
+        out.append(",\"type\":"); JSON.writeString(type, to: &out)
+        out.append(UInt8(ascii: "}"))
+        return out
+    }
+
+    /// `outbox_keys` as JSON text: an array of strings.
+    static func writeKeys(_ keys: [String], to out: inout ByteWriter) {
+        out.append(UInt8(ascii: "["))
+        for (i, key) in keys.enumerated() {
             if i > 0 { out.append(UInt8(ascii: ",")) }
             JSON.writeString(key, to: &out)
         }
-        out.append("],\"type\":"); JSON.writeString(type, to: &out)
-        out.append(UInt8(ascii: "}"))
-        return out
+        out.append(UInt8(ascii: "]"))
     }
 
     package func computedHash(input inputText: [UInt8]? = nil) -> String {
@@ -90,7 +96,13 @@ struct AuditLog {
     static func insert(_ row: AuditRow, inputText: [UInt8], into db: Connection) throws(FieldSyncError) {
         try db.run(insertSQL, [.int(row.auditId), .text(row.actor), .text(row.action), .text(row.type), .text(row.id),
                                .bytes(inputText), .int(row.deviceTime), .int(row.hlc),
-                               .bytes(JSON.array(row.outboxKeys.map(JSON.string)).bytes), .text(row.prevHash), .text(row.hash)])
+                               .bytes(keysText(row.outboxKeys)), .text(row.prevHash), .text(row.hash)])
+    }
+
+    static func keysText(_ keys: [String]) -> [UInt8] {
+        var out = ByteWriter(capacity: 64)
+        AuditRow.writeKeys(keys, to: &out)
+        return out.array
     }
 
     static let insertSQL = PreparedSQL("""

@@ -71,7 +71,7 @@ final class HubStorage {
             }
             let state = schema.migrate(row.state, type: row.type, from: old)
             try db.run("UPDATE fs_hub_records SET state = ? WHERE type = ? AND id = ?",
-                       [.bytes(state.storedJSON.bytes), .text(row.type), .text(row.id)])
+                       [.bytes(state.text(tags: true)), .text(row.type), .text(row.id)])
             if rebuilt.contains(row.type), !state.deleted { try views[row.type]?.save(row.id, state.fields, db: db) }
         }
         try setMeta("schema", .string(schema.canonical))
@@ -165,7 +165,7 @@ final class HubStorage {
     /// tables (pulls), inside the request's transaction.
     func flush() throws(FieldSyncError) {
         for (key, r) in dirty {
-            try db.run(HubStorage.upsertRecord, [.text(r.type), .text(r.id), .int(r.seq), .bytes(r.state.storedJSON.bytes)])
+            try db.run(HubStorage.upsertRecord, [.text(r.type), .text(r.id), .int(r.seq), .bytes(r.state.text(tags: true))])
             flushed[key] = (r.state, r.seq)
             guard let view = views[r.type] else { continue }
             if r.state.deleted { try view.delete(r.id, db: db) } else { try view.save(r.id, r.state.fields, db: db) }
@@ -239,7 +239,7 @@ final class HubStorage {
             let inputText = row.input.bytes
             try db.run(HubStorage.insertAudit, [
                 .text(device), .int(row.auditId), .text(row.actor), .text(row.action), .text(row.type), .text(row.id),
-                .bytes(inputText), .int(row.deviceTime), .int(row.hlc), .bytes(JSON.array(row.outboxKeys.map(JSON.string)).bytes),
+                .bytes(inputText), .int(row.deviceTime), .int(row.hlc), .bytes(AuditLog.keysText(row.outboxKeys)),
                 .text(row.prevHash), .text(row.hash), .int(receivedAt),
                 .int(row.computedHash(input: inputText) == row.hash ? 1 : 0), linkOK])
             // A row after this one may have arrived first: its link can be checked now.

@@ -54,19 +54,47 @@ package struct RecordState: Equatable, Sendable {
         return .object(o)
     }
 
-    /// Everything, for the hub's own storage.
-    var storedJSON: JSON {
-        guard case .object(var o) = shadowJSON else { return shadowJSON }
-        if !tags.isEmpty {
+    /// The stored text: a device's shadow (`shadowJSON` as text), or with
+    /// `tags` everything, for the hub's own storage. Written straight from
+    /// the state: states are written on every change, and building the
+    /// values first cost as much as the rest of the write.
+    func text(tags withTags: Bool) -> [UInt8] {
+        var out = ByteWriter(capacity: 512)
+        out.append("{\"deleted\":")
+        out.append(deleted ? "true" : "false")
+        if let deletedAt { out.append(",\"deleted_at\":"); deletedAt.json.write(to: &out) }
+        out.append(",\"fields\":")
+        JSON.object(fields).write(to: &out)
+        out.append(",\"stamps\":{")
+        for (i, (field, stamp)) in stamps.sorted(by: { codePointOrder($0.key, $1.key) }).enumerated() {
+            if i > 0 { out.append(UInt8(ascii: ",")) }
+            JSON.writeString(field, to: &out)
+            out.append(":[")
+            JSON.writeInt(stamp.hlc, to: &out)
+            out.append(UInt8(ascii: ","))
+            JSON.writeString(stamp.device, to: &out)
+            out.append(UInt8(ascii: "]"))
+        }
+        out.append(UInt8(ascii: "}"))
+        if withTags && !tags.isEmpty {
             // [[element, [[seq, device], ...]], ...]: elements are values, not keys,
             // so strings that differ only in normalization stay apart.
-            o["tags"] = .object(JSONObject(tags) { elements in
+            out.append(",\"tags\":")
+            JSON.object(JSONObject(tags) { elements in
                 .array(elements.sorted { $0.key < $1.key }.map { element, list in
                     .array([element.json, .array(list.map { .array([.int($0.seq), .string($0.device)]) })])
                 })
-            })
+            }).write(to: &out)
         }
-        return .object(o)
+        out.append(",\"versions\":{")
+        for (i, (field, version)) in versions.sorted(by: { codePointOrder($0.key, $1.key) }).enumerated() {
+            if i > 0 { out.append(UInt8(ascii: ",")) }
+            JSON.writeString(field, to: &out)
+            out.append(UInt8(ascii: ":"))
+            JSON.writeInt(version, to: &out)
+        }
+        out.append("}}")
+        return out.array
     }
 
     init(json: JSON) {

@@ -31,6 +31,11 @@ package final class TypeSpec: Sendable, Equatable {
     package let required: Set<String>
     package let retention: Retention?
     let byName: [String: FieldSpec]
+    /// The members of a record as the ABI shows it (recordJSON), in
+    /// canonical key order: worked out once, not sorted per record.
+    let recordSlots: [RecordSlot]
+
+    enum RecordSlot { case meta, id, type, field(Int) }
 
     init(name: String, fields: [FieldSpec], required: Set<String>, retention: Retention?, byName: [String: FieldSpec]) {
         self.name = name
@@ -38,6 +43,9 @@ package final class TypeSpec: Sendable, Equatable {
         self.required = required
         self.retention = retention
         self.byName = byName
+        // Field names cannot be id, type or start with "_" (FieldSpec.init).
+        let keyed: [(String, RecordSlot)] = [("_fs", .meta), ("id", .id), ("type", .type)] + fields.indices.map { (fields[$0].name, .field($0)) }
+        recordSlots = keyed.sorted { codePointOrder($0.0, $1.0) }.map(\.1)
     }
 
     package static func == (a: TypeSpec, b: TypeSpec) -> Bool {

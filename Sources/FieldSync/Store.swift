@@ -342,7 +342,7 @@ package final class Store {
                 let state = schema.migrate(RecordState(json: (try? JSON.parse(row.state, what: "stored state")) ?? .null),
                                            type: row.type, from: old)
                 try db.run("UPDATE fs_shadow SET state = ? WHERE type = ? AND id = ?",
-                           [.bytes(state.shadowJSON.bytes), .text(row.type), .text(row.id)])
+                           [.bytes(state.text(tags: false)), .text(row.type), .text(row.id)])
             }
             for type in try schema.migrateTables(db: db, from: old, views: views).sorted() {
                 var ids: [String] = []

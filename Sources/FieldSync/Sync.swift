@@ -502,7 +502,7 @@ extension Store {
         }
         // A cached (fetched) record the operator changed is a normal record again.
         try db.run("INSERT OR REPLACE INTO fs_shadow(type, id, version, state, cached_until) VALUES(?, ?, ?, ?, NULL)",
-                   [.text(type), .text(id), .int(exactVersion ?? held), .bytes(state.shadowJSON.bytes)])
+                   [.text(type), .text(id), .int(exactVersion ?? held), .bytes(state.text(tags: false))])
         return contained
     }
 
@@ -523,7 +523,7 @@ extension Store {
         // keeps it as a normal record; anything pulled is a normal record.
         let cached: SQLValue = cacheUntil.map { until in current == nil || current?.cachedUntil != nil ? .int(until) : .null } ?? .null
         try db.run("INSERT OR REPLACE INTO fs_shadow(type, id, version, state, cached_until) VALUES(?, ?, ?, ?, ?)",
-                   [.text(type), .text(id), .int(version), .bytes(record.shadowJSON.bytes), cached])
+                   [.text(type), .text(id), .int(version), .bytes(record.text(tags: false)), cached])
         try db.run("DELETE FROM fs_evicted WHERE type = ? AND id = ?", [.text(type), .text(id)])
         return true
     }

@@ -95,11 +95,29 @@ extension FieldSpec {
 extension TypeSpec {
     /// A record as the ABI shows it: type, id and every declared field.
     func recordJSON(id: String, fields: JSONObject, meta: JSONObject? = nil) -> JSON {
-        var object = JSONObject(minimumCapacity: self.fields.count + 3)
-        object["type"] = .string(name)
-        object["id"] = .string(id)
-        for field in self.fields { object[field.name] = fields[field.name] ?? .null }
-        if let meta { object["_fs"] = .object(meta) }
-        return .object(object)
+        var members: [JSONObject.Element] = []
+        members.reserveCapacity(self.fields.count + 3)
+        // `fields` is in the same order as the spec's fields: one walk over
+        // both instead of a search per field.
+        let values = fields.members
+        var next = 0
+        for slot in recordSlots {
+            switch slot {
+            case .meta: if let meta { members.append(("_fs", .object(meta))) }
+            case .id: members.append(("id", .string(id)))
+            case .type: members.append(("type", .string(name)))
+            case .field(let i):
+                let field = self.fields[i].name
+                var value = JSON.null
+                while next < values.count {
+                    let c = compareUTF8(values[next].key, field)
+                    if c > 0 { break }
+                    next += 1
+                    if c == 0 { value = values[next - 1].value; break }
+                }
+                members.append((field, value))
+            }
+        }
+        return .object(JSONObject(sortedMembers: members))
     }
 }
