@@ -96,12 +96,12 @@ package final class Hub {
                 // rejected) is sent back whole, as before.
                 if result["status"]?.string != "applied" {
                     let type = e["type"]?.string ?? "", id = e["id"]?.string ?? ""
-                    own[ExactString(type + "\u{0}" + id), default: OwnRecord(type: type, id: id, prior: 0, seq: 0, eligible: false)].eligible = false
+                    own[ExactString(type, id), default: OwnRecord(type: type, id: id, prior: 0, seq: 0, eligible: false)].eligible = false
                 }
                 results.append(result)
             }
             let owned = own.values.filter(\.eligible).sorted { $0.seq < $1.seq }
-            let ownKeys = Set(owned.map { ExactString($0.type + "\u{0}" + $0.id) })
+            let ownKeys = Set(owned.map { ExactString($0.type, $0.id) })
             try storage.flush()
             let acks = try storage.storeAudit(auditRows, device: device, receivedAt: now).map { ack in
                 JSON.object(["audit_id": .int(ack.id), "server_received_at": .int(ack.at)])
@@ -134,7 +134,7 @@ package final class Hub {
             if pull {
                 // Records answered as "own" are not sent back: the device
                 // already holds exactly their state.
-                let page = try storage.changes(after: cursor, limit: limit) { type, id in ownKeys.contains(ExactString(type + "\u{0}" + id)) }
+                let page = try storage.changes(after: cursor, limit: limit) { type, id in ownKeys.contains(ExactString(type, id)) }
                 // An old client gets records in the shape its schema version knows.
                 response["changes"] = .array(page.changes.filter { inScope($0.type, $0.state, scope) }.map { change in
                     .object(["id": .string(change.id), "seq": .int(change.seq),
@@ -178,7 +178,7 @@ package final class Hub {
             return .object(result)
         }
         let type = e["type"]?.string ?? "", id = e["id"]?.string ?? ""
-        let record = ExactString(type + "\u{0}" + id)
+        let record = ExactString(type, id)
         func retry(_ reason: String) -> JSON {
             held.insert(record)
             return .object(["key": .string(key), "reason": .string(reason), "status": .string("retry")])

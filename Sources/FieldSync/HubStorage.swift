@@ -121,7 +121,7 @@ final class HubStorage {
     static let settledLimit = 4096
 
     func record(type: String, id: String) throws(FieldSyncError) -> (state: RecordState, seq: Int64)? {
-        let key = ExactString(type + "\u{0}" + id)
+        let key = ExactString(type, id)
         if let cached = dirty[key] { return (cached.state, cached.seq) }
         if let cached = flushed[key] ?? settled[key] { return cached }
         var found: (state: RecordState, seq: Int64)?
@@ -154,11 +154,12 @@ final class HubStorage {
             settled = [:]
         }
         flushed = [:]
-        discardPending()
+        dirty = [:]
+        counts = [:]
     }
 
     func save(type: String, id: String, state: RecordState, seq: Int64) {
-        dirty[ExactString(type + "\u{0}" + id)] = (type, id, state, seq)
+        dirty[ExactString(type, id)] = (type, id, state, seq)
     }
 
     /// Writes what the request changed. Must run before anything reads the
@@ -180,12 +181,6 @@ final class HubStorage {
                     merged = merged + excluded.merged, rejected = rejected + excluded.rejected, resolved = resolved + excluded.resolved
                 """, [.text(c.type), .text(c.field), .text(c.policy)] + c.columns.map(SQLValue.int))
         }
-        counts = [:]
-    }
-
-    /// Forgets what a failed request cached (its transaction rolls back).
-    func discardPending() {
-        dirty = [:]
         counts = [:]
     }
 
@@ -293,7 +288,7 @@ final class HubStorage {
     func count(_ report: MergeReport, type: String, spec: TypeSpec) {
         // Columns: writes, concurrent, won, lost, merged, rejected, resolved.
         for (field, resolution) in report.fields {
-            let key = ExactString(type + "\u{0}" + field)
+            let key = ExactString(type, field)
             var entry = counts[key] ?? (type, field, spec.field(field)?.merge.rawValue ?? "lww", [0, 0, 0, 0, 0, 0, 0])
             entry.columns[0] += 1
             if resolution != .clean { entry.columns[1] += 1 }

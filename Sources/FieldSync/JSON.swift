@@ -386,6 +386,9 @@ extension JSON: Equatable {
 package struct ExactString: Hashable, Comparable, Sendable {
     package let value: String
     package init(_ value: String) { self.value = value }
+    /// Two names as one key (a record's type and id): JSON text cannot carry
+    /// the NUL that joins them.
+    package init(_ first: String, _ second: String) { value = first + "\u{0}" + second }
     package static func == (a: ExactString, b: ExactString) -> Bool { a.value.utf8.elementsEqual(b.value.utf8) }
     package static func < (a: ExactString, b: ExactString) -> Bool { codePointOrder(a.value, b.value) }
     package func hash(into hasher: inout Hasher) {

@@ -14,6 +14,15 @@ package struct Stamp: Comparable, Equatable, Sendable {
 
     var json: JSON { .array([.int(hlc), .string(device)]) }
 
+    /// `json` as text, without building the array.
+    func write(to out: inout ByteWriter) {
+        out.append(UInt8(ascii: "["))
+        JSON.writeInt(hlc, to: &out)
+        out.append(UInt8(ascii: ","))
+        JSON.writeString(device, to: &out)
+        out.append(UInt8(ascii: "]"))
+    }
+
     init(hlc: Int64, device: String) { self.hlc = hlc; self.device = device }
 
     init?(json: JSON?) {
@@ -62,18 +71,15 @@ package struct RecordState: Equatable, Sendable {
         var out = ByteWriter(capacity: 512)
         out.append("{\"deleted\":")
         out.append(deleted ? "true" : "false")
-        if let deletedAt { out.append(",\"deleted_at\":"); deletedAt.json.write(to: &out) }
+        if let deletedAt { out.append(",\"deleted_at\":"); deletedAt.write(to: &out) }
         out.append(",\"fields\":")
         JSON.object(fields).write(to: &out)
         out.append(",\"stamps\":{")
         for (i, (field, stamp)) in stamps.sorted(by: { codePointOrder($0.key, $1.key) }).enumerated() {
             if i > 0 { out.append(UInt8(ascii: ",")) }
             JSON.writeString(field, to: &out)
-            out.append(":[")
-            JSON.writeInt(stamp.hlc, to: &out)
-            out.append(UInt8(ascii: ","))
-            JSON.writeString(stamp.device, to: &out)
-            out.append(UInt8(ascii: "]"))
+            out.append(UInt8(ascii: ":"))
+            stamp.write(to: &out)
         }
         out.append(UInt8(ascii: "}"))
         if withTags && !tags.isEmpty {

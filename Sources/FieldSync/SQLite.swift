@@ -11,6 +11,15 @@ enum SQLValue {
     /// Text already in UTF-8 bytes (JSON the engine wrote): bound without
     /// making a String of it first.
     case bytes([UInt8])
+
+    /// UTF-8 bytes of a text value; 0 for the others.
+    var textCount: Int {
+        switch self {
+        case .text(let s): s.utf8.count
+        case .bytes(let b): b.count
+        default: 0
+        }
+    }
 }
 
 final class Statement {
@@ -23,15 +32,7 @@ final class Statement {
     /// is copied once into one buffer and bound without SQLite copying it
     /// again; the bindings are cleared before the buffer goes away.
     func withBindings<R>(_ values: [SQLValue], _ body: () throws(FieldSyncError) -> R) throws(FieldSyncError) -> R {
-        var textBytes = 0
-        for value in values {
-            switch value {
-            case .text(let s): textBytes += s.utf8.count
-            case .bytes(let b): textBytes += b.count
-            default: break
-            }
-        }
-        var arena = ByteWriter(capacity: textBytes)
+        var arena = ByteWriter(capacity: values.reduce(0) { $0 + $1.textCount })
         for value in values {
             switch value {
             case .text(let s): arena.append(contentsOf: s)
@@ -51,8 +52,7 @@ final class Statement {
                 case .int(let v): sqlite3_bind_int64(handle, index, v)
                 case .double(let v): sqlite3_bind_double(handle, index, v)
                 case .text, .bytes:
-                    var n = 0
-                    if case .text(let s) = value { n = s.utf8.count } else if case .bytes(let b) = value { n = b.count }
+                    let n = value.textCount
                     if let base = buf.baseAddress, n > 0 {
                         (base + offset).withMemoryRebound(to: CChar.self, capacity: n) {
                             _ = sqlite3_bind_text64(handle, index, $0, sqlite3_uint64(n), nil, UInt8(SQLITE_UTF8))
@@ -70,39 +70,30 @@ final class Statement {
     func isNull(_ column: Int32) -> Bool { sqlite3_column_type(handle, column) == SQLITE_NULL }
     func int(_ column: Int32) -> Int64 { sqlite3_column_int64(handle, column) }
     func double(_ column: Int32) -> Double { sqlite3_column_double(handle, column) }
-    func text(_ column: Int32) -> String {
-        guard let p = sqlite3_column_text(handle, column) else { return "" }
-        let n = Int(sqlite3_column_bytes(handle, column))
-        return String(decoding: UnsafeBufferPointer(start: p, count: n), as: UTF8.self)
+    /// A column's text in SQLite's buffer (valid until the next step); nil when NULL.
+    func bytes(_ column: Int32) -> UnsafeBufferPointer<UInt8>? {
+        guard let p = sqlite3_column_text(handle, column) else { return nil }
+        return UnsafeBufferPointer(start: p, count: Int(sqlite3_column_bytes(handle, column)))
     }
+    func text(_ column: Int32) -> String { bytes(column).map { String(decoding: $0, as: UTF8.self) } ?? "" }
     func optionalText(_ column: Int32) -> String? { isNull(column) ? nil : text(column) }
-    /// Whether a text column holds exactly `text`.
-    func textEquals(_ column: Int32, _ text: StaticString) -> Bool {
-        guard let p = sqlite3_column_text(handle, column) else { return false }
-        let n = Int(sqlite3_column_bytes(handle, column))
-        return n == text.utf8CodeUnitCount && memcmp(p, text.utf8Start, n) == 0
-    }
 
     /// Copies JSON text the engine stored into `out` as it is. A column that
     /// is NULL, empty or does not start as expected (`opening`: "{" or "[")
     /// gives `orElse` instead, as reading it back as JSON would have.
     func writeJSON(_ column: Int32, opening: UInt8?, orElse: StaticString, to out: inout ByteWriter) {
-        if let p = sqlite3_column_text(handle, column) {
-            let n = Int(sqlite3_column_bytes(handle, column))
-            if n > 0 && (opening == nil || p.pointee == opening) {
-                out.append(UnsafeBufferPointer(start: p, count: n))
-                return
-            }
+        if let text = bytes(column), let first = text.first, opening == nil || first == opening {
+            out.append(text)
+        } else {
+            out.append(orElse)
         }
-        out.append(orElse)
     }
 
     /// JSON text the engine stored, parsed from SQLite's buffer without a
     /// String in between; nil when the column is NULL or not JSON.
     func json(_ column: Int32) -> JSON? {
-        guard let p = sqlite3_column_text(handle, column) else { return nil }
-        let n = Int(sqlite3_column_bytes(handle, column))
-        return try? JSON.parse(bytes: p, count: n, what: "stored JSON", limit: Int.max)
+        guard let text = bytes(column), let base = text.baseAddress else { return nil }
+        return try? JSON.parse(bytes: base, count: text.count, what: "stored JSON", limit: Int.max)
     }
     func optionalInt(_ column: Int32) -> Int64? { isNull(column) ? nil : int(column) }
 }

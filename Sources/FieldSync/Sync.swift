@@ -126,7 +126,7 @@ extension Store {
             var nextDue = Int64.max
             try db.query(Store.dueEntries) { r in
                 let type = r.text(1), id = r.text(2)
-                let record = ExactString(type + "\u{0}" + id)
+                let record = ExactString(type, id)
                 if blocked.contains(record) { return true }
                 let state = r.text(8), due = r.int(9)
                 // One record's entries go in order: one not yet due holds back
@@ -138,7 +138,7 @@ extension Store {
                 }
                 let seq = r.int(0)
                 if !selected.isEmpty { entries.append(UInt8(ascii: ",")) }
-                Wire.writeEntry(r, key: Outbox.key(device: deviceId, seq: seq), type: type, id: id, to: &entries)
+                Store.writeEntry(r, key: Outbox.key(device: deviceId, seq: seq), type: type, id: id, to: &entries)
                 selected.append(seq)
                 return Int64(selected.count) < sync.batchSize
             }
@@ -171,7 +171,7 @@ extension Store {
                 try db.query(Store.unackedAudit, [.int(run.lowerBound), .int(run.upperBound)]) { r in
                     if !first { audit.append(UInt8(ascii: ",")) }
                     first = false
-                    Wire.writeAudit(r, to: &audit)
+                    Store.writeAudit(r, to: &audit)
                     return true
                 }
             }
@@ -202,6 +202,45 @@ extension Store {
         SELECT audit_id, actor, action, type, id, input, device_time, hlc, outbox_keys, prev_hash, hash FROM fs_audit
         WHERE audit_id BETWEEN ? AND ? AND server_received_at IS NULL ORDER BY audit_id
         """)
+
+    /// An outbox entry as it travels, written from a row of `dueEntries`.
+    /// `shadow_seq` is the version of the record's confirmed state the
+    /// device holds (0: none), which lets the hub answer "own" instead of
+    /// sending the state back (docs/PROTOCOL.md). Keys in canonical order.
+    private static func writeEntry(_ r: Statement, key: String, type: String, id: String, to out: inout ByteWriter) {
+        out.append("{\"actor\":"); JSON.writeString(r.optionalText(11) ?? "", to: &out)
+        out.append(",\"base\":"); r.writeJSON(6, opening: UInt8(ascii: "{"), orElse: "{}", to: &out)
+        if let baseValues = r.bytes(10), baseValues.count > 2 {   // NULL or "{}": none
+            out.append(",\"base_values\":"); r.writeJSON(10, opening: UInt8(ascii: "{"), orElse: "{}", to: &out)
+        }
+        out.append(",\"cursor\":"); JSON.writeInt(r.int(7), to: &out)
+        out.append(",\"hlc\":"); JSON.writeInt(r.int(3), to: &out)
+        out.append(",\"id\":"); JSON.writeString(id, to: &out)
+        out.append(",\"key\":"); JSON.writeString(key, to: &out)
+        out.append(",\"ops\":"); r.writeJSON(5, opening: UInt8(ascii: "{"), orElse: "{}", to: &out)
+        out.append(",\"schema_version\":"); JSON.writeInt(r.int(4), to: &out)
+        out.append(",\"seq\":"); JSON.writeInt(r.int(0), to: &out)
+        out.append(",\"shadow_seq\":"); JSON.writeInt(r.optionalInt(12) ?? 0, to: &out)
+        out.append(",\"type\":"); JSON.writeString(type, to: &out)
+        out.append(UInt8(ascii: "}"))
+    }
+
+    /// An audit row as it travels (only what the device decided), written
+    /// from a row of `unackedAudit`. Keys in canonical order.
+    private static func writeAudit(_ r: Statement, to out: inout ByteWriter) {
+        out.append("{\"action\":"); JSON.writeString(r.text(2), to: &out)
+        out.append(",\"actor\":"); JSON.writeString(r.text(1), to: &out)
+        out.append(",\"audit_id\":"); JSON.writeInt(r.int(0), to: &out)
+        out.append(",\"device_time\":"); JSON.writeInt(r.int(6), to: &out)
+        out.append(",\"hash\":"); JSON.writeString(r.text(10), to: &out)
+        out.append(",\"hlc\":"); JSON.writeInt(r.int(7), to: &out)
+        out.append(",\"id\":"); JSON.writeString(r.text(4), to: &out)
+        out.append(",\"input\":"); r.writeJSON(5, opening: nil, orElse: "null", to: &out)
+        out.append(",\"outbox_keys\":"); r.writeJSON(8, opening: UInt8(ascii: "["), orElse: "[]", to: &out)
+        out.append(",\"prev_hash\":"); JSON.writeString(r.text(9), to: &out)
+        out.append(",\"type\":"); JSON.writeString(r.text(3), to: &out)
+        out.append(UInt8(ascii: "}"))
+    }
 
     static let markInflight = PreparedSQL("UPDATE fs_outbox SET state = 'inflight', batch = ? WHERE seq BETWEEN ? AND ?")
     static let answeredEntries = PreparedSQL("""
@@ -284,7 +323,7 @@ extension Store {
             guard let type = item["type"]?.string, let id = item["id"]?.string, let seq = item["seq"]?.int, let prior = item["prior"]?.int else {
                 throw .arg("response: each \"own\" record needs \"type\", \"id\", \"seq\" and \"prior\"")
             }
-            own[ExactString(type + "\u{0}" + id)] = (seq, prior)
+            own[ExactString(type, id)] = (seq, prior)
         }
         // Check every key before changing anything: a response naming another
         // device's entries is refused whole.
@@ -309,7 +348,7 @@ extension Store {
         var confirmed: [ExactString: (type: String, id: String, changes: [Confirmed])] = [:]
         var pulledRecords: Set<ExactString> = []
         for change in changes {
-            if let type = change["type"]?.string, let id = change["id"]?.string { pulledRecords.insert(ExactString(type + "\u{0}" + id)) }
+            if let type = change["type"]?.string, let id = change["id"]?.string { pulledRecords.insert(ExactString(type, id)) }
         }
         var writes: [String: Int64] = [:]
         var random = SystemRandomNumberGenerator()
@@ -344,7 +383,7 @@ extension Store {
                     }
                     applied[receivedAt[seq], default: []].append(seq)
                     if receivedAt[seq] != nil { acknowledged.insert(seq) }
-                    let key = ExactString(entry.type + "\u{0}" + entry.id)
+                    let key = ExactString(entry.type, entry.id)
                     // The pulled state, when the response carries it, already
                     // holds this change; otherwise fold it into the confirmed state.
                     // Moving an acknowledged change from the outbox into the
@@ -358,7 +397,7 @@ extension Store {
                     let reason = item["reason"]?.string ?? "rejected"
                     try db.run("UPDATE fs_outbox SET state = 'rejected', batch = NULL, reason = ? WHERE seq = ?", [.text(reason), .int(seq)])
                     try db.run("UPDATE fs_audit SET outcome = 'rejected', reason = ? WHERE audit_id = ?", [.text(reason), .int(seq)])
-                    touched[ExactString(entry.type + "\u{0}" + entry.id)] = (entry.type, entry.id)
+                    touched[ExactString(entry.type, entry.id)] = (entry.type, entry.id)
                     // The hub sends the record's current state with a refusal so
                     // the view returns to the server's value at once.
                     if let state = item["state"], let version = item["record_seq"]?.int {
@@ -406,7 +445,7 @@ extension Store {
                 guard views[type] != nil else { continue }   // a type this schema does not have
                 if try storeShadow(type: type, id: id, version: change["seq"]?.int ?? 0, state: change["state"] ?? .null, clock: &clock) {
                     summary["pulled", default: 0] += 1
-                    touched[ExactString(type + "\u{0}" + id)] = (type, id)
+                    touched[ExactString(type, id)] = (type, id)
                 }
             }
             for record in fetched {
@@ -415,7 +454,7 @@ extension Store {
                 if try storeShadow(type: type, id: id, version: record["seq"]?.int ?? 0, state: record["state"] ?? .null,
                                    clock: &clock, cacheUntil: now + hygieneSettings.fetchTTLMs) {
                     summary["fetched", default: 0] += 1
-                    touched[ExactString(type + "\u{0}" + id)] = (type, id)
+                    touched[ExactString(type, id)] = (type, id)
                 }
             }
             for record in touched.values { try rebase(type: record.type, id: record.id) }
