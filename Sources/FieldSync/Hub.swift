@@ -58,7 +58,7 @@ package final class Hub {
         let cursor = r["cursor"]?.int ?? 0
         let limit = min(max(r["limit"]?.int ?? 1000, 1), 10_000)
         let pull = r["pull"]?.bool ?? true
-        let entries = try optionalArray(r, "entries", in: "request")
+        let entries = try optionalArray(r, "entries", in: "request").map(Wire.Entry.init)
         let auditRows = try optionalArray(r, "audit", in: "request").map { (row) throws(FieldSyncError) -> AuditRow in try Wire.auditRow(row, device: device) }
         let fetch = try optionalArray(r, "fetch", in: "request")
         if fetch.count > 1000 { throw .tooBig("request: at most 1000 records per fetch") }
@@ -76,7 +76,7 @@ package final class Hub {
         // Keys are checked before anything is applied: a request carrying
         // another device's entries is refused whole.
         for e in entries {
-            guard let key = e["key"]?.string, let s = e["seq"]?.int, key == Outbox.key(device: device, seq: s) else {
+            guard let key = e.key, let s = e.seq, key == Outbox.key(device: device, seq: s) else {
                 throw .arg("request: every entry needs \"key\" = \"<device_id>-<seq>\" of the sending device")
             }
         }
@@ -90,13 +90,14 @@ package final class Hub {
             var results: [JSON] = []
             var held: Set<ExactString> = []
             var own: [ExactString: OwnRecord] = [:]
+            var decisions = try storage.decisions(device: device, seqs: entries.compactMap(\.seq))
             for e in entries {
-                let result = try apply(entry: e, device: device, clientVersion: clientVersion, seq: &seq, held: &held, own: &own, now: now)
+                let (result, applied) = try apply(entry: e, device: device, clientVersion: clientVersion, seq: &seq, held: &held,
+                                                  own: &own, decisions: &decisions, now: now)
                 // A record with an entry not applied now (duplicate, retry,
                 // rejected) is sent back whole, as before.
-                if result["status"]?.string != "applied" {
-                    let type = e["type"]?.string ?? "", id = e["id"]?.string ?? ""
-                    own[ExactString(type, id), default: OwnRecord(type: type, id: id, prior: 0, seq: 0, eligible: false)].eligible = false
+                if !applied {
+                    own[ExactString(e.type, e.id), default: OwnRecord(type: e.type, id: e.id, prior: 0, seq: 0, eligible: false)].eligible = false
                 }
                 results.append(result)
             }
@@ -162,10 +163,12 @@ package final class Hub {
     }
 
     /// Decides one entry; records the decision so a resend gets the same answer.
-    private func apply(entry e: JSON, device: String, clientVersion: Int64, seq: inout Int64, held: inout Set<ExactString>,
-                       own: inout [ExactString: OwnRecord], now: Int64) throws(FieldSyncError) -> JSON {
-        let key = e["key"]?.string ?? "", entrySeq = e["seq"]?.int ?? 0
-        if let done = try storage.decision(device: device, seq: entrySeq) {
+    /// Returns the entry's result, and whether it was applied now.
+    private func apply(entry e: Wire.Entry, device: String, clientVersion: Int64, seq: inout Int64, held: inout Set<ExactString>,
+                       own: inout [ExactString: OwnRecord], decisions: inout HubStorage.Decisions,
+                       now: Int64) throws(FieldSyncError) -> (JSON, Bool) {
+        let key = e.key ?? "", entrySeq = e.seq ?? 0
+        if let done = try decisions.find(entrySeq, in: storage) {
             var result: JSONObject = ["key": .string(key), "status": .string("duplicate"), "outcome": .string(done.status)]
             if let reason = done.reason {
                 if done.status == "applied" {
@@ -175,29 +178,29 @@ package final class Hub {
                 }
             }
             if let s = done.serverSeq { result["server_seq"] = .int(s) }
-            return .object(result)
+            return (.object(result), false)
         }
-        let type = e["type"]?.string ?? "", id = e["id"]?.string ?? ""
+        let type = e.type, id = e.id
         let record = ExactString(type, id)
-        func retry(_ reason: String) -> JSON {
+        func retry(_ reason: String) -> (JSON, Bool) {
             held.insert(record)
-            return .object(["key": .string(key), "reason": .string(reason), "status": .string("retry")])
+            return (.object(["key": .string(key), "reason": .string(reason), "status": .string("retry")]), false)
         }
         // An entry whose predecessor on the same record was not applied waits
         // for it: one record's changes apply in the order they were made.
         if held.contains(record) { return retry("an earlier change of \(type)/\(id) is still to be applied") }
-        if let v = e["schema_version"]?.int, v > schema.version {
+        if let v = e.schemaVersion, v > schema.version {
             return retry("the hub runs schema version \(schema.version); this entry needs \(v)")
         }
-        func reject(_ reason: String, _ extra: JSONObject = [:]) throws(FieldSyncError) -> JSON {
-            try storage.recordDecision(device: device, seq: entrySeq, status: "rejected", reason: reason, serverSeq: nil, at: now)
-            return .object(extra.merging(["key": .string(key), "status": .string("rejected"), "reason": .string(reason)]) { a, _ in a })
+        func reject(_ reason: String, _ extra: JSONObject = [:]) throws(FieldSyncError) -> (JSON, Bool) {
+            try decisions.record(seq: entrySeq, status: "rejected", reason: reason, serverSeq: nil, at: now, in: storage)
+            return (.object(extra.merging(["key": .string(key), "status": .string("rejected"), "reason": .string(reason)]) { a, _ in a }), false)
         }
 
         // An entry queued under an older schema is upcast to today's field
         // names; a write the chain cannot map is refused, and only that entry.
-        var ops = e["ops"] ?? .object([:])
-        if let version = e["schema_version"]?.int, version < schema.version {
+        var ops = e.ops
+        if let version = e.schemaVersion, version < schema.version {
             switch schema.upcast(Change(json: ops), type: type, from: version) {
             case .success(let change): ops = change.json
             case .failure(let refusal): return try reject(refusal.reason, ["detail": .object(["message": .string(refusal.message)])])
@@ -215,29 +218,29 @@ package final class Hub {
         } catch {
             return try reject("invalid: \(error.message)")
         }
-        guard let hlc = e["hlc"]?.int else { return try reject("invalid: entry has no \"hlc\" stamp") }
+        guard let hlc = e.hlc else { return try reject("invalid: entry has no \"hlc\" stamp") }
 
         let existing = try storage.record(type: type, id: id)
         let (current, recordSeq) = existing ?? (RecordState(absent: ()), 0)
         var state = current
         // A record an old client creates gets the defaults of the fields
         // added since its version, as records that existed at the migration did.
-        if existing == nil, let version = e["schema_version"]?.int, version < schema.version, !change.delete {
+        if existing == nil, let version = e.schemaVersion, version < schema.version, !change.delete {
             for (field, value) in schema.defaultsAdded(type: type, after: version) where change.set[field] == nil {
                 state.fields[field] = value
             }
         }
         // A base of {"after": n} means "on top of my own entry n": it holds if
         // that entry's write is still the field's latest.
-        var base = renamed(e["base"]?.object ?? [:], type: type, from: e["schema_version"]?.int)
+        var base = renamed(e.base, type: type, from: e.schemaVersion)
         for (field, value) in base {
             guard let after = value["after"]?.int else { continue }
-            let decided = try storage.decision(device: device, seq: after)
+            let decided = try decisions.find(after, in: storage)
             base[field] = decided?.status == "applied" ? decided?.serverSeq.map(JSON.int) ?? .null : .string("stale")
         }
-        var context = Merge.HubContext(seq: seq + 1, observed: e["cursor"]?.int ?? 0, base: base)
-        context.baseValues = renamed(e["base_values"]?.object ?? [:], type: type, from: e["schema_version"]?.int)
-        context.actor = e["actor"]?.string ?? ""
+        var context = Merge.HubContext(seq: seq + 1, observed: e.cursor, base: base)
+        context.baseValues = renamed(e.baseValues, type: type, from: e.schemaVersion)
+        context.actor = e.actor
         context.resolve = { [resolvers] field, conflict in
             guard let name = field.resolver, let resolver = resolvers[name] else {
                 return .failure(.notFound("no resolver registered under '\(field.resolver ?? "")'"))
@@ -260,7 +263,7 @@ package final class Hub {
         // The device can rebuild this state itself when it held the record's
         // state as it was before this request and the change merges the same
         // way on the device (no custom resolver, no observed-remove).
-        let sameMerge = clientVersion == schema.version && e["schema_version"]?.int == schema.version
+        let sameMerge = clientVersion == schema.version && e.schemaVersion == schema.version
             && change.remove.isEmpty && !change.fields.contains { spec.field($0)?.merge == .custom }
         if var known = own[record] {
             known.eligible = known.eligible && sameMerge
@@ -268,17 +271,17 @@ package final class Hub {
             own[record] = known
         } else {
             own[record] = OwnRecord(type: type, id: id, prior: recordSeq, seq: seq,
-                                    eligible: sameMerge && e["shadow_seq"]?.int == recordSeq)
+                                    eligible: sameMerge && e.shadowSeq == recordSeq)
         }
         // What happened to each field that met a concurrent write, for the
         // device's own accounting (kept so a resend gets the same answer).
         var resolutions: JSONObject = [:]
         for (field, resolution) in report.fields where resolution != .clean { resolutions[field] = .string(resolution.rawValue) }
         let detail: String? = resolutions.isEmpty ? nil : JSON.object(resolutions).text
-        try storage.recordDecision(device: device, seq: entrySeq, status: "applied", reason: detail, serverSeq: seq, at: now)
+        try decisions.record(seq: entrySeq, status: "applied", reason: detail, serverSeq: seq, at: now, in: storage)
         var result: JSONObject = ["key": .string(key), "server_seq": .int(seq), "status": .string("applied")]
         if !resolutions.isEmpty { result["resolutions"] = .object(resolutions) }
-        return .object(result)
+        return (.object(result), true)
     }
 
     /// Keys of a per-field map (base versions, base values) in today's names.

@@ -97,6 +97,41 @@ final class HubStorage {
         return found
     }
 
+    /// The decisions already taken on a request's entries, read with one
+    /// statement per run of seqs, and those taken while it is handled: a
+    /// seq sent twice in one request is a duplicate the second time.
+    struct Decisions {
+        typealias Decision = (status: String, reason: String?, serverSeq: Int64?)
+        let device: String
+        /// The runs of seqs read: a seq in them and not in `known` has no decision.
+        let covered: [ClosedRange<Int64>]
+        var known: [Int64: Decision]
+
+        func find(_ seq: Int64, in storage: HubStorage) throws(FieldSyncError) -> Decision? {
+            if let decided = known[seq] { return decided }
+            return covered.contains { $0.contains(seq) } ? nil : try storage.decision(device: device, seq: seq)
+        }
+
+        mutating func record(seq: Int64, status: String, reason: String?, serverSeq: Int64?, at: Int64,
+                             in storage: HubStorage) throws(FieldSyncError) {
+            try storage.recordDecision(device: device, seq: seq, status: status, reason: reason, serverSeq: serverSeq, at: at)
+            known[seq] = (status, reason, serverSeq)
+        }
+    }
+
+    func decisions(device: String, seqs: [Int64]) throws(FieldSyncError) -> Decisions {
+        var decisions = Decisions(device: device, covered: consecutiveRuns(seqs), known: [:])
+        for run in decisions.covered {
+            try db.query(HubStorage.selectDecisions, [.text(device), .int(run.lowerBound), .int(run.upperBound)]) { r in
+                decisions.known[r.int(0)] = (r.text(1), r.optionalText(2), r.optionalInt(3))
+                return true
+            }
+        }
+        return decisions
+    }
+    static let selectDecisions = PreparedSQL(
+        "SELECT seq, status, reason, server_seq FROM fs_hub_applied WHERE device = ? AND seq BETWEEN ? AND ?")
+
     func recordDecision(device: String, seq: Int64, status: String, reason: String?, serverSeq: Int64?, at: Int64) throws(FieldSyncError) {
         try db.run(HubStorage.insertDecision,
                    [.text(device), .int(seq), .text(status), reason.map(SQLValue.text) ?? .null,

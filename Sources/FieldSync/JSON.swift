@@ -136,9 +136,19 @@ struct JSONParser {
         }
         var members: [JSONObject.Element] = []
         members.reserveCapacity(4)
+        // Keys without escapes are their input bytes: their order is checked
+        // there, without a String comparison per member.
+        var ordered = true
+        var previous = (start: 0, count: -1)
         while true {
             guard pos < end, base[pos] == UInt8(ascii: "\"") else { throw fail(unexpected("a string (an object key)")) }
+            let keyStart = pos + 1
             let key = try string()
+            if ordered {
+                let count = rawString ? pos - 1 - keyStart : -1
+                ordered = count >= 0 && (previous.count < 0 ? members.isEmpty : rawLess(previous, (keyStart, count)))
+                previous = (keyStart, count)
+            }
             skipSpace()
             guard pos < end, base[pos] == UInt8(ascii: ":") else { throw fail(unexpected("':'")) }
             pos += 1
@@ -158,7 +168,7 @@ struct JSONParser {
         }
         // Canonical order; input written by a canonical writer (ours, a
         // peer's) is sorted already and costs one pass.
-        if let key = JSONObject.sortAndDeduplicate(&members) {
+        if !ordered, let key = JSONObject.sortAndDeduplicate(&members) {
             throw fail("duplicate object key \"\(key)\" in the object ending here")
         }
         return .object(JSONObject(sortedMembers: members))
@@ -189,6 +199,22 @@ struct JSONParser {
         }
     }
 
+    /// Whether the last string read is its input bytes as they are (no
+    /// escapes, ASCII only).
+    var rawString = false
+
+    /// Whether the bytes at `a` come before those at `b` (code point order).
+    func rawLess(_ a: (start: Int, count: Int), _ b: (start: Int, count: Int)) -> Bool {
+        let n = min(a.count, b.count)
+        var i = 0
+        while i < n {
+            let x = base[a.start + i], y = base[b.start + i]
+            if x != y { return x < y }
+            i += 1
+        }
+        return a.count < b.count
+    }
+
     /// A string at `pos` (which holds the opening quote).
     mutating func string() throws(JSONParseError) -> String {
         pos += 1
@@ -198,11 +224,13 @@ struct JSONParser {
             let b = base[pos]
             if b == UInt8(ascii: "\"") {
                 pos += 1
+                rawString = true
                 return String(decoding: UnsafeBufferPointer(start: base + start, count: pos - 1 - start), as: UTF8.self)
             }
             if b == UInt8(ascii: "\\") || b < 0x20 || b >= 0x80 { break }
             pos += 1
         }
+        rawString = false
         scratch.removeAll(keepingCapacity: true)
         scratch.append(contentsOf: UnsafeBufferPointer(start: base + start, count: pos - start))
         while pos < end {
@@ -373,7 +401,7 @@ extension JSON: Equatable {
         case (.bool(let x), .bool(let y)): x == y
         case (.int(let x), .int(let y)): x == y
         case (.double(let x), .double(let y)): x == y
-        case (.string(let x), .string(let y)): x.utf8.elementsEqual(y.utf8)
+        case (.string(let x), .string(let y)): equalUTF8(x, y)
         case (.array(let x), .array(let y)): x == y
         case (.object(let x), .object(let y)): x == y
         default: false
@@ -388,8 +416,21 @@ package struct ExactString: Hashable, Comparable, Sendable {
     package init(_ value: String) { self.value = value }
     /// Two names as one key (a record's type and id): JSON text cannot carry
     /// the NUL that joins them.
-    package init(_ first: String, _ second: String) { value = first + "\u{0}" + second }
-    package static func == (a: ExactString, b: ExactString) -> Bool { a.value.utf8.elementsEqual(b.value.utf8) }
+    package init(_ first: String, _ second: String) {
+        var first = first, second = second
+        value = first.withUTF8 { a in
+            second.withUTF8 { b in
+                String(unsafeUninitializedCapacity: a.count + 1 + b.count) { out in
+                    guard let base = out.baseAddress else { return 0 }
+                    if let p = a.baseAddress { base.update(from: p, count: a.count) }
+                    base[a.count] = 0
+                    if let q = b.baseAddress { (base + a.count + 1).update(from: q, count: b.count) }
+                    return a.count + 1 + b.count
+                }
+            }
+        }
+    }
+    package static func == (a: ExactString, b: ExactString) -> Bool { equalUTF8(a.value, b.value) }
     package static func < (a: ExactString, b: ExactString) -> Bool { codePointOrder(a.value, b.value) }
     package func hash(into hasher: inout Hasher) {
         let hashed: Void? = value.utf8.withContiguousStorageIfAvailable { hasher.combine(bytes: UnsafeRawBufferPointer($0)) }

@@ -159,6 +159,9 @@ extension JSONObject {
 }
 
 /// Byte order of two strings (= code point order): < 0, 0 or > 0.
+/// Swift's own < and == compare canonical equivalence, not bytes; and
+/// `utf8.elementsEqual` walks the view generically (~1k instructions a key
+/// in the hub's dictionaries).
 func compareUTF8(_ a: String, _ b: String) -> Int32 {
     let fast: Int32?? = a.utf8.withContiguousStorageIfAvailable { x in
         b.utf8.withContiguousStorageIfAvailable { y in
@@ -183,11 +186,16 @@ func compareUTF8(_ a: String, _ b: String) -> Int32 {
     }
 }
 
+/// Byte equality of two strings; the length check is O(1) for native strings.
+func equalUTF8(_ a: String, _ b: String) -> Bool {
+    a.utf8.count == b.utf8.count && compareUTF8(a, b) == 0
+}
+
 extension JSONObject: Equatable {
     /// Both sides are sorted the same way: equal objects have equal member lists.
     package static func == (x: JSONObject, y: JSONObject) -> Bool {
         x.count == y.count && zip(x.members, y.members).allSatisfy { a, b in
-            a.key.utf8.elementsEqual(b.key.utf8) && a.value == b.value
+            equalUTF8(a.key, b.key) && a.value == b.value
         }
     }
 }

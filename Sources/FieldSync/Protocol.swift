@@ -15,6 +15,45 @@ enum Wire {
         return n
     }
 
+    /// An outbox entry as the hub reads it, in one pass over its members
+    /// (a binary search per member read cost more). Members a newer device
+    /// sends and this hub does not know are ignored.
+    struct Entry {
+        var key: String?
+        var seq: Int64?
+        var type = ""
+        var id = ""
+        var actor = ""
+        var hlc: Int64?
+        var schemaVersion: Int64?
+        var shadowSeq: Int64?
+        var cursor: Int64 = 0
+        var ops: JSON = .object([:])
+        var base: JSONObject = [:]
+        var baseValues: JSONObject = [:]
+
+        init(_ json: JSON) {
+            guard let o = json.object else { return }
+            for (name, value) in o {
+                switch name {
+                case "key": key = value.string
+                case "seq": seq = value.int
+                case "type": type = value.string ?? ""
+                case "id": id = value.string ?? ""
+                case "actor": actor = value.string ?? ""
+                case "hlc": hlc = value.int
+                case "schema_version": schemaVersion = value.int
+                case "shadow_seq": shadowSeq = value.int
+                case "cursor": cursor = value.int ?? 0
+                case "ops": ops = value
+                case "base": base = value.object ?? [:]
+                case "base_values": baseValues = value.object ?? [:]
+                default: break
+                }
+            }
+        }
+    }
+
     static func auditRow(_ json: JSON, device: String) throws(FieldSyncError) -> AuditRow {
         guard let o = json.object else { throw .arg("audit row must be an object") }
         func int(_ k: String) throws(FieldSyncError) -> Int64 {

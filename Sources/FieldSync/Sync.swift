@@ -428,7 +428,7 @@ extension Store {
             for (key, record) in confirmed {
                 var exact: Int64?
                 if let mine = own[key] {
-                    let held = try db.scalar("SELECT version FROM fs_shadow WHERE type = ? AND id = ?", [.text(record.type), .text(record.id)]) ?? 0
+                    let held = try db.scalar(Store.shadowVersion, [.text(record.type), .text(record.id)]) ?? 0
                     // The hub counted on the state this device held when it
                     // prepared; if that changed since, pull the record again.
                     if held == mine.prior { exact = mine.seq } else { rewind = min(rewind ?? mine.prior, mine.prior) }
@@ -518,7 +518,7 @@ extension Store {
         guard let spec = views[type]?.spec else { return false }
         var state = RecordState(absent: ())
         var held: Int64 = 0
-        try db.query("SELECT state, version FROM fs_shadow WHERE type = ? AND id = ?", [.text(type), .text(id)]) { row in
+        try db.query(Store.shadowState, [.text(type), .text(id)]) { row in
             state = RecordState(json: row.json(0) ?? .null)
             held = row.int(1)
             return false
@@ -540,8 +540,7 @@ extension Store {
             }
         }
         // A cached (fetched) record the operator changed is a normal record again.
-        try db.run("INSERT OR REPLACE INTO fs_shadow(type, id, version, state, cached_until) VALUES(?, ?, ?, ?, NULL)",
-                   [.text(type), .text(id), .int(exactVersion ?? held), .bytes(state.text(tags: false))])
+        try db.run(Store.writeShadow, [.text(type), .text(id), .int(exactVersion ?? held), .bytes(state.text(tags: false)), .null])
         return contained
     }
 
@@ -550,7 +549,7 @@ extension Store {
     private func storeShadow(type: String, id: String, version: Int64, state: JSON, clock: inout HybridClock,
                              cacheUntil: Int64? = nil) throws(FieldSyncError) -> Bool {
         var current: (version: Int64, cachedUntil: Int64?)?
-        try db.query("SELECT version, cached_until FROM fs_shadow WHERE type = ? AND id = ?", [.text(type), .text(id)]) { r in
+        try db.query(Store.shadowVersionAndCache, [.text(type), .text(id)]) { r in
             current = (r.int(0), r.optionalInt(1))
             return false
         }
@@ -561,11 +560,16 @@ extension Store {
         // A fetched record is cached for a while, unless the device already
         // keeps it as a normal record; anything pulled is a normal record.
         let cached: SQLValue = cacheUntil.map { until in current == nil || current?.cachedUntil != nil ? .int(until) : .null } ?? .null
-        try db.run("INSERT OR REPLACE INTO fs_shadow(type, id, version, state, cached_until) VALUES(?, ?, ?, ?, ?)",
-                   [.text(type), .text(id), .int(version), .bytes(record.text(tags: false)), cached])
-        try db.run("DELETE FROM fs_evicted WHERE type = ? AND id = ?", [.text(type), .text(id)])
+        try db.run(Store.writeShadow, [.text(type), .text(id), .int(version), .bytes(record.text(tags: false)), cached])
+        try db.run(Store.unevict, [.text(type), .text(id)])
         return true
     }
+
+    static let shadowVersion = PreparedSQL("SELECT version FROM fs_shadow WHERE type = ? AND id = ?")
+    static let shadowState = PreparedSQL("SELECT state, version FROM fs_shadow WHERE type = ? AND id = ?")
+    static let shadowVersionAndCache = PreparedSQL("SELECT version, cached_until FROM fs_shadow WHERE type = ? AND id = ?")
+    static let writeShadow = PreparedSQL("INSERT OR REPLACE INTO fs_shadow(type, id, version, state, cached_until) VALUES(?, ?, ?, ?, ?)")
+    static let unevict = PreparedSQL("DELETE FROM fs_evicted WHERE type = ? AND id = ?")
 
     // MARK: fail and connectivity
 
