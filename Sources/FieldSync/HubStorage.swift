@@ -57,7 +57,7 @@ final class HubStorage {
     /// record states take the new field names and defaults, and the plain
     /// tables whose shape changed are rebuilt from them.
     func migrate(from old: Schema, to schema: Schema) throws(FieldSyncError) {
-        settled = [:]
+        kept.forgetAll()
         var rows: [(type: String, id: String, seq: Int64, state: RecordState)] = []
         try db.query("SELECT type, id, seq, state FROM fs_hub_records") { r in
             rows.append((r.text(0), r.text(1), r.int(2), RecordState(json: r.json(3) ?? .null)))
@@ -146,49 +146,31 @@ final class HubStorage {
     private var dirty: [ExactString: (type: String, id: String, state: RecordState, seq: Int64)] = [:]
     private var counts: [ExactString: (type: String, field: String, policy: String, columns: [Int64])] = [:]
 
-    /// States as last committed, kept across requests: the records a device
-    /// keeps changing are not read and parsed again for every batch. Valid
-    /// while no other connection commits (PRAGMA data_version, checked at
-    /// the start of each request) and dropped when a request rolls back.
-    private var settled: [ExactString: (state: RecordState, seq: Int64)] = [:]
-    private var flushed: [ExactString: (state: RecordState, seq: Int64)] = [:]
-    private var dataVersion: Int64?
-    static let settledLimit = 4096
+    /// States as last committed (StateCache.swift).
+    private var kept = StateCache()
 
     func record(type: String, id: String) throws(FieldSyncError) -> (state: RecordState, seq: Int64)? {
         let key = ExactString(type, id)
         if let cached = dirty[key] { return (cached.state, cached.seq) }
-        if let cached = flushed[key] ?? settled[key] { return cached }
+        if let cached = kept[key] { return (cached.state, cached.version) }
         var found: (state: RecordState, seq: Int64)?
         try db.query(HubStorage.selectRecord, [.text(type), .text(id)]) { r in
             found = (RecordState(json: r.json(0) ?? .null), r.int(1))
             return false
         }
-        if let found, settled.count < HubStorage.settledLimit { settled[key] = found }
+        if let found { kept.read(key, (found.state, found.seq)) }
         return found
     }
 
     /// Call first in each request's transaction: forgets the kept states if
     /// another connection has committed since, and says so (the caller then
     /// rereads what it keeps too).
-    func beginRequest() throws(FieldSyncError) -> Bool {
-        let version = try db.scalar("PRAGMA data_version")
-        defer { dataVersion = version }
-        guard version != dataVersion else { return false }
-        settled = [:]
-        return true
-    }
+    func beginRequest() throws(FieldSyncError) -> Bool { try kept.begin(db) }
 
     /// After each request: what it wrote becomes the kept state if it
     /// committed; if not, nothing kept can be trusted.
     func endRequest(committed: Bool) {
-        if committed {
-            if settled.count + flushed.count > HubStorage.settledLimit { settled = [:] }
-            settled.merge(flushed) { _, new in new }
-        } else {
-            settled = [:]
-        }
-        flushed = [:]
+        kept.end(committed: committed)
         dirty = [:]
         counts = [:]
     }
@@ -202,7 +184,7 @@ final class HubStorage {
     func flush() throws(FieldSyncError) {
         for (key, r) in dirty {
             try db.run(HubStorage.upsertRecord, [.text(r.type), .text(r.id), .int(r.seq), .bytes(r.state.text(tags: true))])
-            flushed[key] = (r.state, r.seq)
+            kept.wrote(key, (r.state, r.seq))
             guard let view = views[r.type] else { continue }
             if r.state.deleted { try view.delete(r.id, db: db) } else { try view.save(r.id, r.state.fields, db: db) }
         }

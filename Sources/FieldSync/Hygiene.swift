@@ -63,6 +63,7 @@ extension Store {
                 for victim in victims {
                     try view.delete(victim.id, db: db)
                     try db.run("DELETE FROM fs_shadow WHERE type = ? AND id = ?", [.text(name), .text(victim.id)])
+                    shadows.forget(ExactString(name, victim.id))
                     try db.run("INSERT OR REPLACE INTO fs_evicted(type, id, evicted_at) VALUES(?, ?, ?)",
                                [.text(name), .text(victim.id), .int(now)])
                     if victim.expired { expired += 1 } else { evicted[name, default: 0] += 1 }

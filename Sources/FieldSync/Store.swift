@@ -17,6 +17,8 @@ package final class Store {
     private(set) var lastSeq: Int64
     private(set) var lastHash: String
     var sync: SyncState
+    /// Confirmed (shadow) states as last committed, for `receive` (StateCache.swift).
+    var shadows = StateCache()
 
     var hygieneSettings = HygieneSettings()
 
@@ -328,6 +330,7 @@ package final class Store {
     /// rebuilt from confirmed state plus the outbox (whose entries keep their
     /// original schema version and are upcast when replayed and at the hub).
     func migrate(from old: Schema) throws(FieldSyncError) {
+        shadows.forgetAll()
         try db.transaction { () throws(FieldSyncError) in
             var states: [(type: String, id: String, version: Int64, state: String)] = []
             try db.query("SELECT type, id, version, state FROM fs_shadow") { r in

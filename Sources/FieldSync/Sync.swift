@@ -357,7 +357,10 @@ extension Store {
             if let id = ack["audit_id"]?.int, let at = ack["server_received_at"]?.int { receivedAt[id] = at }
         }
         var acknowledged: Set<Int64> = []
+        var committed = false
+        defer { shadows.end(committed: committed) }
         let newCursor: Int64 = try db.transaction { () throws(FieldSyncError) -> Int64 in
+            _ = try shadows.begin(db)
             // The answered entries, one query per run of consecutive seqs
             // (statements per entry were most of a large batch's cost).
             var open: [Int64: (type: String, id: String, attempts: Int64, ops: String, hlc: Int64, version: Int64)] = [:]
@@ -428,7 +431,10 @@ extension Store {
             for (key, record) in confirmed {
                 var exact: Int64?
                 if let mine = own[key] {
-                    let held = try db.scalar(Store.shadowVersion, [.text(record.type), .text(record.id)]) ?? 0
+                    let held: Int64
+                    if let kept = shadows[key] { held = kept.version } else {
+                        held = try db.scalar(Store.shadowVersion, [.text(record.type), .text(record.id)]) ?? 0
+                    }
                     // The hub counted on the state this device held when it
                     // prepared; if that changed since, pull the record again.
                     if held == mine.prior { exact = mine.seq } else { rewind = min(rewind ?? mine.prior, mine.prior) }
@@ -477,6 +483,7 @@ extension Store {
             sync.auditAckedThrough = acked
             return cursor
         }
+        committed = true
         self.clock = clock
         sync.cursor = newCursor
         sync.pullDue = r["more"]?.bool ?? false
@@ -516,12 +523,20 @@ extension Store {
     /// needs a rebase: returns true.
     private func confirm(_ changes: [Confirmed], type: String, id: String, exactVersion: Int64?) throws(FieldSyncError) -> Bool {
         guard let spec = views[type]?.spec else { return false }
+        let key = ExactString(type, id)
         var state = RecordState(absent: ())
         var held: Int64 = 0
-        try db.query(Store.shadowState, [.text(type), .text(id)]) { row in
-            state = RecordState(json: row.json(0) ?? .null)
-            held = row.int(1)
-            return false
+        if let kept = shadows[key] {
+            (state, held) = kept
+        } else {
+            var found = false
+            try db.query(Store.shadowState, [.text(type), .text(id)]) { row in
+                state = RecordState(json: row.json(0) ?? .null)
+                held = row.int(1)
+                found = true
+                return false
+            }
+            if found { shadows.read(key, (state, held)) }
         }
         var contained = false
         for entry in changes {
@@ -541,6 +556,8 @@ extension Store {
         }
         // A cached (fetched) record the operator changed is a normal record again.
         try db.run(Store.writeShadow, [.text(type), .text(id), .int(exactVersion ?? held), .bytes(state.text(tags: false)), .null])
+        state.tags = [:]   // as the stored text holds it
+        shadows.wrote(key, (state, exactVersion ?? held))
         return contained
     }
 
@@ -561,8 +578,26 @@ extension Store {
         // keeps it as a normal record; anything pulled is a normal record.
         let cached: SQLValue = cacheUntil.map { until in current == nil || current?.cachedUntil != nil ? .int(until) : .null } ?? .null
         try db.run(Store.writeShadow, [.text(type), .text(id), .int(version), .bytes(record.text(tags: false)), cached])
+        shadows.forget(ExactString(type, id))
         try db.run(Store.unevict, [.text(type), .text(id)])
         return true
+    }
+
+    /// The kept confirmed states that differ from the stored ones (for tests:
+    /// none, ever).
+    package func shadowsDifferingFromStorage() throws(FieldSyncError) -> [String] {
+        var differing: [String] = []
+        for (key, kept) in shadows.entries {
+            let parts = key.value.split(separator: "\u{0}", maxSplits: 1, omittingEmptySubsequences: false).map(String.init)
+            guard parts.count == 2 else { continue }
+            var stored: StateCache.Entry?
+            try db.query(Store.shadowState, [.text(parts[0]), .text(parts[1])]) { row in
+                stored = (RecordState(json: row.json(0) ?? .null), row.int(1))
+                return false
+            }
+            if stored?.state != kept.state || stored?.version != kept.version { differing.append("\(parts[0])/\(parts[1])") }
+        }
+        return differing
     }
 
     static let shadowVersion = PreparedSQL("SELECT version FROM fs_shadow WHERE type = ? AND id = ?")

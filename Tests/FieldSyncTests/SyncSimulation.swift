@@ -31,6 +31,7 @@ final class Simulation {
     var report = SimulationReport()
     /// A response held back to be delivered late, after newer ones.
     var late: [(device: Int, response: JSON)] = []
+    var keptStateErrors: [String] = []
     let records: [String]
 
     init(seed: UInt64, devices count: Int = 3, records: Int = 12, skewMs: [Int64] = []) throws {
@@ -108,6 +109,8 @@ final class Simulation {
             report.faults["late response delivered", default: 0] += 1
             _ = try devices[d].receive(old)
         }
+        // The confirmed states a device keeps in memory are the stored ones.
+        for record in try devices[i].shadowsDifferingFromStorage() { keptStateErrors.append("\(names[i]) \(record)") }
         return true
     }
 
@@ -143,6 +146,7 @@ final class Simulation {
     /// DESIGN §11 invariants 1–4; returns the violations found.
     func violations() throws -> [String] {
         var problems: [String] = []
+        if !keptStateErrors.isEmpty { problems.append("kept confirmed states differ from the stored ones: \(keptStateErrors.prefix(5))") }
         let stats = try hub.stats()
         // 1. No lost action: every action is applied at the hub (none is rejected here).
         var outboxLeft: Int64 = 0

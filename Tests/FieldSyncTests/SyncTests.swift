@@ -158,6 +158,27 @@ import Testing
         #expect(try a.get(type: "task", id: "R")["picked"] == .int(6))
     }
 
+    /// The device keeps the confirmed states its receives wrote; a receive
+    /// that fails after writing them must not leave them kept.
+    @Test func aRolledBackReceiveLeavesNoKeptState() throws {
+        let hub = try Hub(path: tempPath("hub.db"), schemaJSON: taskSchema, optionsJSON: #"{"durability":"normal"}"#)
+        let a = try openStore(tempPath("a.db"), options: #"{"durability":"normal","device_id":"dev-a"}"#)
+        _ = try a.apply(action(#"{"action":"a","actor":"op","type":"task","id":"R","set":{"status":"open"},"inc":{"picked":1}}"#))
+        try syncUntilIdle(a, hub)
+        _ = try a.apply(action(#"{"action":"a","actor":"op","type":"task","id":"R","inc":{"picked":5}}"#))
+        let response = try hub.handle(#require(a.prepare().request))
+        // The last write of the receive (its cursor) fails, as on a full
+        // disk: after the acknowledged change was folded into the confirmed state.
+        try a.db.exec("CREATE TRIGGER full BEFORE INSERT ON fs_meta WHEN NEW.key = 'cursor' BEGIN SELECT RAISE(ABORT, 'disk full'); END")
+        #expect(throws: FieldSyncError.self) { _ = try a.receive(response) }
+        try a.db.exec("DROP TRIGGER full")
+        #expect(try a.shadowsDifferingFromStorage().isEmpty)
+        try syncUntilIdle(a, hub)
+        #expect(try a.shadowsDifferingFromStorage().isEmpty)
+        #expect(try a.get(type: "task", id: "R")["picked"] == .int(6))
+        #expect(try hub.query(action(#"{"type":"task"}"#)).array?.first?["picked"] == .int(6))
+    }
+
     /// The request is written from the stored texts as they are; a stored
     /// text that is not what the engine writes (a host editing fs_outbox)
     /// still gives a valid request, with the entry's ops empty as reading
