@@ -36,7 +36,13 @@ struct Outbox {
         """,
         // Rebase and per-record ordering read one record's entries in seq order.
         "CREATE INDEX fs_outbox_record ON fs_outbox(type, id, seq)",
+        inflightIndex,
     ]
+    /// The entries of the batch in flight, found without scanning the
+    /// outbox (every prepare and receive looks for them). Partial: entries
+    /// queued by apply are pending and cost it nothing. Stores made before
+    /// it get it when opened (IF NOT EXISTS).
+    static let inflightIndex = "CREATE INDEX IF NOT EXISTS fs_outbox_inflight ON fs_outbox(batch) WHERE state = 'inflight'"
 
     static func key(device: String, seq: Int64) -> String { "\(device)-\(seq)" }
 

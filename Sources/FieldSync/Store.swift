@@ -67,7 +67,9 @@ package final class Store {
                 if tables > 0 { throw .corrupt("\(path) holds tables but is not a fieldsync store (no fs_meta)") }
                 return (try Store.create(db: db, schema: schema, views: views, deviceId: requestedDevice ?? newDeviceId()), nil)
             }
-            return try Store.check(db: db, schema: schema, requestedDevice: requestedDevice)
+            let checked = try Store.check(db: db, schema: schema, requestedDevice: requestedDevice)
+            try db.exec(Outbox.inflightIndex)   // a store made before the index
+            return checked
         }
 
         // Restore the chain head: the newest audit row, or the anchors kept in
