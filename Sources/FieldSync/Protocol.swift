@@ -54,21 +54,71 @@ enum Wire {
         }
     }
 
+    /// One entry's result as a device reads it, in one pass over its members.
+    struct Result {
+        var key: String?
+        var status: String?
+        var outcome: String?
+        var reason: String?
+        var serverSeq: Int64?
+        var recordSeq: Int64?
+        var resolutions: JSONObject = [:]
+        var state: JSON?
+
+        init?(_ json: JSON) {
+            guard let o = json.object else { return nil }
+            for (name, value) in o {
+                switch name {
+                case "key": key = value.string
+                case "status": status = value.string
+                case "outcome": outcome = value.string
+                case "reason": reason = value.string
+                case "server_seq": serverSeq = value.int
+                case "record_seq": recordSeq = value.int
+                case "resolutions": resolutions = value.object ?? [:]
+                case "state": state = value
+                default: break
+                }
+            }
+        }
+    }
+
+    /// An audit row as the hub reads it, in one pass over its members.
     static func auditRow(_ json: JSON, device: String) throws(FieldSyncError) -> AuditRow {
         guard let o = json.object else { throw .arg("audit row must be an object") }
-        func int(_ k: String) throws(FieldSyncError) -> Int64 {
-            guard let v = o[k]?.int else { throw .arg("audit row: \"\(k)\" must be an integer") }
+        var auditId, deviceTime, hlc: Int64?
+        var actor, action, type, id, prevHash, hash: String?
+        var keys: [JSON]?
+        var input = JSON.null
+        for (name, value) in o {
+            switch name {
+            case "audit_id": auditId = value.int
+            case "device_time": deviceTime = value.int
+            case "hlc": hlc = value.int
+            case "actor": actor = value.string
+            case "action": action = value.string
+            case "type": type = value.string
+            case "id": id = value.string
+            case "prev_hash": prevHash = value.string
+            case "hash": hash = value.string
+            case "outbox_keys": keys = value.array
+            case "input": input = value
+            default: break
+            }
+        }
+        func int(_ v: Int64?, _ k: String) throws(FieldSyncError) -> Int64 {
+            guard let v else { throw .arg("audit row: \"\(k)\" must be an integer") }
             return v
         }
-        func text(_ k: String) throws(FieldSyncError) -> String {
-            guard let v = o[k]?.string else { throw .arg("audit row: \"\(k)\" must be a string") }
+        func text(_ v: String?, _ k: String) throws(FieldSyncError) -> String {
+            guard let v else { throw .arg("audit row: \"\(k)\" must be a string") }
             return v
         }
-        guard let keys = o["outbox_keys"]?.array else { throw .arg("audit row: \"outbox_keys\" must be an array") }
-        return AuditRow(auditId: try int("audit_id"), deviceId: device, actor: try text("actor"), action: try text("action"),
-                        type: try text("type"), id: try text("id"), input: o["input"] ?? .null,
-                        deviceTime: try int("device_time"), hlc: try int("hlc"), outboxKeys: keys.compactMap(\.string),
-                        prevHash: try text("prev_hash"), hash: try text("hash"))
+        guard let keys else { throw .arg("audit row: \"outbox_keys\" must be an array") }
+        return AuditRow(auditId: try int(auditId, "audit_id"), deviceId: device, actor: try text(actor, "actor"),
+                        action: try text(action, "action"), type: try text(type, "type"), id: try text(id, "id"), input: input,
+                        deviceTime: try int(deviceTime, "device_time"), hlc: try int(hlc, "hlc"), outboxKeys: keys.compactMap(\.string),
+                        prevHash: try text(prevHash, "prev_hash"), hash: try text(hash, "hash"))
     }
 
     static func error(_ code: String, _ message: String, device: String, batch: String, serverTime: Int64) -> JSON {

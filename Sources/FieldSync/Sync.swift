@@ -327,9 +327,9 @@ extension Store {
         }
         // Check every key before changing anything: a response naming another
         // device's entries is refused whole.
-        var parsed: [(seq: Int64, item: JSONObject)] = []
-        for item in results {
-            guard let o = item.object, let key = o["key"]?.string, let status = o["status"]?.string else {
+        var parsed: [(seq: Int64, item: Wire.Result)] = []
+        for json in results {
+            guard let o = Wire.Result(json), let key = o.key, let status = o.status else {
                 throw .arg("response: each result needs \"key\" and \"status\"")
             }
             guard let seq = Outbox.seq(ofKey: key, device: deviceId) else { throw .arg("response: result for '\(key)', not an entry of this device") }
@@ -376,12 +376,12 @@ extension Store {
                 // waiting for the host), or earlier in this one: a repeated
                 // answer changes nothing.
                 guard let entry = open.removeValue(forKey: seq) else { continue }
-                let status = item["status"]?.string ?? ""
+                let status = item.status ?? ""
                 summary[status, default: 0] += 1
-                let outcome = status == "duplicate" ? (item["outcome"]?.string ?? "applied") : status
+                let outcome = status == "duplicate" ? (item.outcome ?? "applied") : status
                 switch outcome {
                 case "applied":
-                    for resolution in (item["resolutions"]?.object ?? [:]).values {
+                    for resolution in item.resolutions.values {
                         if let name = resolution.string { writes["writes_\(name)", default: 0] += 1 }
                     }
                     applied[receivedAt[seq], default: []].append(seq)
@@ -393,17 +393,17 @@ extension Store {
                     // confirmed state leaves the view as it is: no rebase.
                     if !pulledRecords.contains(key) {
                         confirmed[key, default: (entry.type, entry.id, [])].changes.append(
-                            Confirmed(ops: entry.ops, hlc: entry.hlc, schemaVersion: entry.version, serverSeq: item["server_seq"]?.int))
+                            Confirmed(ops: entry.ops, hlc: entry.hlc, schemaVersion: entry.version, serverSeq: item.serverSeq))
                     }
                 case "rejected":
                     writes["writes_rejected", default: 0] += 1
-                    let reason = item["reason"]?.string ?? "rejected"
+                    let reason = item.reason ?? "rejected"
                     try db.run("UPDATE fs_outbox SET state = 'rejected', batch = NULL, reason = ? WHERE seq = ?", [.text(reason), .int(seq)])
                     try db.run("UPDATE fs_audit SET outcome = 'rejected', reason = ? WHERE audit_id = ?", [.text(reason), .int(seq)])
                     touched[ExactString(entry.type, entry.id)] = (entry.type, entry.id)
                     // The hub sends the record's current state with a refusal so
                     // the view returns to the server's value at once.
-                    if let state = item["state"], let version = item["record_seq"]?.int {
+                    if let state = item.state, let version = item.recordSeq {
                         _ = try storeShadow(type: entry.type, id: entry.id, version: version, state: state, clock: &clock)
                     }
                 default: // retry
@@ -411,11 +411,11 @@ extension Store {
                     if attempts >= sync.maxAttempts {
                         summary["stuck", default: 0] += 1
                         try db.run("UPDATE fs_outbox SET state = 'stuck', batch = NULL, attempts = ?, reason = ? WHERE seq = ?",
-                                   [.int(attempts), .text(item["reason"]?.string ?? "retries exhausted"), .int(seq)])
+                                   [.int(attempts), .text(item.reason ?? "retries exhausted"), .int(seq)])
                     } else {
                         let due = now + sync.backoff(attempt: attempts, random: &random)
                         try db.run("UPDATE fs_outbox SET state = 'pending', batch = NULL, attempts = ?, next_attempt_at = ?, reason = ? WHERE seq = ?",
-                                   [.int(attempts), .int(due), item["reason"]?.string.map(SQLValue.text) ?? .null, .int(seq)])
+                                   [.int(attempts), .int(due), item.reason.map(SQLValue.text) ?? .null, .int(seq)])
                     }
                 }
             }
