@@ -219,7 +219,18 @@ struct JSONParser {
     mutating func string() throws(JSONParseError) -> String {
         pos += 1
         let start = pos
-        // Fast path: printable ASCII up to the closing quote, copied once.
+        // Fast path: printable ASCII up to the closing quote, copied once;
+        // eight bytes at a time while none of them is a quote, a backslash,
+        // a control character or non-ASCII (SWAR: a byte's high bit in
+        // `special` marks it, for bytes below 0x80).
+        while end - pos >= 8 {
+            let x = UnsafeRawPointer(base + pos).loadUnaligned(as: UInt64.self)
+            let ones: UInt64 = 0x0101_0101_0101_0101, highs: UInt64 = 0x8080_8080_8080_8080
+            let quote = x ^ (ones &* 0x22), backslash = x ^ (ones &* 0x5C)
+            let special = ((quote &- ones) & ~quote) | ((backslash &- ones) & ~backslash) | ((x &- ones &* 0x20) & ~x) | x
+            if special & highs != 0 { break }
+            pos += 8
+        }
         while pos < end {
             let b = base[pos]
             if b == UInt8(ascii: "\"") {

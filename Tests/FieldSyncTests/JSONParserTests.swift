@@ -63,6 +63,21 @@ private let rawBytes: [[UInt8]] = [[0xC0, 0x80], [0xED, 0xA0, 0x80], [0xF4, 0x90
         }
     }
 
+    /// Strings are scanned eight bytes at a time: every byte value at every
+    /// offset of a string longer than two such words is read as jansson reads it.
+    @Test func everyByteAtEveryOffsetOfALongString() {
+        for offset in 0..<24 {
+            for byte in 0...255 {
+                var text = Array(#"{"k":""#.utf8) + [UInt8](repeating: UInt8(ascii: "a"), count: 24)
+                text[5 + offset] = UInt8(byte)
+                text += Array(#""}"#.utf8)
+                let ours = ourReading(text), theirs = janssonReading(text)
+                #expect((ours == nil) == (theirs == nil), "byte \(byte) at \(offset): accepted by one parser only")
+                if let ours, let theirs { #expect(ours == theirs, "byte \(byte) at \(offset): read differently") }
+            }
+        }
+    }
+
     @Test func refusesWhatItMustWithAPosition() throws {
         for (text, reason) in [("{\"a\":1,\"a\":2}", "duplicate object key"), ("[1,]", "unexpected ']'"),
                                ("\"\\u0000\"", "\\u0000"), ("9223372036854775808", "64-bit"), ("1e400", "double"),
