@@ -36,13 +36,15 @@ struct Outbox {
         """,
         // Rebase and per-record ordering read one record's entries in seq order.
         "CREATE INDEX fs_outbox_record ON fs_outbox(type, id, seq)",
-        inflightIndex,
+    ] + indexesAddedLater
+    /// Partial indexes, so that sync finds the entries in flight (every
+    /// prepare and receive) and those backing off (connectivity up) without
+    /// scanning the outbox. Entries queued by apply are in neither: apply
+    /// pays nothing for them. Stores made before them get them when opened.
+    static let indexesAddedLater = [
+        "CREATE INDEX IF NOT EXISTS fs_outbox_inflight ON fs_outbox(batch) WHERE state = 'inflight'",
+        "CREATE INDEX IF NOT EXISTS fs_outbox_waiting ON fs_outbox(next_attempt_at) WHERE next_attempt_at > 0",
     ]
-    /// The entries of the batch in flight, found without scanning the
-    /// outbox (every prepare and receive looks for them). Partial: entries
-    /// queued by apply are pending and cost it nothing. Stores made before
-    /// it get it when opened (IF NOT EXISTS).
-    static let inflightIndex = "CREATE INDEX IF NOT EXISTS fs_outbox_inflight ON fs_outbox(batch) WHERE state = 'inflight'"
 
     static func key(device: String, seq: Int64) -> String { "\(device)-\(seq)" }
 

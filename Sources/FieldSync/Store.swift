@@ -68,7 +68,7 @@ package final class Store {
                 return (try Store.create(db: db, schema: schema, views: views, deviceId: requestedDevice ?? newDeviceId()), nil)
             }
             let checked = try Store.check(db: db, schema: schema, requestedDevice: requestedDevice)
-            try db.exec(Outbox.inflightIndex)   // a store made before the index
+            for sql in Outbox.indexesAddedLater { try db.exec(sql) }
             return checked
         }
 

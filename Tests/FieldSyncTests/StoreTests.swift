@@ -70,6 +70,21 @@ import Testing
         #expect(audit.map(\.deviceTime).contains(clock.now))
     }
 
+    /// Sync finds the entries in flight and those backing off through
+    /// partial indexes; a store made before them gets them when opened.
+    @Test func aStoreMadeBeforeTheOutboxIndexesGetsThemWhenOpened() throws {
+        let path = tempPath("old.db")
+        let old = try openStore(path)
+        try old.db.exec("DROP INDEX fs_outbox_inflight")
+        try old.db.exec("DROP INDEX fs_outbox_waiting")
+        old.close()
+        let store = try openStore(path)
+        let found = try store.db.scalar("""
+            SELECT count(*) FROM sqlite_master WHERE type = 'index' AND name IN ('fs_outbox_inflight', 'fs_outbox_waiting')
+            """)
+        #expect(found == 2)
+    }
+
     @Test func editedAuditRowBreaksTheChain() throws {
         let store = try openStore()
         for i in 0..<5 {
