@@ -37,13 +37,14 @@ struct Outbox {
         // Rebase and per-record ordering read one record's entries in seq order.
         "CREATE INDEX fs_outbox_record ON fs_outbox(type, id, seq)",
     ] + indexesAddedLater
-    /// Partial indexes, so that sync finds the entries in flight (every
-    /// prepare and receive) and those backing off (connectivity up) without
-    /// scanning the outbox. Entries queued by apply are in neither: apply
-    /// pays nothing for them. Stores made before them get them when opened.
+    /// So that every prepare and receive finds the batch in flight without
+    /// scanning the outbox (that made draining a backlog quadratic). Partial:
+    /// entries queued by apply are not in it, and apply pays only SQLite's
+    /// check of the condition (~700 instructions; an index for the entries
+    /// backing off, which only connectivity up reads, was not worth that).
+    /// Stores made before it get it when opened.
     static let indexesAddedLater = [
         "CREATE INDEX IF NOT EXISTS fs_outbox_inflight ON fs_outbox(batch) WHERE state = 'inflight'",
-        "CREATE INDEX IF NOT EXISTS fs_outbox_waiting ON fs_outbox(next_attempt_at) WHERE next_attempt_at > 0",
     ]
 
     static func key(device: String, seq: Int64) -> String { "\(device)-\(seq)" }
