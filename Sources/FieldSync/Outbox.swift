@@ -40,8 +40,9 @@ struct Outbox {
     /// So that every prepare and receive finds the batch in flight without
     /// scanning the outbox (that made draining a backlog quadratic). Partial:
     /// entries queued by apply are not in it, and apply pays only SQLite's
-    /// check of the condition (~700 instructions; an index for the entries
-    /// backing off, which only connectivity up reads, was not worth that).
+    /// check of the condition (~950 instructions of its ~150k; an index for
+    /// the entries backing off, which only connectivity up reads, was not
+    /// worth as much).
     /// Stores made before it get it when opened.
     static let indexesAddedLater = [
         "CREATE INDEX IF NOT EXISTS fs_outbox_inflight ON fs_outbox(batch) WHERE state = 'inflight'",
