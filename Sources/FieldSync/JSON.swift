@@ -67,6 +67,9 @@ struct JSONParser {
     var depth = 0
     /// Bytes of a string that holds escapes, reused across strings.
     var scratch: [UInt8] = []
+    /// Whether the last string read is its input bytes as they are (no
+    /// escapes, ASCII only).
+    var rawString = false
 
     init(base: UnsafePointer<UInt8>, end: Int) {
         self.base = base
@@ -198,10 +201,6 @@ struct JSONParser {
             return .array(items)
         }
     }
-
-    /// Whether the last string read is its input bytes as they are (no
-    /// escapes, ASCII only).
-    var rawString = false
 
     /// Whether the bytes at `a` come before those at `b` (code point order).
     func rawLess(_ a: (start: Int, count: Int), _ b: (start: Int, count: Int)) -> Bool {
