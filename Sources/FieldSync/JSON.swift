@@ -440,6 +440,12 @@ package struct ExactString: Hashable, Comparable, Sendable {
             }
         }
     }
+    /// The two names of a key made by `init(_:_:)`.
+    var pair: (String, String)? {
+        let parts = value.utf8.split(separator: 0, maxSplits: 1, omittingEmptySubsequences: false)
+        guard parts.count == 2, let first = String(parts[0]), let second = String(parts[1]) else { return nil }
+        return (first, second)
+    }
     package static func == (a: ExactString, b: ExactString) -> Bool { equalUTF8(a.value, b.value) }
     package static func < (a: ExactString, b: ExactString) -> Bool { codePointOrder(a.value, b.value) }
     package func hash(into hasher: inout Hasher) {

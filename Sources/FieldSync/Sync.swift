@@ -588,14 +588,16 @@ extension Store {
     package func shadowsDifferingFromStorage() throws(FieldSyncError) -> [String] {
         var differing: [String] = []
         for (key, kept) in shadows.entries {
-            let parts = key.value.split(separator: "\u{0}", maxSplits: 1, omittingEmptySubsequences: false).map(String.init)
-            guard parts.count == 2 else { continue }
+            guard let (type, id) = key.pair else {
+                differing.append("a key that is not a type and an id")
+                continue
+            }
             var stored: StateCache.Entry?
-            try db.query(Store.shadowState, [.text(parts[0]), .text(parts[1])]) { row in
+            try db.query(Store.shadowState, [.text(type), .text(id)]) { row in
                 stored = (RecordState(json: row.json(0) ?? .null), row.int(1))
                 return false
             }
-            if stored?.state != kept.state || stored?.version != kept.version { differing.append("\(parts[0])/\(parts[1])") }
+            if stored?.state != kept.state || stored?.version != kept.version { differing.append("\(type)/\(id)") }
         }
         return differing
     }

@@ -138,15 +138,21 @@ import Testing
         #expect(try b.get(type: "task", id: "R")["picked"] == .int(32))
     }
 
-    /// A request that fails after the hub wrote its record states rolls back;
-    /// the states it had kept for the next request must go with it.
-    @Test func aRolledBackRequestLeavesNoKeptState() throws {
+    /// A hub and a device whose record R was synced once (picked 1) and then
+    /// incremented by 5 offline; the request holds that change.
+    private func syncedOnceThenIncremented() throws -> (Hub, Store, JSON) {
         let hub = try Hub(path: tempPath("hub.db"), schemaJSON: taskSchema, optionsJSON: #"{"durability":"normal"}"#)
         let a = try openStore(tempPath("a.db"), options: #"{"durability":"normal","device_id":"dev-a"}"#)
         _ = try a.apply(action(#"{"action":"a","actor":"op","type":"task","id":"R","set":{"status":"open"},"inc":{"picked":1}}"#))
         try syncUntilIdle(a, hub)
         _ = try a.apply(action(#"{"action":"a","actor":"op","type":"task","id":"R","inc":{"picked":5}}"#))
-        let request = try #require(a.prepare().request)
+        return (hub, a, try #require(a.prepare().request))
+    }
+
+    /// A request that fails after the hub wrote its record states rolls back;
+    /// the states it had kept for the next request must go with it.
+    @Test func aRolledBackRequestLeavesNoKeptState() throws {
+        let (hub, a, request) = try syncedOnceThenIncremented()
         // Storing the audit rows fails (as on a full disk), after the
         // entries were applied and their record states written.
         try hub.storage.db.exec("CREATE TRIGGER full BEFORE INSERT ON fs_hub_audit BEGIN SELECT RAISE(ABORT, 'disk full'); END")
@@ -161,12 +167,8 @@ import Testing
     /// The device keeps the confirmed states its receives wrote; a receive
     /// that fails after writing them must not leave them kept.
     @Test func aRolledBackReceiveLeavesNoKeptState() throws {
-        let hub = try Hub(path: tempPath("hub.db"), schemaJSON: taskSchema, optionsJSON: #"{"durability":"normal"}"#)
-        let a = try openStore(tempPath("a.db"), options: #"{"durability":"normal","device_id":"dev-a"}"#)
-        _ = try a.apply(action(#"{"action":"a","actor":"op","type":"task","id":"R","set":{"status":"open"},"inc":{"picked":1}}"#))
-        try syncUntilIdle(a, hub)
-        _ = try a.apply(action(#"{"action":"a","actor":"op","type":"task","id":"R","inc":{"picked":5}}"#))
-        let response = try hub.handle(#require(a.prepare().request))
+        let (hub, a, request) = try syncedOnceThenIncremented()
+        let response = try hub.handle(request)
         // The last write of the receive (its cursor) fails, as on a full
         // disk: after the acknowledged change was folded into the confirmed state.
         try a.db.exec("CREATE TRIGGER full BEFORE INSERT ON fs_meta WHEN NEW.key = 'cursor' BEGIN SELECT RAISE(ABORT, 'disk full'); END")
