@@ -149,7 +149,7 @@ struct JSONParser {
             let key = try string()
             if ordered {
                 let count = rawString ? pos - 1 - keyStart : -1
-                ordered = count >= 0 && (previous.count < 0 ? members.isEmpty : rawLess(previous, (keyStart, count)))
+                ordered = count >= 0 && (members.isEmpty || rawLess(previous, (keyStart, count)))
                 previous = (keyStart, count)
             }
             skipSpace()

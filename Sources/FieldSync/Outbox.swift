@@ -36,17 +36,15 @@ struct Outbox {
         """,
         // Rebase and per-record ordering read one record's entries in seq order.
         "CREATE INDEX fs_outbox_record ON fs_outbox(type, id, seq)",
-    ] + indexesAddedLater
+        inflightIndex,
+    ]
     /// So that every prepare and receive finds the batch in flight without
     /// scanning the outbox (that made draining a backlog quadratic). Partial:
     /// entries queued by apply are not in it, and apply pays only SQLite's
     /// check of the condition (~950 instructions of its ~150k; an index for
     /// the entries backing off, which only connectivity up reads, was not
-    /// worth as much).
-    /// Stores made before it get it when opened.
-    static let indexesAddedLater = [
-        "CREATE INDEX IF NOT EXISTS fs_outbox_inflight ON fs_outbox(batch) WHERE state = 'inflight'",
-    ]
+    /// worth as much). Stores made before it get it when opened.
+    static let inflightIndex = "CREATE INDEX IF NOT EXISTS fs_outbox_inflight ON fs_outbox(batch) WHERE state = 'inflight'"
 
     static func key(device: String, seq: Int64) -> String { "\(device)-\(seq)" }
 

@@ -68,7 +68,7 @@ package final class Store {
                 return (try Store.create(db: db, schema: schema, views: views, deviceId: requestedDevice ?? newDeviceId()), nil)
             }
             let checked = try Store.check(db: db, schema: schema, requestedDevice: requestedDevice)
-            for sql in Outbox.indexesAddedLater { try db.exec(sql) }
+            try db.exec(Outbox.inflightIndex)
             return checked
         }
 

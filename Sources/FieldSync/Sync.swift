@@ -524,19 +524,12 @@ extension Store {
     private func confirm(_ changes: [Confirmed], type: String, id: String, exactVersion: Int64?) throws(FieldSyncError) -> Bool {
         guard let spec = views[type]?.spec else { return false }
         let key = ExactString(type, id)
-        var state = RecordState(absent: ())
-        var held: Int64 = 0
+        var (state, held) = (RecordState(absent: ()), Int64(0))
         if let kept = shadows[key] {
             (state, held) = kept
-        } else {
-            var found = false
-            try db.query(Store.shadowState, [.text(type), .text(id)]) { row in
-                state = RecordState(json: row.json(0) ?? .null)
-                held = row.int(1)
-                found = true
-                return false
-            }
-            if found { shadows.read(key, (state, held)) }
+        } else if let stored = try storedShadow(type: type, id: id) {
+            (state, held) = stored
+            shadows.read(key, stored)
         }
         var contained = false
         for entry in changes {
@@ -592,14 +585,19 @@ extension Store {
                 differing.append("a key that is not a type and an id")
                 continue
             }
-            var stored: StateCache.Entry?
-            try db.query(Store.shadowState, [.text(type), .text(id)]) { row in
-                stored = (RecordState(json: row.json(0) ?? .null), row.int(1))
-                return false
-            }
+            let stored = try storedShadow(type: type, id: id)
             if stored?.state != kept.state || stored?.version != kept.version { differing.append("\(type)/\(id)") }
         }
         return differing
+    }
+
+    private func storedShadow(type: String, id: String) throws(FieldSyncError) -> StateCache.Entry? {
+        var stored: StateCache.Entry?
+        try db.query(Store.shadowState, [.text(type), .text(id)]) { row in
+            stored = (RecordState(json: row.json(0) ?? .null), row.int(1))
+            return false
+        }
+        return stored
     }
 
     static let shadowVersion = PreparedSQL("SELECT version FROM fs_shadow WHERE type = ? AND id = ?")
