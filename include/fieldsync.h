@@ -76,6 +76,9 @@ typedef int32_t fs_status;
 #define FS_ERR_CLOSED           11 /* the handle was closed */
 #define FS_ERR_INTERNAL         12 /* a defect in libfieldsync; please report the message */
 #define FS_ERR_TOO_BIG          13 /* an argument exceeds FS_MAX_JSON_BYTES or FS_MAX_ID_BYTES */
+#define FS_ERR_MISUSE           14 /* the library was called in a way it cannot serve: a clock or
+                                      resolver callback called back into the handle that is
+                                      calling it (as SQLITE_MISUSE); nothing was done */
 
 /* Returns the library's version, "MAJOR.MINOR.PATCH". Static storage: do not
  * free. Any thread. */

@@ -52,6 +52,10 @@ func boundary(_ function: StaticString, _ body: () throws(FieldSyncError) -> Voi
 final class Handle<Engine: AnyObject>: @unchecked Sendable {
     private let engine: Mutex<Engine?>
     private let kind: String
+    /// The thread inside a call on this handle (0: none). A clock or resolver
+    /// callback runs with the lock held; if it calls back into the same
+    /// handle, locking again would abort the process, so it gets FS_ERR_MISUSE.
+    private let owner = Atomic<UInt>(0)
 
     init(_ engine: consuming sending Engine, kind: String) {
         self.engine = Mutex(engine)
@@ -60,18 +64,35 @@ final class Handle<Engine: AnyObject>: @unchecked Sendable {
 
     /// Runs `body` with the engine, serialised with every other call on this handle.
     func use<R: Sendable>(_ body: (Engine) throws(FieldSyncError) -> R) throws(FieldSyncError) -> R {
-        try engine.withLock { (e: inout Engine?) throws(FieldSyncError) -> sending R in
+        let me = try enter()
+        return try engine.withLock { (e: inout Engine?) throws(FieldSyncError) -> sending R in
+            owner.store(me, ordering: .relaxed)
+            defer { owner.store(0, ordering: .relaxed) }
             guard let live = e else { throw .closed("the \(kind) handle was closed") }
             return try body(live)
         }
     }
 
     func close(_ shutdown: (Engine) -> Void) throws(FieldSyncError) {
+        let me = try enter()
         try engine.withLock { (e: inout Engine?) throws(FieldSyncError) in
+            owner.store(me, ordering: .relaxed)
+            defer { owner.store(0, ordering: .relaxed) }
             guard let live = e else { throw .closed("the \(kind) handle was already closed") }
             shutdown(live)
             e = nil
         }
+    }
+
+    /// The calling thread's id, after checking it is not already inside a
+    /// call on this handle. Only this thread can have stored its own id, so a
+    /// relaxed read is enough to recognise re-entry.
+    private func enter() throws(FieldSyncError) -> UInt {
+        let me = UInt(pthread_self())
+        if owner.load(ordering: .relaxed) == me {
+            throw .misuse("a callback called back into the fs_\(kind) handle that is calling it; a clock or resolver callback must not use its own handle")
+        }
+        return me
     }
 }
 

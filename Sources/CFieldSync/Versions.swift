@@ -31,6 +31,7 @@ public func fs_status_name(_ status: Int32) -> UnsafePointer<CChar> {
     case 11: staticCString("FS_ERR_CLOSED")
     case 12: staticCString("FS_ERR_INTERNAL")
     case 13: staticCString("FS_ERR_TOO_BIG")
+    case 14: staticCString("FS_ERR_MISUSE")
     default: staticCString("FS_ERR_UNKNOWN")
     }
 }

@@ -15,6 +15,8 @@ package enum FieldSyncError: Error, Equatable, Sendable {
     case closed(String)
     case `internal`(String)
     case tooBig(String)
+    /// The library was called in a way it cannot serve (re-entry from a callback), as SQLITE_MISUSE.
+    case misuse(String)
 
     /// The fs_status code of the header.
     package var status: Int32 {
@@ -32,6 +34,7 @@ package enum FieldSyncError: Error, Equatable, Sendable {
         case .closed: 11
         case .internal: 12
         case .tooBig: 13
+        case .misuse: 14
         }
     }
 
@@ -39,7 +42,7 @@ package enum FieldSyncError: Error, Equatable, Sendable {
         switch self {
         case .arg(let m), .json(let m), .schema(let m), .notFound(let m), .conflict(let m),
              .io(let m), .full(let m), .corrupt(let m), .busy(let m), .upgradeRequired(let m),
-             .closed(let m), .internal(let m), .tooBig(let m):
+             .closed(let m), .internal(let m), .tooBig(let m), .misuse(let m):
             m
         }
     }

@@ -14,6 +14,8 @@ package final class Store {
     package var wallClock: () -> Int64 = systemWallClock
     // Chain state of the last committed action; advanced only after COMMIT.
     var clock: HybridClock
+    /// Stamps pulled from the hub further ahead than this are not adopted (HybridClock).
+    var maxClockSkewMs = HybridClock.defaultMaxSkewMs
     private(set) var lastSeq: Int64
     private(set) var lastHash: String
     var sync: SyncState
@@ -166,7 +168,7 @@ package final class Store {
         let spec = view.spec
         let wall = wallClock()
         var clock = self.clock
-        let stamp = clock.tick(wallMs: wall)
+        let stamp = try clock.tick(wallMs: wall)
         let seq = lastSeq + 1
         let key = Outbox.key(device: deviceId, seq: seq)
 

@@ -565,8 +565,11 @@ extension Store {
         }
         if let current, current.version >= version { return false }
         let record = RecordState(json: state)
-        for stamp in record.stamps.values { clock.observe(stamp.hlc) }
-        if let at = record.deletedAt { clock.observe(at.hlc) }
+        // A stamp further ahead than the skew bound is kept in the state (the
+        // hub's verdict) but never adopted by this device's clock.
+        let wall = wallClock()
+        for stamp in record.stamps.values { clock.observe(stamp.hlc, wallMs: wall, maxSkewMs: maxClockSkewMs) }
+        if let at = record.deletedAt { clock.observe(at.hlc, wallMs: wall, maxSkewMs: maxClockSkewMs) }
         // A fetched record is cached for a while, unless the device already
         // keeps it as a normal record; anything pulled is a normal record.
         let cached: SQLValue = cacheUntil.map { until in current == nil || current?.cachedUntil != nil ? .int(until) : .null } ?? .null

@@ -2,7 +2,7 @@
 import Testing
 
 @Suite struct HybridClockTests {
-    @Test func stampsStrictlyIncreaseWhateverTheWallClockDoes() {
+    @Test func stampsStrictlyIncreaseWhateverTheWallClockDoes() throws {
         var clock = HybridClock()
         var last: Int64 = -1
         var rng = SplitMix(seed: 7)
@@ -10,27 +10,58 @@ import Testing
         for _ in 0..<10_000 {
             // Jumps forward, stands still, and goes back by up to an hour.
             wall += Int64(rng.next() % 7_200_000) - 3_600_000
-            let stamp = clock.tick(wallMs: wall)
+            let stamp = try clock.tick(wallMs: wall)
             #expect(stamp > last)
             last = stamp
         }
     }
 
-    @Test func followsTheWallClockWhenItMovesForward() {
+    @Test func followsTheWallClockWhenItMovesForward() throws {
         var clock = HybridClock()
-        let a = clock.tick(wallMs: 1000)
-        let b = clock.tick(wallMs: 1000)
-        let c = clock.tick(wallMs: 2000)
+        let a = try clock.tick(wallMs: 1000)
+        let b = try clock.tick(wallMs: 1000)
+        let c = try clock.tick(wallMs: 2000)
         #expect(HybridClock.physical(a) == 1000 && HybridClock.physical(b) == 1000)
         #expect(b == a + 1)
         #expect(HybridClock.physical(c) == 2000)
     }
 
-    @Test func absorbsLaterRemoteStamps() {
+    @Test func neverWrapsAtTheExtremesOfTheWallClock() throws {
         var clock = HybridClock()
-        _ = clock.tick(wallMs: 1000)
-        clock.observe(5000 << 16)
-        #expect(clock.tick(wallMs: 1000) > 5000 << 16)
+        var last: Int64 = -1
+        for wall in [Int64.max, Int64.min, 0, -1, Int64.max, 1_700_000_000_000] {
+            for _ in 0..<3 {
+                let stamp = try clock.tick(wallMs: wall)
+                #expect(stamp > last && stamp > 0)
+                last = stamp
+            }
+        }
+        // At the greatest stamp the clock refuses instead of wrapping.
+        var full = HybridClock(last: Int64.max)
+        #expect(full.last == HybridClock.maxStamp)
+        #expect(throws: FieldSyncError.self) { try full.tick(wallMs: Int64.max) }
+        #expect(full.last == HybridClock.maxStamp)
+    }
+
+    @Test func adoptsNoStampBeyondTheSkewBound() throws {
+        var clock = HybridClock()
+        let now: Int64 = 1_700_000_000_000
+        _ = try clock.tick(wallMs: now)
+        let before = clock.last
+        for poison in [Int64.max, (now + HybridClock.defaultMaxSkewMs + 1) << 16, -5] {
+            clock.observe(poison, wallMs: now, maxSkewMs: HybridClock.defaultMaxSkewMs)
+            #expect(clock.last == before)
+        }
+        let ahead = (now + 3_600_000) << 16
+        clock.observe(ahead, wallMs: now, maxSkewMs: HybridClock.defaultMaxSkewMs)
+        #expect(clock.last == ahead)
+    }
+
+    @Test func absorbsLaterRemoteStamps() throws {
+        var clock = HybridClock()
+        _ = try clock.tick(wallMs: 1000)
+        clock.observe(5000 << 16, wallMs: 1000, maxSkewMs: HybridClock.defaultMaxSkewMs)
+        #expect(try clock.tick(wallMs: 1000) > 5000 << 16)
     }
 }
 

@@ -47,6 +47,7 @@ TEST(test_status_codes_keep_their_numbers) {
     CHECK_INT_EQ(FS_ERR_CLOSED, 11);
     CHECK_INT_EQ(FS_ERR_INTERNAL, 12);
     CHECK_INT_EQ(FS_ERR_TOO_BIG, 13);
+    CHECK_INT_EQ(FS_ERR_MISUSE, 14);
     CHECK_INT_EQ(sizeof(fs_status), 4);
 }
 
@@ -67,7 +68,8 @@ TEST(test_status_name_names_every_code) {
                  {FS_ERR_UPGRADE_REQUIRED, "FS_ERR_UPGRADE_REQUIRED"},
                  {FS_ERR_CLOSED, "FS_ERR_CLOSED"},
                  {FS_ERR_INTERNAL, "FS_ERR_INTERNAL"},
-                 {FS_ERR_TOO_BIG, "FS_ERR_TOO_BIG"}};
+                 {FS_ERR_TOO_BIG, "FS_ERR_TOO_BIG"},
+                 {FS_ERR_MISUSE, "FS_ERR_MISUSE"}};
     size_t i;
     for (i = 0; i < sizeof names / sizeof names[0]; i++) {
         const char *got = fs_status_name(names[i].code);
@@ -80,7 +82,7 @@ TEST(test_status_name_names_every_code) {
 }
 
 TEST(test_status_name_of_unknown_code_is_fs_err_unknown) {
-    CHECK_STR_EQ(fs_status_name(14), "FS_ERR_UNKNOWN");
+    CHECK_STR_EQ(fs_status_name(15), "FS_ERR_UNKNOWN");
     CHECK_STR_EQ(fs_status_name(-1), "FS_ERR_UNKNOWN");
     CHECK_STR_EQ(fs_status_name(1000), "FS_ERR_UNKNOWN");
     CHECK_STR_EQ(fs_status_name(INT32_MIN), "FS_ERR_UNKNOWN");

@@ -65,6 +65,7 @@ __all__ = [
     "ClosedError",
     "InternalError",
     "TooBigError",
+    "MisuseError",
     "lib",
 ]
 
@@ -180,12 +181,18 @@ class TooBigError(FieldSyncError):
     status = 13
 
 
+class MisuseError(FieldSyncError):
+    """FS_ERR_MISUSE: a callback (clock, resolver) called back into the handle calling it."""
+    status = 14
+
+
 _ERRORS = {
     cls.status: cls
     for cls in (
         ArgError, JSONError, SchemaError, NotFoundError, ConflictError,
         FieldSyncIOError, FullError, CorruptError, BusyError,
         UpgradeRequiredError, ClosedError, InternalError, TooBigError,
+        MisuseError,
     )
 }
 
