@@ -156,9 +156,12 @@ FS_EXTERN fs_status fs_store_close(fs_store *store);
 /* Replaces the store's wall clock (default: CLOCK_REALTIME) with `now_ms`,
  * which returns milliseconds since the Unix epoch. It is called with `ctx`
  * during fs_store_apply and the sync steps, on the thread making that call,
- * while the store's lock is held: it must not call back into the store.
- * Passing now_ms == NULL restores the system clock. The hybrid logical clock
- * never goes backwards whatever this returns.
+ * while the store's lock is held: a call it makes back into the same store
+ * is refused with FS_ERR_MISUSE (it would deadlock). It may return anything:
+ * values below 0 count as 0 and values past year 6429 as that year, so the
+ * clock cannot overflow a stamp or a wait. Passing now_ms == NULL restores the
+ * system clock. The hybrid logical clock never goes backwards and never wraps
+ * whatever this returns.
  * @return FS_OK; FS_ERR_ARG (bad handle), FS_ERR_CLOSED. */
 FS_EXTERN fs_status fs_store_set_clock(fs_store *store, int64_t (*now_ms)(void *ctx), void *ctx);
 
@@ -450,7 +453,9 @@ FS_EXTERN fs_status fs_hub_handle(fs_hub *hub, const char *request_json, char **
  * device's whole action with reason "resolver_failed" or "resolver_invalid"
  * (or "resolver_missing" when none is registered), visibly, in the device's
  * outbox and audit trail. It runs on the thread calling fs_hub_handle(), with
- * the hub's lock held: it must not call into the same hub. conflict_json is
+ * the hub's lock held: a call it makes into the same hub is refused with
+ * FS_ERR_MISUSE (and a resolver that then fails rejects the write as above,
+ * the hub going on with the rest of the request). conflict_json is
  * valid only during the call. */
 typedef fs_status
     (*fs_resolver_fn)(void *ctx, const char *conflict_json, char **out_value_json);
