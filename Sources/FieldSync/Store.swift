@@ -20,8 +20,8 @@ package final class Store {
     var lastSeq: Int64
     var lastHash: String
     var sync: SyncState
-    /// `PRAGMA data_version` when this handle last caught up with the file.
-    var seenDataVersion: Int64?
+    /// The file's data version after this handle's last write (Coherence.swift).
+    var seenDataVersion: UInt32?
     /// Confirmed (shadow) states as last committed, for `receive` (StateCache.swift).
     var shadows = StateCache()
 
@@ -159,16 +159,14 @@ package final class Store {
         let view = try view(action.type)
         let spec = view.spec
         let wall = wallClock()
-        var clock = self.clock
-        var stamp: Int64 = 0, seq: Int64 = 0, key = ""
 
-        let (record, hash) = try write { () throws(FieldSyncError) -> (JSON, String) in
+        let (record, hash, clock, seq) = try write { () throws(FieldSyncError) -> (JSON, String, HybridClock, Int64) in
             // Taken once caught up with the file: another handle may have written.
-            clock = self.clock
-            stamp = try clock.tick(wallMs: wall)
+            var clock = self.clock
+            let stamp = try clock.tick(wallMs: wall)
             guard lastSeq < Int64.max else { throw .corrupt("the store's last sequence number is \(lastSeq): no next one") }
-            seq = lastSeq + 1
-            key = Outbox.key(device: deviceId, seq: seq)
+            let seq = lastSeq + 1
+            let key = Outbox.key(device: deviceId, seq: seq)
             var existing = try view.load(action.id, db: db)
             let isNew = existing == nil
             if action.change.delete && isNew {
@@ -228,12 +226,13 @@ package final class Store {
             try AuditLog.insert(row, inputText: inputText, into: db)
             let record = spec.recordJSON(id: action.id, fields: alive ? fields : [:],
                                          meta: alive ? nil : ["deleted": .bool(true)])
-            return (record, row.hash)
+            return (record, row.hash, clock, seq)
         }
         self.clock = clock
         lastSeq = seq
         lastHash = hash
-        return .object(["audit_id": .int(seq), "hlc": .int(stamp), "outbox_key": .string(key), "record": record, "seq": .int(seq)])
+        return .object(["audit_id": .int(seq), "hlc": .int(clock.last), "outbox_key": .string(Outbox.key(device: deviceId, seq: seq)),
+                        "record": record, "seq": .int(seq)])
     }
 
 
