@@ -6,8 +6,9 @@
 // the write lock until COMMIT; the pager's data version (which counts every
 // commit to the file, this connection's own included) says whether anything
 // was committed since this handle's last write; only then is the progress
-// reread, in one statement. The check costs about a hundred instructions, where
-// `PRAGMA data_version` (a statement) cost 1,900 of an apply's 140k.
+// reread, in one statement. Measured with callgrind over 4,000 applies, the
+// whole costs ~1,000 instructions an apply of ~139k (0.7 %), half of it the two
+// file controls; a `PRAGMA data_version` statement instead cost 1,900 more.
 import CSQLite
 
 extension Connection {

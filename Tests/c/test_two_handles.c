@@ -384,3 +384,32 @@ TEST(test_two_handles_answer_to_one_is_received_by_the_other) {
     fs_store_close(b);
     fs_hub_close(h);
 }
+
+/* ---- a handle opened with a newer schema migrates the file ---- */
+
+#define SMALL_V1 \
+    "{\"version\":1,\"types\":{\"task\":{\"fields\":{\"status\":{\"type\":\"string\"}},\"required\":[\"status\"]}}}"
+#define SMALL_V2                                                                         \
+    "{\"version\":2,\"types\":{\"task\":{\"fields\":{\"status\":{\"type\":\"string\"}," \
+    "\"note\":{\"type\":\"string\"}},\"required\":[\"status\"]}}}"
+
+/* The handle still open with the older schema refuses to write (its tables
+ * and entries no longer match the file) instead of writing a wrong shape. */
+TEST(test_two_handles_older_schema_handle_refuses_after_another_migrated) {
+    fs_store *old = open_store("d.db", SMALL_V1, "{\"device_id\":\"d\"}");
+    fs_store *now;
+    char *out = SENTINEL;
+    REQUIRE(old != NULL);
+    create_task(old, "T-1", "open");
+    now = open_store("d.db", SMALL_V2, "{\"device_id\":\"d\"}");
+    REQUIRE(now != NULL);
+    CHECK_STATUS(fs_store_apply(old, act("T-1", "'set':{'status':'done'}"), &out), FS_ERR_SCHEMA);
+    CHECK(out == NULL);
+    CHECK_ERROR_MESSAGE();
+    out = SENTINEL;
+    CHECK_STATUS(fs_store_stats(old, &out), FS_ERR_SCHEMA);
+    json_decref(apply_ok(now, act("T-1", "'set':{'status':'done','note':'n'}")));
+    CHECK_INT_EQ(outbox_count(now), 2);
+    fs_store_close(old);
+    fs_store_close(now);
+}
