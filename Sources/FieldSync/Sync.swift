@@ -61,8 +61,8 @@ struct SyncState {
 
 extension Store {
 
-    /// At open: the progress as the file holds it (catchUp), then what a new
-    /// scope and an unanswered batch change in it.
+    /// At open: the progress as the file holds it (read by `write`), then
+    /// what a new scope and an unanswered batch change in it.
     func loadSyncProgress() throws(FieldSyncError) {
         let scopeText = JSON.object(sync.scope).text
         try write { () throws(FieldSyncError) in
@@ -274,6 +274,7 @@ extension Store {
         }
         let number = try write { () throws(FieldSyncError) -> Int64 in
             if sync.upgradeRequired != nil { throw .upgradeRequired("the hub requires a newer schema; reopen the store with it") }
+            guard sync.batches < Int64.max else { throw .corrupt("the store's batch counter is at its greatest value") }
             let number = sync.batches + 1
             try setMeta("batches", .int(number))
             return number
