@@ -15,9 +15,12 @@
  *    the caller, and must be released with fs_free().
  *  - A handle (fs_store, fs_hub) may be used from several threads: calls on one
  *    handle are serialised inside the library. A call blocks while another
- *    thread's call on the same handle runs, and, when another process holds the
- *    database file's write lock, for at most the store's `busy_timeout_ms`
- *    (default 5000) before returning FS_ERR_BUSY.
+ *    thread's call on the same handle runs, and, when another handle or process
+ *    holds the database file's write lock, for at most the store's
+ *    `busy_timeout_ms` (default 5000) before returning FS_ERR_BUSY.
+ *  - Several store handles, in one process or several, may open one store
+ *    file: each catches up with what the others committed before it writes,
+ *    so nothing is numbered twice or lost (docs/ABI.md, Threads).
  *  - JSON arguments (actions, queries, filters, options, schemas) are limited
  *    to FS_MAX_JSON_BYTES; larger ones are refused with FS_ERR_TOO_BIG.
  *  - Bad input (NULL pointers, invalid UTF-8, malformed or wrongly typed JSON,

@@ -43,7 +43,7 @@ extension Store {
         var evicted: [String: Int64] = [:]
         var expired: Int64 = 0
         var auditEvicted: Int64 = 0
-        try db.transaction { () throws(FieldSyncError) in
+        try write { () throws(FieldSyncError) in
             for name in views.keys.sorted() {
                 guard let view = views[name] else { continue }
                 let retention = view.spec.retention
@@ -75,6 +75,8 @@ extension Store {
             if let days = hygieneSettings.auditKeepDays {
                 auditEvicted = try evictAudit(before: now - days * dayMs)
             }
+            // So that hygiene_every counts from the last pass of any handle.
+            try setMeta("hygiene_pass_seq", .int(lastSeq))
         }
         hygieneSettings.lastPassSeq = lastSeq
         // Reclaim the freed pages: incremental vacuum moves free pages to the

@@ -12,13 +12,16 @@ package final class Store {
 
     /// Wall clock in ms since the epoch; replaced by tests and hosts.
     package var wallClock: () -> Int64 = systemWallClock
-    // Chain state of the last committed action; advanced only after COMMIT.
+    // Chain state of the last committed action; advanced only after COMMIT,
+    // and reread when another handle has written the file (Coherence.swift).
     var clock: HybridClock
     /// Stamps pulled from the hub further ahead than this are not adopted (HybridClock).
     var maxClockSkewMs = HybridClock.defaultMaxSkewMs
-    private(set) var lastSeq: Int64
-    private(set) var lastHash: String
+    var lastSeq: Int64
+    var lastHash: String
     var sync: SyncState
+    /// The file's data version after this handle's last write (Coherence.swift).
+    var seenDataVersion: UInt32?
     /// Confirmed (shadow) states as last committed, for `receive` (StateCache.swift).
     var shadows = StateCache()
 
@@ -74,27 +77,16 @@ package final class Store {
             return checked
         }
 
-        // Restore the chain head: the newest audit row, or the anchors kept in
-        // fs_meta when older rows have been evicted.
-        var seq: Int64 = 0, hash = AuditRow.genesis, stamp: Int64 = 0
-        try db.query("SELECT audit_id, hash, hlc FROM fs_audit ORDER BY audit_id DESC LIMIT 1") { row in
-            seq = row.int(0); hash = row.text(1); stamp = row.int(2)
-            return false
-        }
-        if let anchorSeq = try Store.meta("anchor_seq", db: db)?.int, anchorSeq > seq {
-            seq = anchorSeq
-            hash = try Store.meta("anchor_hash", db: db)?.string ?? hash
-        }
-        let observed = try Store.meta("hlc", db: db)?.int ?? 0
-
         self.db = db
         self.schema = schema
         self.deviceId = deviceId
         self.durability = durability
         self.views = views
-        self.lastSeq = seq
-        self.lastHash = hash
-        self.clock = HybridClock(last: max(stamp, observed))
+        // The chain head, the clock and the sync progress are read from the
+        // file by the first write (catchUp), once the schema is current.
+        self.lastSeq = 0
+        self.lastHash = AuditRow.genesis
+        self.clock = HybridClock()
         self.sync = sync
         self.hygieneSettings = hygieneSettings
         if let olderSchema { try migrate(from: olderSchema) }
@@ -167,12 +159,14 @@ package final class Store {
         let view = try view(action.type)
         let spec = view.spec
         let wall = wallClock()
-        var clock = self.clock
-        let stamp = try clock.tick(wallMs: wall)
-        let seq = lastSeq + 1
-        let key = Outbox.key(device: deviceId, seq: seq)
 
-        let (record, hash) = try db.transaction { () throws(FieldSyncError) -> (JSON, String) in
+        let (record, hash, clock, seq) = try write { () throws(FieldSyncError) -> (JSON, String, HybridClock, Int64) in
+            // Taken once caught up with the file: another handle may have written.
+            var clock = self.clock
+            let stamp = try clock.tick(wallMs: wall)
+            guard lastSeq < Int64.max else { throw .corrupt("the store's last sequence number is \(lastSeq): no next one") }
+            let seq = lastSeq + 1
+            let key = Outbox.key(device: deviceId, seq: seq)
             var existing = try view.load(action.id, db: db)
             let isNew = existing == nil
             if action.change.delete && isNew {
@@ -232,12 +226,13 @@ package final class Store {
             try AuditLog.insert(row, inputText: inputText, into: db)
             let record = spec.recordJSON(id: action.id, fields: alive ? fields : [:],
                                          meta: alive ? nil : ["deleted": .bool(true)])
-            return (record, row.hash)
+            return (record, row.hash, clock, seq)
         }
         self.clock = clock
         lastSeq = seq
         lastHash = hash
-        return .object(["audit_id": .int(seq), "hlc": .int(stamp), "outbox_key": .string(key), "record": record, "seq": .int(seq)])
+        return .object(["audit_id": .int(seq), "hlc": .int(clock.last), "outbox_key": .string(Outbox.key(device: deviceId, seq: seq)),
+                        "record": record, "seq": .int(seq)])
     }
 
 
@@ -268,6 +263,7 @@ package final class Store {
     }
 
     package func stats() throws(FieldSyncError) -> JSON {
+        try catchUp()
         var stats: JSONObject = [
             "device_id": .string(deviceId), "schema_version": .int(schema.version), "durability": .string(durability),
             "last_seq": .int(lastSeq), "hlc": .int(clock.last),
@@ -313,16 +309,17 @@ package final class Store {
         guard let seq = Outbox.seq(ofKey: key, device: deviceId) else {
             throw .notFound("no outbox entry '\(key)' (keys of this device look like \(deviceId)-<seq>)")
         }
-        var found: (state: String, type: String, id: String)?
-        try db.query("SELECT state, type, id FROM fs_outbox WHERE seq = ?", [.int(seq)]) { row in
-            found = (row.text(0), row.text(1), row.text(2))
-            return false
-        }
-        guard let found else { throw .notFound("no outbox entry '\(key)' (already acknowledged or discarded)") }
-        guard found.state == OutboxState.rejected.rawValue || found.state == OutboxState.stuck.rawValue else {
-            throw .conflict("outbox entry '\(key)' is \(found.state): only rejected or stuck entries can be discarded")
-        }
-        try db.transaction { () throws(FieldSyncError) in
+        // Checked with the write lock held: another handle may have settled it since.
+        try write { () throws(FieldSyncError) in
+            var found: (state: String, type: String, id: String)?
+            try db.query("SELECT state, type, id FROM fs_outbox WHERE seq = ?", [.int(seq)]) { row in
+                found = (row.text(0), row.text(1), row.text(2))
+                return false
+            }
+            guard let found else { throw .notFound("no outbox entry '\(key)' (already acknowledged or discarded)") }
+            guard found.state == OutboxState.rejected.rawValue || found.state == OutboxState.stuck.rawValue else {
+                throw .conflict("outbox entry '\(key)' is \(found.state): only rejected or stuck entries can be discarded")
+            }
             try db.run("DELETE FROM fs_outbox WHERE seq = ?", [.int(seq)])
             try db.run("UPDATE fs_audit SET outcome = 'discarded' WHERE audit_id = ?", [.int(seq)])
             try rebase(type: found.type, id: found.id)

@@ -61,17 +61,15 @@ struct SyncState {
 
 extension Store {
 
+    /// At open: the progress as the file holds it (read by `write`), then
+    /// what a new scope and an unanswered batch change in it.
     func loadSyncProgress() throws(FieldSyncError) {
-        sync.cursor = try Store.meta("cursor", db: db)?.int ?? 0
-        sync.batches = try Store.meta("batches", db: db)?.int ?? 0
-        sync.auditAckedThrough = try Store.meta("audit_acked_through", db: db)?.int ?? 0
-        sync.upgradeRequired = try Store.meta("upgrade_required", db: db)?.string
-        // A new scope may take in records the old one skipped: pull from the start.
         let scopeText = JSON.object(sync.scope).text
-        if let stored = try Store.meta("scope", db: db)?.string, stored != scopeText {
-            sync.cursor = 0
-        }
-        try db.transaction { () throws(FieldSyncError) in
+        try write { () throws(FieldSyncError) in
+            // A new scope may take in records the old one skipped: pull from the start.
+            if let stored = try Store.meta("scope", db: db)?.string, stored != scopeText {
+                sync.cursor = 0
+            }
             try setMeta("scope", .string(scopeText))
             try setMeta("cursor", .int(sync.cursor))
             // A batch that was in flight when the app stopped has an unknown
@@ -117,7 +115,8 @@ extension Store {
         if !sync.online { return (nil, sync.backoffCapMs) }
         if sync.retryAt > now { return (nil, sync.retryAt - now) }
 
-        return try db.transaction { () throws(FieldSyncError) -> ([UInt8]?, Int64) in
+        return try write { () throws(FieldSyncError) -> ([UInt8]?, Int64) in
+            if sync.upgradeRequired != nil { return (nil, -1) }   // learnt by another handle
             // An unanswered earlier batch is superseded: its entries go again.
             try db.run("UPDATE fs_outbox SET state = 'pending', batch = NULL WHERE state = 'inflight'")
             var entries = ByteWriter(capacity: 64 * 1024)
@@ -273,9 +272,13 @@ extension Store {
             try checkLength(id, what: "id")
             wanted.append(.object(["type": .string(type), "id": .string(id)]))
         }
-        if sync.upgradeRequired != nil { throw .upgradeRequired("the hub requires a newer schema; reopen the store with it") }
-        let number = sync.batches + 1
-        try setMeta("batches", .int(number))
+        let number = try write { () throws(FieldSyncError) -> Int64 in
+            if sync.upgradeRequired != nil { throw .upgradeRequired("the hub requires a newer schema; reopen the store with it") }
+            guard sync.batches < Int64.max else { throw .corrupt("the store's batch counter is at its greatest value") }
+            let number = sync.batches + 1
+            try setMeta("batches", .int(number))
+            return number
+        }
         sync.batches = number
         return .object([
             "protocol": .int(Wire.version), "device_id": .string(deviceId), "schema_version": .int(schema.version),
@@ -293,7 +296,10 @@ extension Store {
         if proto > Wire.version { throw .arg("response uses protocol \(proto); this library reads up to \(Wire.version)") }
         guard let device = r["device_id"]?.string else { throw .arg("response: \"device_id\" is missing") }
         if device != deviceId { throw .arg("response is for device '\(device)', this store is '\(deviceId)'") }
-        guard let batch = r["batch"]?.string, let number = Wire.batchNumber(batch, device: deviceId), number <= sync.batches else {
+        let answered = r["batch"]?.string.flatMap { Wire.batchNumber($0, device: deviceId) }
+        // Another handle on the file may have sent it.
+        if let answered, answered > sync.batches { try catchUp() }
+        guard let batch = r["batch"]?.string, let answered, answered <= sync.batches else {
             throw .arg("response answers batch \(r["batch"]?.text ?? "null"), which this store never sent")
         }
         let now = wallClock()
@@ -301,7 +307,7 @@ extension Store {
         if let error = r["error"], !error.isNull {
             let code = error["code"]?.string ?? "error"
             let message = error["message"]?.string ?? "the hub refused the request"
-            try db.transaction { () throws(FieldSyncError) in
+            try write { () throws(FieldSyncError) in
                 try db.run("UPDATE fs_outbox SET state = 'pending', batch = NULL WHERE batch = ? AND state = 'inflight'", [.text(batch)])
                 if code == "upgrade_required" { try setMeta("upgrade_required", .string(message)) }
             }
@@ -359,7 +365,8 @@ extension Store {
         var acknowledged: Set<Int64> = []
         var committed = false
         defer { shadows.end(committed: committed) }
-        let newCursor: Int64 = try db.transaction { () throws(FieldSyncError) -> Int64 in
+        let newCursor: Int64 = try write { () throws(FieldSyncError) -> Int64 in
+            clock = self.clock   // as caught up with the file
             _ = try shadows.begin(db)
             // The answered entries, one query per run of consecutive seqs
             // (statements per entry were most of a large batch's cost).
