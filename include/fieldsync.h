@@ -156,9 +156,11 @@ FS_EXTERN fs_status fs_store_close(fs_store *store);
 /* Replaces the store's wall clock (default: CLOCK_REALTIME) with `now_ms`,
  * which returns milliseconds since the Unix epoch. It is called with `ctx`
  * during fs_store_apply and the sync steps, on the thread making that call,
- * while the store's lock is held: it must not call back into the store.
- * Passing now_ms == NULL restores the system clock. The hybrid logical clock
- * never goes backwards whatever this returns.
+ * while the store's lock is held: it must not call back into the store
+ * (such a call returns FS_ERR_MISUSE). It may return anything: the time is
+ * clamped to 0 .. 2^47-1 ms where it enters, so INT64_MIN or INT64_MAX read
+ * as 0 or as the greatest time. Passing now_ms == NULL restores the system
+ * clock. The hybrid logical clock never goes backwards whatever this returns.
  * @return FS_OK; FS_ERR_ARG (bad handle), FS_ERR_CLOSED. */
 FS_EXTERN fs_status fs_store_set_clock(fs_store *store, int64_t (*now_ms)(void *ctx), void *ctx);
 
@@ -335,9 +337,12 @@ FS_EXTERN fs_status fs_audit_query(fs_store *store, const char *filter_json, cha
 /* in-process, HTTP, MQTT, BLE, a USB stick), and hands the answer to        */
 /* fs_sync_receive(), or reports a transport failure with fs_sync_fail().    */
 /* Wire shapes: docs/PROTOCOL.md. Sync options go in fs_store_open's         */
-/* options_json: "batch_size" (500), "pull_limit" (1000), "backoff_base_ms"  */
-/* (500), "backoff_cap_ms" (60000), "max_attempts" (8), "pull_interval_ms"   */
-/* (60000; 0 = pull only when asked), "scope" ({"task": {"site": "WH-3"}}).  */
+/* options_json: "batch_size" (500), "batch_bytes" (4 MiB: requests are    */
+/* sized by bytes as well as count, always one entry at least),              */
+/* "pull_limit" (1000), "backoff_base_ms" (500), "backoff_cap_ms" (60000),   */
+/* "max_attempts" (8), "pull_interval_ms" (60000; 0 = pull only when asked), */
+/* "scope" ({"task": {"site": "WH-3"}}). Every integer option has a range    */
+/* (docs/ABI.md "Store options"); a value outside it is FS_ERR_ARG at open.  */
 /* Each step is one SQLite transaction; a crash at any point loses nothing   */
 /* and, because the hub deduplicates, applies nothing twice.                 */
 /* ------------------------------------------------------------------------ */
@@ -386,8 +391,12 @@ FS_EXTERN fs_status fs_sync_fail(fs_store *store, const char *reason);
 /* Tells the store whether the network is up (1) or down (0). Up resets every
  * backoff and makes a pull due, so the next fs_sync_prepare() returns a request
  * at once (wait 0). While down, prepare returns no request and a wait of
- * backoff_cap_ms.
- * @return FS_OK; FS_ERR_ARG, FS_ERR_CLOSED, FS_ERR_IO. Any thread. */
+ * backoff_cap_ms. Up writes to the store (due times of entries backing off);
+ * when that write fails nothing changes, in memory either: the store stays
+ * offline (or in backoff) and the call may be repeated.
+ * @return FS_OK; FS_ERR_ARG, FS_ERR_CLOSED, FS_ERR_IO, FS_ERR_FULL,
+ *         FS_ERR_BUSY (another process held the write lock past
+ *         busy_timeout_ms). Any thread. */
 FS_EXTERN fs_status fs_sync_connectivity(fs_store *store, int32_t up);
 
 /* ------------------------------------------------------------------------ */

@@ -269,7 +269,10 @@ extension Connection {
         }
         var busyTimeout: Int32 = 5000
         if let b = options["busy_timeout_ms"] {
-            guard let ms = b.int, ms >= 0, ms <= Int64(Int32.max) else { throw .arg("options: \"busy_timeout_ms\" must be an integer >= 0") }
+            // sqlite3_busy_timeout takes an int: about 24.8 days at most.
+            guard let ms = b.int, ms >= 0, ms <= Int64(Int32.max) else {
+                throw .arg("options: \"busy_timeout_ms\" must be an integer from 0 to \(Int32.max) (about 24.8 days), got \(b.text)")
+            }
             busyTimeout = Int32(ms)
         }
         let db = try Connection(path: path, busyTimeoutMs: busyTimeout)

@@ -12,6 +12,11 @@ package final class Store {
 
     /// Wall clock in ms since the epoch; replaced by tests and hosts.
     package var wallClock: () -> Int64 = systemWallClock
+    /// The wall time as the engine uses it, everywhere: a host clock may
+    /// return anything (docs/ABI.md), so it is clamped where it enters, and
+    /// every time computed from it (retries, waits, TTLs, hygiene windows,
+    /// device_time) is safe from overflow.
+    func now() -> Int64 { HybridClock.clampWall(wallClock()) }
     // Chain state of the last committed action; advanced only after COMMIT.
     var clock: HybridClock
     /// Stamps pulled from the hub further ahead than this are not adopted (HybridClock).
@@ -166,7 +171,7 @@ package final class Store {
         let action = try Action(json: json, schema: schema)
         let view = try view(action.type)
         let spec = view.spec
-        let wall = wallClock()
+        let wall = now()
         var clock = self.clock
         let stamp = try clock.tick(wallMs: wall)
         let seq = lastSeq + 1
@@ -377,7 +382,7 @@ package final class Store {
             // An entry queued under an older schema replays in today's field
             // names; a change the new schema cannot take waits for the hub's verdict.
             guard case .success(let change) = schema.upcast(entry.change, type: type, from: entry.schemaVersion) else { continue }
-            _ = try Merge.merge(change, stamp: Stamp(hlc: entry.hlc, device: deviceId), into: &state, spec: view.spec)
+            _ = try Merge.merge(change, stamp: Stamp(hlc: entry.hlc, device: deviceId), into: &state, spec: view.spec, replaying: true)
         }
         if state.deleted { try view.delete(id, db: db) } else { try view.save(id, state.fields, db: db) }
     }
