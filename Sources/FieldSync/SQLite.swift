@@ -244,6 +244,14 @@ final class Connection {
 
     /// BEGIN IMMEDIATE ... COMMIT; ROLLBACK on any error, so a failed call
     /// leaves nothing behind.
+    /// After a write failed for want of space: copies the WAL into the
+    /// database and truncates it, giving the WAL's space back (its pages are
+    /// then in the database, most of them over pages that were there or
+    /// free). Returns whether that worked, i.e. whether a retry may succeed.
+    func reclaimWAL() -> Bool {
+        sqlite3_wal_checkpoint_v2(db, nil, SQLITE_CHECKPOINT_TRUNCATE, nil, nil) == SQLITE_OK
+    }
+
     func transaction<R>(_ body: () throws(FieldSyncError) -> R) throws(FieldSyncError) -> R {
         try run(Connection.begin)
         do {

@@ -137,7 +137,8 @@ extension Store {
         if !sync.online { return (nil, sync.backoffCapMs) }
         if sync.retryAt > now { return (nil, sync.retryAt - now) }
 
-        return try db.transaction { () throws(FieldSyncError) -> ([UInt8]?, Int64) in
+        let (request, wait, number) = try makingRoom { () throws(FieldSyncError) in try db.transaction {
+            () throws(FieldSyncError) -> ([UInt8]?, Int64, Int64) in
             // An unanswered earlier batch is superseded: its entries go again.
             try db.run("UPDATE fs_outbox SET state = 'pending', batch = NULL WHERE state = 'inflight'")
             var entries = ByteWriter(capacity: 64 * 1024)
@@ -177,12 +178,12 @@ extension Store {
                     let untilPull = sync.lastPullAt + sync.pullIntervalMs - now
                     wait = wait < 0 ? untilPull : min(wait, untilPull)
                 }
-                return (nil, wait)
+                return (nil, wait, 0)
             }
 
-            sync.batches += 1
-            let batch = Wire.batchId(device: deviceId, number: sync.batches)
-            try setMeta("batches", .int(sync.batches))
+            let number = sync.batches + 1
+            let batch = Wire.batchId(device: deviceId, number: number)
+            try setMeta("batches", .int(number))
             for run in consecutiveRuns(selected) {
                 try db.run(Store.markInflight, [.text(batch), .int(run.lowerBound), .int(run.upperBound)])
             }
@@ -223,7 +224,29 @@ extension Store {
             }
             out.append(UInt8(ascii: "}"))
             if entries.failed || audit.failed || out.failed { throw .internal("out of memory writing a request") }
-            return (out.array, 0)
+            return (out.array, 0, number)
+        } }
+        // Only once committed: a step that failed (and may be retried) changed nothing.
+        if request != nil { sync.batches = number }
+        return (request, wait)
+    }
+
+    /// Runs a sync step; if it failed for want of space (FS_ERR_FULL, or the
+    /// I/O error a file size limit gives), reclaims the WAL's space and runs
+    /// it once more. So a store that hit FS_ERR_FULL can still drain its
+    /// outbox, which is what frees space. `step` changes nothing in memory
+    /// unless its transaction commits, so running it again is safe.
+    func makingRoom<R>(_ step: () throws(FieldSyncError) -> R) throws(FieldSyncError) -> R {
+        do {
+            return try step()
+        } catch {
+            switch error {
+            case .full(_), .io(_):
+                guard db.reclaimWAL() else { throw error }
+                return try step()
+            default:
+                throw error
+            }
         }
     }
 
@@ -324,6 +347,10 @@ extension Store {
 
     /// Applies the hub's response in one transaction; returns a summary.
     package func receive(_ response: JSON) throws(FieldSyncError) -> JSON {
+        try makingRoom { () throws(FieldSyncError) in try receiveOnce(response) }
+    }
+
+    private func receiveOnce(_ response: JSON) throws(FieldSyncError) -> JSON {
         guard let r = response.object else { throw .arg("response must be a JSON object, got \(response.kind)") }
         guard let proto = r["protocol"]?.int, proto >= 1 else { throw .arg("response: \"protocol\" is missing") }
         if proto > Wire.version { throw .arg("response uses protocol \(proto); this library reads up to \(Wire.version)") }
@@ -661,7 +688,9 @@ extension Store {
     /// The transport failed: the batch goes back to pending (nothing lost,
     /// no attempt counted against its entries) and the next try backs off.
     package func fail(reason: String) throws(FieldSyncError) {
-        try db.run("UPDATE fs_outbox SET state = 'pending', batch = NULL WHERE state = 'inflight'")
+        try makingRoom { () throws(FieldSyncError) in
+            try db.run("UPDATE fs_outbox SET state = 'pending', batch = NULL WHERE state = 'inflight'")
+        }
         var random = SystemRandomNumberGenerator()
         sync.failures += 1
         sync.retryAt = now() + sync.backoff(attempt: sync.failures, random: &random)
@@ -672,7 +701,11 @@ extension Store {
     /// The write comes first: if it fails (FS_ERR_BUSY, FS_ERR_FULL) nothing
     /// changes, in memory either.
     package func connectivity(up: Bool) throws(FieldSyncError) {
-        if up { try db.run("UPDATE fs_outbox SET next_attempt_at = 0 WHERE state = 'pending' AND next_attempt_at > 0") }
+        if up {
+            try makingRoom { () throws(FieldSyncError) in
+                try db.run("UPDATE fs_outbox SET next_attempt_at = 0 WHERE state = 'pending' AND next_attempt_at > 0")
+            }
+        }
         sync.online = up
         guard up else { return }
         sync.failures = 0
