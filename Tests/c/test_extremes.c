@@ -263,7 +263,7 @@ static void all_options_at_their_maximum_with_clock(const int64_t *clocks, int n
                              "{\"durability\":\"normal\",\"device_id\":\"dev-max\",\"pull_interval_ms\":316224000000,"
                              "\"fetch_ttl_ms\":316224000000,\"audit_keep_days\":36600,\"backoff_base_ms\":316224000000,"
                              "\"backoff_cap_ms\":316224000000,\"hygiene_every\":1,\"max_attempts\":1000000,"
-                             "\"batch_size\":100000,\"batch_bytes\":16777216,\"pull_limit\":100000,"
+                             "\"batch_size\":100000,\"pull_limit\":100000,"
                              "\"busy_timeout_ms\":2147483647}");
     fs_hub *h = open_hub("hub.db", schema, NULL);
     fixed_clock c;
@@ -295,6 +295,31 @@ TEST(test_extremes_clock_at_minus_one_and_zero_with_options_at_their_maximum) {
 TEST(test_extremes_clock_jumping_between_the_extremes_at_every_step) {
     static const int64_t clocks[] = {INT64_MAX, INT64_MIN, REAL_MS, -1, INT64_MAX, 0, INT64_MIN};
     all_options_at_their_maximum_with_clock(clocks, 7);
+}
+
+/* The clock alone at the extremes, every option at its default. */
+TEST(test_extremes_clock_at_each_extreme_with_default_options) {
+    static const int64_t extremes[] = {INT64_MAX, INT64_MIN, -1, 0};
+    size_t i;
+    for (i = 0; i < 4; i++) {
+        char *name = strf("dev-%u", (unsigned)i);
+        fs_store *s = open_device(name, NULL);
+        fs_hub *h = open_hub(strf("hub-%u.db", (unsigned)i), TASK_SCHEMA, NULL);
+        fixed_clock c;
+        int64_t clocks[2];
+        clocks[0] = extremes[i];
+        clocks[1] = extremes[(i + 1) % 4];
+        c.now = clocks[0];
+        if (s && h) {
+            CHECK_OK(fs_store_set_clock(s, read_clock, &c));
+            CHECK_OK(fs_hub_set_clock(h, read_clock, &c));
+            drive(s, h, &c, clocks, 1);
+            drive(s, h, &c, clocks, 2);
+        }
+        fs_store_close(s);
+        fs_hub_close(h);
+        free(name);
+    }
 }
 
 /* The cases as reported: Python's sys.maxsize as "forever". */
