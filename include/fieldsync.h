@@ -344,7 +344,10 @@ FS_EXTERN fs_status fs_audit_query(fs_store *store, const char *filter_json, cha
 /* "scope" ({"task": {"site": "WH-3"}}). Every integer option has a range    */
 /* (docs/ABI.md "Store options"); a value outside it is FS_ERR_ARG at open.  */
 /* Each step is one SQLite transaction; a crash at any point loses nothing   */
-/* and, because the hub deduplicates, applies nothing twice.                 */
+/* and, because the hub deduplicates, applies nothing twice. A step that     */
+/* fails for want of space checkpoints the WAL (giving its space back) and   */
+/* tries once more, so a store that hit FS_ERR_FULL can still drain its      */
+/* outbox to the hub, which is what frees space.                             */
 /* ------------------------------------------------------------------------ */
 
 /* Largest request or response accepted by fs_hub_handle / fs_sync_receive. */
@@ -414,7 +417,7 @@ typedef struct fs_hub fs_hub;
 
 /* Opens (creating if needed) the hub database at `path`.
  * options_json may be NULL or {"durability": "full"|"normal",
- * "busy_timeout_ms": 5000}.
+ * "busy_timeout_ms": 5000 (0 to 2147483647)}.
  * @param out_hub receives the handle; release with fs_hub_close().
  * @return FS_OK; FS_ERR_ARG, FS_ERR_JSON, FS_ERR_TOO_BIG, FS_ERR_SCHEMA,
  *         FS_ERR_IO, FS_ERR_CORRUPT (not a hub database), FS_ERR_BUSY.

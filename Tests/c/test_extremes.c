@@ -233,7 +233,7 @@ TEST(test_extremes_every_store_option_at_its_bounds_works_through_every_step) {
             fs_store *s;
             fs_hub *h;
             fixed_clock c;
-            char *name = strf("%s-%d.db", o->key, end);
+            char *name = strf("%s-%d.db", o->key, end), *hub_name;
             c.now = REAL_MS;
             s = open_options(name, schema, options, &st);
             if (s == NULL) {
@@ -242,7 +242,8 @@ TEST(test_extremes_every_store_option_at_its_bounds_works_through_every_step) {
                 free(name);
                 continue;
             }
-            h = open_hub(strf("hub-%s", name), schema, NULL);
+            hub_name = strf("hub-%s", name);
+            h = open_hub(hub_name, schema, NULL);
             CHECK_OK(fs_store_set_clock(s, read_clock, &c));
             CHECK_OK(fs_hub_set_clock(h, read_clock, &c));
             drive(s, h, &c, clocks, 6);
@@ -250,6 +251,7 @@ TEST(test_extremes_every_store_option_at_its_bounds_works_through_every_step) {
             fs_hub_close(h);
             free(options);
             free(name);
+            free(hub_name);
         }
     }
     free(schema);
@@ -304,7 +306,7 @@ TEST(test_extremes_clock_at_each_extreme_with_default_options) {
     for (i = 0; i < 4; i++) {
         char *name = strf("dev-%u", (unsigned)i);
         fs_store *s = open_device(name, NULL);
-        fs_hub *h = open_hub(strf("hub-%u.db", (unsigned)i), TASK_SCHEMA, NULL);
+        fs_hub *h = open_hub(Q("hub.db"), TASK_SCHEMA, NULL);
         fixed_clock c;
         int64_t clocks[2];
         clocks[0] = extremes[i];
