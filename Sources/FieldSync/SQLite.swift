@@ -242,8 +242,6 @@ final class Connection {
 
     var changes: Int64 { sqlite3_changes64(db) }
 
-    /// BEGIN IMMEDIATE ... COMMIT; ROLLBACK on any error, so a failed call
-    /// leaves nothing behind.
     /// After a write failed for want of space: copies the WAL into the
     /// database and truncates it, giving the WAL's space back (its pages are
     /// then in the database, most of them over pages that were there or
@@ -252,6 +250,8 @@ final class Connection {
         sqlite3_wal_checkpoint_v2(db, nil, SQLITE_CHECKPOINT_TRUNCATE, nil, nil) == SQLITE_OK
     }
 
+    /// BEGIN IMMEDIATE ... COMMIT; ROLLBACK on any error, so a failed call
+    /// leaves nothing behind.
     func transaction<R>(_ body: () throws(FieldSyncError) -> R) throws(FieldSyncError) -> R {
         try run(Connection.begin)
         do {

@@ -35,7 +35,7 @@ struct SyncState {
     /// to a clamped wall time (below 2^47) it stays far from overflow.
     static let maxDurationMs = HybridClock.maxSkewLimitMs
     /// The largest request budget: with one largest action on top (about
-    /// 10 MiB at worst, docs/ABI.md "Limits") a request stays far below
+    /// 10 MiB at worst, docs/ABI.md "Store options") a request stays far below
     /// FS_MAX_MESSAGE_BYTES.
     static let maxBatchBytes: Int64 = 16 * 1024 * 1024
 
@@ -148,7 +148,7 @@ extension Store {
             // Requests are sized by bytes as well as count: entries with the
             // audit rows that travel with them stop once past batch_bytes
             // (always one, so an action apply accepted always goes, alone if
-            // it must; docs/ABI.md "Limits").
+            // it must; docs/ABI.md "Store options").
             var bytes: Int64 = 0
             try db.query(Store.dueEntries) { r in
                 let type = r.text(1), id = r.text(2)

@@ -383,10 +383,12 @@ class Store(_Handle):
         request stops adding entries past it, always one), pull_limit 1000,
         backoff_base_ms 500, backoff_cap_ms 60000, max_attempts 8,
         pull_interval_ms 60000 (0 = pull only after set_connectivity(True)),
-        scope {} (e.g. ``{"task": {"site": "WH-3"}}``).
+        scope {} (e.g. ``{"task": {"site": "WH-3"}}``). Every integer option
+        has a range (docs/ABI.md "Store options"; durations up to 10 years);
+        a value outside it raises ArgError naming the range.
 
         Storage hygiene (docs/HYGIENE.md; see hygiene()): audit_keep_days
-        (integer > 0; default: audit rows are never evicted), hygiene_on_open
+        (1 to 36600; default: audit rows are never evicted), hygiene_on_open
         (run a pass when the store opens; default False), hygiene_every (run a
         pass after sync_receive() once N actions were applied since the last
         one; 0, the default, never), fetch_ttl_ms (how long records fetched
