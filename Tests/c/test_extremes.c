@@ -560,6 +560,53 @@ TEST(test_extremes_counter_overflow_in_one_record_never_blocks_the_receive) {
     fs_hub_close(h);
 }
 
+/* The device's confirmed state is behind the hub's: its own acknowledged
+ * increment no longer fits on it (another device took the counter down at
+ * the hub since). The receive still commits, and the record is pulled again. */
+TEST(test_extremes_an_acknowledged_increment_that_overflows_the_held_state_repulls_the_record) {
+    fs_store *a = open_device("dev-a", NULL);
+    fs_store *b = open_device("dev-b", "\"pull_limit\":1");
+    fs_hub *h = open_task_hub();
+    char *request = NULL, *response;
+    json_t *rec, *rows;
+    REQUIRE(a && b && h);
+    create_task(a, "T-1", "open");
+    (void)sync_now(a, h);
+    (void)sync_now(b, h);
+    create_task(a, "T-2", "open"); /* fills b's next pull page */
+    json_decref(apply_ok(a, act("T-1", "'inc':{'picked':8000000000000000000}")));
+    (void)sync_now(a, h);
+    json_decref(apply_ok(b, act("T-1", "'inc':{'picked':5000000000000000000}"))); /* view 5e18 */
+    /* b learns 8e18 by a fetch, which sends none of its entries: its pending
+     * 5e18 no longer fits on it and is left out of the view */
+    REQUIRE_OK(fs_fetch_request(b, Q("[{'type':'task','id':'T-1'}]"), &request));
+    response = handle_ok(h, request);
+    fs_free(request);
+    REQUIRE(response != NULL);
+    json_decref(receive_ok(b, response));
+    fs_free(response);
+    rec = get_ok(b, "task", "T-1");
+    CHECK_INT_EQ(jint(rec, "picked"), 8000000000000000000LL);
+    json_decref(rec);
+    json_decref(apply_ok(a, act("T-1", "'inc':{'picked':-7000000000000000000}")));
+    (void)sync_now(a, h); /* the hub: 1e18 */
+    /* b sends its 5e18 (the hub: 6e18); its pull page holds T-2 only, so it
+     * folds the acknowledged 5e18 into the 8e18 it holds: it overflows */
+    (void)sync_now(b, h);
+    rows = hub_query_ok(h, "{\"type\":\"task\",\"where\":{\"id\":\"T-1\"}}");
+    REQUIRE(rows != NULL && json_array_size(rows) == 1);
+    CHECK_INT_EQ(jint(json_array_get(rows, 0), "picked"), 6000000000000000000LL);
+    json_decref(rows);
+    rec = get_ok(b, "task", "T-1");
+    CHECK_INT_EQ(jint(rec, "picked"), 6000000000000000000LL);
+    json_decref(rec);
+    CHECK_INT_EQ(outbox_count(b), 0);
+    CHECK_SAME_RECORDS(b, h);
+    fs_store_close(a);
+    fs_store_close(b);
+    fs_hub_close(h);
+}
+
 /* ---- a full disk ------------------------------------------------------- */
 
 static void limit_file_size(rlim_t bytes) {
