@@ -341,11 +341,17 @@ FS_EXTERN fs_status fs_audit_query(fs_store *store, const char *filter_json, cha
 /* in-process, HTTP, MQTT, BLE, a USB stick), and hands the answer to        */
 /* fs_sync_receive(), or reports a transport failure with fs_sync_fail().    */
 /* Wire shapes: docs/PROTOCOL.md. Sync options go in fs_store_open's         */
-/* options_json: "batch_size" (500), "pull_limit" (1000), "backoff_base_ms"  */
-/* (500), "backoff_cap_ms" (60000), "max_attempts" (8), "pull_interval_ms"   */
-/* (60000; 0 = pull only when asked), "scope" ({"task": {"site": "WH-3"}}).  */
+/* options_json: "batch_size" (500), "batch_bytes" (4 MiB: requests are    */
+/* sized by bytes as well as count, always one entry at least),              */
+/* "pull_limit" (1000), "backoff_base_ms" (500), "backoff_cap_ms" (60000),   */
+/* "max_attempts" (8), "pull_interval_ms" (60000; 0 = pull only when asked), */
+/* "scope" ({"task": {"site": "WH-3"}}). Every integer option has a range    */
+/* (docs/ABI.md "Store options"); a value outside it is FS_ERR_ARG at open.  */
 /* Each step is one SQLite transaction; a crash at any point loses nothing   */
-/* and, because the hub deduplicates, applies nothing twice.                 */
+/* and, because the hub deduplicates, applies nothing twice. A step that     */
+/* fails for want of space checkpoints the WAL (giving its space back) and   */
+/* tries once more, so a store that hit FS_ERR_FULL can still drain its      */
+/* outbox to the hub, which is what frees space.                             */
 /* ------------------------------------------------------------------------ */
 
 /* Largest request or response accepted by fs_hub_handle / fs_sync_receive. */
@@ -392,8 +398,12 @@ FS_EXTERN fs_status fs_sync_fail(fs_store *store, const char *reason);
 /* Tells the store whether the network is up (1) or down (0). Up resets every
  * backoff and makes a pull due, so the next fs_sync_prepare() returns a request
  * at once (wait 0). While down, prepare returns no request and a wait of
- * backoff_cap_ms.
- * @return FS_OK; FS_ERR_ARG, FS_ERR_CLOSED, FS_ERR_IO. Any thread. */
+ * backoff_cap_ms. Up writes to the store (due times of entries backing off);
+ * when that write fails nothing changes, in memory either: the store stays
+ * offline (or in backoff) and the call may be repeated.
+ * @return FS_OK; FS_ERR_ARG, FS_ERR_CLOSED, FS_ERR_IO, FS_ERR_FULL,
+ *         FS_ERR_BUSY (another process held the write lock past
+ *         busy_timeout_ms). Any thread. */
 FS_EXTERN fs_status fs_sync_connectivity(fs_store *store, int32_t up);
 
 /* ------------------------------------------------------------------------ */
@@ -411,7 +421,7 @@ typedef struct fs_hub fs_hub;
 
 /* Opens (creating if needed) the hub database at `path`.
  * options_json may be NULL or {"durability": "full"|"normal",
- * "busy_timeout_ms": 5000}.
+ * "busy_timeout_ms": 5000 (0 to 2147483647)}.
  * @param out_hub receives the handle; release with fs_hub_close().
  * @return FS_OK; FS_ERR_ARG, FS_ERR_JSON, FS_ERR_TOO_BIG, FS_ERR_SCHEMA,
  *         FS_ERR_IO, FS_ERR_CORRUPT (not a hub database), FS_ERR_BUSY.

@@ -63,7 +63,7 @@ package final class Hub {
         let fetch = try optionalArray(r, "fetch", in: "request")
         if fetch.count > 1000 { throw .tooBig("request: at most 1000 records per fetch") }
         let scope = try checkedScope(r["scope"], clientVersion: r["schema_version"]?.int ?? schema.version)
-        let now = wallClock()
+        let now = HybridClock.clampWall(wallClock())   // a host clock may return anything
 
         if proto > Wire.version {
             return Wire.error("protocol_unsupported", "this hub speaks protocol \(Wire.version); the request uses \(proto)",

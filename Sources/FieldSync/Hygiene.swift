@@ -13,23 +13,23 @@ struct HygieneSettings {
 
     static let optionKeys: Set<String> = ["audit_keep_days", "hygiene_on_open", "hygiene_every", "fetch_ttl_ms"]
 
+    /// The longest day window (100 years), for audit_keep_days and a
+    /// type's keep_days: `days * dayMs` stays far from overflow.
+    static let maxDays: Int64 = 36_600
+
     mutating func configure(_ opts: JSONObject) throws(FieldSyncError) {
-        if let v = opts["audit_keep_days"] {
-            guard let days = v.int, days > 0 else { throw .arg("options: \"audit_keep_days\" must be an integer > 0") }
+        if opts["audit_keep_days"] != nil {
+            var days: Int64 = 0
+            try integerOption(opts, "audit_keep_days", 1...HygieneSettings.maxDays, into: &days,
+                              "100 years; omit it to keep audit rows forever")
             auditKeepDays = days
         }
         if let v = opts["hygiene_on_open"] {
             guard let b = v.bool else { throw .arg("options: \"hygiene_on_open\" must be true or false") }
             onOpen = b
         }
-        if let v = opts["hygiene_every"] {
-            guard let n = v.int, n >= 0 else { throw .arg("options: \"hygiene_every\" must be an integer >= 0") }
-            everyActions = n
-        }
-        if let v = opts["fetch_ttl_ms"] {
-            guard let ms = v.int, ms > 0 else { throw .arg("options: \"fetch_ttl_ms\" must be an integer > 0") }
-            fetchTTLMs = ms
-        }
+        try integerOption(opts, "hygiene_every", 0...1_000_000_000, into: &everyActions, "0: never after a receive")
+        try integerOption(opts, "fetch_ttl_ms", 1...SyncState.maxDurationMs, into: &fetchTTLMs, "10 years")
     }
 }
 
@@ -38,7 +38,7 @@ private let dayMs: Int64 = 86_400_000
 extension Store {
     /// One hygiene pass; returns the report (header fs_store_hygiene).
     package func hygiene() throws(FieldSyncError) -> JSON {
-        let now = wallClock()
+        let now = self.now()
         let bytesBefore = try fileBytes()
         var evicted: [String: Int64] = [:]
         var expired: Int64 = 0

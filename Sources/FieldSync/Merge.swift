@@ -15,6 +15,9 @@ package struct MergeReport: Sendable {
     package var fields: [(field: String, resolution: Resolution)] = []
     /// Set when the whole change is refused (server compare-and-set).
     package var rejection: (reason: String, detail: JSON)? = nil
+    /// Counter fields whose increment was left out because it would overflow
+    /// (a device replaying its pending changes only, see `replaying`).
+    package var overflowed: [String] = []
 }
 
 enum Merge {
@@ -41,9 +44,14 @@ enum Merge {
     /// (`hub == nil`) writes are applied optimistically; the hub also checks
     /// compare-and-set, records versions and keeps set add-tags. Without
     /// `stamping`, field stamps are not recorded: for a state whose fields
-    /// are all that is kept (the device's view row).
+    /// are all that is kept (the device's view row). With `replaying` (a
+    /// device rebuilding a state from changes the hub judges, docs/MERGE.md)
+    /// an increment that would overflow its counter is left out and reported
+    /// instead of failing the whole replay: one record's counter never
+    /// blocks a receive.
     static func merge(_ change: Change, stamp: Stamp, into state: inout RecordState, spec: TypeSpec,
-                      id recordId: String = "", hub: HubContext? = nil, stamping: Bool = true) throws(FieldSyncError) -> MergeReport {
+                      id recordId: String = "", hub: HubContext? = nil, stamping: Bool = true,
+                      replaying: Bool = false) throws(FieldSyncError) -> MergeReport {
         var report = MergeReport()
         let specName = spec.name
         func concurrent(_ field: String) -> Bool {
@@ -137,7 +145,12 @@ enum Merge {
             touched(field)
         }
         for (field, delta) in change.inc {
-            state.fields[field] = try add(delta, to: state.fields[field] ?? .null, field: spec.name, field)
+            do {
+                state.fields[field] = try add(delta, to: state.fields[field] ?? .null, field: spec.name, field)
+            } catch where replaying {
+                report.overflowed.append(field)
+                continue
+            }
             report.fields.append((field, concurrent(field) ? .merged : .clean))
             touched(field)
         }

@@ -242,6 +242,14 @@ final class Connection {
 
     var changes: Int64 { sqlite3_changes64(db) }
 
+    /// After a write failed for want of space: copies the WAL into the
+    /// database and truncates it, giving the WAL's space back (its pages are
+    /// then in the database, most of them over pages that were there or
+    /// free). Returns whether that worked, i.e. whether a retry may succeed.
+    func reclaimWAL() -> Bool {
+        sqlite3_wal_checkpoint_v2(db, nil, SQLITE_CHECKPOINT_TRUNCATE, nil, nil) == SQLITE_OK
+    }
+
     /// BEGIN IMMEDIATE ... COMMIT; ROLLBACK on any error, so a failed call
     /// leaves nothing behind.
     func transaction<R>(_ body: () throws(FieldSyncError) -> R) throws(FieldSyncError) -> R {
@@ -269,7 +277,10 @@ extension Connection {
         }
         var busyTimeout: Int32 = 5000
         if let b = options["busy_timeout_ms"] {
-            guard let ms = b.int, ms >= 0, ms <= Int64(Int32.max) else { throw .arg("options: \"busy_timeout_ms\" must be an integer >= 0") }
+            // sqlite3_busy_timeout takes an int: about 24.8 days at most.
+            guard let ms = b.int, ms >= 0, ms <= Int64(Int32.max) else {
+                throw .arg("options: \"busy_timeout_ms\" must be an integer from 0 to \(Int32.max) (about 24.8 days), got \(b.text)")
+            }
             busyTimeout = Int32(ms)
         }
         let db = try Connection(path: path, busyTimeoutMs: busyTimeout)

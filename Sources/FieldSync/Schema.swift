@@ -219,7 +219,9 @@ extension Retention {
         try checkKeys(body, allowed: ["keep_days", "archive_when"], in: "type '\(type)' retention")
         var keepDays: Int64?
         if let k = body["keep_days"], !k.isNull {
-            guard let days = k.int, days > 0 else { throw .schema("type '\(type)': \"keep_days\" must be a positive integer") }
+            guard let days = k.int, days > 0, days <= HygieneSettings.maxDays else {
+                throw .schema("type '\(type)': \"keep_days\" must be an integer from 1 to \(HygieneSettings.maxDays) (100 years); omit it to keep records forever")
+            }
             keepDays = days
         }
         var archiveWhen: [String: [JSON]] = [:]

@@ -12,6 +12,11 @@ package final class Store {
 
     /// Wall clock in ms since the epoch; replaced by tests and hosts.
     package var wallClock: () -> Int64 = systemWallClock
+    /// The wall time as the engine uses it, everywhere: a host clock may
+    /// return anything (docs/ABI.md), so it is clamped where it enters, and
+    /// every time computed from it (retries, waits, TTLs, hygiene windows,
+    /// device_time) is safe from overflow.
+    func now() -> Int64 { HybridClock.clampWall(wallClock()) }
     // Chain state of the last committed action; advanced only after COMMIT,
     // and reread when another handle has written the file (Coherence.swift).
     var clock: HybridClock
@@ -158,7 +163,7 @@ package final class Store {
         let action = try Action(json: json, schema: schema)
         let view = try view(action.type)
         let spec = view.spec
-        let wall = wallClock()
+        let wall = now()
 
         let (record, hash, clock, seq) = try write { () throws(FieldSyncError) -> (JSON, String, HybridClock, Int64) in
             // Taken once caught up with the file: another handle may have written.
@@ -374,7 +379,7 @@ package final class Store {
             // An entry queued under an older schema replays in today's field
             // names; a change the new schema cannot take waits for the hub's verdict.
             guard case .success(let change) = schema.upcast(entry.change, type: type, from: entry.schemaVersion) else { continue }
-            _ = try Merge.merge(change, stamp: Stamp(hlc: entry.hlc, device: deviceId), into: &state, spec: view.spec)
+            _ = try Merge.merge(change, stamp: Stamp(hlc: entry.hlc, device: deviceId), into: &state, spec: view.spec, replaying: true)
         }
         if state.deleted { try view.delete(id, db: db) } else { try view.save(id, state.fields, db: db) }
     }

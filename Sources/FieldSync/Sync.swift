@@ -7,6 +7,7 @@
 /// restarted app should try at once.
 struct SyncState {
     var batchSize: Int64 = 500
+    var batchBytes: Int64 = 4 * 1024 * 1024
     var pullLimit: Int64 = 1000
     var backoffBaseMs: Int64 = 500
     var backoffCapMs: Int64 = 60_000
@@ -27,21 +28,26 @@ struct SyncState {
     var lastSyncAt: Int64 = 0
     var lastFailure: String? = nil
 
-    static let optionKeys: Set<String> = ["batch_size", "pull_limit", "backoff_base_ms", "backoff_cap_ms",
+    static let optionKeys: Set<String> = ["batch_size", "batch_bytes", "pull_limit", "backoff_base_ms", "backoff_cap_ms",
                                           "max_attempts", "pull_interval_ms", "scope"]
 
+    /// The longest duration option (10 years, as the clock-skew bound): added
+    /// to a clamped wall time (below 2^47) it stays far from overflow.
+    static let maxDurationMs = HybridClock.maxSkewLimitMs
+    /// The largest request budget: with one largest action on top (about
+    /// 10 MiB at worst, docs/ABI.md "Store options") a request stays far below
+    /// FS_MAX_MESSAGE_BYTES.
+    static let maxBatchBytes: Int64 = 16 * 1024 * 1024
+
     mutating func configure(_ opts: JSONObject) throws(FieldSyncError) {
-        func positive(_ key: String, _ value: inout Int64, min: Int64 = 1) throws(FieldSyncError) {
-            guard let v = opts[key] else { return }
-            guard let n = v.int, n >= min else { throw .arg("options: \"\(key)\" must be an integer >= \(min)") }
-            value = n
-        }
-        try positive("batch_size", &batchSize)
-        try positive("pull_limit", &pullLimit)
-        try positive("backoff_base_ms", &backoffBaseMs)
-        try positive("backoff_cap_ms", &backoffCapMs)
-        try positive("max_attempts", &maxAttempts)
-        try positive("pull_interval_ms", &pullIntervalMs, min: 0)
+        try integerOption(opts, "batch_size", 1...100_000, into: &batchSize)
+        try integerOption(opts, "batch_bytes", 1...SyncState.maxBatchBytes, into: &batchBytes)
+        try integerOption(opts, "pull_limit", 1...100_000, into: &pullLimit)
+        try integerOption(opts, "backoff_base_ms", 1...SyncState.maxDurationMs, into: &backoffBaseMs, "10 years")
+        try integerOption(opts, "backoff_cap_ms", 1...SyncState.maxDurationMs, into: &backoffCapMs, "10 years")
+        try integerOption(opts, "max_attempts", 1...1_000_000, into: &maxAttempts)
+        try integerOption(opts, "pull_interval_ms", 0...SyncState.maxDurationMs, into: &pullIntervalMs,
+                          "10 years; 0 pulls only when asked")
         if backoffCapMs < backoffBaseMs { throw .arg("options: \"backoff_cap_ms\" must be >= \"backoff_base_ms\"") }
         if let s = opts["scope"] {
             guard let scope = s.object else { throw .arg("options: \"scope\" must map types to field filters") }
@@ -57,6 +63,19 @@ struct SyncState {
         let ceiling = overflow ? backoffCapMs : Swift.min(backoffCapMs, raw)
         return Int64.random(in: 1...max(1, ceiling), using: &random)
     }
+}
+
+/// Reads an integer option that must lie in `range`: every option is bounded
+/// where it is decoded, so the arithmetic that uses it later cannot overflow.
+/// `note` explains the bound or how to mean "never" / "forever".
+func integerOption(_ opts: JSONObject, _ key: String, _ range: ClosedRange<Int64>, into value: inout Int64,
+                   _ note: String? = nil) throws(FieldSyncError) {
+    guard let v = opts[key] else { return }
+    guard let n = v.int, range.contains(n) else {
+        throw .arg("options: \"\(key)\" must be an integer from \(range.lowerBound) to \(range.upperBound)"
+                   + (note.map { " (\($0))" } ?? "") + ", got \(v.text)")
+    }
+    value = n
 }
 
 extension Store {
@@ -86,7 +105,8 @@ extension Store {
 
     static let dueEntries = PreparedSQL("""
         SELECT o.seq, o.type, o.id, o.hlc, o.schema_version, o.ops, o.base, o.cursor, o.state, o.next_attempt_at,
-               o.base_values, a.actor, s.version
+               o.base_values, a.actor, s.version,
+               CASE WHEN a.server_received_at IS NULL THEN length(CAST(a.input AS BLOB)) ELSE 0 END
         FROM fs_outbox o LEFT JOIN fs_audit a ON a.audit_id = o.seq
         LEFT JOIN fs_shadow s ON s.type = o.type AND s.id = o.id
         WHERE o.state IN ('pending', 'stuck') ORDER BY o.seq
@@ -111,18 +131,24 @@ extension Store {
     /// instead of being parsed into values and written out again.
     package func prepareText() throws(FieldSyncError) -> (request: [UInt8]?, waitMs: Int64) {
         if sync.upgradeRequired != nil { return (nil, -1) }
-        let now = wallClock()
+        let now = self.now()
         if !sync.online { return (nil, sync.backoffCapMs) }
         if sync.retryAt > now { return (nil, sync.retryAt - now) }
 
-        return try write { () throws(FieldSyncError) -> ([UInt8]?, Int64) in
-            if sync.upgradeRequired != nil { return (nil, -1) }   // learnt by another handle
+        let (request, wait, number) = try makingRoom { () throws(FieldSyncError) in try write {
+            () throws(FieldSyncError) -> ([UInt8]?, Int64, Int64) in
+            if sync.upgradeRequired != nil { return (nil, -1, 0) }   // learnt by another handle
             // An unanswered earlier batch is superseded: its entries go again.
             try db.run("UPDATE fs_outbox SET state = 'pending', batch = NULL WHERE state = 'inflight'")
             var entries = ByteWriter(capacity: 64 * 1024)
             var selected: [Int64] = []
             var blocked: Set<ExactString> = []
             var nextDue = Int64.max
+            // Requests are sized by bytes as well as count: entries with the
+            // audit rows that travel with them stop once past batch_bytes
+            // (always one, so an action apply accepted always goes, alone if
+            // it must; docs/ABI.md "Store options").
+            var bytes: Int64 = 0
             try db.query(Store.dueEntries) { r in
                 let type = r.text(1), id = r.text(2)
                 let record = ExactString(type, id)
@@ -137,9 +163,12 @@ extension Store {
                 }
                 let seq = r.int(0)
                 if !selected.isEmpty { entries.append(UInt8(ascii: ",")) }
+                let before = entries.count
                 Store.writeEntry(r, key: Outbox.key(device: deviceId, seq: seq), type: type, id: id, to: &entries)
                 selected.append(seq)
-                return Int64(selected.count) < sync.batchSize
+                // Safe: an entry and its audit row are a few MiB at most.
+                bytes += Int64(entries.count - before) + r.int(13) + Store.auditRowOverhead
+                return Int64(selected.count) < sync.batchSize && bytes < sync.batchBytes
             }
             let pullDue = sync.pullDue || (sync.pullIntervalMs > 0 && sync.lastPullAt + sync.pullIntervalMs <= now)
             if selected.isEmpty && !pullDue {
@@ -148,21 +177,25 @@ extension Store {
                     let untilPull = sync.lastPullAt + sync.pullIntervalMs - now
                     wait = wait < 0 ? untilPull : min(wait, untilPull)
                 }
-                return (nil, wait)
+                return (nil, wait, 0)
             }
 
-            sync.batches += 1
-            let batch = Wire.batchId(device: deviceId, number: sync.batches)
-            try setMeta("batches", .int(sync.batches))
+            guard sync.batches < Int64.max else { throw .corrupt("the store's batch counter is at its greatest value") }
+            let number = sync.batches + 1
+            let batch = Wire.batchId(device: deviceId, number: number)
+            try setMeta("batches", .int(number))
             for run in consecutiveRuns(selected) {
                 try db.run(Store.markInflight, [.text(batch), .int(run.lowerBound), .int(run.upperBound)])
             }
             // Audit rows travel with their entries; rows not yet acknowledged
             // (of discarded or stuck entries too) follow in order.
             var wanted = selected
-            try db.query(Store.oldestUnacked, [.int(sync.auditAckedThrough), .int(sync.batchSize)]) { r in
-                wanted.append(r.int(0))
-                return true
+            if bytes < sync.batchBytes {
+                try db.query(Store.oldestUnacked, [.int(sync.auditAckedThrough), .int(sync.batchSize)]) { r in
+                    wanted.append(r.int(0))
+                    bytes += r.int(1) + Store.auditRowOverhead
+                    return bytes < sync.batchBytes
+                }
             }
             var audit = ByteWriter(capacity: 64 * 1024)
             var first = true
@@ -191,12 +224,39 @@ extension Store {
             }
             out.append(UInt8(ascii: "}"))
             if entries.failed || audit.failed || out.failed { throw .internal("out of memory writing a request") }
-            return (out.array, 0)
+            return (out.array, 0, number)
+        } }
+        // Only once committed: a step that failed (and may be retried) changed nothing.
+        if request != nil { sync.batches = number }
+        return (request, wait)
+    }
+
+    /// Runs a sync step; if it failed for want of space (FS_ERR_FULL, or the
+    /// I/O error a file size limit gives), reclaims the WAL's space and runs
+    /// it once more. So a store that hit FS_ERR_FULL can still drain its
+    /// outbox, which is what frees space. `step` changes nothing in memory
+    /// unless its transaction commits, so running it again is safe.
+    func makingRoom<R>(_ step: () throws(FieldSyncError) -> R) throws(FieldSyncError) -> R {
+        do {
+            return try step()
+        } catch {
+            switch error {
+            case .full(_), .io(_):
+                guard db.reclaimWAL() else { throw error }
+                return try step()
+            default:
+                throw error
+            }
         }
     }
 
-    static let oldestUnacked = PreparedSQL(
-        "SELECT audit_id FROM fs_audit WHERE audit_id > ? AND server_received_at IS NULL ORDER BY audit_id LIMIT ?")
+    static let oldestUnacked = PreparedSQL("""
+        SELECT audit_id, length(CAST(input AS BLOB)) FROM fs_audit WHERE audit_id > ? AND server_received_at IS NULL
+        ORDER BY audit_id LIMIT ?
+        """)
+    /// An audit row's bytes besides its input, for the request budget: keys,
+    /// hashes and numbers, with the short names a little escaped.
+    static let auditRowOverhead: Int64 = 512
     static let unackedAudit = PreparedSQL("""
         SELECT audit_id, actor, action, type, id, input, device_time, hlc, outbox_keys, prev_hash, hash FROM fs_audit
         WHERE audit_id BETWEEN ? AND ? AND server_received_at IS NULL ORDER BY audit_id
@@ -291,6 +351,10 @@ extension Store {
 
     /// Applies the hub's response in one transaction; returns a summary.
     package func receive(_ response: JSON) throws(FieldSyncError) -> JSON {
+        try makingRoom { () throws(FieldSyncError) in try receiveOnce(response) }
+    }
+
+    private func receiveOnce(_ response: JSON) throws(FieldSyncError) -> JSON {
         guard let r = response.object else { throw .arg("response must be a JSON object, got \(response.kind)") }
         guard let proto = r["protocol"]?.int, proto >= 1 else { throw .arg("response: \"protocol\" is missing") }
         if proto > Wire.version { throw .arg("response uses protocol \(proto); this library reads up to \(Wire.version)") }
@@ -302,7 +366,7 @@ extension Store {
         guard let batch = r["batch"]?.string, let answered, answered <= sync.batches else {
             throw .arg("response answers batch \(r["batch"]?.text ?? "null"), which this store never sent")
         }
-        let now = wallClock()
+        let now = self.now()
 
         if let error = r["error"], !error.isNull {
             let code = error["code"]?.string ?? "error"
@@ -446,9 +510,11 @@ extension Store {
                     // prepared; if that changed since, pull the record again.
                     if held == mine.prior { exact = mine.seq } else { rewind = min(rewind ?? mine.prior, mine.prior) }
                 }
-                if try confirm(record.changes, type: record.type, id: record.id, exactVersion: exact) {
-                    touched[key] = (record.type, record.id)
-                }
+                let folded = try confirm(record.changes, type: record.type, id: record.id, exactVersion: exact)
+                if folded.contained { touched[key] = (record.type, record.id) }
+                // A counter the held state cannot take the hub's increments on
+                // (it is behind): the record is pulled again for the hub's value.
+                if let held = folded.repull { rewind = min(rewind ?? held, held) }
             }
             // Entries the hub did not answer go back to pending untouched.
             try db.run("UPDATE fs_outbox SET state = 'pending', batch = NULL WHERE batch = ? AND state = 'inflight'", [.text(batch)])
@@ -527,9 +593,12 @@ extension Store {
     /// A change the held state already contains (a pull brought the record
     /// after the hub applied it, while the answer to it was lost) is not
     /// folded in again; the view, which counted it twice until now, then
-    /// needs a rebase: returns true.
-    private func confirm(_ changes: [Confirmed], type: String, id: String, exactVersion: Int64?) throws(FieldSyncError) -> Bool {
-        guard let spec = views[type]?.spec else { return false }
+    /// needs a rebase: `contained`. An increment that would overflow the
+    /// held counter is left out, and `repull` is the version to pull the
+    /// record again from.
+    private func confirm(_ changes: [Confirmed], type: String, id: String,
+                         exactVersion: Int64?) throws(FieldSyncError) -> (contained: Bool, repull: Int64?) {
+        guard let spec = views[type]?.spec else { return (false, nil) }
         let key = ExactString(type, id)
         var (state, held) = (RecordState(absent: ()), Int64(0))
         if let kept = shadows[key] {
@@ -539,6 +608,8 @@ extension Store {
             shadows.read(key, stored)
         }
         var contained = false
+        var exactVersion = exactVersion
+        var repull: Int64?
         for entry in changes {
             if let serverSeq = entry.serverSeq, serverSeq <= held {
                 contained = true
@@ -547,7 +618,11 @@ extension Store {
             let change = Change(json: (try? JSON.parse(entry.ops, what: "stored ops")) ?? .null)
             guard case .success(let current) = schema.upcast(change, type: type, from: entry.schemaVersion) else { continue }
             let stamp = Stamp(hlc: entry.hlc, device: deviceId)
-            let report = try Merge.merge(current, stamp: stamp, into: &state, spec: spec)
+            let report = try Merge.merge(current, stamp: stamp, into: &state, spec: spec, replaying: true)
+            if !report.overflowed.isEmpty {
+                exactVersion = nil   // not the hub's state: keep the held version
+                repull = held
+            }
             guard exactVersion != nil, let serverSeq = entry.serverSeq else { continue }
             for (field, resolution) in report.fields where resolution != .lost { state.versions[field] = serverSeq }
             if current.delete && state.deleted && state.deletedAt == stamp {
@@ -558,7 +633,7 @@ extension Store {
         try db.run(Store.writeShadow, [.text(type), .text(id), .int(exactVersion ?? held), .bytes(state.text(tags: false)), .null])
         state.tags = [:]   // as the stored text holds it
         shadows.wrote(key, (state, exactVersion ?? held))
-        return contained
+        return (contained, repull)
     }
 
     /// Stores pulled server state if it is newer than what the device has;
@@ -574,7 +649,7 @@ extension Store {
         let record = RecordState(json: state)
         // A stamp further ahead than the skew bound is kept in the state (the
         // hub's verdict) but never adopted by this device's clock.
-        let wall = wallClock()
+        let wall = now()
         for stamp in record.stamps.values { clock.observe(stamp.hlc, wallMs: wall, maxSkewMs: maxClockSkewMs) }
         if let at = record.deletedAt { clock.observe(at.hlc, wallMs: wall, maxSkewMs: maxClockSkewMs) }
         // A fetched record is cached for a while, unless the device already
@@ -621,28 +696,36 @@ extension Store {
     /// The transport failed: the batch goes back to pending (nothing lost,
     /// no attempt counted against its entries) and the next try backs off.
     package func fail(reason: String) throws(FieldSyncError) {
-        try db.run("UPDATE fs_outbox SET state = 'pending', batch = NULL WHERE state = 'inflight'")
+        try makingRoom { () throws(FieldSyncError) in
+            try db.run("UPDATE fs_outbox SET state = 'pending', batch = NULL WHERE state = 'inflight'")
+        }
         var random = SystemRandomNumberGenerator()
         sync.failures += 1
-        sync.retryAt = wallClock() + sync.backoff(attempt: sync.failures, random: &random)
+        sync.retryAt = now() + sync.backoff(attempt: sync.failures, random: &random)
         sync.lastFailure = reason
     }
 
     /// Connectivity changed. Up: resume now, whatever the backoff was.
+    /// The write comes first: if it fails (FS_ERR_BUSY, FS_ERR_FULL) nothing
+    /// changes, in memory either.
     package func connectivity(up: Bool) throws(FieldSyncError) {
+        if up {
+            try makingRoom { () throws(FieldSyncError) in
+                try db.run("UPDATE fs_outbox SET next_attempt_at = 0 WHERE state = 'pending' AND next_attempt_at > 0")
+            }
+        }
         sync.online = up
         guard up else { return }
         sync.failures = 0
         sync.retryAt = 0
         sync.pullDue = true
-        try db.run("UPDATE fs_outbox SET next_attempt_at = 0 WHERE state = 'pending' AND next_attempt_at > 0")
     }
 
     /// How this device's writes fared at the hub (fs_store_stats).
     static let writeCounters: Set<String> = ["writes_won", "writes_lost", "writes_merged", "writes_resolved", "writes_rejected"]
 
     var syncStats: JSONObject {
-        let now = wallClock()
+        let now = self.now()
         let state = sync.upgradeRequired != nil ? "upgrade_required" : !sync.online ? "offline" : sync.retryAt > now ? "backoff" : "ready"
         return [
             "sync_state": .string(state), "cursor": .int(sync.cursor), "batches_sent": .int(sync.batches),

@@ -365,6 +365,7 @@ class Store(_Handle):
         device_id: Optional[str] = None,
         busy_timeout_ms: Optional[int] = None,
         batch_size: Optional[int] = None,
+        batch_bytes: Optional[int] = None,
         pull_limit: Optional[int] = None,
         backoff_base_ms: Optional[int] = None,
         backoff_cap_ms: Optional[int] = None,
@@ -378,13 +379,16 @@ class Store(_Handle):
     ) -> None:
         """Open (creating if needed) the store at `path`. Options left at None
         take the library's defaults: durability "full", a generated device id,
-        busy_timeout_ms 5000; sync: batch_size 500, pull_limit 1000,
+        busy_timeout_ms 5000; sync: batch_size 500, batch_bytes 4 MiB (a
+        request stops adding entries past it, always one), pull_limit 1000,
         backoff_base_ms 500, backoff_cap_ms 60000, max_attempts 8,
         pull_interval_ms 60000 (0 = pull only after set_connectivity(True)),
-        scope {} (e.g. ``{"task": {"site": "WH-3"}}``).
+        scope {} (e.g. ``{"task": {"site": "WH-3"}}``). Every integer option
+        has a range (docs/ABI.md "Store options"; durations up to 10 years);
+        a value outside it raises ArgError naming the range.
 
         Storage hygiene (docs/HYGIENE.md; see hygiene()): audit_keep_days
-        (integer > 0; default: audit rows are never evicted), hygiene_on_open
+        (1 to 36600; default: audit rows are never evicted), hygiene_on_open
         (run a pass when the store opens; default False), hygiene_every (run a
         pass after sync_receive() once N actions were applied since the last
         one; 0, the default, never), fetch_ttl_ms (how long records fetched
@@ -397,7 +401,7 @@ class Store(_Handle):
         self._clock_fn: Optional[Any] = None  # keeps the CFUNCTYPE alive
         self.path = os.fspath(path)
         options = _compact(durability=durability, device_id=device_id,
-                           busy_timeout_ms=busy_timeout_ms, batch_size=batch_size,
+                           busy_timeout_ms=busy_timeout_ms, batch_size=batch_size, batch_bytes=batch_bytes,
                            pull_limit=pull_limit, backoff_base_ms=backoff_base_ms,
                            backoff_cap_ms=backoff_cap_ms, max_attempts=max_attempts,
                            pull_interval_ms=pull_interval_ms, scope=scope,
