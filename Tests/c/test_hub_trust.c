@@ -8,6 +8,7 @@
  * fs_store_open as the hub checks them; pull pages sized by bytes. */
 #include <stdio.h>
 #include <stdlib.h>
+#include <sqlite3.h>
 #include <unistd.h>
 
 #include "fixture.h"
@@ -596,6 +597,85 @@ TEST(test_a_pull_of_many_large_records_is_paged_under_the_byte_budget) {
     stats = stats_ok(b);
     CHECK_INT_EQ(jint(stats, "records"), RECORDS);
     json_decref(stats);
+    fs_store_close(a);
+    fs_store_close(b);
+    fs_hub_close(h);
+}
+
+TEST(test_a_hub_made_before_digests_gets_the_column_and_trusts_its_old_rows) {
+    exchange x;
+    sqlite3 *db = NULL;
+    char *again;
+    json_t *r;
+    int columns = -1;
+    sqlite3_stmt *st = NULL;
+    REQUIRE(exchange_start(&x, NULL));
+    x.response = handle_ok(x.h, x.request);
+    REQUIRE(x.response != NULL);
+    fs_hub_close(x.h);
+    /* the ledger as hubs before this version wrote it */
+    REQUIRE(sqlite3_open(test_path("hub.db"), &db) == SQLITE_OK);
+    CHECK(sqlite3_exec(db, "ALTER TABLE fs_hub_applied DROP COLUMN digest", NULL, NULL, NULL) == SQLITE_OK);
+    sqlite3_close(db);
+
+    x.h = open_task_hub();
+    REQUIRE(x.h != NULL);
+    REQUIRE(sqlite3_open(test_path("hub.db"), &db) == SQLITE_OK);
+    REQUIRE(sqlite3_prepare_v2(db, "SELECT count(*) FROM pragma_table_info('fs_hub_applied') WHERE name = 'digest'",
+                               -1, &st, NULL) == SQLITE_OK);
+    if (sqlite3_step(st) == SQLITE_ROW) columns = sqlite3_column_int(st, 0);
+    sqlite3_finalize(st);
+    sqlite3_close(db);
+    CHECK_INT_EQ(columns, 1);
+    /* rows without a digest are trusted: a resend is a duplicate */
+    again = handle_ok(x.h, x.request);
+    REQUIRE(again != NULL);
+    r = json_loads(again, 0, NULL);
+    fs_free(again);
+    CHECK_STR_EQ(jstr(json_array_get(json_object_get(r, "results"), 0), "status"), "duplicate");
+    CHECK_STR_EQ(jstr(json_array_get(json_object_get(r, "results"), 1), "status"), "duplicate");
+    json_decref(r);
+    json_decref(receive_ok(x.s, x.response));
+    CHECK_INT_EQ(outbox_count(x.s), 0);
+    exchange_finish(&x);
+}
+
+TEST(test_a_fetch_of_many_large_records_is_answered_under_the_byte_budget) {
+    enum { RECORDS = 20 };
+    fs_hub *h = open_task_hub();
+    fs_store *a = open_device("dev-a", "\"batch_size\":6");
+    fs_store *b = open_device("dev-b", "\"scope\":{\"task\":{\"site\":\"none\"}}");
+    char *big = repeat_char('x', 1000 * 1000);
+    char *request = NULL, *response = NULL;
+    json_t *refs = json_array(), *r;
+    char *refs_text;
+    int i;
+    REQUIRE(h != NULL && a != NULL && b != NULL);
+    for (i = 0; i < RECORDS; i++) {
+        char id[16];
+        char *action = strf("{\"action\":\"edit\",\"actor\":\"op-1\",\"type\":\"task\",\"id\":\"T-%d\","
+                            "\"set\":{\"status\":\"%s\"}}", i, big);
+        json_decref(apply_ok(a, action));
+        free(action);
+        snprintf(id, sizeof id, "T-%d", i);
+        json_array_append_new(refs, json_pack("{s:s,s:s}", "type", "task", "id", id));
+    }
+    free(big);
+    sync_until_idle(a, h);
+    refs_text = json_dumps(refs, JSON_COMPACT);
+    json_decref(refs);
+    REQUIRE_OK(fs_fetch_request(b, refs_text, &request));
+    free(refs_text);
+    REQUIRE_OK(fs_hub_handle(h, request, &response));
+    fs_free(request);
+    CHECK(strlen(response) < (size_t)18 * 1024 * 1024);
+    r = json_loads(response, 0, NULL);
+    CHECK(json_array_size(json_object_get(r, "fetched")) >= 1);
+    CHECK_INT_EQ(json_array_size(json_object_get(r, "fetched")) + json_array_size(json_object_get(r, "deferred")),
+                 RECORDS);
+    json_decref(r);
+    json_decref(receive_ok(b, response));
+    fs_free(response);
     fs_store_close(a);
     fs_store_close(b);
     fs_hub_close(h);
