@@ -655,13 +655,6 @@ extension Connection {
     }
 }
 
-/// A member that must be an array when present.
-func optionalArray(_ object: JSONObject, _ key: String, in context: String) throws(FieldSyncError) -> [JSON] {
-    guard let value = object[key], !value.isNull else { return [] }
-    guard let items = value.array else { throw .arg("\(context): \"\(key)\" must be an array, got \(value.kind)") }
-    return items
-}
-
 /// `seqs` as runs of consecutive numbers, ascending (duplicates fold in), so
 /// that a statement over a batch runs once per run instead of once per entry.
 func consecutiveRuns(_ seqs: [Int64]) -> [ClosedRange<Int64>] {
