@@ -680,3 +680,64 @@ TEST(test_a_fetch_of_many_large_records_is_answered_under_the_byte_budget) {
     fs_store_close(b);
     fs_hub_close(h);
 }
+
+/* The exchange's response with one more pulled change: T-9 whose status
+ * carries stamp `hlc` (free()). */
+static char *with_pulled_stamp(const char *response, int64_t hlc) {
+    json_t *change = json_pack("{s:s,s:s,s:I,s:{s:{s:s},s:{s:[I,s]},s:{s:I},s:b}}", "type", "task", "id", "T-9", "seq",
+                               (json_int_t)1000, "state", "fields", "status", "far", "stamps", "status",
+                               (json_int_t)hlc, "dev-x", "versions", "status", (json_int_t)1000, "deleted", 0);
+    return with_member(response, "changes", json_pack("[o]", change));
+}
+
+TEST(test_a_device_never_adopts_a_pulled_stamp_beyond_its_skew_option) {
+    /* default skew: INT64_MAX and a stamp 25 h ahead are kept in the record,
+     * not adopted by the clock; with max_clock_skew_ms 0 not even one 1 s ahead */
+    static const struct {
+        const char *options;
+        int64_t ahead_ms; /* INT64_MAX: the stamp INT64_MAX */
+        int adopted;
+    } cases[] = {
+        {NULL, I64_MAX, 0},
+        {NULL, 25LL * 3600 * 1000, 0},
+        {NULL, 1000, 1},
+        {"\"max_clock_skew_ms\":0", 1000, 0},
+    };
+    size_t i;
+    for (i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char device[32], hub_name[32];
+        fs_hub *h;
+        fs_store *s;
+        char *request, *response, *forged;
+        int64_t stamp;
+        json_t *stats;
+        snprintf(device, sizeof device, "dev-%d", (int)i);
+        snprintf(hub_name, sizeof hub_name, "hub-%d.db", (int)i);
+        h = open_hub(hub_name, TASK_SCHEMA, NULL);
+        s = open_device(device, cases[i].options);
+        REQUIRE(h != NULL && s != NULL);
+        fs_hub_set_clock(h, fixed_clock, &now_ms);
+        fs_store_set_clock(s, fixed_clock, &now_ms);
+        create_task(s, "T-1", "open");
+        request = prepare_ok(s);
+        REQUIRE(request != NULL);
+        response = handle_ok(h, request);
+        fs_free(request);
+        REQUIRE(response != NULL);
+        stamp = cases[i].ahead_ms == I64_MAX ? I64_MAX : stamp_at(now_ms + cases[i].ahead_ms);
+        forged = with_pulled_stamp(response, stamp);
+        fs_free(response);
+        json_decref(receive_ok(s, forged));
+        free(forged);
+        stats = stats_ok(s);
+        if (cases[i].adopted)
+            CHECK_INT_EQ(jint(stats, "hlc"), stamp);
+        else
+            CHECK(jint(stats, "hlc") < stamp_at(now_ms + 1));
+        json_decref(stats);
+        /* the clock goes on: the next action gets a stamp */
+        json_decref(apply_ok(s, act("T-1", "'set':{'status':'done'}")));
+        fs_store_close(s);
+        fs_hub_close(h);
+    }
+}
