@@ -139,8 +139,9 @@ typedef struct fs_store fs_store;
  * @param out_store     receives the handle (NULL on failure); release it with
  *                      fs_store_close().
  * @return FS_OK; FS_ERR_ARG (NULL path/schema/out, bad option), FS_ERR_JSON,
- *         FS_ERR_TOO_BIG, FS_ERR_SCHEMA (invalid schema, or one that does not
- *         match the stored schema; the message names the type/field),
+ *         FS_ERR_TOO_BIG, FS_ERR_SCHEMA (invalid schema, one that does not
+ *         match the stored schema, or a "scope" option the hub would refuse:
+ *         the message names the type/field; nothing is created),
  *         FS_ERR_IO (cannot open or create the file), FS_ERR_CORRUPT (not a
  *         fieldsync database), FS_ERR_BUSY, FS_ERR_FULL.
  * Blocks for the file open and, on first use, table creation (milliseconds).
@@ -421,7 +422,11 @@ typedef struct fs_hub fs_hub;
 
 /* Opens (creating if needed) the hub database at `path`.
  * options_json may be NULL or {"durability": "full"|"normal",
- * "busy_timeout_ms": 5000 (0 to 2147483647)}.
+ * "busy_timeout_ms": 5000 (0 to 2147483647), "max_clock_skew_ms": 86400000}:
+ * an entry stamped further ahead of the hub's clock than max_clock_skew_ms
+ * (0 to 10 years, default 24 h) is rejected with reason "clock_skew"
+ * (docs/ABI.md). A hub file made by an older version is brought up to date
+ * when opened.
  * @param out_hub receives the handle; release with fs_hub_close().
  * @return FS_OK; FS_ERR_ARG, FS_ERR_JSON, FS_ERR_TOO_BIG, FS_ERR_SCHEMA,
  *         FS_ERR_IO, FS_ERR_CORRUPT (not a hub database), FS_ERR_BUSY.
@@ -444,10 +449,19 @@ FS_EXTERN fs_status fs_hub_set_clock(fs_hub *hub, int64_t (*now_ms)(void *ctx), 
  * carrying {"error": {"code": ..., "message": ...}}: "upgrade_required" when
  * the client's schema is below min_client_version, "protocol_unsupported"
  * when the request uses a newer protocol than this hub.
+ * Every member is range-checked as it is read (docs/PROTOCOL.md). Entries
+ * are answered one by one: a stamp beyond the maximum clock skew is
+ * "rejected" ("clock_skew"), a key the hub decided for other content is
+ * "rejected" ("key_reused", never "duplicate"); an audit row whose id the
+ * hub holds with other content is listed in "audit_refused", not
+ * acknowledged. A response carries about 16 MiB of record states at most
+ * (a pull page then says "more": true).
  * @param out_response_json receives the response, caller frees.
- * @return FS_OK; FS_ERR_ARG (not a request: wrong shape, entries whose keys
- *         are not the sender's), FS_ERR_JSON, FS_ERR_TOO_BIG, FS_ERR_SCHEMA
- *         (a scope naming unknown types or fields), FS_ERR_CLOSED, FS_ERR_IO,
+ * @return FS_OK; FS_ERR_ARG (not a request: wrong shape, a member of the
+ *         wrong kind or out of range, named in the message; entries whose
+ *         keys are not the sender's), FS_ERR_JSON, FS_ERR_TOO_BIG,
+ *         FS_ERR_SCHEMA (a scope naming unknown types or fields, set or json
+ *         fields, or values of the wrong type), FS_ERR_CLOSED, FS_ERR_IO,
  *         FS_ERR_FULL, FS_ERR_BUSY. On error nothing is applied.
  * Blocks for one transaction: about 15 ms of CPU per 100 entries on a 2-core
  * VM (BENCHMARKS.md). Any thread. */
@@ -493,8 +507,9 @@ FS_EXTERN fs_status fs_hub_query(fs_hub *hub, const char *query_json, char **out
 FS_EXTERN fs_status fs_hub_audit_query(fs_hub *hub, const char *filter_json, char **out_rows_json);
 
 /* Reports the hub's counters as a flat JSON object (keys in docs/ABI.md):
- * records, devices, entries applied and rejected, audit rows, hash failures,
- * chain breaks and gaps, and per type and field "conflicts.<type>.<field>.*"
+ * records, devices, entries applied and rejected (and of those, refused for
+ * clock skew), resends refused for a reused key, audit rows, rows refused for
+ * a reused audit id, hash failures, chain breaks and gaps, and per type and field "conflicts.<type>.<field>.*"
  * (writes, concurrent, won, lost, merged, rejected, rate) with the overall
  * "conflict_rate".
  * @return FS_OK; FS_ERR_ARG, FS_ERR_CLOSED, FS_ERR_IO. */

@@ -9,7 +9,16 @@ package final class Hub {
     package var wallClock: () -> Int64 = systemWallClock
     /// Custom-merge resolvers registered by the host, by the schema's resolver name.
     package var resolvers: [String: (JSON) -> Result<JSON, FieldSyncError>] = [:]
+    /// Entry stamps further ahead of the hub's clock than this are refused
+    /// ("clock_skew"): the `max_clock_skew_ms` hub option.
+    package let maxClockSkewMs: Int64
     private var seq: Int64
+
+    /// How many bytes of record states one response carries before the hub
+    /// stops adding more (`more: true`; docs/PROTOCOL.md): a quarter of
+    /// FS_MAX_MESSAGE_BYTES, so the record that crosses it, one pulled
+    /// change past it and the rest of the response still fit.
+    package static let responseBudgetBytes = 16 * 1024 * 1024
 
     package convenience init(path: String, schemaJSON: String, optionsJSON: String?) throws(FieldSyncError) {
         let options = try optionsJSON.map { (text) throws(FieldSyncError) -> JSON in try JSON.parse(text, what: "options") } ?? .null
@@ -18,7 +27,8 @@ package final class Hub {
 
     package init(path: String, schema: Schema, options: JSON) throws(FieldSyncError) {
         guard let opts = options.isNull ? [:] : options.object else { throw .arg("options must be a JSON object, got \(options.kind)") }
-        try checkKeys(opts, allowed: ["durability", "busy_timeout_ms"], in: "hub options", code: FieldSyncError.arg)
+        try checkKeys(opts, allowed: ["durability", "busy_timeout_ms", "max_clock_skew_ms"], in: "hub options", code: FieldSyncError.arg)
+        let maxClockSkewMs = try HybridClock.skewOption(opts, in: "hub options")
         let db = try Connection.openDatabase(path: path, options: opts)
         let storage = HubStorage(db: db, schema: schema)
         try db.transaction { () throws(FieldSyncError) in
@@ -33,6 +43,7 @@ package final class Hub {
                   let version = try storage.meta("schema_version")?.int else {
                 throw .corrupt("\(path) is not a fieldsync hub database (a device store, or damaged)")
             }
+            try storage.upgrade()
             if schema.version < version { throw .schema("the hub holds schema version \(version); version \(schema.version) is older (no downgrade)") }
             if schema.version > version {
                 try storage.migrate(from: Schema(json: stored), to: schema)
@@ -42,6 +53,7 @@ package final class Hub {
         }
         self.storage = storage
         self.schema = schema
+        self.maxClockSkewMs = maxClockSkewMs
         self.seq = try storage.meta("seq")?.int ?? 0
     }
 
@@ -49,24 +61,17 @@ package final class Hub {
 
     // MARK: handle
 
-    package func handle(_ request: JSON) throws(FieldSyncError) -> JSON {
-        guard let r = request.object else { throw .arg("request must be a JSON object, got \(request.kind)") }
-        guard let proto = r["protocol"]?.int, proto >= 1 else { throw .arg("request: \"protocol\" must be an integer >= 1") }
-        guard let device = r["device_id"]?.string, isDeviceId(device) else { throw .arg("request: \"device_id\" is missing or invalid") }
-        guard let batch = r["batch"]?.string else { throw .arg("request: \"batch\" must be a string") }
-        guard let clientVersion = r["schema_version"]?.int else { throw .arg("request: \"schema_version\" must be an integer") }
-        let cursor = r["cursor"]?.int ?? 0
-        let limit = min(max(r["limit"]?.int ?? 1000, 1), 10_000)
-        let pull = r["pull"]?.bool ?? true
-        let entries = try optionalArray(r, "entries", in: "request").map(Wire.Entry.init)
-        let auditRows = try optionalArray(r, "audit", in: "request").map { (row) throws(FieldSyncError) -> AuditRow in try Wire.auditRow(row, device: device) }
-        let fetch = try optionalArray(r, "fetch", in: "request")
-        if fetch.count > 1000 { throw .tooBig("request: at most 1000 records per fetch") }
-        let scope = try checkedScope(r["scope"], clientVersion: r["schema_version"]?.int ?? schema.version)
-        let now = HybridClock.clampWall(wallClock())   // a host clock may return anything
+    package func handle(_ json: JSON) throws(FieldSyncError) -> JSON {
+        let request = try Wire.Request(json)
+        let device = request.device, batch = request.batch, clientVersion = request.schemaVersion
+        let entries = request.entries, cursor = request.cursor, limit = request.limit
+        let scope = try schema.checkedScope(request.scope, clientVersion: clientVersion, in: "request")
+        // A host clock may return anything; every time the hub stores or
+        // compares is brought into the range stamps can hold.
+        let now = HybridClock.clampWall(wallClock())
 
-        if proto > Wire.version {
-            return Wire.error("protocol_unsupported", "this hub speaks protocol \(Wire.version); the request uses \(proto)",
+        if request.proto > Wire.version {
+            return Wire.error("protocol_unsupported", "this hub speaks protocol \(Wire.version); the request uses \(request.proto)",
                               device: device, batch: batch, serverTime: now)
         }
         if clientVersion < schema.minClientVersion {
@@ -75,10 +80,8 @@ package final class Hub {
         }
         // Keys are checked before anything is applied: a request carrying
         // another device's entries is refused whole.
-        for e in entries {
-            guard let key = e.key, let s = e.seq, key == Outbox.key(device: device, seq: s) else {
-                throw .arg("request: every entry needs \"key\" = \"<device_id>-<seq>\" of the sending device")
-            }
+        for e in entries where e.key != Outbox.key(device: device, seq: e.seq) {
+            throw .arg("request: every entry needs \"key\" = \"<device_id>-<seq>\" of the sending device")
         }
 
         var committed = false
@@ -90,10 +93,13 @@ package final class Hub {
             var results: [JSON] = []
             var held: Set<ExactString> = []
             var own: [ExactString: OwnRecord] = [:]
-            var decisions = try storage.decisions(device: device, seqs: entries.compactMap(\.seq))
+            var decisions = try storage.decisions(device: device, seqs: entries.map(\.seq))
+            // Record states travel in rejections, fetched records and pulled
+            // changes; together they stop at the budget (docs/PROTOCOL.md).
+            var budget = Hub.responseBudgetBytes
             for e in entries {
                 let (result, applied) = try apply(entry: e, device: device, clientVersion: clientVersion, seq: &seq, held: &held,
-                                                  own: &own, decisions: &decisions, now: now)
+                                                  own: &own, decisions: &decisions, budget: &budget, now: now)
                 // A record with an entry not applied now (duplicate, retry,
                 // rejected) is sent back whole, as before.
                 if !applied {
@@ -104,46 +110,51 @@ package final class Hub {
             let owned = own.values.filter(\.eligible).sorted { $0.seq < $1.seq }
             let ownKeys = Set(owned.map { ExactString($0.type, $0.id) })
             try storage.flush()
-            let acks = try storage.storeAudit(auditRows, device: device, receivedAt: now).map { ack in
-                JSON.object(["audit_id": .int(ack.id), "server_received_at": .int(ack.at)])
-            }
+            let audit = try storage.storeAudit(request.audit, device: device, receivedAt: now)
             if seq != self.seq { try storage.setMeta("seq", .int(seq)) }
 
             var response: JSONObject = [
-                "audit_acks": .array(acks), "batch": .string(batch), "device_id": .string(device),
+                "audit_acks": .array(audit.acks.map { ack in .object(["audit_id": .int(ack.id), "server_received_at": .int(ack.at)]) }),
+                "batch": .string(batch), "device_id": .string(device),
                 "protocol": .int(Wire.version), "results": .array(results), "server_time": .int(now),
             ]
+            if !audit.refused.isEmpty {
+                response["audit_refused"] = .array(audit.refused.map { .object(["audit_id": .int($0), "reason": .string("audit_id_reused")]) })
+            }
             if !owned.isEmpty {
                 response["own"] = .array(owned.map { record in
                     .object(["id": .string(record.id), "prior": .int(record.prior), "seq": .int(record.seq), "type": .string(record.type)])
                 })
             }
-            if !fetch.isEmpty {
-                var found: [JSON] = [], missing: [JSON] = []
-                for ref in fetch {
-                    let type = ref["type"]?.string ?? "", id = ref["id"]?.string ?? ""
-                    if let (state, recordSeq) = try storage.record(type: type, id: id) {
-                        found.append(.object(["type": .string(type), "id": .string(id), "seq": .int(recordSeq),
-                                              "state": schema.downcast(state, type: type, to: clientVersion).shadowJSON]))
+            if !request.fetch.isEmpty {
+                var found: [JSON] = [], missing: [JSON] = [], deferred: [JSON] = []
+                for (type, id) in request.fetch {
+                    if budget <= 0 && !found.isEmpty {
+                        deferred.append(.object(["type": .string(type), "id": .string(id)]))
+                    } else if let (state, recordSeq) = try storage.record(type: type, id: id) {
+                        let shown = schema.downcast(state, type: type, to: clientVersion).shadowJSON
+                        budget -= shown.bytes.count
+                        found.append(.object(["type": .string(type), "id": .string(id), "seq": .int(recordSeq), "state": shown]))
                     } else {
                         missing.append(.object(["type": .string(type), "id": .string(id)]))
                     }
                 }
                 response["fetched"] = .array(found)
                 response["missing"] = .array(missing)
+                if !deferred.isEmpty { response["deferred"] = .array(deferred) }
             }
-            if pull {
+            if request.pull {
                 // Records answered as "own" are not sent back: the device
                 // already holds exactly their state.
-                let page = try storage.changes(after: cursor, limit: limit) { type, id in ownKeys.contains(ExactString(type, id)) }
+                let page = try storage.changes(after: cursor, limit: limit, budget: budget) { type, id in ownKeys.contains(ExactString(type, id)) }
                 // An old client gets records in the shape its schema version knows.
                 response["changes"] = .array(page.changes.filter { inScope($0.type, $0.state, scope) }.map { change in
                     .object(["id": .string(change.id), "seq": .int(change.seq),
                              "state": schema.downcast(change.state, type: change.type, to: clientVersion).shadowJSON,
                              "type": .string(change.type)])
                 })
-                response["cursor"] = .int(page.last ?? max(cursor, 0))
-                response["more"] = .bool(page.count == limit)
+                response["cursor"] = .int(page.last ?? cursor)
+                response["more"] = .bool(page.count == limit || page.full)
             }
             self.seq = seq
             return .object(response)
@@ -166,9 +177,18 @@ package final class Hub {
     /// Returns the entry's result, and whether it was applied now.
     private func apply(entry e: Wire.Entry, device: String, clientVersion: Int64, seq: inout Int64, held: inout Set<ExactString>,
                        own: inout [ExactString: OwnRecord], decisions: inout HubStorage.Decisions,
-                       now: Int64) throws(FieldSyncError) -> (JSON, Bool) {
-        let key = e.key ?? "", entrySeq = e.seq ?? 0
+                       budget: inout Int, now: Int64) throws(FieldSyncError) -> (JSON, Bool) {
+        let key = e.key, entrySeq = e.seq
+        let digest = e.digest
         if let done = try decisions.find(entrySeq, in: storage) {
+            // The key was decided for other content (a store restored from an
+            // old backup, two devices given one device_id): answering
+            // "duplicate" would make the device drop an action never applied.
+            if let stored = done.digest, stored != digest {
+                try storage.countKeyReused()
+                return (.object(["key": .string(key), "status": .string("rejected"), "reason": .string("key_reused"),
+                                 "detail": .object(["message": .string("the hub decided \(key) for other content (\(done.status)); this entry is not applied")])]), false)
+            }
             var result: JSONObject = ["key": .string(key), "status": .string("duplicate"), "outcome": .string(done.status)]
             if let reason = done.reason {
                 if done.status == "applied" {
@@ -193,7 +213,7 @@ package final class Hub {
             return retry("the hub runs schema version \(schema.version); this entry needs \(v)")
         }
         func reject(_ reason: String, _ extra: JSONObject = [:]) throws(FieldSyncError) -> (JSON, Bool) {
-            try decisions.record(seq: entrySeq, status: "rejected", reason: reason, serverSeq: nil, at: now, in: storage)
+            try decisions.record(seq: entrySeq, status: "rejected", reason: reason, serverSeq: nil, digest: digest, at: now, in: storage)
             return (.object(extra.merging(["key": .string(key), "status": .string("rejected"), "reason": .string(reason)]) { a, _ in a }), false)
         }
 
@@ -219,6 +239,14 @@ package final class Hub {
             return try reject("invalid: \(error.message)")
         }
         guard let hlc = e.hlc else { return try reject("invalid: entry has no \"hlc\" stamp") }
+        // A stamp far ahead of the hub's clock would win every later write
+        // of the field, for good: it is refused, and only this entry.
+        guard HybridClock.isPlausible(hlc, wallMs: now, maxSkewMs: maxClockSkewMs) else {
+            return try reject("clock_skew", ["detail": .object([
+                "hlc": .int(hlc), "max_clock_skew_ms": .int(maxClockSkewMs), "server_time": .int(now),
+                "message": .string("the stamp is not between 0 and max_clock_skew_ms (\(maxClockSkewMs) ms) ahead of the hub's clock"),
+            ])])
+        }
 
         let existing = try storage.record(type: type, id: id)
         let (current, recordSeq) = existing ?? (RecordState(absent: ()), 0)
@@ -255,7 +283,11 @@ package final class Hub {
         }
         storage.count(report, type: type, spec: spec)
         if let refusal = report.rejection {
+            // Past the response's budget the state stays behind: the
+            // device's next pull brings it.
+            guard budget > 0 else { return try reject(refusal.reason, ["detail": refusal.detail]) }
             let state = schema.downcast(current, type: type, to: clientVersion).shadowJSON
+            budget -= state.bytes.count
             return try reject(refusal.reason, ["detail": refusal.detail, "state": state, "record_seq": .int(recordSeq)])
         }
         seq += 1
@@ -278,7 +310,7 @@ package final class Hub {
         var resolutions: JSONObject = [:]
         for (field, resolution) in report.fields where resolution != .clean { resolutions[field] = .string(resolution.rawValue) }
         let detail: String? = resolutions.isEmpty ? nil : JSON.object(resolutions).text
-        try decisions.record(seq: entrySeq, status: "applied", reason: detail, serverSeq: seq, at: now, in: storage)
+        try decisions.record(seq: entrySeq, status: "applied", reason: detail, serverSeq: seq, digest: digest, at: now, in: storage)
         var result: JSONObject = ["key": .string(key), "server_seq": .int(seq), "status": .string("applied")]
         if !resolutions.isEmpty { result["resolutions"] = .object(resolutions) }
         return (.object(result), true)
@@ -292,26 +324,6 @@ package final class Hub {
             if case .success(let name) = schema.upcast(field: field, type: type, from: version) { out[name] = value }
         }
         return out
-    }
-
-    /// A scope maps types to equality filters on their fields.
-    private func checkedScope(_ json: JSON?, clientVersion: Int64) throws(FieldSyncError) -> [String: JSONObject] {
-        guard let json, !json.isNull else { return [:] }
-        guard let o = json.object else { throw .arg("request: \"scope\" must map types to field filters") }
-        var scope: [String: JSONObject] = [:]
-        for (type, filter) in o {
-            let spec = try schema.type(type)
-            guard let f = filter.object else { throw .arg("request: scope of '\(type)' must be an object of field: value") }
-            var filter: JSONObject = [:]
-            for (field, value) in f {
-                guard case .success(let name) = schema.upcast(field: field, type: type, from: clientVersion), spec.field(name) != nil else {
-                    throw .schema("request: scope names unknown field '\(type).\(field)'")
-                }
-                filter[name] = value
-            }
-            scope[type] = filter
-        }
-        return scope
     }
 
     /// Tombstones are always in scope: a device must learn of a delete.
@@ -351,10 +363,14 @@ package final class Hub {
         stats["devices"] = .int(try db.scalar("SELECT count(DISTINCT device) FROM fs_hub_applied") ?? 0)
         stats["entries_applied"] = .int(try db.scalar("SELECT count(*) FROM fs_hub_applied WHERE status = 'applied'") ?? 0)
         stats["entries_rejected"] = .int(try db.scalar("SELECT count(*) FROM fs_hub_applied WHERE status = 'rejected'") ?? 0)
+        stats["entries_clock_skew"] = .int(try db.scalar("SELECT count(*) FROM fs_hub_applied WHERE status = 'rejected' AND reason = 'clock_skew'") ?? 0)
+        stats["entries_key_reused"] = .int(try storage.meta("entries_key_reused")?.int ?? 0)
+        stats["audit_reused"] = .int(try storage.meta("audit_reused")?.int ?? 0)
         stats["audit_rows"] = .int(try db.scalar("SELECT count(*) FROM fs_hub_audit") ?? 0)
         stats["audit_hash_failures"] = .int(try db.scalar("SELECT count(*) FROM fs_hub_audit WHERE hash_ok = 0") ?? 0)
         stats["audit_chain_breaks"] = .int(try db.scalar("SELECT count(*) FROM fs_hub_audit WHERE link_ok = 0") ?? 0)
-        stats["audit_gaps"] = .int(try db.scalar("SELECT coalesce(sum(m - n), 0) FROM (SELECT max(audit_id) AS m, count(*) AS n FROM fs_hub_audit GROUP BY device)") ?? 0)
+        // audit_id <= Wire.maxSeq (2^53): the sum cannot overflow below 1024 devices at that bound; total() never does.
+        stats["audit_gaps"] = .int(try db.scalar("SELECT CAST(total(m - n) AS INTEGER) FROM (SELECT max(audit_id) AS m, count(*) AS n FROM fs_hub_audit GROUP BY device)") ?? 0)
         // A conflict is a concurrent write where one value had to give way
         // (lww won/lost, server rejected); concurrent counter increments and
         // set changes merge and are counted apart as "merged".

@@ -16,10 +16,11 @@ final class HubStorage {
         "CREATE INDEX fs_hub_records_seq ON fs_hub_records(seq)",
         // What was decided for every entry ever received: the idempotency
         // ledger. `reason` holds a rejection's reason, or an applied entry's
-        // per-field resolutions.
+        // per-field resolutions; `digest` the entry's content (Wire.Entry.digest),
+        // NULL in rows of hubs made before it was kept.
         """
         CREATE TABLE fs_hub_applied(device TEXT NOT NULL, seq INTEGER NOT NULL, status TEXT NOT NULL,
-            reason TEXT, server_seq INTEGER, received_at INTEGER NOT NULL, PRIMARY KEY(device, seq)) WITHOUT ROWID
+            reason TEXT, server_seq INTEGER, received_at INTEGER NOT NULL, digest TEXT, PRIMARY KEY(device, seq)) WITHOUT ROWID
         """,
         """
         CREATE TABLE fs_hub_audit(device TEXT NOT NULL, audit_id INTEGER NOT NULL, actor TEXT NOT NULL,
@@ -53,6 +54,22 @@ final class HubStorage {
 
     func meta(_ key: String) throws(FieldSyncError) -> JSON? { try Store.meta(key, db: db) }
 
+    /// Brings a hub file made by an older version up to today's tables
+    /// (inside the caller's transaction).
+    func upgrade() throws(FieldSyncError) {
+        if try db.scalar("SELECT count(*) FROM pragma_table_info('fs_hub_applied') WHERE name = 'digest'") == 0 {
+            try db.exec("ALTER TABLE fs_hub_applied ADD COLUMN digest TEXT")
+        }
+    }
+
+    /// Counters kept in fs_meta (refusals that leave no row behind).
+    func increment(_ key: String, by n: Int64 = 1) throws(FieldSyncError) {
+        try db.run("INSERT INTO fs_meta(key, value) VALUES(?, ?) ON CONFLICT(key) DO UPDATE SET value = value + excluded.value",
+                   [.text(key), .int(n)])
+    }
+
+    func countKeyReused() throws(FieldSyncError) { try increment("entries_key_reused") }
+
     /// Moves the hub to a newer schema (inside the caller's transaction):
     /// record states take the new field names and defaults, and the plain
     /// tables whose shape changed are rebuilt from them.
@@ -85,13 +102,14 @@ final class HubStorage {
 
     // MARK: idempotency ledger
 
-    static let selectDecision = PreparedSQL("SELECT status, reason, server_seq FROM fs_hub_applied WHERE device = ? AND seq = ?")
-    static let insertDecision = PreparedSQL("INSERT INTO fs_hub_applied(device, seq, status, reason, server_seq, received_at) VALUES(?,?,?,?,?,?)")
+    static let selectDecision = PreparedSQL("SELECT status, reason, server_seq, digest FROM fs_hub_applied WHERE device = ? AND seq = ?")
+    static let insertDecision = PreparedSQL(
+        "INSERT INTO fs_hub_applied(device, seq, status, reason, server_seq, received_at, digest) VALUES(?,?,?,?,?,?,?)")
 
-    func decision(device: String, seq: Int64) throws(FieldSyncError) -> (status: String, reason: String?, serverSeq: Int64?)? {
-        var found: (String, String?, Int64?)?
+    func decision(device: String, seq: Int64) throws(FieldSyncError) -> Decisions.Decision? {
+        var found: Decisions.Decision?
         try db.query(HubStorage.selectDecision, [.text(device), .int(seq)]) { r in
-            found = (r.text(0), r.optionalText(1), r.optionalInt(2))
+            found = (r.text(0), r.optionalText(1), r.optionalInt(2), r.optionalText(3))
             return false
         }
         return found
@@ -101,7 +119,7 @@ final class HubStorage {
     /// statement per run of seqs, and those taken while it is handled: a
     /// seq sent twice in one request is a duplicate the second time.
     struct Decisions {
-        typealias Decision = (status: String, reason: String?, serverSeq: Int64?)
+        typealias Decision = (status: String, reason: String?, serverSeq: Int64?, digest: String?)
         let device: String
         /// The runs of seqs read: a seq in them and not in `known` has no decision.
         let covered: [ClosedRange<Int64>]
@@ -112,10 +130,12 @@ final class HubStorage {
             return covered.contains { $0.contains(seq) } ? nil : try storage.decision(device: device, seq: seq)
         }
 
-        mutating func record(seq: Int64, status: String, reason: String?, serverSeq: Int64?, at: Int64,
+        mutating func record(seq: Int64, status: String, reason: String?, serverSeq: Int64?, digest: String, at: Int64,
                              in storage: HubStorage) throws(FieldSyncError) {
-            try storage.recordDecision(device: device, seq: seq, status: status, reason: reason, serverSeq: serverSeq, at: at)
-            known[seq] = (status, reason, serverSeq)
+            try storage.db.run(HubStorage.insertDecision,
+                               [.text(device), .int(seq), .text(status), reason.map(SQLValue.text) ?? .null,
+                                serverSeq.map(SQLValue.int) ?? .null, .int(at), .text(digest)])
+            known[seq] = (status, reason, serverSeq, digest)
         }
     }
 
@@ -123,20 +143,14 @@ final class HubStorage {
         var decisions = Decisions(device: device, covered: consecutiveRuns(seqs), known: [:])
         for run in decisions.covered {
             try db.query(HubStorage.selectDecisions, [.text(device), .int(run.lowerBound), .int(run.upperBound)]) { r in
-                decisions.known[r.int(0)] = (r.text(1), r.optionalText(2), r.optionalInt(3))
+                decisions.known[r.int(0)] = (r.text(1), r.optionalText(2), r.optionalInt(3), r.optionalText(4))
                 return true
             }
         }
         return decisions
     }
     static let selectDecisions = PreparedSQL(
-        "SELECT seq, status, reason, server_seq FROM fs_hub_applied WHERE device = ? AND seq BETWEEN ? AND ?")
-
-    func recordDecision(device: String, seq: Int64, status: String, reason: String?, serverSeq: Int64?, at: Int64) throws(FieldSyncError) {
-        try db.run(HubStorage.insertDecision,
-                   [.text(device), .int(seq), .text(status), reason.map(SQLValue.text) ?? .null,
-                    serverSeq.map(SQLValue.int) ?? .null, .int(at)])
-    }
+        "SELECT seq, status, reason, server_seq, digest FROM fs_hub_applied WHERE device = ? AND seq BETWEEN ? AND ?")
 
     // MARK: records
 
@@ -204,41 +218,59 @@ final class HubStorage {
     static let selectRecord = PreparedSQL("SELECT state, seq FROM fs_hub_records WHERE type = ? AND id = ?")
     static let upsertRecord = PreparedSQL("INSERT OR REPLACE INTO fs_hub_records(type, id, seq, state) VALUES(?, ?, ?, ?)")
 
-    /// Records changed after `cursor`, oldest change first.
-    /// A page of the change log after `cursor`: the records (their state is
-    /// read only for those not `skipped`), the page's last sequence and size.
-    func changes(after cursor: Int64, limit: Int64, skipping skipped: (String, String) -> Bool = { _, _ in false })
-        throws(FieldSyncError) -> (changes: [(type: String, id: String, seq: Int64, state: RecordState)], last: Int64?, count: Int64) {
+    /// A page of the change log after `cursor`, oldest change first: the
+    /// records (their state is read only for those not `skipped`), the
+    /// page's last sequence and size, and whether it stopped because the
+    /// states read passed `budget` bytes (the first one always goes).
+    func changes(after cursor: Int64, limit: Int64, budget: Int, skipping skipped: (String, String) -> Bool = { _, _ in false })
+        throws(FieldSyncError) -> (changes: [(type: String, id: String, seq: Int64, state: RecordState)], last: Int64?, count: Int64, full: Bool) {
         var out: [(String, String, Int64, RecordState)] = []
         var last: Int64?
         var count: Int64 = 0
-        try db.query("SELECT type, id, seq, state FROM fs_hub_records WHERE seq > ? ORDER BY seq LIMIT ?", [.int(cursor), .int(limit)]) { r in
+        var bytes = 0
+        var full = false
+        try db.query(HubStorage.selectChanges, [.int(cursor), .int(limit)]) { r in
+            if bytes >= budget && count > 0 {
+                full = true
+                return false
+            }
             let type = r.text(0), id = r.text(1)
             last = r.int(2)
             count += 1
             if !skipped(type, id) {
+                bytes += r.bytes(3)?.count ?? 0
                 out.append((type, id, r.int(2), RecordState(json: r.json(3) ?? .null)))
             }
             return true
         }
-        return (out, last, count)
+        return (out, last, count, full)
     }
+    static let selectChanges = PreparedSQL("SELECT type, id, seq, state FROM fs_hub_records WHERE seq > ? ORDER BY seq LIMIT ?")
 
     // MARK: audit
 
     /// Stores a device's audit rows once each, checking every row's hash and
     /// its link to the previous row (and the next one's link, when rows arrive
-    /// out of order). Returns each row's server_received_at.
-    func storeAudit(_ rows: [AuditRow], device: String, receivedAt: Int64) throws(FieldSyncError) -> [(id: Int64, at: Int64)] {
-        guard !rows.isEmpty else { return [] }
+    /// out of order). Returns each row's server_received_at, and the ids of
+    /// rows refused because the hub holds another row under that id (a
+    /// store restored from an old backup, two devices given one device_id):
+    /// those are never acknowledged, and the stored row stays as it is.
+    func storeAudit(_ rows: [AuditRow], device: String, receivedAt: Int64) throws(FieldSyncError)
+        -> (acks: [(id: Int64, at: Int64)], refused: [Int64]) {
+        guard !rows.isEmpty else { return ([], []) }
         let highest = try db.scalar("SELECT max(audit_id) FROM fs_hub_audit WHERE device = ?", [.text(device)]) ?? 0
         var acks: [(Int64, Int64)] = []
+        var refused: [Int64] = []
         var previous: (id: Int64, hash: String)?
         for row in rows.sorted(by: { $0.auditId < $1.auditId }) {
-            if row.auditId <= highest, let at = try db.scalar(HubStorage.receivedAt, [.text(device), .int(row.auditId)]) {
-                acks.append((row.auditId, at))   // already here: a resend
+            let inputText = row.input.bytes
+            // A row stored before, or earlier in this request.
+            if row.auditId <= highest || row.auditId == previous?.id,
+               let stored = try storedAudit(device: device, id: row.auditId, matching: row, input: inputText) {
+                if stored.same { acks.append((row.auditId, stored.at)) } else { refused.append(row.auditId) }
                 continue
             }
+            // Safe: audit ids are 1...Wire.maxSeq (Wire.auditRow).
             var before: String? = row.auditId == 1 ? AuditRow.genesis : nil
             if let previous, previous.id == row.auditId - 1 { before = previous.hash }
             if before == nil {
@@ -248,7 +280,6 @@ final class HubStorage {
                 }
             }
             let linkOK: SQLValue = before.map { .int($0 == row.prevHash ? 1 : 0) } ?? .null
-            let inputText = row.input.bytes
             try db.run(HubStorage.insertAudit, [
                 .text(device), .int(row.auditId), .text(row.actor), .text(row.action), .text(row.type), .text(row.id),
                 .bytes(inputText), .int(row.deviceTime), .int(row.hlc), .bytes(AuditLog.keysText(row.outboxKeys)),
@@ -262,10 +293,30 @@ final class HubStorage {
             previous = (row.auditId, row.hash)
             acks.append((row.auditId, receivedAt))
         }
-        return acks
+        if !refused.isEmpty { try increment("audit_reused", by: Int64(refused.count)) }
+        return (acks, refused)
     }
 
-    static let receivedAt = PreparedSQL("SELECT server_received_at FROM fs_hub_audit WHERE device = ? AND audit_id = ?")
+    /// The stored row under (device, id), if any: when it was received, and
+    /// whether `row` is the same row (a resend) in every member the device decided.
+    private func storedAudit(device: String, id: Int64, matching row: AuditRow, input: [UInt8]) throws(FieldSyncError)
+        -> (at: Int64, same: Bool)? {
+        var found: (Int64, Bool)?
+        let keys = AuditLog.keysText(row.outboxKeys)
+        try db.query(HubStorage.storedAudit, [.text(device), .int(id)]) { r in
+            let same = equalUTF8(r.text(1), row.hash) && equalUTF8(r.text(2), row.prevHash) && equalUTF8(r.text(3), row.actor) && equalUTF8(r.text(4), row.action)
+                && equalUTF8(r.text(5), row.type) && equalUTF8(r.text(6), row.id) && r.int(7) == row.deviceTime && r.int(8) == row.hlc
+                && r.bytes(9).map(Array.init) == input && r.bytes(10).map(Array.init) == keys
+            found = (r.int(0), same)
+            return false
+        }
+        return found
+    }
+    static let storedAudit = PreparedSQL("""
+        SELECT server_received_at, hash, prev_hash, actor, action, type, id, device_time, hlc, input, outbox_keys
+        FROM fs_hub_audit WHERE device = ? AND audit_id = ?
+        """)
+
     static let hashOf = PreparedSQL("SELECT hash FROM fs_hub_audit WHERE device = ? AND audit_id = ?")
     static let insertAudit = PreparedSQL("""
         INSERT INTO fs_hub_audit(device, audit_id, actor, action, type, id, input, device_time, hlc, outbox_keys,

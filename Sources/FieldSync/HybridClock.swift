@@ -21,6 +21,15 @@ package struct HybridClock: Sendable, Equatable {
     /// The option's upper bound (10 years): keeps `wall + skew` far from overflow.
     package static let maxSkewLimitMs: Int64 = 10 * 366 * 24 * 3_600_000
 
+    /// The `max_clock_skew_ms` option of stores and hubs, checked where it is read.
+    static func skewOption(_ options: JSONObject, in context: String) throws(FieldSyncError) -> Int64 {
+        guard let value = options["max_clock_skew_ms"] else { return defaultMaxSkewMs }
+        guard let ms = value.int, (0...maxSkewLimitMs).contains(ms) else {
+            throw .arg("\(context): \"max_clock_skew_ms\" must be an integer in 0...\(maxSkewLimitMs)")
+        }
+        return ms
+    }
+
     /// The greatest stamp issued or observed.
     package private(set) var last: Int64
 

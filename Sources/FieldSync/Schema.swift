@@ -294,3 +294,34 @@ extension Schema {
         return changes.isEmpty ? "only formatting differs" : changes.joined(separator: "; ")
     }
 }
+
+extension Schema {
+    /// A pull scope (`{"type": {"field": value}}`) checked against the
+    /// schema, in today's field names: what a store checks at open and the
+    /// hub with every request, so a scope the hub would refuse never opens.
+    /// A filter is an equality on a string, int, float or bool field (a
+    /// value of the field's type, or null for "not set"); set and json
+    /// fields are refused, as equality on a whole set or document is not a
+    /// filter anyone means.
+    package func checkedScope(_ json: JSON?, clientVersion: Int64, in context: String) throws(FieldSyncError) -> [String: JSONObject] {
+        guard let json, !json.isNull else { return [:] }
+        guard let o = json.object else { throw .arg("\(context): \"scope\" must map types to field filters, got \(json.kind)") }
+        var scope: [String: JSONObject] = [:]
+        for (type, filter) in o {
+            let spec = try self.type(type)
+            guard let f = filter.object else { throw .arg("\(context): scope of '\(type)' must be an object of field: value, got \(filter.kind)") }
+            var checked: JSONObject = [:]
+            for (field, value) in f {
+                guard case .success(let name) = upcast(field: field, type: type, from: clientVersion), let spec = spec.field(name) else {
+                    throw .schema("\(context): scope names unknown field '\(type).\(field)'")
+                }
+                if spec.type == .set || spec.type == .json {
+                    throw .schema("\(context): scope filters on '\(type).\(field)', a \(spec.type.rawValue) field; scopes filter string, int, float and bool fields")
+                }
+                checked[name] = try spec.checked(value, in: type)
+            }
+            scope[type] = checked
+        }
+        return scope
+    }
+}

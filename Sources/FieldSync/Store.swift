@@ -32,7 +32,7 @@ package final class Store {
 
     var hygieneSettings = HygieneSettings()
 
-    static let optionKeys = SyncState.optionKeys.union(HygieneSettings.optionKeys).union(["durability", "device_id", "busy_timeout_ms"])
+    static let optionKeys = SyncState.optionKeys.union(HygieneSettings.optionKeys).union(["durability", "device_id", "busy_timeout_ms", "max_clock_skew_ms"])
 
     static let internalDDL = [
         "CREATE TABLE fs_meta(key TEXT PRIMARY KEY NOT NULL, value) WITHOUT ROWID",
@@ -57,6 +57,10 @@ package final class Store {
         try checkKeys(opts, allowed: Store.optionKeys, in: "options", code: FieldSyncError.arg)
         var sync = SyncState()
         try sync.configure(opts)
+        // Checked as the hub checks it, before the file is touched: a scope
+        // the hub refuses would otherwise stop every sync after a good open.
+        _ = try schema.checkedScope(opts["scope"], clientVersion: schema.version, in: "options")
+        let maxClockSkewMs = try HybridClock.skewOption(opts, in: "options")
         var hygieneSettings = HygieneSettings()
         try hygieneSettings.configure(opts)
         var requestedDevice: String?
@@ -93,6 +97,7 @@ package final class Store {
         self.lastHash = AuditRow.genesis
         self.clock = HybridClock()
         self.sync = sync
+        self.maxClockSkewMs = maxClockSkewMs
         self.hygieneSettings = hygieneSettings
         if let olderSchema { try migrate(from: olderSchema) }
         try loadSyncProgress()

@@ -314,6 +314,8 @@ extension Store {
         WHERE audit_id BETWEEN ? AND ?
         """)
     static let auditReceived = PreparedSQL("UPDATE fs_audit SET server_received_at = ? WHERE audit_id = ? AND server_received_at IS NULL")
+    static let auditRefused = PreparedSQL(
+        "UPDATE fs_audit SET reason = ? WHERE audit_id = ? AND server_received_at IS NULL AND reason IS NOT ?")
 
     // MARK: fetch
 
@@ -382,34 +384,17 @@ extension Store {
             throw .conflict("the hub refused the request (\(code)): \(message)")
         }
 
-        let results = try optionalArray(r, "results", in: "response")
-        let changes = try optionalArray(r, "changes", in: "response")
-        let acks = try optionalArray(r, "audit_acks", in: "response")
-        let fetched = try optionalArray(r, "fetched", in: "response")
-        // Records the hub did not send back because this device can rebuild
-        // them: the state it held at `prior`, plus its acknowledged entries.
-        var own: [ExactString: (seq: Int64, prior: Int64)] = [:]
-        for item in try optionalArray(r, "own", in: "response") {
-            guard let type = item["type"]?.string, let id = item["id"]?.string, let seq = item["seq"]?.int, let prior = item["prior"]?.int else {
-                throw .arg("response: each \"own\" record needs \"type\", \"id\", \"seq\" and \"prior\"")
-            }
-            own[ExactString(type, id)] = (seq, prior)
-        }
+        // Every member is read and range-checked here (Wire.Response),
+        // before anything changes.
+        let decoded = try Wire.Response(r)
+        let changes = decoded.changes, fetched = decoded.fetched, own = decoded.own
         // Check every key before changing anything: a response naming another
         // device's entries is refused whole.
         var parsed: [(seq: Int64, item: Wire.Result)] = []
-        for json in results {
-            guard let o = Wire.Result(json), let key = o.key, let status = o.status else {
-                throw .arg("response: each result needs \"key\" and \"status\"")
-            }
-            guard let seq = Outbox.seq(ofKey: key, device: deviceId) else { throw .arg("response: result for '\(key)', not an entry of this device") }
-            guard ["applied", "duplicate", "rejected", "retry"].contains(status) else { throw .arg("response: unknown status '\(status)'") }
+        for o in decoded.results {
+            guard let seq = Outbox.seq(ofKey: o.key, device: deviceId) else { throw .arg("response: result for '\(o.key)', not an entry of this device") }
+            guard ["applied", "duplicate", "rejected", "retry"].contains(o.status) else { throw .arg("response: unknown status '\(o.status)'") }
             parsed.append((seq, o))
-        }
-        for change in changes + fetched {
-            guard change["type"]?.string != nil, change["id"]?.string != nil, change["seq"]?.int != nil, change["state"]?.object != nil else {
-                throw .arg("response: each change needs \"type\", \"id\", \"seq\" and \"state\"")
-            }
         }
 
         var clock = self.clock
@@ -422,10 +407,7 @@ extension Store {
         }
         var writes: [String: Int64] = [:]
         var random = SystemRandomNumberGenerator()
-        var receivedAt: [Int64: Int64] = [:]
-        for ack in acks {
-            if let id = ack["audit_id"]?.int, let at = ack["server_received_at"]?.int { receivedAt[id] = at }
-        }
+        let receivedAt = decoded.receivedAt
         var acknowledged: Set<Int64> = []
         var committed = false
         defer { shadows.end(committed: committed) }
@@ -447,7 +429,7 @@ extension Store {
                 // waiting for the host), or earlier in this one: a repeated
                 // answer changes nothing.
                 guard let entry = open.removeValue(forKey: seq) else { continue }
-                let status = item.status ?? ""
+                let status = item.status
                 summary[status, default: 0] += 1
                 let outcome = status == "duplicate" ? (item.outcome ?? "applied") : status
                 switch outcome {
@@ -540,6 +522,12 @@ extension Store {
 
             for (id, at) in receivedAt where !acknowledged.contains(id) {
                 try db.run(Store.auditReceived, [.int(at), .int(id)])
+            }
+            // Rows the hub holds another row under the same id for are never
+            // acknowledged: marked (once) so the host sees why they stay unacked.
+            for (id, reason) in decoded.auditRefused {
+                try db.run(Store.auditRefused, [.text(reason), .int(id), .text(reason)])
+                if db.changes > 0 { writes["audit_refused", default: 0] += 1 }
             }
             let firstUnacked = try db.scalar("SELECT min(audit_id) FROM fs_audit WHERE audit_id > ? AND server_received_at IS NULL",
                                              [.int(sync.auditAckedThrough)])
@@ -721,8 +709,9 @@ extension Store {
         sync.pullDue = true
     }
 
-    /// How this device's writes fared at the hub (fs_store_stats).
-    static let writeCounters: Set<String> = ["writes_won", "writes_lost", "writes_merged", "writes_resolved", "writes_rejected"]
+    /// How this device's writes and audit rows fared at the hub (fs_store_stats).
+    static let writeCounters: Set<String> = ["writes_won", "writes_lost", "writes_merged", "writes_resolved", "writes_rejected",
+                                             "audit_refused"]
 
     var syncStats: JSONObject {
         let now = self.now()
@@ -754,13 +743,6 @@ extension Connection {
         }
         return rows
     }
-}
-
-/// A member that must be an array when present.
-func optionalArray(_ object: JSONObject, _ key: String, in context: String) throws(FieldSyncError) -> [JSON] {
-    guard let value = object[key], !value.isNull else { return [] }
-    guard let items = value.array else { throw .arg("\(context): \"\(key)\" must be an array, got \(value.kind)") }
-    return items
 }
 
 /// `seqs` as runs of consecutive numbers, ascending (duplicates fold in), so

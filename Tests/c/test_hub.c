@@ -275,6 +275,9 @@ TEST(test_hub_set_clock_drives_server_received_at) {
     REQUIRE(h != NULL && s != NULL);
     CHECK_OK(fs_hub_set_clock(h, hub_clock, &now));
     CHECK_NO_ERROR_MESSAGE();
+    /* the device's clock agrees with the hub's: stamps more than
+     * max_clock_skew_ms ahead of the hub's clock are refused */
+    CHECK_OK(fs_store_set_clock(s, hub_clock, &now));
 
     create_task(s, "T-1", "open");
     request = prepare_ok(s);

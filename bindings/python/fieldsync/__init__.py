@@ -376,6 +376,7 @@ class Store(_Handle):
         hygiene_on_open: Optional[bool] = None,
         hygiene_every: Optional[int] = None,
         fetch_ttl_ms: Optional[int] = None,
+        max_clock_skew_ms: Optional[int] = None,
     ) -> None:
         """Open (creating if needed) the store at `path`. Options left at None
         take the library's defaults: durability "full", a generated device id,
@@ -392,7 +393,9 @@ class Store(_Handle):
         (run a pass when the store opens; default False), hygiene_every (run a
         pass after sync_receive() once N actions were applied since the last
         one; 0, the default, never), fetch_ttl_ms (how long records fetched
-        with fetch_request() stay cached; default 600000)::
+        with fetch_request() stay cached; default 600000). max_clock_skew_ms
+        (default 24 h): stamps pulled from the hub further ahead of this
+        device's clock are never adopted by it::
 
             store = fieldsync.Store("device.db", schema, audit_keep_days=90,
                                     hygiene_every=500, fetch_ttl_ms=10 * 60_000)
@@ -406,7 +409,8 @@ class Store(_Handle):
                            backoff_cap_ms=backoff_cap_ms, max_attempts=max_attempts,
                            pull_interval_ms=pull_interval_ms, scope=scope,
                            audit_keep_days=audit_keep_days, hygiene_on_open=hygiene_on_open,
-                           hygiene_every=hygiene_every, fetch_ttl_ms=fetch_ttl_ms)
+                           hygiene_every=hygiene_every, fetch_ttl_ms=fetch_ttl_ms,
+                           max_clock_skew_ms=max_clock_skew_ms)
         handle = c_void_p()
         _check(lib.fs_store_open(_text(self.path, "path"), _json(schema),
                                  _json(options) if options else None, byref(handle)))
@@ -696,13 +700,18 @@ class Hub(_Handle):
         *,
         durability: Optional[str] = None,
         busy_timeout_ms: Optional[int] = None,
+        max_clock_skew_ms: Optional[int] = None,
     ) -> None:
+        """Open (creating if needed) the hub at `path`. max_clock_skew_ms
+        (default 24 h): an entry stamped further ahead of the hub's clock is
+        rejected with reason "clock_skew"."""
         self._handle: Optional[int] = None
         self._clock_fn: Optional[Any] = None  # keeps the CFUNCTYPE alive
         self._resolvers: Dict[str, Any] = {}  # likewise, by resolver name
         self._resolver_errors: List[BaseException] = []
         self.path = os.fspath(path)
-        options = _compact(durability=durability, busy_timeout_ms=busy_timeout_ms)
+        options = _compact(durability=durability, busy_timeout_ms=busy_timeout_ms,
+                           max_clock_skew_ms=max_clock_skew_ms)
         handle = c_void_p()
         _check(lib.fs_hub_open(_text(self.path, "path"), _json(schema),
                                _json(options) if options else None, byref(handle)))

@@ -86,7 +86,10 @@ def test_hub_keeps_every_audit_row_with_server_time(devices, hub):
     a, b, _ = devices
     hub_now = [T0 + 5_000]
     hub.set_clock(lambda: hub_now[0])
+    # Both devices' clocks agree with the hub's: a stamp more than
+    # max_clock_skew_ms ahead of the hub's clock is refused ("clock_skew").
     a.set_clock(lambda: T0)
+    b.set_clock(lambda: T0)
     open_task(a, "T-1")
     a.apply(task("T-1", inc={"picked": 2}, input={"scan": "4006381333931", "note": "Zürich ✓"}))
     open_task(b, "T-2")
