@@ -61,6 +61,21 @@ static void check(const char *door, fs_status st, char *out) {
     fs_free(out);
 }
 
+/* The store and hub files go when the run ends (libFuzzer exits with exit()). */
+static void remove_files(void) {
+    static const char *const names[] = {"device.db", "device.db-wal", "device.db-shm",
+                                        "hub.db", "hub.db-wal", "hub.db-shm"};
+    char path[128];
+    size_t i;
+    fs_store_close(store);
+    fs_hub_close(hub);
+    for (i = 0; i < sizeof names / sizeof names[0]; i++) {
+        snprintf(path, sizeof path, "%s/%s", dir, names[i]);
+        unlink(path);
+    }
+    rmdir(dir);
+}
+
 static void setup(void) {
     char path[128];
     snprintf(dir, sizeof dir, "/tmp/fieldsync-doors-%d", (int)getpid());
@@ -72,6 +87,7 @@ static void setup(void) {
     if (fs_hub_open(path, SCHEMA, "{\"durability\":\"normal\"}", &hub) != FS_OK)
         die("fs_hub_open", fs_last_error());
     fs_hub_set_resolver(hub, "r", take_incoming, NULL);
+    atexit(remove_files);
 }
 
 /* A store opened (then closed and removed) with the input as its options
