@@ -52,18 +52,33 @@ demo: build
 bench: build
 	$(MAKE) -C Benchmarks bench BUILD=$(BUILD) INCLUDE=$(CURDIR)/include
 
-# libFuzzer over the three doors untrusted bytes come through (action, hub
-# request, sync response), engine compiled with AddressSanitizer.
+# libFuzzer, two targets sharing one corpus and the wire's dictionary, each
+# for FUZZ_SECONDS, with AddressSanitizer:
+# - fuzz-fieldsync: the engine's Swift entry points (action, hub request, sync
+#   response), every input also parsed by jansson, which must agree;
+# - fuzz-doors: the C doors themselves (Tests/fuzz/doors.c calls the exported
+#   fs_* functions with the input as a C string: action, query, filters, refs,
+#   hub request, sync response, options, schema), the engine and the boundary
+#   compiled as one module (their self-imports warn, hence -suppress-warnings).
 FUZZ_SECONDS ?= 300
+FUZZ_RUN = -max_total_time=$(FUZZ_SECONDS) -max_len=4096 -dict=Tests/fuzz/wire.dict -print_final_stats=1 \
+           -artifact_prefix=$(BUILD)/fuzz/
+FUZZ_SHOW = grep -E "^(Done|stat::number_of_executed_units|==.*ERROR)|SUMMARY|^doors:|Fatal error"
 fuzz: deps
-	@mkdir -p $(BUILD)/fuzz-corpus
+	@mkdir -p $(BUILD)/fuzz-corpus $(BUILD)/fuzz
 	@cp Tests/fuzz/corpus/* $(BUILD)/fuzz-corpus/
 	$(SWIFTC) -O -sanitize=fuzzer,address -parse-as-library -module-name FieldSync -package-name fieldsync \
 	  -Xcc -fmodule-map-file=Sources/CSQLite/module.modulemap -Xcc -fmodule-map-file=Sources/CJansson/module.modulemap \
 	  Sources/FieldSync/*.swift Tests/fuzz/FuzzTargets.swift Tests/FieldSyncTests/JanssonReference.swift \
 	  -lsqlite3 -ljansson -o $(BUILD)/fuzz-fieldsync
-	$(BUILD)/fuzz-fieldsync -max_total_time=$(FUZZ_SECONDS) -max_len=4096 -print_final_stats=1 $(BUILD)/fuzz-corpus 2>&1 \
-	  | grep -E "^(Done|stat::number_of_executed_units|==.*ERROR)|SUMMARY" ; test $${PIPESTATUS[0]} -eq 0
+	$(dir $(SWIFT))clang -O1 -g -fsanitize=fuzzer-no-link,address -Wall -Wextra -Werror -Iinclude \
+	  -c Tests/fuzz/doors.c -o $(BUILD)/fuzz/doors.o
+	$(SWIFTC) -O -sanitize=fuzzer,address -parse-as-library -module-name FieldSync -package-name fieldsync \
+	  -suppress-warnings -Xcc -fmodule-map-file=Sources/CSQLite/module.modulemap \
+	  Sources/FieldSync/*.swift Sources/CFieldSync/*.swift $(BUILD)/fuzz/doors.o \
+	  -lsqlite3 -ljansson -o $(BUILD)/fuzz-doors
+	$(BUILD)/fuzz-fieldsync $(FUZZ_RUN) $(BUILD)/fuzz-corpus 2>&1 | $(FUZZ_SHOW) ; test $${PIPESTATUS[0]} -eq 0
+	$(BUILD)/fuzz-doors $(FUZZ_RUN) $(BUILD)/fuzz-corpus 2>&1 | $(FUZZ_SHOW) ; test $${PIPESTATUS[0]} -eq 0
 
 # The engine's Swift tests under AddressSanitizer. Leak detection is off:
 # XCTest's own runner leaks a few objects at exit, which would fail the run.

@@ -116,25 +116,28 @@ struct AuditLog {
         try checkKeys(f, allowed: ["type", "id", "actor", "action", "since", "until", "limit", "desc"], in: "audit filter", code: FieldSyncError.arg)
         let (clauses, values) = try auditFilter(f, columns: ["type": "type", "id": "id", "actor": "actor", "action": "action"],
                                                 deviceTime: "device_time")
-        var clause = clauses.isEmpty ? "" : "WHERE " + clauses.joined(separator: " AND ")
-        clause += try orderAndLimit(f, column: "audit_id", context: "audit filter")
-        return try db.queryAudit(clause, values, device: deviceId)
+        let (order, limit) = try orderAndLimit(f, column: "audit_id", context: "audit filter")
+        let clause = (clauses.isEmpty ? "" : "WHERE " + clauses.joined(separator: " AND ")) + order
+        return try db.queryAudit(clause, values + [limit], device: deviceId)
     }
 }
 
-/// " ORDER BY <column> [DESC] [LIMIT n]" from a filter's "desc" and "limit".
-func orderAndLimit(_ f: JSONObject, column: String, tieBreak: String? = nil, context: String) throws(FieldSyncError) -> String {
+/// " ORDER BY <column> [DESC] LIMIT ?" from a filter's "desc" and "limit",
+/// with the limit to bind (-1, no limit, when the filter has none): the SQL
+/// text is the same whatever the limit.
+func orderAndLimit(_ f: JSONObject, column: String, tieBreak: String? = nil, context: String) throws(FieldSyncError) -> (String, SQLValue) {
     var sql = " ORDER BY \(column)"
     if let d = f["desc"], !d.isNull {
         guard let desc = d.bool else { throw .arg("\(context): \"desc\" must be true or false") }
         if desc { sql += " DESC" }
     }
     if let tieBreak { sql += ", \(tieBreak)" }
+    var limit: Int64 = -1
     if let l = f["limit"], !l.isNull {
-        guard let limit = l.int, limit >= 0 else { throw .arg("\(context): \"limit\" must be an integer >= 0") }
-        sql += " LIMIT \(limit)"
+        guard let n = l.int, n >= 0 else { throw .arg("\(context): \"limit\" must be an integer >= 0") }
+        limit = n
     }
-    return sql
+    return (sql + " LIMIT ?", .int(limit))
 }
 
 /// WHERE clauses of an audit filter: equality on the named string members,

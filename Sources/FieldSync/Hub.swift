@@ -46,7 +46,7 @@ package final class Hub {
             try storage.upgrade()
             if schema.version < version { throw .schema("the hub holds schema version \(version); version \(schema.version) is older (no downgrade)") }
             if schema.version > version {
-                try storage.migrate(from: Schema(json: stored), to: schema)
+                try storage.migrate(from: Schema.stored(stored), to: schema)
                 return
             }
             if schema.canonical != stored { throw .schema("the schema differs from the one stored with the same version \(version) (\(Schema.describeChanges(from: stored, to: schema))); give it a new version") }
@@ -192,7 +192,11 @@ package final class Hub {
             var result: JSONObject = ["key": .string(key), "status": .string("duplicate"), "outcome": .string(done.status)]
             if let reason = done.reason {
                 if done.status == "applied" {
-                    result["resolutions"] = (try? JSON.parse(reason, what: "stored resolutions")) ?? .null
+                    do {
+                        result["resolutions"] = try JSON.parse(reason, what: "stored resolutions")
+                    } catch {
+                        throw .corrupt("fs_hub_applied.reason of \(device)/\(entrySeq) cannot be read: \(error.message)")
+                    }
                 } else {
                     result["reason"] = .string(reason)
                 }

@@ -76,8 +76,9 @@ final class HubStorage {
     func migrate(from old: Schema, to schema: Schema) throws(FieldSyncError) {
         kept.forgetAll()
         var rows: [(type: String, id: String, seq: Int64, state: RecordState)] = []
-        try db.query("SELECT type, id, seq, state FROM fs_hub_records") { r in
-            rows.append((r.text(0), r.text(1), r.int(2), RecordState(json: r.json(3) ?? .null)))
+        try db.query("SELECT type, id, seq, state FROM fs_hub_records") { (r) throws(FieldSyncError) -> Bool in
+            let (type, id) = (r.text(0), r.text(1))
+            rows.append((type, id, r.int(2), RecordState(json: try r.storedObject(3, "fs_hub_records.state of \(type)/\(id)"))))
             return true
         }
         let rebuilt = try schema.migrateTables(db: db, from: old, views: views)
@@ -168,8 +169,8 @@ final class HubStorage {
         if let cached = dirty[key] { return (cached.state, cached.seq) }
         if let cached = kept[key] { return (cached.state, cached.version) }
         var found: (state: RecordState, seq: Int64)?
-        try db.query(HubStorage.selectRecord, [.text(type), .text(id)]) { r in
-            found = (RecordState(json: r.json(0) ?? .null), r.int(1))
+        try db.query(HubStorage.selectRecord, [.text(type), .text(id)]) { (r) throws(FieldSyncError) -> Bool in
+            found = (RecordState(json: try r.storedObject(0, "fs_hub_records.state of \(type)/\(id)")), r.int(1))
             return false
         }
         if let found { kept.read(key, (found.state, found.seq)) }
@@ -229,7 +230,7 @@ final class HubStorage {
         var count: Int64 = 0
         var bytes = 0
         var full = false
-        try db.query(HubStorage.selectChanges, [.int(cursor), .int(limit)]) { r in
+        try db.query(HubStorage.selectChanges, [.int(cursor), .int(limit)]) { (r) throws(FieldSyncError) -> Bool in
             if bytes >= budget && count > 0 {
                 full = true
                 return false
@@ -239,7 +240,7 @@ final class HubStorage {
             count += 1
             if !skipped(type, id) {
                 bytes += r.bytes(3)?.count ?? 0
-                out.append((type, id, r.int(2), RecordState(json: r.json(3) ?? .null)))
+                out.append((type, id, r.int(2), RecordState(json: try r.storedObject(3, "fs_hub_records.state of \(type)/\(id)"))))
             }
             return true
         }
@@ -333,14 +334,17 @@ final class HubStorage {
             """
         if !clauses.isEmpty { sql += " WHERE " + clauses.joined(separator: " AND ") }
         let desc = filter["desc"]?.bool == true
-        sql += try orderAndLimit(filter, column: "a.device", tieBreak: "a.audit_id\(desc ? " DESC" : "")", context: "audit filter")
+        let (order, limit) = try orderAndLimit(filter, column: "a.device", tieBreak: "a.audit_id\(desc ? " DESC" : "")", context: "audit filter")
         var rows: [JSON] = []
-        try db.query(sql, values) { r in
+        try db.queryOnce(sql + order, values + [limit]) { (r) throws(FieldSyncError) -> Bool in
+            let place = "fs_hub_audit row \(r.text(0))/\(r.int(1))"
+            let keys = try r.storedJSON(9, "\(place): outbox_keys")
+            guard keys.array != nil else { throw .corrupt("\(place): outbox_keys is \(keys.kind), not an array") }
             rows.append(.object([
                 "device_id": .string(r.text(0)), "audit_id": .int(r.int(1)), "actor": .string(r.text(2)),
                 "action": .string(r.text(3)), "type": .string(r.text(4)), "id": .string(r.text(5)),
-                "input": r.json(6) ?? .null, "device_time": .int(r.int(7)),
-                "hlc": .int(r.int(8)), "outbox_keys": r.json(9) ?? .array([]),
+                "input": try r.storedJSON(6, "\(place): input"), "device_time": .int(r.int(7)),
+                "hlc": .int(r.int(8)), "outbox_keys": keys,
                 "prev_hash": .string(r.text(10)), "hash": .string(r.text(11)), "server_received_at": .int(r.int(12)),
                 "chain_ok": .bool(r.int(13) == 1 && r.optionalInt(14) != 0),
                 "outcome": .string(r.optionalText(15).map { $0 == "applied" || $0 == "rejected" ? $0 : "pending" } ?? "pending"),

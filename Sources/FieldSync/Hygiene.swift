@@ -50,9 +50,9 @@ extension Store {
                 var victims: [(id: String, expired: Bool)] = []
                 // Only records the hub has confirmed (a shadow row) and that have
                 // no outbox entry in any state are candidates.
-                try db.query(Store.hygieneCandidates, [.text(name)]) { r in
+                try db.query(Store.hygieneCandidates, [.text(name)]) { (r) throws(FieldSyncError) -> Bool in
                     let id = r.text(0)
-                    let state = RecordState(json: r.json(1) ?? .null)
+                    let state = RecordState(json: try r.storedObject(1, "fs_shadow.state of \(name)/\(id)"))
                     if let until = r.optionalInt(2) {
                         if until <= now { victims.append((id, true)) }
                         return true

@@ -98,9 +98,9 @@ final class LocalView {
             orderColumn = try filterable(name)
         }
         // id breaks ties so that equal keys come back in a stable order.
-        sql += try orderAndLimit(q, column: orderColumn, tieBreak: orderColumn == "id" ? nil : "id", context: "query")
+        let (order, limit) = try orderAndLimit(q, column: orderColumn, tieBreak: orderColumn == "id" ? nil : "id", context: "query")
         var rows: [JSON] = []
-        try db.query(sql, values) { row in
+        try db.queryOnce(sql + order, values + [limit]) { row in
             rows.append(spec.recordJSON(id: row.text(0), fields: fields(row, from: 1)))
             return true
         }

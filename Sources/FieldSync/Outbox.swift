@@ -74,8 +74,8 @@ struct Outbox {
     static func replayable(type: String, id: String, db: Connection) throws(FieldSyncError) -> [(change: Change, hlc: Int64, schemaVersion: Int64)] {
         var changes: [(Change, Int64, Int64)] = []
         try db.query("SELECT ops, hlc, schema_version FROM fs_outbox WHERE type = ? AND id = ? AND state != 'rejected' ORDER BY seq",
-                     [.text(type), .text(id)]) { r in
-            changes.append((Change(json: r.json(0) ?? .object([:])), r.int(1), r.int(2)))
+                     [.text(type), .text(id)]) { (r) throws(FieldSyncError) -> Bool in
+            changes.append((Change(json: try r.storedObject(0, "fs_outbox.ops of \(type)/\(id)")), r.int(1), r.int(2)))
             return true
         }
         return changes
@@ -87,8 +87,8 @@ struct Outbox {
                             db: Connection) throws(FieldSyncError) -> [String: (seq: Int64, value: JSON)] {
         var found: [String: (Int64, JSON)] = [:]
         try db.query("SELECT seq, ops FROM fs_outbox WHERE type = ? AND id = ? AND state != 'rejected' ORDER BY seq DESC",
-                     [.text(type), .text(id)]) { r in
-            let set = r.json(1)?["set"]?.object ?? [:]
+                     [.text(type), .text(id)]) { (r) throws(FieldSyncError) -> Bool in
+            let set = try r.storedObject(1, "fs_outbox.ops of entry \(r.int(0))")["set"]?.object ?? [:]
             for f in fields where found[f] == nil { if let value = set[f] { found[f] = (r.int(0), value) } }
             return found.count < fields.count
         }
@@ -121,16 +121,18 @@ struct Outbox {
             FROM fs_outbox o LEFT JOIN fs_audit a ON a.audit_id = o.seq
             """
         if !clauses.isEmpty { sql += " WHERE " + clauses.joined(separator: " AND ") }
-        sql += try orderAndLimit(f, column: "o.seq", context: "outbox filter")
+        let (order, limit) = try orderAndLimit(f, column: "o.seq", context: "outbox filter")
         var entries: [JSON] = []
-        try db.query(sql, values) { r in
+        try db.queryOnce(sql + order, values + [limit]) { (r) throws(FieldSyncError) -> Bool in
             let seq = r.int(0)
+            let place = "fs_outbox entry \(seq)"
+            let base = r.isNull(6) ? JSON.object([:]) : try r.storedObject(6, "\(place): base")
             entries.append(.object([
                 "key": .string(key(device: device, seq: seq)), "seq": .int(seq),
                 "type": .string(r.text(1)), "id": .string(r.text(2)), "hlc": .int(r.int(3)),
                 "schema_version": .int(r.int(4)),
-                "ops": r.json(5) ?? .object([:]),
-                "base": r.json(6) ?? .object([:]),
+                "ops": try r.storedObject(5, "\(place): ops"),
+                "base": base,
                 "state": .string(r.text(7)), "attempts": .int(r.int(8)), "next_attempt_at": .int(r.int(9)),
                 "reason": r.optionalText(10).map(JSON.string) ?? .null,
                 "action": r.optionalText(11).map(JSON.string) ?? .null,

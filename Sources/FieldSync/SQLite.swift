@@ -1,5 +1,6 @@
 // The SQLite connection: RAII for handles and statements, statements cached
-// per connection, transactions as closures that roll back on any error.
+// per connection (a bounded number: nothing grows with the inputs a host
+// sends), transactions as closures that roll back on any error.
 import CSQLite
 import Glibc
 
@@ -90,11 +91,25 @@ final class Statement {
     }
 
     /// JSON text the engine stored, parsed from SQLite's buffer without a
-    /// String in between; nil when the column is NULL or not JSON.
-    func json(_ column: Int32) -> JSON? {
-        guard let text = bytes(column), let base = text.baseAddress else { return nil }
-        return try? JSON.parse(bytes: base, count: text.count, what: "stored JSON", limit: Int.max)
+    /// String in between. Text that does not read back as JSON is damage to
+    /// the file: FS_ERR_CORRUPT naming `place` (table, column and key), never
+    /// an empty value that would silently lose what was stored.
+    func storedJSON(_ column: Int32, _ place: @autoclosure () -> String) throws(FieldSyncError) -> JSON {
+        guard let text = bytes(column), let base = text.baseAddress else { throw .corrupt("\(place()) is NULL, not JSON") }
+        do {
+            return try JSON.parse(bytes: base, count: text.count, what: "stored JSON", limit: Int.max)
+        } catch {
+            throw .corrupt("\(place()) cannot be read: \(error.message)")
+        }
     }
+
+    /// A stored JSON object (a record state, an entry's ops): anything else is damage.
+    func storedObject(_ column: Int32, _ place: @autoclosure () -> String) throws(FieldSyncError) -> JSON {
+        let value = try storedJSON(column, place())
+        guard value.object != nil else { throw .corrupt("\(place()) is \(value.kind), not a JSON object") }
+        return value
+    }
+
     func optionalInt(_ column: Int32) -> Int64? { isNull(column) ? nil : int(column) }
 }
 
@@ -107,7 +122,13 @@ final class PreparedSQL: Sendable {
 
 final class Connection {
     private(set) var db: OpaquePointer?
-    private var statements: [String: Statement] = [:]
+    /// Statements by SQL text, each with the tick of its last use. SQL text
+    /// never carries a value (values are bound), so the texts are the
+    /// engine's own and few; the bound is a backstop that keeps memory flat
+    /// whatever a schema or a caller does.
+    private var statements: [String: (statement: Statement, used: UInt64)] = [:]
+    private var ticks: UInt64 = 0
+    static let maxCachedStatements = 128
     private var prepared: [ObjectIdentifier: Statement] = [:]
     private static let begin = PreparedSQL("BEGIN IMMEDIATE")
     private static let commit = PreparedSQL("COMMIT")
@@ -154,18 +175,39 @@ final class Connection {
         if rc != SQLITE_OK { throw failure(rc, "SQL failed") }
     }
 
-    /// A prepared statement, cached by its SQL text, reset and unbound.
+    /// A prepared statement, cached by its SQL text, reset and unbound. When
+    /// the cache is full the least recently used statement is finalized.
     func prepare(_ sql: String) throws(FieldSyncError) -> Statement {
+        ticks &+= 1   // a use count: 2^64 uses cannot happen
         if let cached = statements[sql] {
-            sqlite3_reset(cached.handle)
-            return cached
+            statements[sql] = (cached.statement, ticks)
+            sqlite3_reset(cached.statement.handle)
+            return cached.statement
         }
-        var handle: OpaquePointer?
-        let rc = sqlite3_prepare_v3(db, sql, -1, UInt32(SQLITE_PREPARE_PERSISTENT), &handle, nil)
-        guard rc == SQLITE_OK, let handle else { throw failure(rc, "cannot prepare statement") }
-        let statement = Statement(handle: handle)
-        statements[sql] = statement
+        let statement = try prepareUncached(sql, persistent: true)
+        if statements.count >= Connection.maxCachedStatements,
+           let oldest = statements.min(by: { $0.value.used < $1.value.used })?.key {
+            statements[oldest] = nil
+        }
+        statements[sql] = (statement, ticks)
         return statement
+    }
+
+    /// A statement for SQL built from a caller's filter (its shape varies
+    /// with the filter): prepared for this call and finalized after it, so
+    /// many shapes never fill the cache.
+    private func prepareUncached(_ sql: String, persistent: Bool) throws(FieldSyncError) -> Statement {
+        var handle: OpaquePointer?
+        let flags = persistent ? UInt32(SQLITE_PREPARE_PERSISTENT) : 0
+        let rc = sqlite3_prepare_v3(db, sql, -1, flags, &handle, nil)
+        guard rc == SQLITE_OK, let handle else { throw failure(rc, "cannot prepare statement") }
+        return Statement(handle: handle)
+    }
+
+    /// Runs a query whose SQL was built for one caller's filter, without
+    /// caching its statement (see `prepareUncached`).
+    func queryOnce(_ sql: String, _ values: [SQLValue], row: (Statement) throws(FieldSyncError) -> Bool) throws(FieldSyncError) {
+        try query(statement: prepareUncached(sql, persistent: false), values, row: row)
     }
 
     func prepare(_ sql: PreparedSQL) throws(FieldSyncError) -> Statement {

@@ -288,6 +288,12 @@ extension Schema {
 }
 
 extension Schema {
+    /// The schema a store or hub file holds (fs_meta "schema"): one that does
+    /// not read back is damage to the file, not a schema error of the caller.
+    static func stored(_ text: String) throws(FieldSyncError) -> Schema {
+        do { return try Schema(json: text) } catch { throw .corrupt("fs_meta.schema cannot be read: \(error.message)") }
+    }
+
     static func describeChanges(from storedText: String, to schema: Schema) -> String {
         guard let stored = try? Schema(json: storedText) else { return "the stored schema cannot be read" }
         let changes = schema.differences(from: stored)

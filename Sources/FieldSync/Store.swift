@@ -130,7 +130,7 @@ package final class Store {
             throw .schema("the store holds schema version \(version); opening it with older version \(schema.version) is refused (no downgrade)")
         }
         if schema.version > version {
-            return (deviceId, try Schema(json: stored))
+            return (deviceId, try Schema.stored(stored))
         }
         if schema.canonical != stored {
             throw .schema("the schema differs from the one stored with the same version \(version) (\(Schema.describeChanges(from: stored, to: schema))); give it a new version")
@@ -343,9 +343,10 @@ package final class Store {
     func migrate(from old: Schema) throws(FieldSyncError) {
         shadows.forgetAll()
         try db.transaction { () throws(FieldSyncError) in
-            var states: [(type: String, id: String, version: Int64, state: String)] = []
-            try db.query("SELECT type, id, version, state FROM fs_shadow") { r in
-                states.append((r.text(0), r.text(1), r.int(2), r.text(3)))
+            var states: [(type: String, id: String, state: RecordState)] = []
+            try db.query("SELECT type, id, state FROM fs_shadow") { (r) throws(FieldSyncError) -> Bool in
+                let (type, id) = (r.text(0), r.text(1))
+                states.append((type, id, RecordState(json: try r.storedObject(2, "fs_shadow.state of \(type)/\(id)"))))
                 return true
             }
             for row in states {
@@ -353,8 +354,7 @@ package final class Store {
                     try db.run("DELETE FROM fs_shadow WHERE type = ? AND id = ?", [.text(row.type), .text(row.id)])
                     continue
                 }
-                let state = schema.migrate(RecordState(json: (try? JSON.parse(row.state, what: "stored state")) ?? .null),
-                                           type: row.type, from: old)
+                let state = schema.migrate(row.state, type: row.type, from: old)
                 try db.run("UPDATE fs_shadow SET state = ? WHERE type = ? AND id = ?",
                            [.bytes(state.text(tags: false)), .text(row.type), .text(row.id)])
             }
@@ -392,8 +392,8 @@ package final class Store {
     /// The server-confirmed state of a record, if the device has one.
     func shadow(type: String, id: String) throws(FieldSyncError) -> RecordState? {
         var state: RecordState?
-        try db.query("SELECT state FROM fs_shadow WHERE type = ? AND id = ?", [.text(type), .text(id)]) { row in
-            state = RecordState(json: row.json(0) ?? .null)
+        try db.query("SELECT state FROM fs_shadow WHERE type = ? AND id = ?", [.text(type), .text(id)]) { (row) throws(FieldSyncError) -> Bool in
+            state = RecordState(json: try row.storedObject(0, "fs_shadow.state of \(type)/\(id)"))
             return false
         }
         return state

@@ -603,7 +603,7 @@ extension Store {
                 contained = true
                 continue
             }
-            let change = Change(json: (try? JSON.parse(entry.ops, what: "stored ops")) ?? .null)
+            let change = Change(json: try storedOps(entry.ops, "fs_outbox.ops of \(type)/\(id)"))
             guard case .success(let current) = schema.upcast(change, type: type, from: entry.schemaVersion) else { continue }
             let stamp = Stamp(hlc: entry.hlc, device: deviceId)
             let report = try Merge.merge(current, stamp: stamp, into: &state, spec: spec, replaying: true)
@@ -666,8 +666,8 @@ extension Store {
 
     private func storedShadow(type: String, id: String) throws(FieldSyncError) -> StateCache.Entry? {
         var stored: StateCache.Entry?
-        try db.query(Store.shadowState, [.text(type), .text(id)]) { row in
-            stored = (RecordState(json: row.json(0) ?? .null), row.int(1))
+        try db.query(Store.shadowState, [.text(type), .text(id)]) { (row) throws(FieldSyncError) -> Bool in
+            stored = (RecordState(json: try row.storedObject(0, "fs_shadow.state of \(type)/\(id)")), row.int(1))
             return false
         }
         return stored
@@ -729,20 +729,48 @@ extension Connection {
     /// Audit rows selected by `clause` ("WHERE ... ORDER BY ..."), complete.
     func queryAudit(_ clause: String, _ values: [SQLValue], device: String) throws(FieldSyncError) -> [AuditRow] {
         var rows: [AuditRow] = []
-        try query("""
+        try queryOnce("""
             SELECT audit_id, actor, action, type, id, input, device_time, hlc, outbox_keys, prev_hash, hash,
                    outcome, reason, server_received_at FROM fs_audit
-            """ + " " + clause, values) { r in
+            """ + " " + clause, values) { (r) throws(FieldSyncError) -> Bool in
             rows.append(AuditRow(
                 auditId: r.int(0), deviceId: device, actor: r.text(1), action: r.text(2), type: r.text(3), id: r.text(4),
-                input: r.json(5) ?? .null, deviceTime: r.int(6), hlc: r.int(7),
-                outboxKeys: (r.json(8)?.array ?? []).compactMap(\.string),
+                input: try r.storedJSON(5, "fs_audit.input of audit row \(r.int(0))"), deviceTime: r.int(6), hlc: r.int(7),
+                outboxKeys: try storedKeys(r, 8, "fs_audit.outbox_keys of audit row \(r.int(0))"),
                 prevHash: r.text(9), hash: r.text(10), outcome: r.text(11), reason: r.optionalText(12),
                 serverReceivedAt: r.optionalInt(13)))
             return true
         }
         return rows
     }
+}
+
+/// An entry's ops as the outbox stored them; text that does not read back
+/// is damage (FS_ERR_CORRUPT), not an empty change.
+func storedOps(_ text: String, _ place: @autoclosure () -> String) throws(FieldSyncError) -> JSON {
+    var text = text
+    let parsed = text.withUTF8 { buf in
+        Result { () throws(FieldSyncError) -> JSON in
+            guard let base = buf.baseAddress, !buf.isEmpty else { throw .json("it is empty") }
+            return try JSON.parse(bytes: base, count: buf.count, what: "stored ops", limit: Int.max)
+        }
+    }
+    let value: JSON
+    do { value = try parsed.get() } catch { throw .corrupt("\(place()) cannot be read: \(error.message)") }
+    guard value.object != nil else { throw .corrupt("\(place()) is \(value.kind), not a JSON object") }
+    return value
+}
+
+/// An audit row's outbox keys as stored: an array of strings, or damage.
+func storedKeys(_ row: Statement, _ column: Int32, _ place: @autoclosure () -> String) throws(FieldSyncError) -> [String] {
+    let stored = try row.storedJSON(column, place())
+    guard let keys = stored.array else { throw .corrupt("\(place()) is \(stored.kind), not an array") }
+    var out: [String] = []
+    for key in keys {
+        guard let s = key.string else { throw .corrupt("\(place()) holds \(key.kind), not a key") }
+        out.append(s)
+    }
+    return out
 }
 
 /// `seqs` as runs of consecutive numbers, ascending (duplicates fold in), so

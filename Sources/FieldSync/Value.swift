@@ -77,9 +77,10 @@ extension FieldSpec {
         case .float: return .double(row.double(column))
         case .bool: return .bool(row.int(column) != 0)
         case .json, .set:
-            // Written by us as JSON text; a host that wrote junk into the
-            // column gets it back as a string rather than a failure.
-            return row.json(column) ?? .string(row.text(column))
+            // Written by us as JSON text, but the view is the host's to
+            // write too: junk it wrote comes back as a string rather than a
+            // failure (the engine's own tables are strict: storedJSON).
+            return (try? row.storedJSON(column, "")) ?? .string(row.text(column))
         }
     }
 

@@ -7,7 +7,12 @@
 `serve` puts a Hub behind one HTTP endpoint, ``POST /sync`` (request JSON in,
 response JSON out), plus ``GET /stats``. It binds 127.0.0.1 unless --host says
 otherwise, and prints one line once it listens (with the real port, so that
-``--port 0`` is usable).
+``--port 0`` is usable). Its memory is bounded whatever clients send: a body
+over FS_MAX_MESSAGE_BYTES is answered 413 unread, at most --max-parallel
+bodies (default 2) are read and handled at once (a parse costs a multiple of
+the body's size), a body must arrive within --body-timeout seconds (default
+60), and a request that waits longer than --queue-timeout for its turn gets
+503 (the device backs off and resends).
 
 `sync` runs the device loop: connectivity up, then prepare -> POST -> receive
 until the outbox holds nothing more to send and no page of changes is left,
@@ -25,6 +30,7 @@ import json
 import signal
 import socket
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -70,6 +76,12 @@ class _HubHandler(http.server.BaseHTTPRequestHandler):
     timeout = 120  # seconds a silent connection may hold a thread
     hub: Hub  # set on the subclass made by serve()
     verbose = False
+    # Set by serve(): at most `turns` bodies are read and handled at once.
+    # A body's parse costs several times its size, so without this N clients
+    # sending 60 MiB each cost N times that (four took the server to 3 GB).
+    turns: threading.BoundedSemaphore
+    body_timeout = 60.0   # seconds a whole body may take to arrive
+    queue_timeout = 120.0  # seconds a request may wait for its turn
 
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
         if self.verbose:
@@ -116,27 +128,58 @@ class _HubHandler(http.server.BaseHTTPRequestHandler):
             self.close_connection = True
             return
         if length > MAX_MESSAGE_BYTES:
-            self._error(400, f"the request is {length} bytes; the limit is {MAX_MESSAGE_BYTES}",
+            self._error(413, f"the request is {length} bytes; the limit is {MAX_MESSAGE_BYTES}",
                         "FS_ERR_TOO_BIG")
             self.close_connection = True  # the body was not read
             return
-        try:
-            body = self.rfile.read(length)
-        except (ConnectionResetError, socket.timeout):
-            self.close_connection = True
-            return
-        if len(body) < length:  # the device went away mid-request
+        if not self.turns.acquire(timeout=self.queue_timeout):
+            self._error(503, f"the hub is busy: no turn within {self.queue_timeout:g} s; retry later",
+                        "FS_ERR_BUSY")
             self.close_connection = True
             return
         try:
-            response = self.hub.handle_text(body)
-        except FieldSyncError as e:
-            self._library_error(e)
-            return
-        except Exception as e:  # noqa: BLE001 - a server answers, it does not die
-            self._error(500, f"{type(e).__name__}: {e}", "internal")
-            return
-        self._send(200, response.encode("utf-8"))
+            body = self._read_body(length)
+            if body is None:  # too slow, or the device went away mid-request
+                self._error(408, f"the request body did not arrive within {self.body_timeout:g} s",
+                            "FS_ERR_ARG")
+                self.close_connection = True
+                return
+            try:
+                response = self.hub.handle_text(body).encode("utf-8")
+            except FieldSyncError as e:
+                self._library_error(e)
+                return
+            except Exception as e:  # noqa: BLE001 - a server answers, it does not die
+                self._error(500, f"{type(e).__name__}: {e}", "internal")
+                return
+            del body
+            # Sent inside the turn too: a response can be as large as a request.
+            self._send(200, response)
+        finally:
+            self.connection.settimeout(self.timeout)
+            self.turns.release()
+
+    def _read_body(self, length: int) -> Optional[bytes]:
+        """The body, or None if it did not all arrive within body_timeout.
+        Read with one receive per step (read1) so that a client trickling
+        bytes cannot stretch the deadline."""
+        deadline = time.monotonic() + self.body_timeout
+        chunks = []
+        got = 0
+        try:
+            while got < length:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return None
+                self.connection.settimeout(left)
+                chunk = self.rfile.read1(min(length - got, 1 << 20))
+                if not chunk:
+                    return None
+                chunks.append(chunk)
+                got += len(chunk)
+        except (ConnectionResetError, socket.timeout, TimeoutError):
+            return None
+        return b"".join(chunks)
 
 
 class _Server(http.server.ThreadingHTTPServer):
@@ -145,8 +188,13 @@ class _Server(http.server.ThreadingHTTPServer):
 
 
 def serve(args: argparse.Namespace) -> int:
+    for name in ("max_parallel", "body_timeout", "queue_timeout"):
+        if getattr(args, name) <= 0:
+            raise ValueError(f"--{name.replace('_', '-')} must be > 0")
     hub = Hub(args.db, _read_schema(args.schema), durability=args.durability)
-    handler = type("HubHandler", (_HubHandler,), {"hub": hub, "verbose": args.verbose})
+    handler = type("HubHandler", (_HubHandler,), {
+        "hub": hub, "verbose": args.verbose, "turns": threading.BoundedSemaphore(args.max_parallel),
+        "body_timeout": args.body_timeout, "queue_timeout": args.queue_timeout})
     server = _Server((args.host, args.port), handler)
 
     def stop(_signum: int, _frame: Any) -> None:
@@ -187,7 +235,7 @@ def post(url: str, body: bytes, timeout: float) -> bytes:
             return answer.read()
     except urllib.error.HTTPError as e:
         detail = e.read().decode("utf-8", "replace")[:500]
-        if 400 <= e.code < 500:
+        if 400 <= e.code < 500 and e.code != 408:  # 408: the body was too slow, resend
             raise RefusedError(f"HTTP {e.code}: {detail}") from None
         raise TransportError(f"HTTP {e.code}: {detail}") from None
     except (urllib.error.URLError, OSError, http.client.HTTPException) as e:
@@ -313,6 +361,13 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
     s.add_argument("--durability", choices=["full", "normal"], help="hub durability")
     s.add_argument("--verbose", action="store_true", help="log every request to stderr")
+    s.add_argument("--max-parallel", type=int, default=2,
+                   help="requests read and handled at once (default 2); each costs up to "
+                        "its body's size times the parse multiple of docs/ABI.md")
+    s.add_argument("--body-timeout", type=float, default=60.0,
+                   help="seconds a request body may take to arrive (default 60)")
+    s.add_argument("--queue-timeout", type=float, default=120.0,
+                   help="seconds a request may wait for its turn before 503 (default 120)")
     s.set_defaults(run=serve)
 
     y = sub.add_parser("sync", help="sync a device store with a hub until drained")

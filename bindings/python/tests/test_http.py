@@ -148,8 +148,8 @@ def test_bad_requests_get_400_and_change_nothing(tmp_path, schema_file):
         assert status == 404
         # Refused before the body is read: too big, or no length at all.
         port = int(url.rsplit(":", 1)[1])
-        for headers, name in (({"Content-Length": str(65 * 2**20)}, "FS_ERR_TOO_BIG"),
-                              ({}, "FS_ERR_ARG")):
+        for headers, code, name in (({"Content-Length": str(65 * 2**20)}, 413, "FS_ERR_TOO_BIG"),
+                                    ({}, 400, "FS_ERR_ARG")):
             conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
             try:
                 conn.putrequest("POST", "/sync")
@@ -157,7 +157,7 @@ def test_bad_requests_get_400_and_change_nothing(tmp_path, schema_file):
                     conn.putheader(k, v)
                 conn.endheaders()
                 answer = conn.getresponse()
-                assert (answer.status, json.loads(answer.read())["status"]) == (400, name)
+                assert (answer.status, json.loads(answer.read())["status"]) == (code, name)
             finally:
                 conn.close()
         status, stats = get(url + "/stats")
