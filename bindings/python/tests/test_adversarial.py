@@ -19,9 +19,9 @@ import pytest
 
 from adversarial import (DEFAULT_MAX_SKEW_MS, EXTREMES, FS_ERR_MISUSE, FS_OK, INT64_MAX,
                          INT64_MIN, MAX_CLOCK_SKEW_LIMIT_MS, PAST_INT64, Dev, Hub, Outcome,
-                         accepted, call_out, copy_files, device_options, exchange, in_child,
-                         nest, now_ms, ok, refused, settle, unsettled)
-from fieldsync._lib import MAX_JSON_BYTES, MAX_MESSAGE_BYTES, lib
+                         accepted, copy_files, device_options, in_child, nest, now_ms, ok,
+                         refused, settle)
+from fieldsync._lib import MAX_JSON_BYTES, MAX_MESSAGE_BYTES
 from support import SCHEMA, task
 
 #: JSON nesting depth limit of docs/ABI.md ("JSON nesting depth": arrays and
