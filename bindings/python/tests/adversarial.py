@@ -17,6 +17,7 @@ from __future__ import annotations
 import faulthandler
 import json
 import os
+import re
 import shutil
 import signal
 import traceback
@@ -46,6 +47,14 @@ PAST_INT64 = [("2^63", 2**63), ("-2^63-1", -(2**63) - 1)]
 #: `max_clock_skew_ms` option (HybridClock.maxSkewLimitMs: 10 years).
 DEFAULT_MAX_SKEW_MS = 24 * 3_600_000
 MAX_CLOCK_SKEW_LIMIT_MS = 10 * 366 * 24 * 3_600_000
+
+def documented_depth_limit() -> int:
+    """FS_MAX_DEPTH of include/fieldsync.h: how deep JSON arguments may nest
+    (arrays and objects, the outermost included); 512 before the header
+    named it (docs/ABI.md "JSON nesting depth")."""
+    match = re.search(r"#define\s+FS_MAX_DEPTH\s+\(?(\d+)", support.HEADER.read_text(encoding="utf-8"))
+    return int(match.group(1)) if match else 512
+
 
 #: Seconds one forked case may run before it counts as hung.
 CASE_TIMEOUT = 60

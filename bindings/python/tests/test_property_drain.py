@@ -18,13 +18,13 @@ from typing import Any, Dict, List, Tuple
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from adversarial import (INT64_MAX, INT64_MIN, Dev, Hub, device_options, in_child, nest, ok, settle,
-                         unsettled)
+from adversarial import (INT64_MAX, INT64_MIN, Dev, Hub, device_options, documented_depth_limit,
+                         in_child, nest, ok, settle, unsettled)
 from fieldsync._lib import MAX_JSON_BYTES
 
-#: JSON nesting depth limit of docs/ABI.md ("JSON nesting depth": arrays and
-#: objects, the outermost included). Update it with the documented value.
-DEPTH_LIMIT = 512
+#: How deep an action may nest, read from the header (FS_MAX_DEPTH; 512 in
+#: docs/ABI.md before the header named it).
+DEPTH_LIMIT = documented_depth_limit()
 
 SCHEMA: Dict[str, Any] = {
     "version": 1,
