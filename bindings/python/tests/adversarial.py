@@ -20,6 +20,7 @@ import os
 import re
 import shutil
 import signal
+import time
 import traceback
 from ctypes import byref, c_int64, c_void_p, memmove, string_at
 from pathlib import Path
@@ -27,9 +28,9 @@ from typing import Any, Callable, Dict, List, Optional
 
 import pytest
 
-import support  # noqa: F401  (puts the checkout's package on sys.path)
+import support  # puts the checkout's package on sys.path; the header's path
 from fieldsync._lib import CLOCK_FN, RESOLVER_FN, lib, libc
-from support import SCHEMA, task
+from support import SCHEMA
 
 FS_OK = 0
 FS_ERR_INTERNAL = 12
@@ -399,7 +400,6 @@ def device_options(device_id: str, **more: Any) -> Dict[str, Any]:
 
 
 def now_ms() -> int:
-    import time
     return int(time.time() * 1000)
 
 
@@ -409,16 +409,3 @@ def nest(depth: int, leaf: Any = 1) -> Any:
     for i in range(depth):
         value = [value] if i % 2 == 0 else {"k": value}
     return value
-
-
-def depth_of(value: Any) -> int:
-    depth, stack = 0, [(value, 1)]
-    while stack:
-        v, d = stack.pop()
-        if isinstance(v, (list, dict)):
-            depth = max(depth, d)
-            stack.extend((c, d + 1) for c in (v.values() if isinstance(v, dict) else v))
-    return depth
-
-
-__all__ = ["task"]
