@@ -19,7 +19,10 @@
  *    database file's write lock, for at most the store's `busy_timeout_ms`
  *    (default 5000) before returning FS_ERR_BUSY.
  *  - JSON arguments (actions, queries, filters, options, schemas) are limited
- *    to FS_MAX_JSON_BYTES; larger ones are refused with FS_ERR_TOO_BIG.
+ *    to FS_MAX_JSON_BYTES; larger ones are refused with FS_ERR_TOO_BIG. They
+ *    nest at most FS_MAX_DEPTH levels (sync messages FS_MAX_MESSAGE_DEPTH);
+ *    deeper ones are refused with FS_ERR_JSON.
+ *  - Every call runs on a thread stack of 64 KiB (FS_MAX_STACK_BYTES).
  *  - Bad input (NULL pointers, invalid UTF-8, malformed or wrongly typed JSON,
  *    unknown names, a closed or foreign handle) returns an error code and
  *    changes nothing. It never aborts the host process.
@@ -58,6 +61,22 @@ extern "C" {
 #define FS_MAX_JSON_BYTES (1024 * 1024)
 /* Longest record id, type name or field name, in bytes. */
 #define FS_MAX_ID_BYTES 256
+/* Deepest nesting of arrays and objects in a JSON text the host hands in: an
+ * argument (action, query, filter, options, schema, refs) or a resolver's
+ * answer. `[]` nests 1 level, so an action's "input" may nest
+ * FS_MAX_DEPTH - 1 levels and a json field's value FS_MAX_DEPTH - 2. Deeper
+ * text is refused with FS_ERR_JSON (and its position) before it is parsed. */
+#define FS_MAX_DEPTH 128
+/* Deepest nesting of a sync request or response (fs_hub_handle,
+ * fs_sync_receive): FS_MAX_DEPTH plus the deepest envelope the engine wraps
+ * a value in, a record state in a response:
+ * {"changes":[{"state":{"fields":{"f": value}}}]}. Whatever fs_store_apply
+ * accepts, a request and a response can carry. */
+#define FS_MAX_MESSAGE_DEPTH (FS_MAX_DEPTH + 5)
+/* Every call needs at most this much thread stack, at any nesting the
+ * limits above accept (tested on threads with a 64 KiB stack): a firmware
+ * task may call the library. */
+#define FS_MAX_STACK_BYTES (48 * 1024)
 
 /* Status codes. Never renumbered or reused; new codes are only appended. */
 typedef int32_t fs_status;
@@ -446,9 +465,10 @@ FS_EXTERN fs_status fs_hub_handle(fs_hub *hub, const char *request_json, char **
  *    "incoming_actor": "op-17", "incoming_device": "tablet-7"}
  * It returns FS_OK and sets *out_value_json to the merged value as JSON text
  * in memory from malloc() (the library releases it with free()); any other
- * status, no value, invalid JSON or a value of the wrong type rejects the
- * device's whole action with reason "resolver_failed" or "resolver_invalid"
- * (or "resolver_missing" when none is registered), visibly, in the device's
+ * status, no value, invalid JSON (nesting past FS_MAX_DEPTH included) or a
+ * value of the wrong type rejects the device's whole action with reason
+ * "resolver_failed" or "resolver_invalid" (or "resolver_missing" when none
+ * is registered), visibly, in the device's
  * outbox and audit trail. It runs on the thread calling fs_hub_handle(), with
  * the hub's lock held: it must not call into the same hub. conflict_json is
  * valid only during the call. */

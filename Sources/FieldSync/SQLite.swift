@@ -93,7 +93,7 @@ final class Statement {
     /// String in between; nil when the column is NULL or not JSON.
     func json(_ column: Int32) -> JSON? {
         guard let text = bytes(column), let base = text.baseAddress else { return nil }
-        return try? JSON.parse(bytes: base, count: text.count, what: "stored JSON", limit: Int.max)
+        return try? JSON.parse(bytes: base, count: text.count, what: "stored JSON", limit: Int.max, depth: Limits.maxMessageDepth)
     }
     func optionalInt(_ column: Int32) -> Int64? { isNull(column) ? nil : int(column) }
 }

@@ -346,7 +346,7 @@ package final class Store {
                     try db.run("DELETE FROM fs_shadow WHERE type = ? AND id = ?", [.text(row.type), .text(row.id)])
                     continue
                 }
-                let state = schema.migrate(RecordState(json: (try? JSON.parse(row.state, what: "stored state")) ?? .null),
+                let state = schema.migrate(RecordState(json: (try? JSON.parse(row.state, what: "stored state", depth: Limits.maxMessageDepth)) ?? .null),
                                            type: row.type, from: old)
                 try db.run("UPDATE fs_shadow SET state = ? WHERE type = ? AND id = ?",
                            [.bytes(state.text(tags: false)), .text(row.type), .text(row.id)])

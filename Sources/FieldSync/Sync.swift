@@ -101,7 +101,7 @@ extension Store {
         let parsed = text.withUnsafeBytes { buf in
             Result { () throws(FieldSyncError) -> JSON in
                 guard let base = buf.baseAddress else { throw .internal("empty request") }
-                return try JSON.parse(bytes: base, count: buf.count, what: "request", limit: Int.max)
+                return try JSON.parse(bytes: base, count: buf.count, what: "request", limit: Int.max, depth: Limits.maxMessageDepth)
             }
         }
         return (try parsed.get(), wait)
@@ -537,7 +537,7 @@ extension Store {
                 contained = true
                 continue
             }
-            let change = Change(json: (try? JSON.parse(entry.ops, what: "stored ops")) ?? .null)
+            let change = Change(json: (try? JSON.parse(entry.ops, what: "stored ops", depth: Limits.maxMessageDepth)) ?? .null)
             guard case .success(let current) = schema.upcast(change, type: type, from: entry.schemaVersion) else { continue }
             let stamp = Stamp(hlc: entry.hlc, device: deviceId)
             let report = try Merge.merge(current, stamp: stamp, into: &state, spec: spec)
