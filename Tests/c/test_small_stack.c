@@ -14,7 +14,7 @@
 
 #include "fixture.h"
 
-#define SMALL_STACK (64 * 1024)
+#define SMALL_STACK FS_MIN_STACK_BYTES
 #define FAR 100000
 
 /* `depth` arrays around `inner`, then `tail` ("" for valid text). malloc()ed. */
