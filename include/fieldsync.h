@@ -22,7 +22,10 @@
  *    file: each catches up with what the others committed before it writes,
  *    so nothing is numbered twice or lost (docs/ABI.md, Threads).
  *  - JSON arguments (actions, queries, filters, options, schemas) are limited
- *    to FS_MAX_JSON_BYTES; larger ones are refused with FS_ERR_TOO_BIG.
+ *    to FS_MAX_JSON_BYTES; larger ones are refused with FS_ERR_TOO_BIG. They
+ *    nest at most FS_MAX_DEPTH levels (sync messages FS_MAX_MESSAGE_DEPTH);
+ *    deeper ones are refused with FS_ERR_JSON.
+ *  - Every call works on a thread with a 64 KiB stack (FS_MIN_STACK_BYTES).
  *  - Bad input (NULL pointers, invalid UTF-8, malformed or wrongly typed JSON,
  *    unknown names, a closed or foreign handle) returns an error code and
  *    changes nothing. It never aborts the host process.
@@ -61,12 +64,28 @@ extern "C" {
 #define FS_MAX_JSON_BYTES (1024 * 1024)
 /* Longest record id, type name or field name, in bytes. */
 #define FS_MAX_ID_BYTES 256
+/* Deepest nesting of arrays and objects in a JSON text the host hands in: an
+ * argument (action, query, filter, options, schema, refs) or a resolver's
+ * answer. `[]` nests 1 level, so an action's "input" may nest
+ * FS_MAX_DEPTH - 1 levels and a json field's value FS_MAX_DEPTH - 2. Deeper
+ * text is refused with FS_ERR_JSON (and its position) before it is parsed. */
+#define FS_MAX_DEPTH 128
+/* Deepest nesting of a sync request or response (fs_hub_handle,
+ * fs_sync_receive): FS_MAX_DEPTH plus the deepest envelope the engine wraps
+ * a value in, a record state in a response:
+ * {"changes":[{"state":{"fields":{"f": value}}}]}. Whatever fs_store_apply
+ * accepts, a request and a response can carry. */
+#define FS_MAX_MESSAGE_DEPTH (FS_MAX_DEPTH + 5)
+/* A thread stack this large is enough for every call, at any nesting the
+ * limits above accept: calls use at most 31 KiB (docs/ABI.md), and the test
+ * suite makes them on threads with a 64 KiB stack, as a firmware task has. */
+#define FS_MIN_STACK_BYTES (64 * 1024)
 
 /* Status codes. Never renumbered or reused; new codes are only appended. */
 typedef int32_t fs_status;
 #define FS_OK                   0  /* success */
 #define FS_ERR_ARG              1  /* bad argument: NULL pointer, wrong JSON shape, bad option */
-#define FS_ERR_JSON             2  /* text is not valid JSON or not valid UTF-8 */
+#define FS_ERR_JSON             2  /* text is not valid JSON, not valid UTF-8, or nested past FS_MAX_DEPTH */
 #define FS_ERR_SCHEMA           3  /* violates the schema: unknown type or field, wrong value type,
                                       missing required field, operation the field's policy forbids */
 #define FS_ERR_NOT_FOUND        4  /* no such record, outbox entry or resolver */
@@ -476,9 +495,10 @@ FS_EXTERN fs_status fs_hub_handle(fs_hub *hub, const char *request_json, char **
  *    "incoming_actor": "op-17", "incoming_device": "tablet-7"}
  * It returns FS_OK and sets *out_value_json to the merged value as JSON text
  * in memory from malloc() (the library releases it with free()); any other
- * status, no value, invalid JSON or a value of the wrong type rejects the
- * device's whole action with reason "resolver_failed" or "resolver_invalid"
- * (or "resolver_missing" when none is registered), visibly, in the device's
+ * status, no value, invalid JSON (nesting past FS_MAX_DEPTH included) or a
+ * value of the wrong type rejects the device's whole action with reason
+ * "resolver_failed" or "resolver_invalid" (or "resolver_missing" when none
+ * is registered), visibly, in the device's
  * outbox and audit trail. It runs on the thread calling fs_hub_handle(), with
  * the hub's lock held: a call it makes into the same hub is refused with
  * FS_ERR_MISUSE (and a resolver that then fails rejects the write as above,

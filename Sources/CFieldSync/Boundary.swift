@@ -126,13 +126,15 @@ func text(_ p: UnsafePointer<CChar>?, _ name: String, limit: Int = Limits.maxIDB
 }
 
 /// A borrowed JSON argument; NULL is `.null` when the argument is optional.
+/// Arguments nest at most FS_MAX_DEPTH levels; sync messages, which wrap
+/// arguments' values, FS_MAX_MESSAGE_DEPTH.
 func json(_ p: UnsafePointer<CChar>?, _ name: String, optional: Bool = false,
-          limit: Int = Limits.maxJSONBytes) throws(FieldSyncError) -> JSON {
+          limit: Int = Limits.maxJSONBytes, depth: Int = Limits.maxDepth) throws(FieldSyncError) -> JSON {
     guard let p else {
         if optional { return .null }
         throw .arg("\(name) is NULL")
     }
-    return try JSON.parse(bytes: p, count: strlen(p), what: name, limit: limit)
+    return try JSON.parse(bytes: p, count: strlen(p), what: name, limit: limit, depth: depth)
 }
 
 /// Checks an out-parameter before any work is done and clears it, so that a

@@ -20,7 +20,7 @@ public func fs_sync_receive(_ p: OpaquePointer?, _ response: CString?, _ outSumm
     boundary("fs_sync_receive") { () throws(FieldSyncError) in
         let out = try output(outSummary, "out_summary_json")
         let handle = try store(p)
-        let response = try json(response, "response_json", limit: Limits.maxResponseBytes)
+        let response = try json(response, "response_json", limit: Limits.maxResponseBytes, depth: Limits.maxMessageDepth)
         try give(handle.use { s throws(FieldSyncError) in try s.receive(response) }, to: out)
     }
 }
@@ -80,7 +80,7 @@ public func fs_hub_handle(_ p: OpaquePointer?, _ request: CString?, _ outRespons
     boundary("fs_hub_handle") { () throws(FieldSyncError) in
         let out = try output(outResponse, "out_response_json")
         let handle = try hub(p)
-        let request = try json(request, "request_json", limit: Limits.maxRequestBytes)
+        let request = try json(request, "request_json", limit: Limits.maxRequestBytes, depth: Limits.maxMessageDepth)
         try give(handle.use { h throws(FieldSyncError) in try h.handle(request) }, to: out)
     }
 }

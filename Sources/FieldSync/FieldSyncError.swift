@@ -48,10 +48,25 @@ package enum FieldSyncError: Error, Equatable, Sendable {
     }
 }
 
-/// Limits documented in the header (FS_MAX_JSON_BYTES, FS_MAX_ID_BYTES).
+/// Limits documented in the header (FS_MAX_JSON_BYTES, FS_MAX_ID_BYTES,
+/// FS_MAX_DEPTH, FS_MAX_MESSAGE_DEPTH).
 package enum Limits {
     package static let maxJSONBytes = 1024 * 1024
     package static let maxIDBytes = 256
+    /// Nesting of any JSON text the host hands in (arguments, a resolver's
+    /// answer). Parsing, writing, equality and deinit of a value recurse once
+    /// per level (~160 bytes of stack each, measured through a full sync
+    /// round trip); at this depth every call fits a 64 KiB thread stack with
+    /// room to spare (docs/ABI.md).
+    package static let maxDepth = 128
+    /// The deepest wrapping of an argument's value in a message or stored
+    /// text: a record state in a response,
+    /// `{"changes":[{"state":{"fields":{"f": value}}}]}`; an action's json
+    /// field in a request, `{"entries":[{"ops":{"set":{"f": value}}}]}`, is
+    /// as deep. Whatever an argument nests, sync can carry.
+    package static let envelopeDepth = 5
+    /// Nesting of sync requests, responses and stored texts.
+    package static let maxMessageDepth = maxDepth + envelopeDepth
     /// Sync requests and responses carry whole batches (FS_MAX_MESSAGE_BYTES).
     package static let maxRequestBytes = 64 * 1024 * 1024
     package static let maxResponseBytes = 64 * 1024 * 1024

@@ -193,7 +193,7 @@ package final class Hub {
             if let reason = done.reason {
                 if done.status == "applied" {
                     do {
-                        result["resolutions"] = try JSON.parse(reason, what: "stored resolutions")
+                        result["resolutions"] = try JSON.parse(reason, what: "stored resolutions", depth: Limits.maxMessageDepth)
                     } catch {
                         throw .corrupt("fs_hub_applied.reason of \(device)/\(entrySeq) cannot be read: \(error.message)")
                     }

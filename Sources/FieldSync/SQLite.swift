@@ -97,7 +97,7 @@ final class Statement {
     func storedJSON(_ column: Int32, _ place: @autoclosure () -> String) throws(FieldSyncError) -> JSON {
         guard let text = bytes(column), let base = text.baseAddress else { throw .corrupt("\(place()) is NULL, not JSON") }
         do {
-            return try JSON.parse(bytes: base, count: text.count, what: "stored JSON", limit: Int.max)
+            return try JSON.parse(bytes: base, count: text.count, what: "stored JSON", limit: Int.max, depth: Limits.maxMessageDepth)
         } catch {
             throw .corrupt("\(place()) cannot be read: \(error.message)")
         }

@@ -119,7 +119,7 @@ extension Store {
         let parsed = text.withUnsafeBytes { buf in
             Result { () throws(FieldSyncError) -> JSON in
                 guard let base = buf.baseAddress else { throw .internal("empty request") }
-                return try JSON.parse(bytes: base, count: buf.count, what: "request", limit: Int.max)
+                return try JSON.parse(bytes: base, count: buf.count, what: "request", limit: Int.max, depth: Limits.maxMessageDepth)
             }
         }
         return (try parsed.get(), wait)
@@ -752,7 +752,7 @@ func storedOps(_ text: String, _ place: @autoclosure () -> String) throws(FieldS
     let parsed = text.withUTF8 { buf in
         Result { () throws(FieldSyncError) -> JSON in
             guard let base = buf.baseAddress, !buf.isEmpty else { throw .json("it is empty") }
-            return try JSON.parse(bytes: base, count: buf.count, what: "stored ops", limit: Int.max)
+            return try JSON.parse(bytes: base, count: buf.count, what: "stored ops", limit: Int.max, depth: Limits.maxMessageDepth)
         }
     }
     let value: JSON

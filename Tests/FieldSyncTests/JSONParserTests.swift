@@ -91,10 +91,65 @@ private let rawBytes: [[UInt8]] = [[0xC0, 0x80], [0xED, 0xA0, 0x80], [0xF4, 0x90
                 #expect(error.message.contains("line 1, column"))
             }
         }
-        let deep = String(repeating: "[", count: JSON.maxDepth + 1) + String(repeating: "]", count: JSON.maxDepth + 1)
-        #expect(throws: FieldSyncError.self) { try JSON.parse(deep) }
-        let deepest = String(repeating: "[", count: JSON.maxDepth) + String(repeating: "]", count: JSON.maxDepth)
-        #expect(try JSON.parse(deepest).array != nil)
+    }
+
+    /// Nesting is bounded by a scan before parsing, so no parser (this one
+    /// or one that replaces it) recurses deeper than the limit.
+    @Test func refusesNestingPastTheLimitBeforeParsing() throws {
+        func nested(_ depth: Int, _ inner: String = "") -> String {
+            String(repeating: "[", count: depth) + inner + String(repeating: "]", count: depth)
+        }
+        #expect(try JSON.parse(nested(Limits.maxDepth)).array != nil)
+        let objects = String(repeating: "{\"a\":", count: Limits.maxDepth) + "1" + String(repeating: "}", count: Limits.maxDepth)
+        #expect(try JSON.parse(objects).object != nil)
+        let deep = Limits.maxDepth + 1
+        for text in [nested(deep), String(repeating: "{\"a\":[", count: deep), String(repeating: "[", count: 100_000),
+                     nested(deep, "1,") /* invalid inside: the depth is what is reported */] {
+            do {
+                _ = try JSON.parse(text, what: "doc")
+                Issue.record("accepted \(text.prefix(40))")
+            } catch {
+                #expect(error.status == FieldSyncError.json("").status)
+                #expect(error.message.contains("nested deeper than \(Limits.maxDepth) levels"), "\(error.message)")
+            }
+        }
+        #expect(JSON.deeperThan(Limits.maxDepth, bytes: nested(deep), count: 2 * deep) == Limits.maxDepth)
+        // Messages wrap arguments' values: they may nest FS_MAX_MESSAGE_DEPTH.
+        #expect(try JSON.parse(nested(Limits.maxMessageDepth), depth: Limits.maxMessageDepth).array != nil)
+        #expect(throws: FieldSyncError.self) { try JSON.parse(nested(Limits.maxMessageDepth + 1), depth: Limits.maxMessageDepth) }
+        // Brackets in strings are text, escaped quotes do not end a string,
+        // and siblings do not add up.
+        let inString = "[\"\\\"" + String(repeating: "[{", count: 1000) + "\"]"
+        #expect(try JSON.parse(inString).array?.first?.string?.utf8.count == 2001)
+        #expect(try JSON.parse(nested(1, Array(repeating: nested(Limits.maxDepth - 1), count: 1000).joined(separator: ","))).array?.count == 1000)
+        // A closer with nothing open does not buy depth for later openers.
+        let stray = String(repeating: "]", count: 10) + String(repeating: "[", count: deep)
+        #expect(JSON.deeperThan(Limits.maxDepth, bytes: stray, count: stray.utf8.count) != nil)
+    }
+
+    /// Keys out of order are sorted in O(n log n): an insertion sort took
+    /// 6.4 s for 40,000 keys and would take hours for 200,000.
+    @Test(.timeLimit(.minutes(1))) func sortsManyKeysOutOfOrder() throws {
+        let n = 200_000
+        let keys = (0..<n).map { "k\(String(1_000_000 + $0))" }
+        let reversed = Array(("{" + keys.reversed().map { "\"\($0)\":1" }.joined(separator: ",") + "}").utf8)
+        let parsed = try reversed.withUnsafeBytes { raw throws(FieldSyncError) in
+            try JSON.parse(bytes: raw.baseAddress!, count: raw.count, what: "doc", limit: Limits.maxRequestBytes)
+        }
+        let object = try #require(parsed.object)
+        #expect(object.count == n)
+        #expect(Array(object.keys) == keys)
+        // A duplicate among unordered keys is still found, and named.
+        do {
+            _ = try JSON.parse(#"{"b":1,"a":2,"b":3}"#, what: "doc")
+            Issue.record("a duplicate key was accepted")
+        } catch {
+            #expect(error.message.contains("duplicate object key \"b\""), "\(error.message)")
+        }
+        // Objects built in code keep the later of equal keys.
+        var members: [JSONObject.Element] = [("b", .int(1)), ("a", .int(2)), ("b", .int(3)), ("a", .int(4))]
+        #expect(JSONObject.sortAndDeduplicate(&members) == "a")
+        #expect(members.map(\.key) == ["a", "b"] && members.map(\.value) == [.int(4), .int(3)])
     }
 
     @Test func keysThatDifferOnlyInNormalizationStayApart() throws {

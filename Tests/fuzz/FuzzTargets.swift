@@ -28,10 +28,11 @@ public func fuzz(_ data: UnsafePointer<UInt8>, _ size: Int) -> Int32 {
     let text = Array(UnsafeBufferPointer(start: data + 1, count: size - 1))
     let parsed = try? JSON.parse(bytes: data + 1, count: size - 1, what: "fuzz input")
     let reference = janssonReading(text)
-    // jansson allows 2048 levels of nesting, we allow JSON.maxDepth; and it
+    // jansson allows 2048 levels of nesting, we allow Limits.maxDepth
+    // (refused by a scan before parsing, so deeper junk is refused too); and it
     // stops reading at a NUL byte, which no C string argument can carry.
     let outOfScope = text.contains(0)
-        || (parsed == nil && text.filter({ $0 == UInt8(ascii: "[") || $0 == UInt8(ascii: "{") }).count > JSON.maxDepth)
+        || (parsed == nil && text.filter({ $0 == UInt8(ascii: "[") || $0 == UInt8(ascii: "{") }).count > Limits.maxDepth)
     if parsed != reference && !outOfScope {
         fatalError("parsers disagree on \(text): ours \(parsed.map(\.text) ?? "refused"), jansson \(reference.map(\.text) ?? "refused")")
     }

@@ -41,13 +41,15 @@ import time
 from ctypes import byref, c_int64, c_void_p
 from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple, Union
 
-from ._lib import CLOCK_FN, MAX_MESSAGE_BYTES, RESOLVER_FN, lib, libc
+from ._lib import CLOCK_FN, MAX_DEPTH, MAX_MESSAGE_BYTES, MAX_MESSAGE_DEPTH, RESOLVER_FN, lib, libc
 
 __all__ = [
     "Store",
     "Hub",
     "sync_once",
     "MAX_MESSAGE_BYTES",
+    "MAX_DEPTH",
+    "MAX_MESSAGE_DEPTH",
     "version",
     "abi_version",
     "status_name",

@@ -20,6 +20,9 @@ ABI_VERSION = 1
 #: FS_MAX_JSON_BYTES and FS_MAX_MESSAGE_BYTES of include/fieldsync.h.
 MAX_JSON_BYTES = 1024 * 1024
 MAX_MESSAGE_BYTES = 64 * 1024 * 1024
+#: FS_MAX_DEPTH and FS_MAX_MESSAGE_DEPTH: nesting of arguments and of sync messages.
+MAX_DEPTH = 128
+MAX_MESSAGE_DEPTH = MAX_DEPTH + 5
 
 #: ``int64_t (*now_ms)(void *ctx)`` as used by fs_store_set_clock and fs_hub_set_clock.
 CLOCK_FN = CFUNCTYPE(c_int64, c_void_p)
