@@ -15,10 +15,24 @@ let taskSchema = """
 """
 
 func tempPath(_ name: String = "store.db") -> String {
-    var template = Array("/tmp/fieldsync-swift-XXXXXX".utf8CString)
+    var template = Array((testRoot + "/t-XXXXXX").utf8CString)
     let dir = template.withUnsafeMutableBufferPointer { buf in String(cString: mkdtemp(buf.baseAddress!)) }
     return dir + "/" + name
 }
+
+/// One folder per test process for every temp store, removed when the
+/// process exits (a run made ~100 folders that stayed in /tmp).
+let testRoot: String = {
+    var template = Array("/tmp/fieldsync-swift-XXXXXX".utf8CString)
+    let root = template.withUnsafeMutableBufferPointer { buf in String(cString: mkdtemp(buf.baseAddress!)) }
+    // mkdtemp's name holds only [A-Za-z0-9/-]: safe in a shell command.
+    testRootRemoval = strdup("rm -rf " + root)
+    atexit {
+        if let command = testRootRemoval { _ = system(command) }
+    }
+    return root
+}()
+nonisolated(unsafe) private var testRootRemoval: UnsafeMutablePointer<CChar>?
 
 final class TestClock: @unchecked Sendable {
     var now: Int64
