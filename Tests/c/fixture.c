@@ -732,3 +732,26 @@ void hub_snap_check_at(const char *file, int line, fs_hub *h, hub_snap *snap) {
     free(snap->records);
     free(snap->audit);
 }
+
+char *with_member(const char *text, const char *key, json_t *value) {
+    json_t *v = json_loads(text, 0, NULL);
+    char *out;
+    if (v == NULL) abort();
+    if (value != NULL)
+        json_object_set_new(v, key, value);
+    else
+        json_object_del(v, key);
+    out = json_dumps(v, JSON_COMPACT);
+    json_decref(v);
+    return out;
+}
+
+char *with_item_member(const char *text, const char *array, size_t index, const char *key, json_t *value) {
+    json_t *v = json_loads(text, 0, NULL);
+    char *out;
+    if (v == NULL) abort();
+    json_object_set_new(json_array_get(json_object_get(v, array), index), key, value);
+    out = json_dumps(v, JSON_COMPACT);
+    json_decref(v);
+    return out;
+}

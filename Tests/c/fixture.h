@@ -111,6 +111,12 @@ long long jint(json_t *obj, const char *key);
 const char *jstr(json_t *obj, const char *key);
 /* Compact JSON text with sorted keys (malloc()ed, free()). */
 char *jdump(json_t *v);
+
+/* `text` parsed, top-level member `key` replaced by `value` (stolen; NULL
+ * removes the member), dumped again (free()). */
+char *with_member(const char *text, const char *key, json_t *value);
+/* `text` with member `key` of element `index` of array `array` replaced. */
+char *with_item_member(const char *text, const char *array, size_t index, const char *key, json_t *value);
 /* The ids of an array of records, joined by ',' (malloc()ed). */
 char *ids_of(json_t *rows);
 

@@ -21,33 +21,6 @@ static int64_t fixed_clock(void *ctx) { return *(const int64_t *)ctx; }
 /* 2026-11-25, the hub's and the devices' wall time in these tests. */
 static int64_t now_ms = 1764075000000LL;
 
-/* `text` parsed, top-level member `key` replaced by `value` (stolen; NULL
- * removes it), dumped again (free()). */
-static char *with_member(const char *text, const char *key, json_t *value) {
-    json_t *v = json_loads(text, 0, NULL);
-    char *out;
-    if (v == NULL) abort();
-    if (value != NULL)
-        json_object_set_new(v, key, value);
-    else
-        json_object_del(v, key);
-    out = json_dumps(v, JSON_COMPACT);
-    json_decref(v);
-    return out;
-}
-
-/* `text` with member `key` of element `index` of array `array` replaced. */
-static char *with_item_member(const char *text, const char *array, size_t index, const char *key,
-                              json_t *value) {
-    json_t *v = json_loads(text, 0, NULL);
-    char *out;
-    if (v == NULL) abort();
-    json_object_set_new(json_array_get(json_object_get(v, array), index), key, value);
-    out = json_dumps(v, JSON_COMPACT);
-    json_decref(v);
-    return out;
-}
-
 /* fs_hub_handle must refuse `request` (freed) with `expected` and change nothing. */
 static void handle_refused(const char *file, int line, fs_hub *h, char *request, fs_status expected) {
     char *out = SENTINEL;

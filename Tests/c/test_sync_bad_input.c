@@ -71,33 +71,6 @@ static void exchange_finish(exchange *x) {
     fs_hub_close(x->h);
 }
 
-/* `text` parsed, top-level member `key` replaced by `value` (stolen; NULL
- * removes the member), dumped again (free()). */
-static char *with_member(const char *text, const char *key, json_t *value) {
-    json_t *v = json_loads(text, 0, NULL);
-    char *out;
-    if (v == NULL) abort();
-    if (value != NULL)
-        json_object_set_new(v, key, value);
-    else
-        json_object_del(v, key);
-    out = json_dumps(v, JSON_COMPACT);
-    json_decref(v);
-    return out;
-}
-
-/* `text` with member `key` of element `index` of array `array` replaced. */
-static char *with_item_member(const char *text, const char *array, size_t index, const char *key,
-                              json_t *value) {
-    json_t *v = json_loads(text, 0, NULL);
-    char *out;
-    if (v == NULL) abort();
-    json_object_set_new(json_array_get(json_object_get(v, array), index), key, value);
-    out = json_dumps(v, JSON_COMPACT);
-    json_decref(v);
-    return out;
-}
-
 /* The first `n` bytes of `text` (free()). */
 static char *truncated(const char *text, size_t n) {
     char *s = strf("%s", text);
