@@ -365,8 +365,11 @@ FS_EXTERN fs_status fs_audit_query(fs_store *store, const char *filter_json, cha
 /* sized by bytes as well as count, always one entry at least),              */
 /* "pull_limit" (1000), "backoff_base_ms" (500), "backoff_cap_ms" (60000),   */
 /* "max_attempts" (8), "pull_interval_ms" (60000; 0 = pull only when asked), */
-/* "scope" ({"task": {"site": "WH-3"}}). Every integer option has a range    */
-/* (docs/ABI.md "Store options"); a value outside it is FS_ERR_ARG at open.  */
+/* "scope" ({"task": {"site": "WH-3"}}, checked against the schema at open),*/
+/* "max_clock_skew_ms" (24 h: a stamp pulled from the hub further ahead of  */
+/* the device's clock is kept in the record but never adopted by the clock).*/
+/* Every integer option has a range (docs/ABI.md "Store options"); a value  */
+/* outside it is FS_ERR_ARG at open.                                         */
 /* Each step is one SQLite transaction; a crash at any point loses nothing   */
 /* and, because the hub deduplicates, applies nothing twice. A step that     */
 /* fails for want of space checkpoints the WAL (giving its space back) and   */
