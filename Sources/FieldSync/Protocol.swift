@@ -9,7 +9,8 @@ enum Wire {
     /// from 1 up to this one; a device refuses responses it cannot read.
     static let version: Int64 = 1
 
-    /// The greatest entry seq and audit id a message may carry: 2^53 - 1,
+    /// The greatest entry seq, audit id and hub change sequence (cursor,
+    /// server_seq) a message may carry: 2^53 - 1,
     /// which every JSON reader holds exactly, and which a device applying
     /// an action a microsecond would reach in 285 years. Keeps `id + 1`
     /// and the hub's per-device sums far from overflow.
@@ -103,7 +104,7 @@ enum Wire {
             self.device = device
             batch = try m.requiredText(r["batch"], "batch")
             schemaVersion = try m.requiredInt(r["schema_version"], "schema_version", 1...Int64.max)
-            cursor = try m.int(r["cursor"], "cursor", 0...Int64.max) ?? 0
+            cursor = try m.int(r["cursor"], "cursor", 0...Wire.maxSeq) ?? 0
             // A device may ask for more than a page holds: it gets a page.
             limit = min(try m.int(r["limit"], "limit", 1...Int64.max) ?? 1000, Wire.maxPullLimit)
             pull = try m.bool(r["pull"], "pull") ?? true
@@ -252,8 +253,8 @@ enum Wire {
                 case "status": status = try m.text(value, "status")
                 case "outcome": outcome = try m.text(value, "outcome")
                 case "reason": reason = value.string
-                case "server_seq": serverSeq = try m.int(value, "server_seq", 1...Int64.max)
-                case "record_seq": recordSeq = try m.int(value, "record_seq", 0...Int64.max)
+                case "server_seq": serverSeq = try m.int(value, "server_seq", 1...Wire.maxSeq)
+                case "record_seq": recordSeq = try m.int(value, "record_seq", 0...Wire.maxSeq)
                 case "resolutions": resolutions = try m.object(value, "resolutions") ?? [:]
                 case "state": state = try m.object(value, "state").map(JSON.object)
                 default: break
@@ -288,7 +289,7 @@ enum Wire {
             for (i, item) in try m.array(r["own"], "own").enumerated() {
                 let o = Members(context: "response: own[\(i)]")
                 guard let type = try o.text(item["type"], "type"), let id = try o.text(item["id"], "id"),
-                      let seq = try o.int(item["seq"], "seq", 1...Int64.max),
+                      let seq = try o.int(item["seq"], "seq", 1...Wire.maxSeq),
                       let prior = try o.int(item["prior"], "prior", 0...(seq - 1)) else {   // safe: seq >= 1
                     throw .arg("response: each \"own\" record needs \"type\", \"id\", \"seq\" and \"prior\"")
                 }
@@ -304,7 +305,7 @@ enum Wire {
                 auditRefused.append((try a.requiredInt(item["audit_id"], "audit_id", 1...Wire.maxSeq),
                                      try a.text(item["reason"], "reason") ?? "refused"))
             }
-            cursor = try m.int(r["cursor"], "cursor", 0...Int64.max)
+            cursor = try m.int(r["cursor"], "cursor", 0...Wire.maxSeq)
             more = try m.bool(r["more"], "more") ?? false
         }
 
@@ -312,7 +313,7 @@ enum Wire {
             for (i, record) in list.enumerated() {
                 let m = Members(context: "response: \(name)[\(i)]")
                 guard try m.text(record["type"], "type") != nil, try m.text(record["id"], "id") != nil,
-                      try m.int(record["seq"], "seq", 1...Int64.max) != nil, try m.object(record["state"], "state") != nil else {
+                      try m.int(record["seq"], "seq", 1...Wire.maxSeq) != nil, try m.object(record["state"], "state") != nil else {
                     throw .arg("response: each change needs \"type\", \"id\", \"seq\" and \"state\"")
                 }
             }

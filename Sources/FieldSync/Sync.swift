@@ -250,9 +250,12 @@ extension Store {
         }
     }
 
+    // Rows the hub refused (it holds another row under their id) stay
+    // unacknowledged and visible, but are not sent again: every resend would
+    // be refused, and enough of them would fill the window of this query.
     static let oldestUnacked = PreparedSQL("""
         SELECT audit_id, length(CAST(input AS BLOB)) FROM fs_audit WHERE audit_id > ? AND server_received_at IS NULL
-        ORDER BY audit_id LIMIT ?
+        AND reason IS NOT 'audit_id_reused' ORDER BY audit_id LIMIT ?
         """)
     /// An audit row's bytes besides its input, for the request budget: keys,
     /// hashes and numbers, with the short names a little escaped.

@@ -195,6 +195,10 @@ TEST(test_device_refuses_a_response_with_an_integer_out_of_range) {
     REQUIRE(x.response != NULL);
     RECEIVE_REFUSED(x.s, with_member(x.response, "cursor", json_integer(-1)), FS_ERR_ARG);
     RECEIVE_REFUSED(x.s, with_member(x.response, "cursor", json_integer(I64_MIN)), FS_ERR_ARG);
+    /* a cursor no hub reaches would stop this device from pulling for good */
+    RECEIVE_REFUSED(x.s, with_member(x.response, "cursor", json_integer(I64_MAX)), FS_ERR_ARG);
+    RECEIVE_REFUSED(x.s, with_item_member(x.response, "results", 0, "server_seq", json_integer(I64_MAX)),
+                    FS_ERR_ARG);
     RECEIVE_REFUSED(x.s, with_member(x.response, "more", json_integer(1)), FS_ERR_ARG);
     RECEIVE_REFUSED(x.s, with_item_member(x.response, "results", 0, "server_seq", json_integer(-1)), FS_ERR_ARG);
     RECEIVE_REFUSED(x.s, with_item_member(x.response, "results", 0, "server_seq", json_integer(I64_MIN)),
@@ -382,6 +386,17 @@ TEST(test_two_stores_with_one_device_id_the_second_is_refused_key_reused_not_los
     CHECK_INT_EQ(jint(stats, "audit_refused"), 2);
     CHECK_INT_EQ(jint(stats, "audit_unacked"), 2);
     json_decref(stats);
+    /* refused rows are not sent again: every resend would be refused too, and
+     * a batch of them would crowd out the rows that can still be taken */
+    CHECK_OK(fs_sync_connectivity(b, 1));
+    {
+        char *next = prepare_ok(b);
+        REQUIRE(next != NULL);
+        r = json_loads(next, 0, NULL);
+        fs_free(next);
+        CHECK_INT_EQ(json_array_size(json_object_get(r, "audit")), 0);
+        json_decref(r);
+    }
 
     stats = hub_stats_ok(h);
     CHECK_INT_EQ(jint(stats, "entries_applied"), 2);
