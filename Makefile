@@ -4,7 +4,7 @@ SWIFT      ?= $(shell command -v swift 2>/dev/null || echo /opt/swift/usr/bin/sw
 SWIFTC     ?= $(dir $(SWIFT))swiftc
 PYTHON     ?= python3
 BUILD      := $(CURDIR)/build
-APT_NEEDS  := libsqlite3-dev libjansson-dev pkg-config
+APT_NEEDS  := libsqlite3-dev libjansson-dev libssl-dev pkg-config
 
 .PHONY: all build deps test test-swift test-c test-python examples demo bench soak fuzz fuzz-engine fuzz-doors sanitize clean
 
@@ -74,18 +74,18 @@ fuzz: deps
 # The two targets compile at once (each is one whole-module compile of the
 # engine, ~1.5 min on one core).
 FUZZ_SWIFTC = $(SWIFTC) -O -sanitize=fuzzer,address -parse-as-library -module-name FieldSync -package-name fieldsync \
-              -Xcc -fmodule-map-file=Sources/CSQLite/module.modulemap
+              -Xcc -fmodule-map-file=Sources/CSQLite/module.modulemap -Xcc -fmodule-map-file=Sources/CCrypto/module.modulemap
 fuzz-engine:
 	@mkdir -p $(BUILD)/fuzz
 	$(FUZZ_SWIFTC) -Xcc -fmodule-map-file=Sources/CJansson/module.modulemap \
 	  Sources/FieldSync/*.swift Tests/fuzz/FuzzTargets.swift Tests/FieldSyncTests/JanssonReference.swift \
-	  -lsqlite3 -ljansson -o $(BUILD)/fuzz-fieldsync
+	  -lsqlite3 -ljansson -lcrypto -o $(BUILD)/fuzz-fieldsync
 fuzz-doors:
 	@mkdir -p $(BUILD)/fuzz
 	$(dir $(SWIFT))clang -O1 -g -fsanitize=fuzzer-no-link,address -Wall -Wextra -Werror -Iinclude \
 	  -c Tests/fuzz/doors.c -o $(BUILD)/fuzz/doors.o
 	$(FUZZ_SWIFTC) -suppress-warnings Sources/FieldSync/*.swift Sources/CFieldSync/*.swift $(BUILD)/fuzz/doors.o \
-	  -lsqlite3 -ljansson -o $(BUILD)/fuzz-doors
+	  -lsqlite3 -ljansson -lcrypto -o $(BUILD)/fuzz-doors
 
 # The engine's Swift tests under AddressSanitizer. Leak detection is off:
 # XCTest's own runner leaks a few objects at exit, which would fail the run.

@@ -14,7 +14,8 @@ let package = Package(
     targets: [
         .systemLibrary(name: "CSQLite", pkgConfig: "sqlite3", providers: [.apt(["libsqlite3-dev"])]),
         .systemLibrary(name: "CJansson", pkgConfig: "jansson", providers: [.apt(["libjansson-dev"])]),
-        .target(name: "FieldSync", dependencies: ["CSQLite"]),
+        .systemLibrary(name: "CCrypto", pkgConfig: "libcrypto", providers: [.apt(["libssl-dev"])]),
+        .target(name: "FieldSync", dependencies: ["CSQLite", "CCrypto"]),
         .target(
             name: "CFieldSync",
             dependencies: ["FieldSync"],

@@ -53,8 +53,9 @@ package struct AuditRow: Equatable, Sendable {
         out.append(UInt8(ascii: "]"))
     }
 
-    package func computedHash(input inputText: [UInt8]? = nil) -> String {
-        canonicalText(input: inputText, after: prevHash).withBytes { SHA256.hex($0) }
+    package func computedHash(input inputText: [UInt8]? = nil) throws(FieldSyncError) -> String {
+        let text = canonicalText(input: inputText, after: prevHash)
+        return try text.withBytes { (bytes) throws(FieldSyncError) -> String in try SHA256.hex(bytes) }
     }
 
     package var json: JSON {
@@ -71,11 +72,12 @@ package struct AuditRow: Equatable, Sendable {
 
     /// Checks a device's rows, in audit_id order, against each other and
     /// their hashes; returns the audit ids where the chain breaks.
-    package static func chainBreaks(_ rows: [AuditRow], anchor: String = genesis) -> [Int64] {
+    package static func chainBreaks(_ rows: [AuditRow], anchor: String = genesis) throws(FieldSyncError) -> [Int64] {
         var previous = anchor
         var breaks: [Int64] = []
         for row in rows {
-            if row.prevHash != previous || row.computedHash() != row.hash { breaks.append(row.auditId) }
+            let hash = try row.computedHash()
+            if row.prevHash != previous || hash != row.hash { breaks.append(row.auditId) }
             previous = row.hash
         }
         return breaks

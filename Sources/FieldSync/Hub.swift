@@ -179,7 +179,7 @@ package final class Hub {
                        own: inout [ExactString: OwnRecord], decisions: inout HubStorage.Decisions,
                        budget: inout Int, now: Int64) throws(FieldSyncError) -> (JSON, Bool) {
         let key = e.key, entrySeq = e.seq
-        let digest = e.digest
+        let digest = try e.digest()
         if let done = try decisions.find(entrySeq, in: storage) {
             // The key was decided for other content (a store restored from an
             // old backup, two devices given one device_id): answering

@@ -285,7 +285,7 @@ final class HubStorage {
                 .text(device), .int(row.auditId), .text(row.actor), .text(row.action), .text(row.type), .text(row.id),
                 .bytes(inputText), .int(row.deviceTime), .int(row.hlc), .bytes(AuditLog.keysText(row.outboxKeys)),
                 .text(row.prevHash), .text(row.hash), .int(receivedAt),
-                .int(row.computedHash(input: inputText) == row.hash ? 1 : 0), linkOK])
+                .int(try row.computedHash(input: inputText) == row.hash ? 1 : 0), linkOK])
             // A row after this one may have arrived first: its link can be checked now.
             if row.auditId < highest {
                 try db.run("UPDATE fs_hub_audit SET link_ok = (prev_hash = ?) WHERE device = ? AND audit_id = ?",

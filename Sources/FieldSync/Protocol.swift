@@ -179,12 +179,12 @@ enum Wire {
         /// What a legitimate resend carries unchanged (not `cursor` nor
         /// `shadow_seq`, which move between sends), as a SHA-256: the hub
         /// keeps it with its decision and refuses a key reused for other content.
-        var digest: String {
+        func digest() throws(FieldSyncError) -> String {
             let content: JSONObject = [
                 "base": .object(base), "base_values": .object(baseValues), "hlc": hlc.map(JSON.int) ?? .null,
                 "id": .string(id), "ops": ops, "schema_version": schemaVersion.map(JSON.int) ?? .null, "type": .string(type),
             ]
-            return SHA256.hex(JSON.object(content).bytes)
+            return try SHA256.hex(JSON.object(content).bytes)
         }
     }
 

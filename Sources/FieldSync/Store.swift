@@ -232,7 +232,7 @@ package final class Store {
                                type: action.type, id: action.id, input: action.input, deviceTime: wall, hlc: stamp,
                                outboxKeys: [key], prevHash: lastHash, hash: "")
             let inputText = action.input.bytes
-            row.hash = row.computedHash(input: inputText)
+            row.hash = try row.computedHash(input: inputText)
             try AuditLog.insert(row, inputText: inputText, into: db)
             let record = spec.recordJSON(id: action.id, fields: alive ? fields : [:],
                                          meta: alive ? nil : ["deleted": .bool(true)])

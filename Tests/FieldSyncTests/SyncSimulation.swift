@@ -175,7 +175,7 @@ final class Simulation {
         let hubAudit = try hub.auditQuery(.null).array ?? []
         for (i, d) in devices.enumerated() {
             let local = try d.audit(.null)
-            if !AuditRow.chainBreaks(local).isEmpty { problems.append("\(names[i]) local chain broken") }
+            if try !AuditRow.chainBreaks(local).isEmpty { problems.append("\(names[i]) local chain broken") }
             if local.contains(where: { $0.outcome != "applied" || $0.serverReceivedAt == nil }) {
                 problems.append("\(names[i]) has audit rows not marked applied with server time")
             }
