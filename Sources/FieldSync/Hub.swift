@@ -28,7 +28,7 @@ package final class Hub {
     package init(path: String, schema: Schema, options: JSON) throws(FieldSyncError) {
         guard let opts = options.isNull ? [:] : options.object else { throw .arg("options must be a JSON object, got \(options.kind)") }
         try checkKeys(opts, allowed: ["durability", "busy_timeout_ms", "max_clock_skew_ms"], in: "hub options", code: FieldSyncError.arg)
-        let maxClockSkewMs = try HybridClock.skewOption(opts, in: "hub options")
+        let maxClockSkewMs = try HybridClock.skewOption(opts)
         let db = try Connection.openDatabase(path: path, options: opts)
         let storage = HubStorage(db: db, schema: schema)
         try db.transaction { () throws(FieldSyncError) in

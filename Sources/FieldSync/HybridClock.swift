@@ -22,11 +22,9 @@ package struct HybridClock: Sendable, Equatable {
     package static let maxSkewLimitMs: Int64 = 10 * 366 * 24 * 3_600_000
 
     /// The `max_clock_skew_ms` option of stores and hubs, checked where it is read.
-    static func skewOption(_ options: JSONObject, in context: String) throws(FieldSyncError) -> Int64 {
-        guard let value = options["max_clock_skew_ms"] else { return defaultMaxSkewMs }
-        guard let ms = value.int, (0...maxSkewLimitMs).contains(ms) else {
-            throw .arg("\(context): \"max_clock_skew_ms\" must be an integer in 0...\(maxSkewLimitMs)")
-        }
+    static func skewOption(_ options: JSONObject) throws(FieldSyncError) -> Int64 {
+        var ms = defaultMaxSkewMs
+        try integerOption(options, "max_clock_skew_ms", 0...maxSkewLimitMs, into: &ms, "10 years")
         return ms
     }
 

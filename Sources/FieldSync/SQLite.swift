@@ -317,15 +317,10 @@ extension Connection {
             guard let s = d.string, s == "full" || s == "normal" else { throw .arg("options: \"durability\" must be \"full\" or \"normal\"") }
             durability = s
         }
-        var busyTimeout: Int32 = 5000
-        if let b = options["busy_timeout_ms"] {
-            // sqlite3_busy_timeout takes an int: about 24.8 days at most.
-            guard let ms = b.int, ms >= 0, ms <= Int64(Int32.max) else {
-                throw .arg("options: \"busy_timeout_ms\" must be an integer from 0 to \(Int32.max) (about 24.8 days), got \(b.text)")
-            }
-            busyTimeout = Int32(ms)
-        }
-        let db = try Connection(path: path, busyTimeoutMs: busyTimeout)
+        // sqlite3_busy_timeout takes an int: about 24.8 days at most.
+        var busyTimeout: Int64 = 5000
+        try integerOption(options, "busy_timeout_ms", 0...Int64(Int32.max), into: &busyTimeout, "about 24.8 days")
+        let db = try Connection(path: path, busyTimeoutMs: Int32(busyTimeout))   // safe: checked above
         // A new file gets incremental auto-vacuum so hygiene can hand pages
         // back; it must be chosen before anything (even the WAL switch) writes.
         if try db.scalar("PRAGMA page_count") == 0 { try db.exec("PRAGMA auto_vacuum=INCREMENTAL") }

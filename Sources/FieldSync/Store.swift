@@ -60,7 +60,7 @@ package final class Store {
         // Checked as the hub checks it, before the file is touched: a scope
         // the hub refuses would otherwise stop every sync after a good open.
         _ = try schema.checkedScope(opts["scope"], clientVersion: schema.version, in: "options")
-        let maxClockSkewMs = try HybridClock.skewOption(opts, in: "options")
+        let maxClockSkewMs = try HybridClock.skewOption(opts)
         var hygieneSettings = HygieneSettings()
         try hygieneSettings.configure(opts)
         var requestedDevice: String?
