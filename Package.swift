@@ -15,7 +15,7 @@ let package = Package(
         .systemLibrary(name: "CSQLite", pkgConfig: "sqlite3", providers: [.apt(["libsqlite3-dev"])]),
         .systemLibrary(name: "CJansson", pkgConfig: "jansson", providers: [.apt(["libjansson-dev"])]),
         .systemLibrary(name: "CCrypto", pkgConfig: "libcrypto", providers: [.apt(["libssl-dev"])]),
-        .target(name: "FieldSync", dependencies: ["CSQLite", "CCrypto"]),
+        .target(name: "FieldSync", dependencies: ["CSQLite", "CJansson", "CCrypto"]),
         .target(
             name: "CFieldSync",
             dependencies: ["FieldSync"],
@@ -27,7 +27,6 @@ let package = Package(
                 "-Xlinker", "-soname=libfieldsync.so.1",
             ])]
         ),
-        // jansson is the reference the tests check our JSON parser against.
         .testTarget(name: "FieldSyncTests", dependencies: ["FieldSync", "CJansson"]),
     ]
 )

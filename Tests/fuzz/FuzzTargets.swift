@@ -2,7 +2,8 @@
 // `make fuzz`). One input drives the three places untrusted bytes enter:
 // an action, a hub request and a sync response. Any trap is a finding;
 // errors thrown as FieldSyncError are the expected outcome for junk. Every
-// input is also parsed by jansson: the two parsers must agree (a trap if not).
+// input is also checked against the JSON rules of docs/ABI.md (a trap if the
+// library reads it otherwise).
 import Glibc
 
 nonisolated(unsafe) var fuzzStore: Store?
@@ -27,14 +28,12 @@ public func fuzz(_ data: UnsafePointer<UInt8>, _ size: Int) -> Int32 {
     let target = data[0] % 4
     let text = Array(UnsafeBufferPointer(start: data + 1, count: size - 1))
     let parsed = try? JSON.parse(bytes: data + 1, count: size - 1, what: "fuzz input")
-    let reference = janssonReading(text)
-    // jansson allows 2048 levels of nesting, we allow Limits.maxDepth
-    // (refused by a scan before parsing, so deeper junk is refused too); and it
-    // stops reading at a NUL byte, which no C string argument can carry.
-    let outOfScope = text.contains(0)
-        || (parsed == nil && text.filter({ $0 == UInt8(ascii: "[") || $0 == UInt8(ascii: "{") }).count > Limits.maxDepth)
-    if parsed != reference && !outOfScope {
-        fatalError("parsers disagree on \(text): ours \(parsed.map(\.text) ?? "refused"), jansson \(reference.map(\.text) ?? "refused")")
+    // What jansson accepts and refuses must be what docs/ABI.md says
+    // (DocumentedJSONRules.swift): depth, NUL, "\\u0000", duplicate keys.
+    let library = parsed.map(DocumentedReading.value) ?? .refused("")
+    let documented = documentedReading(text)
+    if !agrees(library, documented) {
+        fatalError("JSON rules broken on \(text): library \(library), docs/ABI.md \(documented)")
     }
     guard let value = parsed else { return 0 }
     switch target {

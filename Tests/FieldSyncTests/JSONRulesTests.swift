@@ -1,6 +1,7 @@
-// Our JSON parser against jansson, the parser the library used before: on
-// random documents and random corruptions of them, both must accept the same
-// texts and read the same values. (Tests/fuzz does the same under libFuzzer.)
+// The library's JSON reading (jansson and the rules around it) against the
+// rules of docs/ABI.md (DocumentedJSONRules.swift): on random documents and
+// random corruptions of them, it must refuse what a rule refuses and read the
+// rest as JSON reads it. (Tests/fuzz does the same under libFuzzer.)
 @testable import FieldSync
 import Testing
 
@@ -15,12 +16,13 @@ private let pieces: [String] = [
     "\u{7F}", "\u{1}",
 ]
 
-private let rawBytes: [[UInt8]] = [[0xC0, 0x80], [0xED, 0xA0, 0x80], [0xF4, 0x90, 0x80, 0x80], [0xE2, 0x82], [0xFF], [0xC3, 0xA9]]
+private let rawBytes: [[UInt8]] = [[0x00], [0xC0, 0x80], [0xED, 0xA0, 0x80], [0xF4, 0x90, 0x80, 0x80], [0xE2, 0x82], [0xFF], [0xC3, 0xA9]]
 
-@Suite struct JSONParserTests {
-    @Test func agreesWithJanssonOnRandomTexts() {
+@Suite struct JSONRulesTests {
+    @Test func followsTheDocumentedRulesOnRandomTexts() {
         var rng = SplitMix(seed: 20261125)
         var accepted = 0
+        var refusedBy: [String: Int] = [:]
         for _ in 0..<30_000 {
             var bytes: [UInt8] = []
             for _ in 0..<(1 + Int(rng.next() % 12)) {
@@ -30,22 +32,26 @@ private let rawBytes: [[UInt8]] = [[0xC0, 0x80], [0xED, 0xA0, 0x80], [0xF4, 0x90
                     bytes += Array(pieces[Int(rng.next() % UInt64(pieces.count))].utf8)
                 }
             }
-            let ours = ourReading(bytes), theirs = janssonReading(bytes)
-            #expect((ours == nil) == (theirs == nil), "accepted by one parser only: \(String(decoding: bytes, as: UTF8.self))")
-            if let ours, let theirs {
-                #expect(ours == theirs, "read differently: \(String(decoding: bytes, as: UTF8.self))")
-                accepted += 1
+            let library = libraryReading(bytes), documented = documentedReading(bytes)
+            #expect(agrees(library, documented), "\(String(decoding: bytes, as: UTF8.self)): library \(library), rules \(documented)")
+            switch documented {
+            case .value: accepted += 1
+            case .refused(let rule): refusedBy[rule, default: 0] += 1
             }
         }
+        // The texts reach every rule, so breaking one fails this test.
         #expect(accepted > 1_000)
+        for rule in ["NUL byte", "not JSON", "\\u0000", "duplicate key"] {
+            #expect(refusedBy[rule, default: 0] > 10, "rule \(rule): \(refusedBy)")
+        }
     }
 
-    @Test func agreesWithJanssonOnCorruptedDocuments() {
+    @Test func followsTheDocumentedRulesOnCorruptedDocuments() {
         var rng = SplitMix(seed: 42)
         let insertable = Array("{}[],:\"\\0-.eE".utf8)
         let document = Array(#"{"action":"pick","actor":"op-1","type":"task","id":"T-1","set":{"status":"é","note":"a\"b\\c\u00e9\ud83d\ude00"},"inc":{"picked":-12},"input":{"w":[1.5e-3,true,null,{"deep":[[[]]]}],"n":9223372036854775807}}"#.utf8)
-        #expect(ourReading(document) == janssonReading(document))
-        #expect(ourReading(document) != nil)
+        #expect(libraryReading(document) == documentedReading(document))
+        guard case .value = documentedReading(document) else { Issue.record("the document itself is refused"); return }
         for _ in 0..<20_000 {
             var bytes = document
             for _ in 0..<(1 + Int(rng.next() % 3)) {
@@ -57,31 +63,30 @@ private let rawBytes: [[UInt8]] = [[0xC0, 0x80], [0xED, 0xA0, 0x80], [0xF4, 0x90
                 }
                 if bytes.isEmpty { break }
             }
-            let ours = ourReading(bytes), theirs = janssonReading(bytes)
-            #expect((ours == nil) == (theirs == nil), "accepted by one parser only: \(bytes)")
-            if let ours, let theirs { #expect(ours == theirs, "read differently: \(bytes)") }
+            let library = libraryReading(bytes), documented = documentedReading(bytes)
+            #expect(agrees(library, documented), "\(bytes): library \(library), rules \(documented)")
         }
     }
 
-    /// Strings are scanned eight bytes at a time: every byte value at every
-    /// offset of a string longer than two such words is read as jansson reads it.
+    /// The depth scan skips strings eight bytes at a time: every byte value at
+    /// every offset of a string longer than two such words is read as the
+    /// rules say.
     @Test func everyByteAtEveryOffsetOfALongString() {
         for offset in 0..<24 {
             for byte in 0...255 {
                 var text = Array(#"{"k":""#.utf8) + [UInt8](repeating: UInt8(ascii: "a"), count: 24)
                 text[5 + offset] = UInt8(byte)
                 text += Array(#""}"#.utf8)
-                let ours = ourReading(text), theirs = janssonReading(text)
-                #expect((ours == nil) == (theirs == nil), "byte \(byte) at \(offset): accepted by one parser only")
-                if let ours, let theirs { #expect(ours == theirs, "byte \(byte) at \(offset): read differently") }
+                #expect(agrees(libraryReading(text), documentedReading(text)), "byte \(byte) at \(offset)")
             }
         }
     }
 
     @Test func refusesWhatItMustWithAPosition() throws {
-        for (text, reason) in [("{\"a\":1,\"a\":2}", "duplicate object key"), ("[1,]", "unexpected ']'"),
-                               ("\"\\u0000\"", "\\u0000"), ("9223372036854775808", "64-bit"), ("1e400", "double"),
-                               ("{\"a\":1} x", "end of input expected"), ("\"\\ud800\"", "surrogate")] {
+        for (text, reason) in [("{\"a\":1,\"a\":2}", "duplicate object key near '\"a\"'"), ("[1,]", "unexpected token near ']'"),
+                               ("\"\\u0000\"", "\\u0000 is not allowed in strings"), ("9223372036854775808", "too big integer"),
+                               ("1e400", "real number overflow"), ("{\"a\":1} x", "end of file expected near 'x'"),
+                               ("\"\\ud800\"", "invalid Unicode '\\uD800'"), ("[1,\u{0}2]", "a NUL byte")] {
             do {
                 _ = try JSON.parse(text, what: "doc")
                 Issue.record("accepted \(text)")
@@ -144,7 +149,7 @@ private let rawBytes: [[UInt8]] = [[0xC0, 0x80], [0xED, 0xA0, 0x80], [0xF4, 0x90
             _ = try JSON.parse(#"{"b":1,"a":2,"b":3}"#, what: "doc")
             Issue.record("a duplicate key was accepted")
         } catch {
-            #expect(error.message.contains("duplicate object key \"b\""), "\(error.message)")
+            #expect(error.message.contains("duplicate object key near '\"b\"'"), "\(error.message)")
         }
         // Objects built in code keep the later of equal keys.
         var members: [JSONObject.Element] = [("b", .int(1)), ("a", .int(2)), ("b", .int(3)), ("a", .int(4))]

@@ -1,0 +1,150 @@
+// Every JSON text the engine reads is read by jansson (`json_loadb`, duplicate
+// keys refused): arguments of the C doors, sync messages, resolver answers and
+// the texts the engine stored itself. What jansson does not check for us is
+// checked around it here, so the rules of docs/ABI.md hold whoever parses:
+// the size, a NUL byte (jansson would read a C string only to it), and the
+// nesting depth, by a scan before jansson runs, because jansson recurses once
+// per level and a host thread's stack may be 64 KiB.
+import CJansson
+import Glibc
+
+extension JSON {
+    /// Parses `count` bytes at `bytes`; any JSON value is accepted at the top.
+    package static func parse(bytes: UnsafeRawPointer, count: Int, what: String,
+                              limit: Int = Limits.maxJSONBytes, depth: Int = Limits.maxDepth) throws(FieldSyncError) -> JSON {
+        if count > limit {
+            throw .tooBig("\(what) is \(count) bytes; the limit is \(limit)")
+        }
+        let base = bytes.assumingMemoryBound(to: UInt8.self)
+        func refuse(_ reason: String, at offset: Int) -> FieldSyncError {
+            let (line, column) = lineAndColumn(of: offset, in: base, count: count)
+            return .json("\(what) is not valid JSON: \(reason) (line \(line), column \(column))")
+        }
+        if count == 0 { throw .json("\(what) is not valid JSON: it is empty") }
+        if let nul = memchr(bytes, 0, count) {
+            throw refuse("a NUL byte", at: bytes.distance(to: UnsafeRawPointer(nul)))
+        }
+        if let offset = deeperThan(depth, bytes: base, count: count) {
+            throw refuse("nested deeper than \(depth) levels", at: offset)
+        }
+        var error = json_error_t()
+        let flags = Int(JSON_REJECT_DUPLICATES | JSON_DECODE_ANY)
+        guard let root = json_loadb(bytes.assumingMemoryBound(to: CChar.self), count, flags, &error) else {
+            // jansson's words, except where they name one of its flags.
+            let reason = json_error_code(&error) == json_error_null_character
+                ? "\\u0000 is not allowed in strings"
+                : withUnsafeBytes(of: error.text) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
+            throw refuse(reason, at: max(0, Int(error.position) - 1))
+        }
+        defer { json_decref(root) }
+        return value(of: root)
+    }
+
+    package static func parse(_ text: String, what: String = "JSON text", depth: Int = Limits.maxDepth) throws(FieldSyncError) -> JSON {
+        var text = text
+        let result = text.withUTF8 { buf in
+            Result { () throws(FieldSyncError) -> JSON in
+                guard let base = buf.baseAddress, !buf.isEmpty else { throw .json("\(what) is not valid JSON: it is empty") }
+                return try parse(bytes: base, count: buf.count, what: what, depth: depth)
+            }
+        }
+        return try result.get()
+    }
+
+    /// jansson's value as ours. Recursion is bounded by the depth scan that
+    /// ran before parsing. jansson has checked the UTF-8 of every string and
+    /// key, refused `\u0000`, lone surrogates, duplicate keys and numbers out
+    /// of range, so nothing here can fail. Each child is released as soon as
+    /// it is converted (replaced by jansson's static null, which allocates
+    /// nothing), so the two trees never both exist whole: memory peaks at
+    /// jansson's tree, not at the sum (docs/ABI.md's bound per byte).
+    private static func value(of j: UnsafeMutablePointer<json_t>) -> JSON {
+        switch fs_json_type(j) {
+        case Int32(JSON_OBJECT.rawValue):
+            var members: [JSONObject.Element] = []
+            members.reserveCapacity(json_object_size(j))
+            var iter = json_object_iter(j)
+            while let it = iter {
+                if let key = json_object_iter_key(it), let item = json_object_iter_value(it) {
+                    let name = key.withMemoryRebound(to: UInt8.self, capacity: 1) {
+                        String(decoding: UnsafeBufferPointer(start: $0, count: json_object_iter_key_len(it)), as: UTF8.self)
+                    }
+                    members.append((name, value(of: item)))
+                    json_object_iter_set_new(j, it, json_null())
+                }
+                iter = json_object_iter_next(j, it)
+            }
+            // jansson keeps insertion order; canonical writers (ours, a
+            // peer's) send sorted keys, which costs one pass here.
+            JSONObject.sortAndDeduplicate(&members)
+            return .object(JSONObject(sortedMembers: members))
+        case Int32(JSON_ARRAY.rawValue):
+            let n = json_array_size(j)
+            var items: [JSON] = []
+            items.reserveCapacity(n)
+            for i in 0..<n {
+                if let item = json_array_get(j, i) {
+                    items.append(value(of: item))
+                    json_array_set_new(j, i, json_null())
+                }
+            }
+            return .array(items)
+        case Int32(JSON_STRING.rawValue):
+            guard let p = json_string_value(j) else { return .string("") }
+            return .string(p.withMemoryRebound(to: UInt8.self, capacity: 1) {
+                String(decoding: UnsafeBufferPointer(start: $0, count: json_string_length(j)), as: UTF8.self)
+            })
+        case Int32(JSON_INTEGER.rawValue): return .int(Int64(json_integer_value(j)))
+        case Int32(JSON_REAL.rawValue): return .double(json_real_value(j))
+        case Int32(JSON_TRUE.rawValue): return .bool(true)
+        case Int32(JSON_FALSE.rawValue): return .bool(false)
+        default: return .null
+        }
+    }
+
+    /// Line and column (in characters, from 1) of the byte at `offset`.
+    static func lineAndColumn(of offset: Int, in base: UnsafePointer<UInt8>, count: Int) -> (Int, Int) {
+        var line = 1, column = 1
+        for i in 0..<min(offset, count) {
+            if base[i] == 0x0A { line += 1; column = 1 } else if base[i] & 0xC0 != 0x80 { column += 1 }
+        }
+        return (line, column)
+    }
+
+    /// The offset of the first '[' or '{' that opens a level deeper than
+    /// `depth`, or nil. One loop over the bytes, no recursion, so it holds
+    /// for any parser that runs after it. Strings are skipped as JSON reads
+    /// them (a backslash takes the next byte); a closer with nothing open
+    /// does not lower the count, so junk can only overestimate the depth.
+    static func deeperThan(_ depth: Int, bytes base: UnsafePointer<UInt8>, count end: Int) -> Int? {
+        var level = 0, pos = 0
+        while pos < end {
+            switch base[pos] {
+            case UInt8(ascii: "["), UInt8(ascii: "{"):
+                level += 1
+                if level > depth { return pos }
+            case UInt8(ascii: "]"), UInt8(ascii: "}"):
+                if level > 0 { level -= 1 }
+            case UInt8(ascii: "\""):
+                pos += 1
+                // Eight bytes at a time while none is a quote or a backslash
+                // (SWAR: a byte's high bit in the mask marks a match).
+                while end - pos >= 8 {
+                    let x = UnsafeRawPointer(base + pos).loadUnaligned(as: UInt64.self)
+                    let ones: UInt64 = 0x0101_0101_0101_0101, highs: UInt64 = 0x8080_8080_8080_8080
+                    let quote = x ^ (ones &* 0x22), backslash = x ^ (ones &* 0x5C)
+                    if ((quote &- ones) & ~quote | (backslash &- ones) & ~backslash) & highs != 0 { break }
+                    pos += 8
+                }
+                while pos < end && base[pos] != UInt8(ascii: "\"") {
+                    if base[pos] == UInt8(ascii: "\\") { pos += 1 }
+                    pos += 1
+                }
+            default:
+                break
+            }
+            pos += 1
+        }
+        return nil
+    }
+}
