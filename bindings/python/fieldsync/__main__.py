@@ -24,6 +24,7 @@ backing off (fs_sync_fail) on transport errors. Exit status: 0 drained,
 from __future__ import annotations
 
 import argparse
+import concurrent.futures
 import http.client
 import http.server
 import json
@@ -80,6 +81,12 @@ class _HubHandler(http.server.BaseHTTPRequestHandler):
     # A body's parse costs several times its size, so without this N clients
     # sending 60 MiB each cost N times that (four took the server to 3 GB).
     turns: threading.BoundedSemaphore
+    # The hub's calls run on `max_parallel` long-lived threads, not on each
+    # connection's own: the C library allocates a parse in the calling
+    # thread's malloc arena, and freed arenas stay resident, so parses spread
+    # over ever new threads cost one body per thread at once (four bodies
+    # took three times one body's memory with two turns).
+    workers: concurrent.futures.ThreadPoolExecutor
     body_timeout = 60.0   # seconds a whole body may take to arrive
     queue_timeout = 120.0  # seconds a request may wait for its turn
 
@@ -145,7 +152,7 @@ class _HubHandler(http.server.BaseHTTPRequestHandler):
                 self.close_connection = True
                 return
             try:
-                response = self.hub.handle_text(body).encode("utf-8")
+                response = self.workers.submit(self.hub.handle_text, body).result().encode("utf-8")
             except FieldSyncError as e:
                 self._library_error(e)
                 return
@@ -192,8 +199,10 @@ def serve(args: argparse.Namespace) -> int:
         if getattr(args, name) <= 0:
             raise ValueError(f"--{name.replace('_', '-')} must be > 0")
     hub = Hub(args.db, _read_schema(args.schema), durability=args.durability)
+    workers = concurrent.futures.ThreadPoolExecutor(max_workers=args.max_parallel, thread_name_prefix="fieldsync-hub")
     handler = type("HubHandler", (_HubHandler,), {
         "hub": hub, "verbose": args.verbose, "turns": threading.BoundedSemaphore(args.max_parallel),
+        "workers": workers,
         "body_timeout": args.body_timeout, "queue_timeout": args.queue_timeout})
     server = _Server((args.host, args.port), handler)
 
@@ -209,6 +218,7 @@ def serve(args: argparse.Namespace) -> int:
         pass
     finally:
         server.server_close()
+        workers.shutdown(wait=True)
         hub.close()
     return EXIT_OK
 
