@@ -77,7 +77,7 @@ extern "C" {
  * accepts, a request and a response can carry. */
 #define FS_MAX_MESSAGE_DEPTH (FS_MAX_DEPTH + 5)
 /* A thread stack this large is enough for every call, at any nesting the
- * limits above accept: calls use at most 31 KiB (docs/ABI.md), and the test
+ * limits above accept: calls use at most 36 KiB (docs/ABI.md), and the test
  * suite makes them on threads with a 64 KiB stack, as a firmware task has. */
 #define FS_MIN_STACK_BYTES (64 * 1024)
 

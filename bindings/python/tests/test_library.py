@@ -84,8 +84,10 @@ def test_runtime_dependencies_are_only_the_allowed_ones():
     assert not swift, f"links Swift runtime libraries: {swift}"
     unexpected = [d for d in deps if not any(Path(d).name.startswith(a) for a in ALLOWED_DEPS)]
     assert not unexpected, f"unexpected dependencies: {unexpected}"
-    # Hashing comes from OpenSSL, not from code of ours (DESIGN §2).
+    # JSON is read by jansson and hashing comes from OpenSSL, not from code of
+    # ours (docs/ABI.md).
     assert any(Path(d).name.startswith("libcrypto.so") for d in deps), deps
+    assert any(Path(d).name.startswith("libjansson.so") for d in deps), deps
 
 
 def test_soname_carries_the_abi_version():
