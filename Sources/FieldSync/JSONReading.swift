@@ -2,9 +2,9 @@
 // keys refused): arguments of the C doors, sync messages, resolver answers and
 // the texts the engine stored itself. What jansson does not check for us is
 // checked around it here, so the rules of docs/ABI.md hold whoever parses:
-// the size, a NUL byte (jansson would read a C string only to it), and the
+// the size, a NUL byte (jansson would read a C string only to it), the
 // nesting depth, by a scan before jansson runs, because jansson recurses once
-// per level and a host thread's stack may be 64 KiB.
+// per level and a host thread's stack may be 64 KiB, and repeated keys.
 import CJansson
 import Glibc
 
@@ -24,20 +24,37 @@ extension JSON {
         if let nul = memchr(bytes, 0, count) {
             throw refuse("a NUL byte", at: bytes.distance(to: UnsafeRawPointer(nul)))
         }
-        if let offset = deeperThan(depth, bytes: base, count: count) {
+        let scan = Scan(bytes: base, count: count, depth: depth)
+        if let offset = scan.tooDeepAt {
             throw refuse("nested deeper than \(depth) levels", at: offset)
         }
+        // Without JSON_REJECT_DUPLICATES (a second hash lookup per key),
+        // jansson keeps the last of repeated keys; the scan counted every
+        // member, so a repeat shows as a member missing from the tree, and
+        // only then is the text parsed again to have jansson name it.
         var error = json_error_t()
-        let flags = Int(JSON_REJECT_DUPLICATES | JSON_DECODE_ANY)
-        guard let root = json_loadb(bytes.assumingMemoryBound(to: CChar.self), count, flags, &error) else {
+        let text = bytes.assumingMemoryBound(to: CChar.self)
+        func failure() -> FieldSyncError {
             // jansson's words, except where they name one of its flags.
             let reason = json_error_code(&error) == json_error_null_character
                 ? "\\u0000 is not allowed in strings"
                 : withUnsafeBytes(of: error.text) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
-            throw refuse(reason, at: max(0, Int(error.position) - 1))
+            return refuse(reason, at: max(0, Int(error.position) - 1))
         }
+        guard let root = json_loadb(text, count, Int(JSON_DECODE_ANY), &error) else { throw failure() }
         defer { json_decref(root) }
-        return value(of: root)
+        // Releasing jansson's tree while converting pays for texts whose
+        // tree is large; for small ones it is only calls.
+        var reader = TreeReader(releasing: count > TreeReader.releaseAbove)
+        let value = reader.value(of: root)
+        if reader.members != scan.members {
+            if let strict = json_loadb(text, count, Int(JSON_DECODE_ANY | JSON_REJECT_DUPLICATES), &error) {
+                json_decref(strict)
+                throw .json("\(what) is not valid JSON: a key is repeated in one object")
+            }
+            throw failure()
+        }
+        return value
     }
 
     package static func parse(_ text: String, what: String = "JSON text", depth: Int = Limits.maxDepth) throws(FieldSyncError) -> JSON {
@@ -51,57 +68,6 @@ extension JSON {
         return try result.get()
     }
 
-    /// jansson's value as ours. Recursion is bounded by the depth scan that
-    /// ran before parsing. jansson has checked the UTF-8 of every string and
-    /// key, refused `\u0000`, lone surrogates, duplicate keys and numbers out
-    /// of range, so nothing here can fail. Each child is released as soon as
-    /// it is converted (replaced by jansson's static null, which allocates
-    /// nothing), so the two trees never both exist whole: memory peaks at
-    /// jansson's tree, not at the sum (docs/ABI.md's bound per byte).
-    private static func value(of j: UnsafeMutablePointer<json_t>) -> JSON {
-        switch fs_json_type(j) {
-        case Int32(JSON_OBJECT.rawValue):
-            var members: [JSONObject.Element] = []
-            members.reserveCapacity(json_object_size(j))
-            var iter = json_object_iter(j)
-            while let it = iter {
-                if let key = json_object_iter_key(it), let item = json_object_iter_value(it) {
-                    let name = key.withMemoryRebound(to: UInt8.self, capacity: 1) {
-                        String(decoding: UnsafeBufferPointer(start: $0, count: json_object_iter_key_len(it)), as: UTF8.self)
-                    }
-                    members.append((name, value(of: item)))
-                    json_object_iter_set_new(j, it, json_null())
-                }
-                iter = json_object_iter_next(j, it)
-            }
-            // jansson keeps insertion order; canonical writers (ours, a
-            // peer's) send sorted keys, which costs one pass here.
-            JSONObject.sortAndDeduplicate(&members)
-            return .object(JSONObject(sortedMembers: members))
-        case Int32(JSON_ARRAY.rawValue):
-            let n = json_array_size(j)
-            var items: [JSON] = []
-            items.reserveCapacity(n)
-            for i in 0..<n {
-                if let item = json_array_get(j, i) {
-                    items.append(value(of: item))
-                    json_array_set_new(j, i, json_null())
-                }
-            }
-            return .array(items)
-        case Int32(JSON_STRING.rawValue):
-            guard let p = json_string_value(j) else { return .string("") }
-            return .string(p.withMemoryRebound(to: UInt8.self, capacity: 1) {
-                String(decoding: UnsafeBufferPointer(start: $0, count: json_string_length(j)), as: UTF8.self)
-            })
-        case Int32(JSON_INTEGER.rawValue): return .int(Int64(json_integer_value(j)))
-        case Int32(JSON_REAL.rawValue): return .double(json_real_value(j))
-        case Int32(JSON_TRUE.rawValue): return .bool(true)
-        case Int32(JSON_FALSE.rawValue): return .bool(false)
-        default: return .null
-        }
-    }
-
     /// Line and column (in characters, from 1) of the byte at `offset`.
     static func lineAndColumn(of offset: Int, in base: UnsafePointer<UInt8>, count: Int) -> (Int, Int) {
         var line = 1, column = 1
@@ -111,20 +77,28 @@ extension JSON {
         return (line, column)
     }
 
-    /// The offset of the first '[' or '{' that opens a level deeper than
-    /// `depth`, or nil. One loop over the bytes, no recursion, so it holds
-    /// for any parser that runs after it. Strings are skipped as JSON reads
-    /// them (a backslash takes the next byte); a closer with nothing open
-    /// does not lower the count, so junk can only overestimate the depth.
-    static func deeperThan(_ depth: Int, bytes base: UnsafePointer<UInt8>, count end: Int) -> Int? {
+}
+
+/// One loop over the bytes before jansson runs, no recursion: the offset of
+/// the first '[' or '{' that opens a level deeper than the limit, and the
+/// number of object members (colons outside strings). Strings are skipped as
+/// JSON reads them (a backslash takes the next byte); a closer with nothing
+/// open does not lower the count, so junk can only overestimate the depth.
+struct Scan {
+    var tooDeepAt: Int?
+    var members = 0
+
+    init(bytes base: UnsafePointer<UInt8>, count end: Int, depth: Int) {
         var level = 0, pos = 0
         while pos < end {
             switch base[pos] {
             case UInt8(ascii: "["), UInt8(ascii: "{"):
                 level += 1
-                if level > depth { return pos }
+                if level > depth { tooDeepAt = pos; return }
             case UInt8(ascii: "]"), UInt8(ascii: "}"):
                 if level > 0 { level -= 1 }
+            case UInt8(ascii: ":"):
+                members += 1
             case UInt8(ascii: "\""):
                 pos += 1
                 // Eight bytes at a time while none is a quote or a backslash
@@ -145,6 +119,66 @@ extension JSON {
             }
             pos += 1
         }
-        return nil
+    }
+}
+
+/// jansson's value as ours. Recursion is bounded by the depth scan that ran
+/// before parsing. jansson has checked the UTF-8 of every string and key,
+/// refused `\u0000`, lone surrogates and numbers out of range, so nothing here
+/// can fail. When `releasing`, each child is released as soon as it is
+/// converted (replaced by jansson's static null, which allocates nothing), so
+/// the two trees never both exist whole: memory peaks at jansson's tree, not
+/// at the sum (docs/ABI.md's bound per byte).
+struct TreeReader {
+    static let releaseAbove = 64 * 1024
+    let releasing: Bool
+    /// Object members read, against the scan's count.
+    var members = 0
+
+    init(releasing: Bool) { self.releasing = releasing }
+
+    mutating func value(of j: UnsafeMutablePointer<json_t>) -> JSON {
+        switch fs_json_type(j) {
+        case Int32(JSON_OBJECT.rawValue):
+            var items: [JSONObject.Element] = []
+            items.reserveCapacity(json_object_size(j))
+            var iter = json_object_iter(j)
+            while let it = iter {
+                if let key = json_object_iter_key(it), let item = json_object_iter_value(it) {
+                    let name = key.withMemoryRebound(to: UInt8.self, capacity: 1) {
+                        String(decoding: UnsafeBufferPointer(start: $0, count: json_object_iter_key_len(it)), as: UTF8.self)
+                    }
+                    items.append((name, value(of: item)))
+                    if releasing { json_object_iter_set_new(j, it, json_null()) }
+                }
+                iter = json_object_iter_next(j, it)
+            }
+            members &+= items.count  // safe: at most one member per byte of text
+            // jansson keeps insertion order; canonical writers (ours, a
+            // peer's) send sorted keys, which costs one pass here.
+            JSONObject.sortAndDeduplicate(&items)
+            return .object(JSONObject(sortedMembers: items))
+        case Int32(JSON_ARRAY.rawValue):
+            let n = json_array_size(j)
+            var items: [JSON] = []
+            items.reserveCapacity(n)
+            for i in 0..<n {
+                if let item = json_array_get(j, i) {
+                    items.append(value(of: item))
+                    if releasing { json_array_set_new(j, i, json_null()) }
+                }
+            }
+            return .array(items)
+        case Int32(JSON_STRING.rawValue):
+            guard let p = json_string_value(j) else { return .string("") }
+            return .string(p.withMemoryRebound(to: UInt8.self, capacity: 1) {
+                String(decoding: UnsafeBufferPointer(start: $0, count: json_string_length(j)), as: UTF8.self)
+            })
+        case Int32(JSON_INTEGER.rawValue): return .int(Int64(json_integer_value(j)))
+        case Int32(JSON_REAL.rawValue): return .double(json_real_value(j))
+        case Int32(JSON_TRUE.rawValue): return .bool(true)
+        case Int32(JSON_FALSE.rawValue): return .bool(false)
+        default: return .null
+        }
     }
 }

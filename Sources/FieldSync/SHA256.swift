@@ -14,21 +14,24 @@ enum SHA256 {
 
     /// Lowercase hex digest of `bytes`.
     static func hex(_ bytes: UnsafeBufferPointer<UInt8>) throws(FieldSyncError) -> String {
-        let digits = Array("0123456789abcdef".utf8)
-        var digest = [UInt8](repeating: 0, count: 32)
-        var length: UInt32 = 0
-        // A NULL pointer with a count of 0 is what EVP_Digest takes for no bytes.
-        let done = digest.withUnsafeMutableBufferPointer { out in
-            EVP_Digest(bytes.baseAddress, bytes.count, out.baseAddress, &length, sha256, nil)
+        // On the stack: this runs for every action and every entry a hub sees.
+        let done = withUnsafeTemporaryAllocation(of: UInt8.self, capacity: 32) { digest -> String? in
+            var length: UInt32 = 0
+            // A NULL pointer with a count of 0 is what EVP_Digest takes for no bytes.
+            guard EVP_Digest(bytes.baseAddress, bytes.count, digest.baseAddress, &length, sha256, nil) == 1,
+                  length == 32 else { return nil }
+            return String(unsafeUninitializedCapacity: 64) { text in
+                let digits: StaticString = "0123456789abcdef"
+                for i in 0..<32 {
+                    text[2 &* i] = digits.utf8Start[Int(digest[i] >> 4)]          // safe: i < 32
+                    text[2 &* i &+ 1] = digits.utf8Start[Int(digest[i] & 0x0F)]
+                }
+                return 64
+            }
         }
-        guard done == 1, length == 32 else {
+        guard let done else {
             throw .internal("libcrypto could not compute a SHA-256 (is its default provider available?)")
         }
-        var text = [UInt8](repeating: 0, count: 64)
-        for (i, byte) in digest.enumerated() {
-            text[2 &* i] = digits[Int(byte >> 4)]          // safe: i < 32
-            text[2 &* i &+ 1] = digits[Int(byte & 0x0F)]
-        }
-        return String(decoding: text, as: UTF8.self)
+        return done
     }
 }

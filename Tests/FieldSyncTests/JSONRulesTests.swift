@@ -118,7 +118,7 @@ private let rawBytes: [[UInt8]] = [[0x00], [0xC0, 0x80], [0xED, 0xA0, 0x80], [0x
                 #expect(error.message.contains("nested deeper than \(Limits.maxDepth) levels"), "\(error.message)")
             }
         }
-        #expect(JSON.deeperThan(Limits.maxDepth, bytes: nested(deep), count: 2 * deep) == Limits.maxDepth)
+        #expect(Scan(bytes: nested(deep), count: 2 * deep, depth: Limits.maxDepth).tooDeepAt == Limits.maxDepth)
         // Messages wrap arguments' values: they may nest FS_MAX_MESSAGE_DEPTH.
         #expect(try JSON.parse(nested(Limits.maxMessageDepth), depth: Limits.maxMessageDepth).array != nil)
         #expect(throws: FieldSyncError.self) { try JSON.parse(nested(Limits.maxMessageDepth + 1), depth: Limits.maxMessageDepth) }
@@ -129,7 +129,7 @@ private let rawBytes: [[UInt8]] = [[0x00], [0xC0, 0x80], [0xED, 0xA0, 0x80], [0x
         #expect(try JSON.parse(nested(1, Array(repeating: nested(Limits.maxDepth - 1), count: 1000).joined(separator: ","))).array?.count == 1000)
         // A closer with nothing open does not buy depth for later openers.
         let stray = String(repeating: "]", count: 10) + String(repeating: "[", count: deep)
-        #expect(JSON.deeperThan(Limits.maxDepth, bytes: stray, count: stray.utf8.count) != nil)
+        #expect(Scan(bytes: stray, count: stray.utf8.count, depth: Limits.maxDepth).tooDeepAt != nil)
     }
 
     /// Keys out of order are sorted in O(n log n): an insertion sort took
