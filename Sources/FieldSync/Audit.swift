@@ -23,8 +23,6 @@ package struct AuditRow: Equatable, Sendable {
     /// The fields the hash covers: everything the device decided, nothing sync
     /// adds. Written field by field in sorted key order, which is exactly the
     /// canonical JSON of docs/AUDIT.md, without building an object first.
-    package var canonical: String { canonicalText().string }
-
     func canonicalText(input inputText: [UInt8]? = nil, after prefix: String = "") -> ByteWriter {
         var out = ByteWriter(capacity: prefix.utf8.count + 256 + (inputText?.count ?? 64))
         out.append(contentsOf: prefix)
