@@ -1,4 +1,4 @@
-// Schema versions (DESIGN §8): the migration chain, mapping field names
+// Schema versions (docs/SCHEMA.md "Changing the schema"): the migration chain, mapping field names
 // between versions (upcasting old clients' writes, downcasting pulled records
 // to the shape an old client knows), and migrating a database's tables.
 

@@ -1,5 +1,5 @@
 // The outbox: one entry per action, kept until the hub acknowledges it
-// (DESIGN §5). Keys are "<device_id>-<seq>"; seq equals the action's audit_id.
+// (docs/PROTOCOL.md). Keys are "<device_id>-<seq>"; seq equals the action's audit_id.
 
 package enum OutboxState: String, Sendable {
     case pending, inflight, rejected, stuck

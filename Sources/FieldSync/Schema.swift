@@ -1,4 +1,4 @@
-// The application schema (DESIGN §3): record types, their fields, each field's
+// The application schema (docs/SCHEMA.md): record types, their fields, each field's
 // value type and merge policy. Validated completely before anything uses it.
 
 package enum FieldType: String, Sendable {

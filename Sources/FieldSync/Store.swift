@@ -1,4 +1,4 @@
-// The device store (DESIGN §4): one SQLite file holding the local view, the
+// The device store (docs/ARCHITECTURE.md): one SQLite file holding the local view, the
 // outbox, the audit trail, the server-confirmed shadow state and metadata.
 import CSQLite
 import Glibc

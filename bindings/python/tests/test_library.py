@@ -69,7 +69,7 @@ def test_exports_exactly_the_header_functions():
 
 
 def test_nm_shows_nothing_else_of_ours():
-    # DESIGN §2: `nm -D --defined-only` shows the header's fs_* symbols and nothing
+    # docs/ABI.md "Linking": `nm -D --defined-only` shows the header's fs_* symbols and nothing
     # else of ours, so local-binding leftovers in .dynsym count too.
     others = sorted(name for _, name in dynamic_symbols()
                     if name not in header_functions() and name not in LINKER_SYMBOLS)
@@ -84,7 +84,7 @@ def test_runtime_dependencies_are_only_the_allowed_ones():
     assert not swift, f"links Swift runtime libraries: {swift}"
     unexpected = [d for d in deps if not any(Path(d).name.startswith(a) for a in ALLOWED_DEPS)]
     assert not unexpected, f"unexpected dependencies: {unexpected}"
-    # Hashing comes from OpenSSL, not from code of ours (DESIGN §2).
+    # Hashing comes from OpenSSL, not from code of ours (docs/ARCHITECTURE.md).
     assert any(Path(d).name.startswith("libcrypto.so") for d in deps), deps
 
 
