@@ -81,19 +81,28 @@ TEST(test_status_name_of_unknown_code_is_fs_err_unknown) {
 /* Bytes the C allocator has handed out and not taken back (glibc). */
 static size_t allocated_bytes(void) { return mallinfo2().uordblks; }
 
+/* Under valgrind mallinfo2 reports nothing; there `make memcheck`'s leak
+ * check is what fails when a string is not released. */
+static int allocator_reports(void) {
+    size_t before = allocated_bytes();
+    void *probe = malloc(4096);
+    int reports = probe != NULL && allocated_bytes() >= before + 4096;
+    free(probe);
+    return reports;
+}
+
 TEST(test_free_releases_malloced_memory_and_accepts_null) {
     /* fs_free is documented as equivalent to free(), NULL accepted. */
-    size_t before, held;
+    int measured = allocator_reports();
+    size_t held;
     char *p;
     fs_free(NULL);
-    before = allocated_bytes();
     p = (char *)malloc(4096);
     REQUIRE(p != NULL);
     strcpy(p, "not from the library");
     held = allocated_bytes();
-    CHECK(held >= before + 4096);
     fs_free(p); /* past the per-thread cache (1 KiB): its release shows */
-    CHECK(allocated_bytes() + 4096 <= held);
+    if (measured) CHECK(allocated_bytes() + 4096 <= held);
 }
 
 TEST(test_library_strings_can_be_released_with_free) {
@@ -104,6 +113,7 @@ TEST(test_library_strings_can_be_released_with_free) {
     char *status = repeat_char('s', 8000);
     char *changes = strf("'set':{'status':'%s'}", status);
     char *out = NULL;
+    int measured = allocator_reports();
     size_t held, size;
     REQUIRE(s != NULL);
     CHECK_OK(apply_status(s, act("T-1", changes)));
@@ -113,7 +123,7 @@ TEST(test_library_strings_can_be_released_with_free) {
     size = strlen(out) + 1;
     held = allocated_bytes();
     free(out);
-    CHECK(allocated_bytes() + size <= held);
+    if (measured) CHECK(allocated_bytes() + size <= held);
     free(status);
     free(changes);
     CHECK_OK(fs_store_close(s));
