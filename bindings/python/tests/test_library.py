@@ -99,3 +99,15 @@ def test_version_matches_the_header():
     parts = [header_macro(f"FS_VERSION_{p}") for p in ("MAJOR", "MINOR", "PATCH")]
     assert fieldsync.version() == ".".join(parts)
     assert fieldsync.abi_version() == int(header_macro("FS_ABI_VERSION"))
+
+
+def test_the_binding_limits_are_the_headers():
+    from fieldsync import _lib
+    defines = dict(re.findall(r"^#define\s+(FS_MAX_[A-Z_]+)\s+([^/\n]+)", HEADER.read_text(), re.M))
+    values = {}
+    for name, expression in defines.items():  # each refers only to earlier ones
+        expression = re.sub(r"FS_MAX_[A-Z_]+", lambda m: str(values[m.group(0)]), expression)
+        assert re.fullmatch(r"[\d\s()*+]+", expression), (name, expression)
+        values[name] = eval(expression)  # digits, spaces, parentheses, + and * only
+    for name in ("MAX_JSON_BYTES", "MAX_MESSAGE_BYTES", "MAX_DEPTH", "MAX_MESSAGE_DEPTH"):
+        assert getattr(_lib, name) == values["FS_" + name], name
