@@ -1,6 +1,6 @@
 // fs_version, fs_abi_version, fs_last_error, fs_free, fs_status_name: the
 // versions and status names are the header's own (Sources/CFieldSyncABI).
-import CFieldSyncABI
+internal import CFieldSyncABI
 import FieldSync
 import Glibc
 
