@@ -75,7 +75,8 @@ fuzz: deps
 # engine, ~1.5 min on one core).
 FUZZ_SWIFTC = $(SWIFTC) -O -sanitize=fuzzer,address -parse-as-library -module-name FieldSync -package-name fieldsync \
               -Xcc -fmodule-map-file=Sources/CSQLite/module.modulemap -Xcc -fmodule-map-file=Sources/CCrypto/module.modulemap \
-              -Xcc -fmodule-map-file=Sources/CJansson/module.modulemap
+              -Xcc -fmodule-map-file=Sources/CJansson/module.modulemap \
+              -Xcc -fmodule-map-file=Sources/CFieldSyncABI/module.modulemap
 fuzz-engine:
 	@mkdir -p $(BUILD)/fuzz
 	$(FUZZ_SWIFTC) \

@@ -15,10 +15,12 @@ let package = Package(
         .systemLibrary(name: "CSQLite", pkgConfig: "sqlite3", providers: [.apt(["libsqlite3-dev"])]),
         .systemLibrary(name: "CJansson", pkgConfig: "jansson", providers: [.apt(["libjansson-dev"])]),
         .systemLibrary(name: "CCrypto", pkgConfig: "libcrypto", providers: [.apt(["libssl-dev"])]),
-        .target(name: "FieldSync", dependencies: ["CSQLite", "CJansson", "CCrypto"]),
+        // The public header, so status codes, limits and versions have one source.
+        .systemLibrary(name: "CFieldSyncABI"),
+        .target(name: "FieldSync", dependencies: ["CSQLite", "CJansson", "CCrypto", "CFieldSyncABI"]),
         .target(
             name: "CFieldSync",
-            dependencies: ["FieldSync"],
+            dependencies: ["FieldSync", "CFieldSyncABI"],
             // lld, because GNU ld leaves the engine's cross-module symbols in
             // .dynsym (as LOCAL entries); with lld only the fs_* functions appear.
             linkerSettings: [.unsafeFlags([

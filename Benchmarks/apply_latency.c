@@ -1,6 +1,6 @@
 /*
  * apply_latency.c — local action latency of libfieldsync through the C ABI,
- * against a raw-SQLite baseline (DESIGN §12, first benchmark).
+ * against a raw-SQLite baseline (BENCHMARKS.md, first benchmark).
  *
  * README
  * ------

@@ -1,6 +1,6 @@
 /*
  * drain_memory.c — peak memory of libfieldsync while draining a large outbox
- * backlog in-process (DESIGN §12, fourth benchmark; target: < 64 MiB and flat
+ * backlog in-process (BENCHMARKS.md, fourth benchmark; target: < 64 MiB and flat
  * in N).
  *
  * README

@@ -1,6 +1,6 @@
 /*
  * resume.c — resume time of libfieldsync: connectivity back -> outbox empty,
- * for a 10,000-action backlog, with an in-process hub (DESIGN §12, third
+ * for a 10,000-action backlog, with an in-process hub (BENCHMARKS.md, third
  * benchmark; target < 1000 ms).
  *
  * README

@@ -1,6 +1,6 @@
 /*
  * sync_throughput.c — device -> hub -> ack throughput of libfieldsync,
- * in-process, against a raw-SQLite baseline (DESIGN §12, second benchmark).
+ * in-process, against a raw-SQLite baseline (BENCHMARKS.md, second benchmark).
  *
  * README
  * ------

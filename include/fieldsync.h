@@ -140,7 +140,7 @@ FS_EXTERN const char *fs_status_name(fs_status status);
 typedef struct fs_store fs_store;
 
 /* Opens (creating if needed) the store at `path` with the application schema
- * `schema_json` (DESIGN §3 / docs/SCHEMA.md).
+ * `schema_json` (docs/SCHEMA.md).
  *
  * options_json may be NULL, or an object with any of:
  *   "durability":      "full" (default: survives power loss) | "normal"

@@ -1,4 +1,4 @@
-// An operator action as the host submits it (DESIGN §4), checked against the
+// An operator action as the host submits it (docs/ARCHITECTURE.md#apply), checked against the
 // schema before anything is written.
 
 package struct Action: Sendable {

@@ -1,4 +1,4 @@
-// The audit trail (DESIGN §7, docs/AUDIT.md): one row per action, chained by
+// The audit trail (docs/AUDIT.md): one row per action, chained by
 // SHA-256 over the previous hash and the row's canonical content.
 
 package struct AuditRow: Equatable, Sendable {
@@ -23,8 +23,6 @@ package struct AuditRow: Equatable, Sendable {
     /// The fields the hash covers: everything the device decided, nothing sync
     /// adds. Written field by field in sorted key order, which is exactly the
     /// canonical JSON of docs/AUDIT.md, without building an object first.
-    package var canonical: String { canonicalText().string }
-
     func canonicalText(input inputText: [UInt8]? = nil, after prefix: String = "") -> ByteWriter {
         var out = ByteWriter(capacity: prefix.utf8.count + 256 + (inputText?.count ?? 64))
         out.append(contentsOf: prefix)
@@ -112,7 +110,7 @@ struct AuditLog {
         VALUES(?,?,?,?,?,?,?,?,?,?,?)
         """)
 
-    /// Rows matching `filter` (DESIGN §10 / header fs_audit_query).
+    /// Rows matching `filter` (the header's fs_audit_query).
     static func query(_ filter: JSON, deviceId: String, db: Connection) throws(FieldSyncError) -> [AuditRow] {
         guard let f = filter.isNull ? [:] : filter.object else { throw .arg("audit filter must be an object, got \(filter.kind)") }
         try checkKeys(f, allowed: ["type", "id", "actor", "action", "since", "until", "limit", "desc"], in: "audit filter", code: FieldSyncError.arg)

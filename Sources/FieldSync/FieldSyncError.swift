@@ -1,5 +1,6 @@
 // The one error type of the engine. Each case maps to one fs_status code of
 // include/fieldsync.h; the boundary turns it into that code and a message.
+internal import CFieldSyncABI
 
 package enum FieldSyncError: Error, Equatable, Sendable {
     case arg(String)
@@ -21,20 +22,20 @@ package enum FieldSyncError: Error, Equatable, Sendable {
     /// The fs_status code of the header.
     package var status: Int32 {
         switch self {
-        case .arg: 1
-        case .json: 2
-        case .schema: 3
-        case .notFound: 4
-        case .conflict: 5
-        case .io: 6
-        case .full: 7
-        case .corrupt: 8
-        case .busy: 9
-        case .upgradeRequired: 10
-        case .closed: 11
-        case .internal: 12
-        case .tooBig: 13
-        case .misuse: 14
+        case .arg: FS_ERR_ARG
+        case .json: FS_ERR_JSON
+        case .schema: FS_ERR_SCHEMA
+        case .notFound: FS_ERR_NOT_FOUND
+        case .conflict: FS_ERR_CONFLICT
+        case .io: FS_ERR_IO
+        case .full: FS_ERR_FULL
+        case .corrupt: FS_ERR_CORRUPT
+        case .busy: FS_ERR_BUSY
+        case .upgradeRequired: FS_ERR_UPGRADE_REQUIRED
+        case .closed: FS_ERR_CLOSED
+        case .internal: FS_ERR_INTERNAL
+        case .tooBig: FS_ERR_TOO_BIG
+        case .misuse: FS_ERR_MISUSE
         }
     }
 
@@ -48,26 +49,25 @@ package enum FieldSyncError: Error, Equatable, Sendable {
     }
 }
 
-/// Limits documented in the header (FS_MAX_JSON_BYTES, FS_MAX_ID_BYTES,
-/// FS_MAX_DEPTH, FS_MAX_MESSAGE_DEPTH).
+/// The limits of the header (FS_MAX_JSON_BYTES, FS_MAX_ID_BYTES,
+/// FS_MAX_DEPTH, FS_MAX_MESSAGE_DEPTH, FS_MAX_MESSAGE_BYTES).
 package enum Limits {
-    package static let maxJSONBytes = 1024 * 1024
-    package static let maxIDBytes = 256
+    package static let maxJSONBytes = Int(FS_MAX_JSON_BYTES)
+    package static let maxIDBytes = Int(FS_MAX_ID_BYTES)
     /// Nesting of any JSON text the host hands in (arguments, a resolver's
     /// answer). Parsing, writing, equality and deinit of a value recurse once
     /// per level (~160 bytes of stack each, measured through a full sync
     /// round trip); at this depth every call fits a 64 KiB thread stack with
     /// room to spare (docs/ABI.md).
-    package static let maxDepth = 128
-    /// The deepest wrapping of an argument's value in a message or stored
-    /// text: a record state in a response,
-    /// `{"changes":[{"state":{"fields":{"f": value}}}]}`; an action's json
+    package static let maxDepth = Int(FS_MAX_DEPTH)
+    /// Nesting of sync requests, responses and stored texts: maxDepth plus
+    /// the deepest wrapping of an argument's value in a message or stored
+    /// text, a record state in a response,
+    /// `{"changes":[{"state":{"fields":{"f": value}}}]}` (an action's json
     /// field in a request, `{"entries":[{"ops":{"set":{"f": value}}}]}`, is
-    /// as deep. Whatever an argument nests, sync can carry.
-    package static let envelopeDepth = 5
-    /// Nesting of sync requests, responses and stored texts.
-    package static let maxMessageDepth = maxDepth + envelopeDepth
-    /// Sync requests and responses carry whole batches (FS_MAX_MESSAGE_BYTES).
-    package static let maxRequestBytes = 64 * 1024 * 1024
-    package static let maxResponseBytes = 64 * 1024 * 1024
+    /// as deep). Whatever an argument nests, sync can carry.
+    package static let maxMessageDepth = Int(FS_MAX_MESSAGE_DEPTH)
+    /// Sync requests and responses carry whole batches.
+    package static let maxRequestBytes = Int(fs_header_max_message_bytes)
+    package static let maxResponseBytes = Int(fs_header_max_message_bytes)
 }

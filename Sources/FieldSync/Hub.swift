@@ -1,4 +1,4 @@
-// The hub (DESIGN §6): a pure request -> response function over its own
+// The hub (docs/ARCHITECTURE.md#handle): a pure request -> response function over its own
 // SQLite file. It deduplicates, merges per field with the same rules devices
 // use, numbers changes, keeps the audit trail and answers pulls.
 

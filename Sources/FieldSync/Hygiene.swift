@@ -1,4 +1,4 @@
-// Storage hygiene (DESIGN §9): keep a device database small for years. A pass
+// Storage hygiene (docs/HYGIENE.md): keep a device database small for years. A pass
 // evicts acknowledged records that are archived or outside their type's
 // window, fetched records whose cache time is up, and acknowledged audit rows
 // past the audit window (keeping the chain's anchor), then reclaims pages.

@@ -101,12 +101,6 @@ package struct JSONObject: Sendable, Sequence, ExpressibleByDictionaryLiteral {
         }
     }
 
-    @discardableResult
-    package mutating func removeValue(forKey key: String) -> JSON? {
-        let (i, found) = position(of: key)
-        return found ? members.remove(at: i).value : nil
-    }
-
     package func mapValues(_ transform: (JSON) throws(FieldSyncError) -> JSON) throws(FieldSyncError) -> JSONObject {
         var out = members
         for i in out.indices { out[i].value = try transform(out[i].value) }

@@ -1,4 +1,4 @@
-// Schema versions (DESIGN §8): the migration chain, mapping field names
+// Schema versions (docs/SCHEMA.md "Changing the schema"): the migration chain, mapping field names
 // between versions (upcasting old clients' writes, downcasting pulled records
 // to the shape an old client knows), and migrating a database's tables.
 
@@ -100,7 +100,8 @@ extension Schema {
         return name
     }
 
-    /// An old client's change in current field names.
+    /// An old client's change in current field names, or why one of its
+    /// fields cannot be taken.
     func upcast(_ change: Change, type: String, from version: Int64) -> Result<Change, Refusal> {
         if version >= self.version || types[type] == nil { return .success(change) }
         var out = Change()
@@ -179,10 +180,11 @@ extension Schema {
 }
 
 extension Schema {
-    /// Rebuilds the plain tables of every type whose shape changed between
-    /// `old` and this schema, from the record states `states` yields (type,
-    /// id, state) after `rewrite` has migrated them. Runs inside the caller's
-    /// transaction: a crash leaves the old version whole.
+    /// Drops the plain tables of the types this schema removed and recreates,
+    /// empty, those of every type whose fields changed since `old`; returns
+    /// the types recreated, which the caller refills from the migrated record
+    /// states. Runs inside the caller's transaction: a crash leaves the old
+    /// version whole.
     func migrateTables(db: Connection, from old: Schema, views: [String: LocalView]) throws(FieldSyncError) -> Set<String> {
         var rebuilt: Set<String> = []
         for name in old.types.keys.sorted() where types[name] == nil {

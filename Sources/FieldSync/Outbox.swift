@@ -1,13 +1,14 @@
 // The outbox: one entry per action, kept until the hub acknowledges it
-// (DESIGN §5). Keys are "<device_id>-<seq>"; seq equals the action's audit_id.
+// (docs/PROTOCOL.md). Keys are "<device_id>-<seq>"; seq equals the action's audit_id.
 
 package enum OutboxState: String, Sendable {
     case pending, inflight, rejected, stuck
 }
 
+/// The row an action appends to fs_outbox (its state, attempts and reason
+/// start at the table's defaults).
 package struct OutboxEntry: Equatable, Sendable {
     package var seq: Int64
-    package var key: String
     package var type: String
     package var id: String
     package var hlc: Int64
@@ -19,10 +20,6 @@ package struct OutboxEntry: Equatable, Sendable {
     /// The hub cursor the device had pulled up to when it acted: the server
     /// state this change was made against (observed-remove sets rely on it).
     package var cursor: Int64 = 0
-    package var state: OutboxState = .pending
-    package var attempts: Int64 = 0
-    package var nextAttemptAt: Int64 = 0
-    package var reason: String? = nil
 }
 
 struct Outbox {

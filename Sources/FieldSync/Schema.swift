@@ -1,4 +1,4 @@
-// The application schema (DESIGN §3): record types, their fields, each field's
+// The application schema (docs/SCHEMA.md): record types, their fields, each field's
 // value type and merge policy. Validated completely before anything uses it.
 
 package enum FieldType: String, Sendable {
@@ -23,7 +23,7 @@ package struct Retention: Sendable, Equatable {
 }
 
 /// A class, not a struct: every action passes its type's spec around, and a
-/// struct copy retained each of its five members.
+/// struct copy retained each of its members.
 package final class TypeSpec: Sendable, Equatable {
     package let name: String
     /// Sorted by name: the column order of the type's table.
@@ -67,7 +67,7 @@ package struct Schema: Sendable, Equatable {
     package let version: Int64
     package let types: [String: TypeSpec]
     package let minClientVersion: Int64
-    /// Kept as given; the migration issue interprets them.
+    /// Kept as given: a schema whose chain differs is a change (differences(from:)).
     package let migrations: [JSON]
     /// The migrations, parsed: the chain old clients' shapes are mapped through.
     package let migrationSteps: [MigrationStep]

@@ -1,4 +1,4 @@
-// The device store (DESIGN §4): one SQLite file holding the local view, the
+// The device store (docs/ARCHITECTURE.md): one SQLite file holding the local view, the
 // outbox, the audit trail, the server-confirmed shadow state and metadata.
 import CSQLite
 import Glibc
@@ -225,7 +225,7 @@ package final class Store {
                     }
                 }
             }
-            try Outbox.insert(OutboxEntry(seq: seq, key: key, type: action.type, id: action.id, hlc: stamp,
+            try Outbox.insert(OutboxEntry(seq: seq, type: action.type, id: action.id, hlc: stamp,
                                           schemaVersion: schema.version, change: action.change, base: base,
                                           baseValues: baseValues, cursor: sync.cursor), into: db)
             var row = AuditRow(auditId: seq, deviceId: deviceId, actor: action.actor, action: action.name,

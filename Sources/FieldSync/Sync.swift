@@ -1,4 +1,4 @@
-// The device's sync steps (DESIGN §5): sans-I/O. prepare says what to send
+// The device's sync steps (docs/ARCHITECTURE.md#prepare): sans-I/O. prepare says what to send
 // (or how long to wait), receive applies what came back, fail and
 // connectivity steer the backoff. The host moves the bytes.
 

@@ -1,4 +1,4 @@
-// Stale offline clients (DESIGN §8): a v1 device keeps working while the hub
+// Stale offline clients (docs/SCHEMA.md): a v1 device keeps working while the hub
 // moves to v3 and then requires v4; nothing it queued is lost.
 @testable import FieldSync
 import Testing

@@ -1,7 +1,7 @@
 // A seeded simulation of devices working offline against the hub through a
 // faulty transport: dropped requests, responses lost after the hub applied
 // them, duplicated and late (reordered) deliveries, and devices restarted
-// between prepare and receive. After healing, DESIGN §11 invariants 1–4 must hold.
+// between prepare and receive. After healing, invariants 1–4 of docs/ARCHITECTURE.md must hold.
 @testable import FieldSync
 import Glibc
 
@@ -143,7 +143,7 @@ final class Simulation {
         }
     }
 
-    /// DESIGN §11 invariants 1–4; returns the violations found.
+    /// Invariants 1–4 of docs/ARCHITECTURE.md; returns the violations found.
     func violations() throws -> [String] {
         var problems: [String] = []
         if !keptStateErrors.isEmpty { problems.append("kept confirmed states differ from the stored ones: \(keptStateErrors.prefix(5))") }

@@ -21,9 +21,13 @@ import Testing
         #expect(try sim.violations().isEmpty)
     }
 
-    /// `make soak`: FIELDSYNC_SOAK_SEEDS=N runs seeds 1000..<1000+N.
-    @Test func soak() throws {
-        guard let env = getenv("FIELDSYNC_SOAK_SEEDS"), let n = UInt64(String(cString: env)), n > 0 else { return }
+    /// `make soak`: FIELDSYNC_SOAK_SEEDS=N runs seeds 1000..<1000+N; without
+    /// the variable the run reports it skipped.
+    @Test(.enabled(if: getenv("FIELDSYNC_SOAK_SEEDS") != nil, "set FIELDSYNC_SOAK_SEEDS=N (make soak) to run it"))
+    func soak() throws {
+        let text = String(cString: try #require(getenv("FIELDSYNC_SOAK_SEEDS")))
+        let n = try #require(UInt64(text).flatMap { $0 > 0 ? $0 : nil },
+                             "FIELDSYNC_SOAK_SEEDS must be a positive number of seeds, not '\(text)'")
         var actions = 0
         var failed: [UInt64] = []
         for seed in 1000..<(1000 + n) {

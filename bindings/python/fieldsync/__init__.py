@@ -119,17 +119,18 @@ class FieldSyncError(Exception):
 
 
 class ArgError(FieldSyncError):
-    """FS_ERR_ARG: bad argument, wrong JSON shape, bad option, no change."""
+    """FS_ERR_ARG: bad argument: NULL pointer, wrong JSON shape, bad option."""
     status = 1
 
 
 class JSONError(FieldSyncError):
-    """FS_ERR_JSON: text is not valid JSON or not valid UTF-8."""
+    """FS_ERR_JSON: text is not valid JSON, not valid UTF-8, or nested past FS_MAX_DEPTH."""
     status = 2
 
 
 class SchemaError(FieldSyncError):
-    """FS_ERR_SCHEMA: unknown type or field, wrong value type, forbidden write."""
+    """FS_ERR_SCHEMA: violates the schema: unknown type or field, wrong value
+    type, missing required field, operation the field's policy forbids."""
     status = 3
 
 
@@ -149,7 +150,7 @@ class FieldSyncIOError(FieldSyncError):
 
 
 class FullError(FieldSyncError):
-    """FS_ERR_FULL: the disk or database size limit is full; nothing written."""
+    """FS_ERR_FULL: the disk (or database size limit) is full; nothing written."""
     status = 7
 
 
@@ -184,7 +185,9 @@ class TooBigError(FieldSyncError):
 
 
 class MisuseError(FieldSyncError):
-    """FS_ERR_MISUSE: a callback (clock, resolver) called back into the handle calling it."""
+    """FS_ERR_MISUSE: the library was called in a way it cannot serve: a clock or
+    resolver callback called back into the handle that is calling it (as
+    SQLITE_MISUSE); nothing was done."""
     status = 14
 
 
@@ -228,7 +231,7 @@ def _text(value: str, what: str) -> bytes:
     if not isinstance(value, str):
         raise TypeError(f"{what} must be str, not {type(value).__name__}")
     if "\x00" in value:
-        raise ArgError(f"{what} contains a NUL character", 1)
+        raise ArgError(f"{what} contains a NUL character")
     return value.encode("utf-8")
 
 
@@ -252,7 +255,7 @@ def _message(value: Union[Mapping[str, Any], str, bytes, bytearray], what: str) 
         data = bytes(value)
         if b"\x00" in data:
             # A raw NUL would silently cut the C string; JSON text never holds one.
-            raise JSONError(f"{what} contains a NUL byte, which JSON text cannot", 2)
+            raise JSONError(f"{what} contains a NUL byte, which JSON text cannot")
         return data
     if isinstance(value, str):
         return _text(value, what)
@@ -334,7 +337,7 @@ class _Handle:
 
     def _h(self) -> int:
         if self._handle is None:
-            raise ClosedError(f"the {self._kind} is closed", 11)
+            raise ClosedError(f"the {self._kind} is closed")
         return self._handle
 
 

@@ -287,7 +287,7 @@ print("ok")
 
 @pytest.mark.parametrize("value", ["0", "-1", "-(2**63)", "2**47", "2**62", "2**63 - 1"])
 def test_an_extreme_clock_never_aborts_the_process(tmp_path, value):
-    # In a child process: a Swift overflow trap would kill the host (DESIGN §10).
+    # In a child process: a Swift overflow trap would kill the host (docs/ABI.md).
     code = EXTREME_CLOCK.format(tests=str(Path(__file__).parent),
                                 path=str(tmp_path / "clock.db"), value=value)
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,

@@ -1,4 +1,4 @@
-"""Atomicity under kill -9 (DESIGN §11.5): after SIGKILL at a random instant, the
+"""Atomicity under kill -9 (invariant 5 of docs/ARCHITECTURE.md): after SIGKILL at a random instant, the
 record change, outbox entry and audit row of each action exist together or not at all."""
 
 import random

@@ -2,7 +2,8 @@
 ANOTHER process (python -m fieldsync serve): after every kill and a final clean
 sync, each committed increment is counted exactly once at the hub, the outbox
 is empty and the hub holds every audit row with its chain intact
-(DESIGN §5 idempotency, §11.1, §11.2, §11.4, §11.5)."""
+(docs/PROTOCOL.md "Guarantees"; invariants 1, 2, 4 and 5 of
+docs/ARCHITECTURE.md)."""
 
 import random
 import time

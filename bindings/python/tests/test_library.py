@@ -69,7 +69,7 @@ def test_exports_exactly_the_header_functions():
 
 
 def test_nm_shows_nothing_else_of_ours():
-    # DESIGN §2: `nm -D --defined-only` shows the header's fs_* symbols and nothing
+    # docs/ABI.md "Linking": `nm -D --defined-only` shows the header's fs_* symbols and nothing
     # else of ours, so local-binding leftovers in .dynsym count too.
     others = sorted(name for _, name in dynamic_symbols()
                     if name not in header_functions() and name not in LINKER_SYMBOLS)
@@ -85,7 +85,7 @@ def test_runtime_dependencies_are_only_the_allowed_ones():
     unexpected = [d for d in deps if not any(Path(d).name.startswith(a) for a in ALLOWED_DEPS)]
     assert not unexpected, f"unexpected dependencies: {unexpected}"
     # JSON is read by jansson and hashing comes from OpenSSL, not from code of
-    # ours (docs/ABI.md).
+    # ours (docs/ARCHITECTURE.md).
     assert any(Path(d).name.startswith("libcrypto.so") for d in deps), deps
     assert any(Path(d).name.startswith("libjansson.so") for d in deps), deps
 
@@ -103,8 +103,13 @@ def test_version_matches_the_header():
     assert fieldsync.abi_version() == int(header_macro("FS_ABI_VERSION"))
 
 
-def test_status_names_match_the_header_codes():
-    codes = re.findall(r"#define\s+(FS_(?:OK|ERR_[A-Z_]+))\s+(\d+)", header_text())
-    assert len(codes) >= 14
-    for name, value in codes:
-        assert fieldsync.status_name(int(value)) == name
+def test_the_binding_limits_are_the_headers():
+    from fieldsync import _lib
+    defines = dict(re.findall(r"^#define\s+(FS_MAX_[A-Z_]+)\s+([^/\n]+)", HEADER.read_text(), re.M))
+    values = {}
+    for name, expression in defines.items():  # each refers only to earlier ones
+        expression = re.sub(r"FS_MAX_[A-Z_]+", lambda m: str(values[m.group(0)]), expression)
+        assert re.fullmatch(r"[\d\s()*+]+", expression), (name, expression)
+        values[name] = eval(expression)  # digits, spaces, parentheses, + and * only
+    for name in ("MAX_JSON_BYTES", "MAX_MESSAGE_BYTES", "MAX_DEPTH", "MAX_MESSAGE_DEPTH"):
+        assert getattr(_lib, name) == values["FS_" + name], name

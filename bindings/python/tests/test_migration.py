@@ -1,4 +1,4 @@
-"""Schema versions and stale clients (DESIGN §8) through the binding.
+"""Schema versions and stale clients (docs/SCHEMA.md) through the binding.
 
 A v1 device keeps working offline while the hub moves to v3 (a rename, an
 added field with a default, a removed field, a merge-policy change) and then

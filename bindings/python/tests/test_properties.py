@@ -1,5 +1,5 @@
 """Property tests: random action sequences against a pure-Python model of the
-local view, with the outbox/audit invariants (DESIGN §11) checked after each step."""
+local view, with the outbox/audit invariants (docs/ARCHITECTURE.md#invariants) checked after each step."""
 
 import json
 import os

@@ -1,4 +1,4 @@
-"""Sync through the binding, device <-> hub in-process (DESIGN §5, §6, §11):
+"""Sync through the binding, device <-> hub in-process (docs/PROTOCOL.md, docs/ARCHITECTURE.md):
 the sans-I/O steps, the hub's answers, convergence, exactly-once counters and
 the audit trail at the hub; a property test over random interleavings."""
 
