@@ -21,12 +21,8 @@
 #define WORK_WINDOW_DAYS 10
 
 static const char *YEAR_SCHEMA =
-    "{\"version\":1,\"types\":{\"task\":{\"fields\":{"
-    "\"status\":{\"type\":\"string\"},"
-    "\"site\":{\"type\":\"string\"},"
-    "\"title\":{\"type\":\"string\"},"
-    "\"picked\":{\"type\":\"int\",\"merge\":\"counter\"},"
-    "\"tags\":{\"type\":\"set\"}},"
+    "{\"version\":1,\"types\":{\"task\":{\"fields\":{\"status\":{\"type\":\"string\"},\"site\":{\"type\":\"string\"},"
+    "\"title\":{\"type\":\"string\"},\"picked\":{\"type\":\"int\",\"merge\":\"counter\"},\"tags\":{\"type\":\"set\"}},"
     "\"required\":[\"status\"],"
     "\"retention\":{\"keep_days\":60,\"archive_when\":{\"status\":[\"done\",\"cancelled\"]}}}}}";
 
@@ -41,16 +37,7 @@ static int g_do_on = 1, g_do_off = 1;
 static int64_t g_now = T0_MS;
 static int64_t test_clock(void *ctx) { return *(const int64_t *)ctx; }
 
-/* ------------------------------------------------------------------------ */
-/* The simulated workload                                                   */
-/* ------------------------------------------------------------------------ */
-
-typedef struct {
-    int32_t created_day;
-    int32_t archive_day; /* -1: never */
-    uint8_t archived;
-    uint8_t cancel;
-} task_t;
+typedef struct { int32_t created_day, archive_day /* -1: never */; uint8_t archived, cancel; } task_t;
 
 typedef struct {
     task_t *t;
@@ -133,67 +120,46 @@ static long world_day(world_t *w, long day, long per_day, char (*acts)[512], lon
     for (long i = per_day - 1; i > 0; i--) {
         long j = (long)(h_rand(&w->rng) % (uint64_t)(i + 1));
         uint8_t x = kinds[i];
-        kinds[i] = kinds[j];
-        kinds[j] = x;
+        kinds[i] = kinds[j], kinds[j] = x;
     }
     long ai = 0, idx = *first_action_index;
     for (long i = 0; i < per_day; i++, idx++) {
-        char in[128];
+        char in[128], ops[160];
+        const char *name;
         uint64_t r = h_rand(&w->rng);
-        int actor = (int)(r % 40);
-        snprintf(in, sizeof in, "{\"scanner\":\"sc-%02ld\",\"bin\":\"B-%03ld-%02ld\",\"qty\":1}", idx % 17,
-                 (idx * 7) % 1000, idx % 50);
+        task_input(in, sizeof in, idx);
         int kind = kinds[i];
-        long k = -1;
-        if (kind == K_WORK) {
-            k = world_pick_work(w, day);
-            if (k < 0) kind = K_CREATE;
-        }
+        long k = kind == K_WORK ? world_pick_work(w, day) : -1;
+        if (kind == K_WORK && k < 0) kind = K_CREATE;
         if (kind == K_CREATE) {
             k = world_new_task(w, day);
-            snprintf(acts[i], 512,
-                     "{\"action\":\"create_task\",\"actor\":\"op-%02d\",\"type\":\"task\",\"id\":\"T-%07ld\","
-                     "\"set\":{\"status\":\"open\",\"site\":\"site-%02d\",\"title\":\"Pick order %07ld for site %02d\"},"
-                     "\"input\":%s}",
-                     actor, k, (int)((r >> 8) % 40), k, (int)((r >> 8) % 40), in);
+            int site = (int)((r >> 8) % 40);
+            name = "create_task";
+            snprintf(ops, sizeof ops, "\"set\":{\"status\":\"open\",\"site\":\"site-%02d\",\"title\":\"Pick order %07ld for site %02d\"}",
+                     site, k, site);
             w->n_create++;
         } else if (kind == K_ARCHIVE) {
             k = arch[ai++];
             w->t[k].archived = 1;
-            snprintf(acts[i], 512,
-                     "{\"action\":\"close_task\",\"actor\":\"op-%02d\",\"type\":\"task\",\"id\":\"T-%07ld\","
-                     "\"set\":{\"status\":\"%s\"},\"input\":%s}",
-                     actor, k, w->t[k].cancel ? "cancelled" : "done", in);
+            name = "close_task";
+            snprintf(ops, sizeof ops, "\"set\":{\"status\":\"%s\"}", w->t[k].cancel ? "cancelled" : "done");
             w->n_archive++;
         } else {
             int sub = (int)((r >> 8) % 10);
-            if (sub < 4)
-                snprintf(acts[i], 512,
-                         "{\"action\":\"pick_item\",\"actor\":\"op-%02d\",\"type\":\"task\",\"id\":\"T-%07ld\","
-                         "\"inc\":{\"picked\":1},\"input\":%s}",
-                         actor, k, in);
-            else if (sub < 7)
-                snprintf(acts[i], 512,
-                         "{\"action\":\"set_status\",\"actor\":\"op-%02d\",\"type\":\"task\",\"id\":\"T-%07ld\","
-                         "\"set\":{\"status\":\"%s\"},\"input\":%s}",
-                         actor, k, WORK_STATUSES[(r >> 16) % 4], in);
-            else
-                snprintf(acts[i], 512,
-                         "{\"action\":\"tag_task\",\"actor\":\"op-%02d\",\"type\":\"task\",\"id\":\"T-%07ld\","
-                         "\"add\":{\"tags\":[\"tag-%02d\"]},\"input\":%s}",
-                         actor, k, (int)((r >> 16) % 16), in);
+            name = sub < 4 ? "pick_item" : sub < 7 ? "set_status" : "tag_task";
+            if (sub < 4) snprintf(ops, sizeof ops, "\"inc\":{\"picked\":1}");
+            else if (sub < 7) snprintf(ops, sizeof ops, "\"set\":{\"status\":\"%s\"}", WORK_STATUSES[(r >> 16) % 4]);
+            else snprintf(ops, sizeof ops, "\"add\":{\"tags\":[\"tag-%02d\"]}", (int)((r >> 16) % 16));
             w->n_work++;
         }
+        snprintf(acts[i], 512, "{\"action\":\"%s\",\"actor\":\"op-%02d\",\"type\":\"task\",\"id\":\"T-%07ld\",%s,\"input\":%s}", name,
+                 (int)(r % 40), k, ops, in);
     }
     *first_action_index = idx;
     free(kinds);
     free(arch);
     return per_day;
 }
-
-/* ------------------------------------------------------------------------ */
-/* One run                                                                  */
-/* ------------------------------------------------------------------------ */
 
 typedef struct {
     long day;
