@@ -1,8 +1,9 @@
 /* apply_latency.c — local action latency: fs_store_apply + fs_free on a store
  * holding 100,000 records, against raw SQLite doing the same three writes
  * (view row upsert, outbox insert, audit insert with a 64-hex hash; one
- * transaction per action, prepared statements, same pragmas) on a copy of
- * the same preloaded file, interleaved 100 actions at a time. Mix: 50 %
+ * transaction per action, prepared statements, same pragmas) in a file with
+ * the store's DDL preloaded with the same rows (in transactions of 10,000),
+ * interleaved 100 actions at a time. Mix: 50 %
  * update (set status + inc picked), 25 % create, 25 % add a tag. The action
  * texts and the baseline's values are built before the timer.
  * Usage: apply_latency [--records N] [--actions N] [--durability normal|full|both] [--chunk N] */
@@ -38,51 +39,74 @@ typedef struct {
 } row_t;
 typedef struct { sqlite3 *db; sqlite3_stmt *begin, *commit, *view, *outbox, *audit; row_t *rows; int64_t *ns; } bl_side;
 
+static void bl_open(bl_side *b, const char *path, const char *synchronous) {
+    b->db = h_sql_open(path, synchronous);
+    b->begin = h_prep(b->db, "BEGIN IMMEDIATE");
+    b->commit = h_prep(b->db, "COMMIT");
+    b->view = h_prep(b->db, "INSERT INTO task(id, status, site, picked, tags) VALUES(?,?,?,?,?) ON CONFLICT(id) DO UPDATE SET "
+                            "status = excluded.status, site = excluded.site, picked = excluded.picked, tags = excluded.tags");
+    b->outbox = h_prep(b->db, "INSERT INTO fs_outbox(seq, type, id, hlc, schema_version, ops, base, base_values, cursor) "
+                              "VALUES(?, 'task', ?, ?, 1, ?, NULL, NULL, 0)");
+    b->audit = h_prep(b->db, "INSERT INTO fs_audit(audit_id, actor, action, type, id, input, device_time, hlc, outbox_keys, "
+                             "prev_hash, hash) VALUES(?, ?, ?, 'task', ?, ?, ?, ?, ?, ?, ?)");
+}
+
+static void bl_close(bl_side *b) {
+    sqlite3_stmt *all[] = {b->begin, b->commit, b->view, b->outbox, b->audit};
+    for (int k = 0; k < 5; k++) sqlite3_finalize(all[k]);
+    sqlite3_close(b->db);
+}
+
 static void text(sqlite3_stmt *s, int i, const char *v) {
     if (v && *v) sqlite3_bind_text(s, i, v, -1, SQLITE_STATIC);
     else sqlite3_bind_null(s, i);
 }
 
+/* The three writes of one action. */
+static void bl_write(bl_side *b, const row_t *r) {
+    text(b->view, 1, r->id);
+    text(b->view, 2, r->status);
+    text(b->view, 3, r->site);
+    if (r->picked) sqlite3_bind_int64(b->view, 4, r->picked); else sqlite3_bind_null(b->view, 4);
+    text(b->view, 5, r->tags);
+    h_step(b->view);
+    sqlite3_bind_int64(b->outbox, 1, r->seq);
+    text(b->outbox, 2, r->id);
+    sqlite3_bind_int64(b->outbox, 3, r->hlc);
+    text(b->outbox, 4, r->ops);
+    h_step(b->outbox);
+    sqlite3_bind_int64(b->audit, 1, r->seq);
+    text(b->audit, 2, r->actor);
+    text(b->audit, 3, r->action);
+    text(b->audit, 4, r->id);
+    text(b->audit, 5, r->input);
+    sqlite3_bind_int64(b->audit, 6, r->time_ms);
+    sqlite3_bind_int64(b->audit, 7, r->hlc);
+    text(b->audit, 8, r->keys);
+    text(b->audit, 9, r->prev_hash);
+    text(b->audit, 10, r->hash);
+    h_step(b->audit);
+}
+
 static void bl_range(void *ctx, long from, long to) {
     bl_side *b = ctx;
     for (long i = from; i < to; i++) {
-        const row_t *r = &b->rows[i];
         int64_t t0 = h_now_ns();
         h_step(b->begin);
-        text(b->view, 1, r->id);
-        text(b->view, 2, r->status);
-        text(b->view, 3, r->site);
-        if (r->picked) sqlite3_bind_int64(b->view, 4, r->picked); else sqlite3_bind_null(b->view, 4);
-        text(b->view, 5, r->tags);
-        h_step(b->view);
-        sqlite3_bind_int64(b->outbox, 1, r->seq);
-        text(b->outbox, 2, r->id);
-        sqlite3_bind_int64(b->outbox, 3, r->hlc);
-        text(b->outbox, 4, r->ops);
-        h_step(b->outbox);
-        sqlite3_bind_int64(b->audit, 1, r->seq);
-        text(b->audit, 2, r->actor);
-        text(b->audit, 3, r->action);
-        text(b->audit, 4, r->id);
-        text(b->audit, 5, r->input);
-        sqlite3_bind_int64(b->audit, 6, r->time_ms);
-        sqlite3_bind_int64(b->audit, 7, r->hlc);
-        text(b->audit, 8, r->keys);
-        text(b->audit, 9, r->prev_hash);
-        text(b->audit, 10, r->hash);
-        h_step(b->audit);
+        bl_write(b, &b->rows[i]);
         h_step(b->commit);
         b->ns[i] = h_now_ns() - t0;
     }
 }
 
-static void bl_rows(bl_side *b, const task_action *plan, rec_t *recs, h_rng *rng) {
+/* Every value of the rows of plan[0, n) (input i of the workload: first + i). */
+static void bl_rows(bl_side *b, const task_action *plan, long n, long first, rec_t *recs, h_rng *rng) {
     static const char H[] = "0123456789abcdef";
-    int64_t seq = (int64_t)h_sql_num(b->db, "SELECT max(seq) FROM fs_outbox"), last_hlc = 0;
+    int64_t seq = (int64_t)h_sql_num(b->db, "SELECT coalesce(max(seq), 0) FROM fs_outbox"), last_hlc = 0;
     char prev[65];
     memset(prev, '0', 64);
     prev[64] = 0;
-    for (long i = 0; i < g_actions; i++) {
+    for (long i = 0; i < n; i++) {
         const task_action *a = &plan[i];
         row_t *r = &b->rows[i];
         rec_t *x = &recs[a->rec];
@@ -92,7 +116,7 @@ static void bl_rows(bl_side *b, const task_action *plan, rec_t *recs, h_rng *rng
         r->time_ms = h_wall_ms();
         r->hlc = (r->time_ms << 16) > last_hlc ? r->time_ms << 16 : last_hlc + 1;
         last_hlc = r->hlc;
-        task_input(r->input, sizeof r->input, g_records + i);
+        task_input(r->input, sizeof r->input, first + i);
         snprintf(r->keys, sizeof r->keys, "[\"" TASK_DEVICE "-%lld\"]", (long long)r->seq);
         memcpy(r->prev_hash, prev, 65);
         for (int k = 0; k < 64; k++) r->hash[k] = H[h_rand(rng) & 15];
@@ -130,7 +154,7 @@ int main(int argc, char **argv) {
     if (g_records < 1 || g_actions < 1 || g_records > 9000000 || g_actions > 9000000 || g_chunk < 0 ||
         (strcmp(g_durability, "both") && !(want[0] ^ want[1])))
         h_usage();
-    char dir[PATH_MAX], pre[PATH_MAX + 64], fs_p[PATH_MAX + 64], bl_p[PATH_MAX + 64], buf[320];
+    char dir[PATH_MAX], pre[PATH_MAX + 64], bl_pre[PATH_MAX + 64], fs_p[PATH_MAX + 64], bl_p[PATH_MAX + 64], buf[320];
     h_begin("apply_latency", "fieldsync apply latency", dir, sizeof dir);
     printf("workload: %ld preloaded records, %ld timed actions (50%% update set+inc, 25%% create, 25%% add tag); %s\n",
            g_records, g_actions, g_chunk ? "interleaved with the baseline" : "not interleaved (--chunk 0)");
@@ -164,38 +188,56 @@ int main(int argc, char **argv) {
     }
     h_store_close(st);
     double pre_s = (h_now_ns() - t0) / 1e9;
-    printf("preload: %ld fs_store_apply (durability normal) in %.2f s (%.1f us/action), file %.1f MiB; "
-           "the baseline writes into a copy of the same file\n", g_records, pre_s, pre_s * 1e6 / g_records, h_db_size(pre) / 1048576.0);
+    printf("preload fieldsync: %ld fs_store_apply (durability normal) in %.2f s (%.1f us/action), file %.1f MiB\n", g_records,
+           pre_s, pre_s * 1e6 / g_records, h_db_size(pre) / 1048576.0);
+    /* The baseline: the store's DDL in a fresh file, the same rows written in transactions of 10,000. */
+    rec_t *recs = calloc((size_t)(g_records + g_actions), sizeof *recs);
+    h_path(bl_pre, dir, "baseline-preload.db");
+    h_clone_schema(pre, bl_pre);
+    bl_side pb = {0};
+    bl_open(&pb, bl_pre, "NORMAL");
+    pb.rows = malloc(sizeof(row_t) * 10000);
+    task_action *creates = malloc(sizeof *creates * 10000);
+    h_rng hr = {0xC0FFEEull};
+    t0 = h_now_ns();
+    for (long from = 0; from < g_records; from += 10000) {
+        long n = g_records - from < 10000 ? g_records - from : 10000;
+        for (long r = 0; r < n; r++) creates[r] = (task_action){A_CREATE, (uint8_t)((from + r) % N_SITES), (uint8_t)((from + r) % N_ACTORS), (int32_t)(from + r)};
+        bl_rows(&pb, creates, n, from, recs, &hr);
+        h_exec(pb.db, "BEGIN");
+        for (long r = 0; r < n; r++) bl_write(&pb, &pb.rows[r]);
+        h_exec(pb.db, "COMMIT");
+    }
+    h_exec(pb.db, "PRAGMA wal_checkpoint(TRUNCATE)");
+    bl_close(&pb);
+    free(pb.rows);
+    free(creates);
+    printf("preload baseline:  %ld actions in transactions of 10,000 in %.2f s, file %.1f MiB\n", g_records,
+           (h_now_ns() - t0) / 1e9, h_db_size(bl_pre) / 1048576.0);
 
     static const char *names[2] = {"normal", "full"}, *sync_names[2] = {"NORMAL", "FULL"};
     h_stats res[2][2], kres[2][2][3];
     int64_t *ns[2] = {malloc(sizeof(int64_t) * (size_t)g_actions), malloc(sizeof(int64_t) * (size_t)g_actions)};
     int64_t *kns = malloc(sizeof(int64_t) * (size_t)g_actions);
     char (*json)[320] = malloc(sizeof *json * (size_t)g_actions);
-    rec_t *recs = calloc((size_t)(g_records + g_actions), sizeof *recs);
     for (long i = 0; i < g_actions; i++) task_json(json[i], sizeof json[i], &plan[i], g_records + i);
     for (int d = 0; d < 2; d++) {
         if (!want[d]) continue;
         h_path(fs_p, dir, d ? "fieldsync-full.db" : "fieldsync-normal.db");
         h_path(bl_p, dir, d ? "baseline-full.db" : "baseline-normal.db");
         h_copy_db(pre, fs_p);
-        h_copy_db(pre, bl_p);
+        h_copy_db(bl_pre, bl_p);
         sync();
         char o[128];
         snprintf(o, sizeof o, "{\"durability\":\"%s\",\"device_id\":\"" TASK_DEVICE "\"}", names[d]);
         fs_side f = {h_store(fs_p, TASK_SCHEMA, o), json, ns[0]};
-        bl_side b = {h_sql_open(bl_p, sync_names[d]), 0, 0, 0, 0, 0, malloc(sizeof(row_t) * (size_t)g_actions), ns[1]};
-        b.begin = h_prep(b.db, "BEGIN IMMEDIATE");
-        b.commit = h_prep(b.db, "COMMIT");
-        b.view = h_prep(b.db, "INSERT INTO task(id, status, site, picked, tags) VALUES(?,?,?,?,?) ON CONFLICT(id) DO UPDATE SET "
-                              "status = excluded.status, site = excluded.site, picked = excluded.picked, tags = excluded.tags");
-        b.outbox = h_prep(b.db, "INSERT INTO fs_outbox(seq, type, id, hlc, schema_version, ops, base, base_values, cursor) "
-                                "VALUES(?, 'task', ?, ?, 1, ?, NULL, NULL, 0)");
-        b.audit = h_prep(b.db, "INSERT INTO fs_audit(audit_id, actor, action, type, id, input, device_time, hlc, outbox_keys, "
-                               "prev_hash, hash) VALUES(?, ?, ?, 'task', ?, ?, ?, ?, ?, ?, ?)");
+        bl_side b = {0};
+        bl_open(&b, bl_p, sync_names[d]);
+        b.rows = malloc(sizeof(row_t) * (size_t)g_actions);
+        b.ns = ns[1];
         for (long r = 0; r < g_records + g_actions; r++) recs[r] = (rec_t){0, (int8_t)(r % N_SITES), 0, 0};
-        h_rng hr = {0xBADC0DEull};
-        bl_rows(&b, plan, recs, &hr);
+        hr.s = 0xBADC0DEull;
+        bl_rows(&b, plan, g_actions, g_records, recs, &hr);
 
         h_interleave(g_actions, g_chunk, fs_range, &f, bl_range, &b);
 
@@ -209,9 +251,7 @@ int main(int argc, char **argv) {
         h_expect(fr == want_recs && fa == want_rows && fo == want_rows && bv == want_recs && bo == want_rows && ba == want_rows,
                  "counts differ from expectation");
         h_store_close(f.st);
-        sqlite3_stmt *all[] = {b.begin, b.commit, b.view, b.outbox, b.audit};
-        for (int k = 0; k < 5; k++) sqlite3_finalize(all[k]);
-        sqlite3_close(b.db);
+        bl_close(&b);
         free(b.rows);
         for (int side = 0; side < 2; side++) {
             res[d][side] = h_pct(ns[side], g_actions, 1e3);
@@ -247,6 +287,6 @@ int main(int argc, char **argv) {
         h_target("local action p50 / raw SQLite (durability normal)", res[0][0].p50 / res[0][1].p50, "<=", 1.5, "");
         h_target("local action p99 (durability normal)", res[0][0].p99, "<", 1000, " us");
     }
-    if (!h_keep) h_remove_db(pre);
+    if (!h_keep) h_remove_db(pre), h_remove_db(bl_pre);
     return h_end(dir);
 }
