@@ -239,7 +239,9 @@ int main(int argc, char **argv) {
         hr.s = 0xBADC0DEull;
         bl_rows(&b, plan, g_actions, g_records, recs, &hr);
 
+        h_load m0 = h_load_now();
         h_interleave(g_actions, g_chunk, fs_range, &f, bl_range, &b);
+        h_contention(names[d], m0, h_load_now());
 
         long long want_recs = g_records + nkind[1], want_rows = g_records + g_actions;
         long long fr = h_store_stat(f.st, "records"), fa = h_store_stat(f.st, "audit_rows"), fo = h_outbox(f.st);
