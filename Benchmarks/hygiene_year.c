@@ -1,64 +1,19 @@
-/*
- * hygiene_year.c — a simulated year on one device, with and without storage
+/* hygiene_year.c — a simulated year on one device, with and without storage
  * hygiene (docs/HYGIENE.md): does the store stay small, quick to open and
- * quick to write after a year of daily work?
- *
- * README
- * ------
- * What it simulates
- *   One device store and one in-process hub (fs_hub_open), both durability
- *   "normal", both on a test clock (fs_store_set_clock / fs_hub_set_clock)
- *   that starts at 2023-11-14 00:00 UTC and advances one day per simulated
- *   day (and evenly through the day between actions). Each day (DAYS days,
- *   default 365) the operator applies ACTIONS actions (default 2,000) over a
- *   rolling set of `task` records:
- *     - 15 % create a task (set status "open", site, title);
- *     - each task is archived 2..5 days after its creation (set status "done",
- *       one in ten "cancelled"), except 10 % of tasks that are never archived
- *       (they stay "open"/in progress and only leave the store by keep_days);
- *     - the rest work on a random non-archived task created in the last 10
- *       days: 40 % counter inc `picked`, 30 % lww set `status`
- *       (in_progress/staged/blocked/open), 30 % set add `tags`.
- *   Kinds are shuffled through the day (a task's create always precedes its
- *   other actions). At the end of each day (clock at 23:00) the device syncs:
- *   fs_sync_prepare -> fs_hub_handle -> fs_sync_receive until prepare returns
- *   no request (push of the day's outbox in batches of 500, plus pulls).
- *   Schema: task {status lww string, site, title, picked counter, tags set},
- *   "retention": {"keep_days": 60, "archive_when": {"status": ["done","cancelled"]}}.
- *
- * Two runs, each in a fresh directory (fresh store and hub), same action
- * sequence (same seed):
- *   ON : store options "hygiene_every": ACTIONS (default; --every N) and
- *        "audit_keep_days": 60 — the pass runs inside fs_sync_receive. With
- *        --explicit, no hygiene_every; fs_store_hygiene() is called after
- *        each daily sync and timed.
- *   OFF: the same without hygiene options (the baseline).
- *
- * What it reports, at days 30, 90, 180 and 365 (those <= DAYS, plus the last
- * day), measured after that day's sync:
- *   - file size: stat of the .db plus its -wal (-wal shown separately);
- *   - store open time: close, then fs_store_open 3 times (timed alone; closed
- *     in between), median;
- *   - p50/p99/max of fs_store_apply (+ fs_free of the result) over that day's
- *     actions (the action JSON is built before the timer), wall clock, and
- *     p99 of the same calls' thread CPU time (CLOCK_THREAD_CPUTIME_ID: not
- *     inflated while another process holds the CPU), with the CPUs used by
- *     other processes during that day's actions (/proc/stat);
- *   - records (fs_store_stats "records"), audit rows, records evicted so far;
- *   - the day's sync wall time (all exchanges, including the automatic
- *     hygiene pass in ON mode).
- *   A progress line is printed every 30 days. Targets (ON): size at the last
- *   day within 1.2x of day 90; open time and p99 within 1.2x of day 90.
- *
- * Build:  gcc -O2 -std=c99 -D_DEFAULT_SOURCE -I../include hygiene_year.c -o hygiene_year \
- *             -L<libdir> -lfieldsync -lsqlite3 -ljansson -lm -Wl,-rpath,<libdir>
- * Run:    hygiene_year [DAYS [ACTIONS]] [--only on|off] [--every N] [--explicit]
- *                      [--dir D] [--keep]
- *         e.g. `hygiene_year 365 2000` (full), `hygiene_year 60 300` (quick).
- * Do not rebuild the library while this runs (overwriting the mapped .so
- * kills the process with SIGBUS): link against a private copy.
- */
-#include "bench_common.h"
+ * quick to write? One store and one in-process hub on a test clock (from
+ * 2023-11-14, a day per simulated day); each day ACTIONS actions over a
+ * rolling set of tasks (15 % create; archive as done/cancelled 2-5 days
+ * after creation, except 10 % never archived; the rest work on tasks of the
+ * last 10 days: 40 % inc picked, 30 % set status, 30 % add a tag), then a
+ * sync at 23:00. Retention keep_days 60, archive_when status done|cancelled.
+ * Run ON (hygiene_every ACTIONS, audit_keep_days 60; --explicit: call
+ * fs_store_hygiene after each sync) and OFF, same seed. At days 30, 90, 180,
+ * 365 and the last: .db + -wal size, median of 3 reopens, apply p50/p99/max
+ * (wall and thread CPU) over that day, records, audit rows, evictions.
+ * Targets (ON): last day within 1.2x of day 90 in size, open time and p99.
+ * Usage: hygiene_year [DAYS [ACTIONS]] [--only on|off] [--every N] [--explicit]
+ *        (365 2000 in full; 60 300 is quick) */
+#include "harness.h"
 
 #define DAY_MS ((int64_t)86400000)
 #define T0_MS ((int64_t)1699920000000LL) /* 2023-11-14 00:00:00 UTC */
@@ -66,12 +21,8 @@
 #define WORK_WINDOW_DAYS 10
 
 static const char *YEAR_SCHEMA =
-    "{\"version\":1,\"types\":{\"task\":{\"fields\":{"
-    "\"status\":{\"type\":\"string\"},"
-    "\"site\":{\"type\":\"string\"},"
-    "\"title\":{\"type\":\"string\"},"
-    "\"picked\":{\"type\":\"int\",\"merge\":\"counter\"},"
-    "\"tags\":{\"type\":\"set\"}},"
+    "{\"version\":1,\"types\":{\"task\":{\"fields\":{\"status\":{\"type\":\"string\"},\"site\":{\"type\":\"string\"},"
+    "\"title\":{\"type\":\"string\"},\"picked\":{\"type\":\"int\",\"merge\":\"counter\"},\"tags\":{\"type\":\"set\"}},"
     "\"required\":[\"status\"],"
     "\"retention\":{\"keep_days\":60,\"archive_when\":{\"status\":[\"done\",\"cancelled\"]}}}}}";
 
@@ -82,28 +33,17 @@ static long g_per_day = 2000;
 static long g_every = 0; /* 0 = g_per_day */
 static int g_explicit = 0;
 static int g_do_on = 1, g_do_off = 1;
-static const char *g_dir_opt = NULL;
-static int g_keep = 0;
 
 static int64_t g_now = T0_MS;
 static int64_t test_clock(void *ctx) { return *(const int64_t *)ctx; }
 
-/* ------------------------------------------------------------------------ */
-/* The simulated workload                                                   */
-/* ------------------------------------------------------------------------ */
-
-typedef struct {
-    int32_t created_day;
-    int32_t archive_day; /* -1: never */
-    uint8_t archived;
-    uint8_t cancel;
-} task_t;
+typedef struct { int32_t created_day, archive_day /* -1: never */; uint8_t archived, cancel; } task_t;
 
 typedef struct {
     task_t *t;
     long n, cap;
     long *day_first; /* index of the first task created on day d */
-    bench_rng_t rng;
+    h_rng rng;
     long n_create, n_archive, n_work;
 } world_t;
 
@@ -112,7 +52,7 @@ static void world_init(world_t *w, long days, uint64_t seed) {
     w->cap = 1024;
     w->t = malloc(sizeof *w->t * (size_t)w->cap);
     w->day_first = calloc((size_t)days + 1, sizeof *w->day_first);
-    if (!w->t || !w->day_first) die("out of memory");
+    if (!w->t || !w->day_first) h_die("out of memory");
     w->rng.s = seed;
 }
 
@@ -125,12 +65,12 @@ static long world_new_task(world_t *w, long day) {
     if (w->n == w->cap) {
         w->cap *= 2;
         w->t = realloc(w->t, sizeof *w->t * (size_t)w->cap);
-        if (!w->t) die("out of memory");
+        if (!w->t) h_die("out of memory");
     }
     task_t *t = &w->t[w->n];
     t->created_day = (int32_t)day;
     t->archived = 0;
-    uint64_t r = rng_next(&w->rng);
+    uint64_t r = h_rand(&w->rng);
     if (r % 100 < 10) {
         t->archive_day = -1; /* never archived */
         t->cancel = 0;
@@ -149,7 +89,7 @@ static long world_pick_work(world_t *w, long day) {
     long lo = lo_day <= 0 ? 0 : w->day_first[lo_day];
     long span = w->n - lo;
     for (int i = 0; i < 64 && span > 0; i++) {
-        long k = lo + (long)(rng_next(&w->rng) % (uint64_t)span);
+        long k = lo + (long)(h_rand(&w->rng) % (uint64_t)span);
         if (!w->t[k].archived) return k;
     }
     return w->t[w->n - 1].archived ? -1 : w->n - 1;
@@ -178,59 +118,42 @@ static long world_day(world_t *w, long day, long per_day, char (*acts)[512], lon
     for (long i = 0; i < n_arch; i++) kinds[p++] = K_ARCHIVE;
     for (long i = 0; i < n_work; i++) kinds[p++] = K_WORK;
     for (long i = per_day - 1; i > 0; i--) {
-        long j = (long)(rng_next(&w->rng) % (uint64_t)(i + 1));
+        long j = (long)(h_rand(&w->rng) % (uint64_t)(i + 1));
         uint8_t x = kinds[i];
-        kinds[i] = kinds[j];
-        kinds[j] = x;
+        kinds[i] = kinds[j], kinds[j] = x;
     }
     long ai = 0, idx = *first_action_index;
     for (long i = 0; i < per_day; i++, idx++) {
-        char in[128];
-        uint64_t r = rng_next(&w->rng);
-        int actor = (int)(r % 40);
-        snprintf(in, sizeof in, "{\"scanner\":\"sc-%02ld\",\"bin\":\"B-%03ld-%02ld\",\"qty\":1}", idx % 17,
-                 (idx * 7) % 1000, idx % 50);
+        char in[128], ops[160];
+        const char *name;
+        uint64_t r = h_rand(&w->rng);
+        task_input(in, sizeof in, idx);
         int kind = kinds[i];
-        long k = -1;
-        if (kind == K_WORK) {
-            k = world_pick_work(w, day);
-            if (k < 0) kind = K_CREATE;
-        }
+        long k = kind == K_WORK ? world_pick_work(w, day) : -1;
+        if (kind == K_WORK && k < 0) kind = K_CREATE;
         if (kind == K_CREATE) {
             k = world_new_task(w, day);
-            snprintf(acts[i], 512,
-                     "{\"action\":\"create_task\",\"actor\":\"op-%02d\",\"type\":\"task\",\"id\":\"T-%07ld\","
-                     "\"set\":{\"status\":\"open\",\"site\":\"site-%02d\",\"title\":\"Pick order %07ld for site %02d\"},"
-                     "\"input\":%s}",
-                     actor, k, (int)((r >> 8) % 40), k, (int)((r >> 8) % 40), in);
+            int site = (int)((r >> 8) % 40);
+            name = "create_task";
+            snprintf(ops, sizeof ops, "\"set\":{\"status\":\"open\",\"site\":\"site-%02d\",\"title\":\"Pick order %07ld for site %02d\"}",
+                     site, k, site);
             w->n_create++;
         } else if (kind == K_ARCHIVE) {
             k = arch[ai++];
             w->t[k].archived = 1;
-            snprintf(acts[i], 512,
-                     "{\"action\":\"close_task\",\"actor\":\"op-%02d\",\"type\":\"task\",\"id\":\"T-%07ld\","
-                     "\"set\":{\"status\":\"%s\"},\"input\":%s}",
-                     actor, k, w->t[k].cancel ? "cancelled" : "done", in);
+            name = "close_task";
+            snprintf(ops, sizeof ops, "\"set\":{\"status\":\"%s\"}", w->t[k].cancel ? "cancelled" : "done");
             w->n_archive++;
         } else {
             int sub = (int)((r >> 8) % 10);
-            if (sub < 4)
-                snprintf(acts[i], 512,
-                         "{\"action\":\"pick_item\",\"actor\":\"op-%02d\",\"type\":\"task\",\"id\":\"T-%07ld\","
-                         "\"inc\":{\"picked\":1},\"input\":%s}",
-                         actor, k, in);
-            else if (sub < 7)
-                snprintf(acts[i], 512,
-                         "{\"action\":\"set_status\",\"actor\":\"op-%02d\",\"type\":\"task\",\"id\":\"T-%07ld\","
-                         "\"set\":{\"status\":\"%s\"},\"input\":%s}",
-                         actor, k, WORK_STATUSES[(r >> 16) % 4], in);
-            else
-                snprintf(acts[i], 512,
-                         "{\"action\":\"tag_task\",\"actor\":\"op-%02d\",\"type\":\"task\",\"id\":\"T-%07ld\","
-                         "\"add\":{\"tags\":[\"tag-%02d\"]},\"input\":%s}",
-                         actor, k, (int)((r >> 16) % 16), in);
+            name = sub < 4 ? "pick_item" : sub < 7 ? "set_status" : "tag_task";
+            if (sub < 4) snprintf(ops, sizeof ops, "\"inc\":{\"picked\":1}");
+            else if (sub < 7) snprintf(ops, sizeof ops, "\"set\":{\"status\":\"%s\"}", WORK_STATUSES[(r >> 16) % 4]);
+            else snprintf(ops, sizeof ops, "\"add\":{\"tags\":[\"tag-%02d\"]}", (int)((r >> 16) % 16));
             w->n_work++;
         }
+        snprintf(acts[i], 512, "{\"action\":\"%s\",\"actor\":\"op-%02d\",\"type\":\"task\",\"id\":\"T-%07ld\",%s,\"input\":%s}", name,
+                 (int)(r % 40), k, ops, in);
     }
     *first_action_index = idx;
     free(kinds);
@@ -238,16 +161,12 @@ static long world_day(world_t *w, long day, long per_day, char (*acts)[512], lon
     return per_day;
 }
 
-/* ------------------------------------------------------------------------ */
-/* One run                                                                  */
-/* ------------------------------------------------------------------------ */
-
 typedef struct {
     long day;
     long long db_bytes, wal_bytes;
     double open_ms[3], open_med_ms;
-    bench_stats_t lat;   /* that day's fs_store_apply, ms */
-    bench_stats_t cpu;   /* the same calls' thread CPU time, ms */
+    h_stats lat;   /* that day's fs_store_apply, ms */
+    h_stats cpu;   /* the same calls' thread CPU time, ms */
     double others;       /* CPUs used by other processes during that day's applies */
     long long records, audit_rows, evicted, outbox_total, hub_records;
     double sync_ms;      /* the day's exchanges (incl. automatic hygiene) */
@@ -267,78 +186,41 @@ typedef struct {
 static char g_opts[512];
 
 static fs_store *open_store(const char *path) {
-    fs_store *st = NULL;
-    fs_status rc = fs_store_open(path, YEAR_SCHEMA, g_opts, &st);
-    if (rc != FS_OK) die("fs_store_open(%s): %s: %s", path, fs_status_name(rc), fs_last_error());
-    rc = fs_store_set_clock(st, test_clock, &g_now);
-    if (rc != FS_OK) die("fs_store_set_clock: %s: %s", fs_status_name(rc), fs_last_error());
+    fs_store *st = h_store(path, YEAR_SCHEMA, g_opts);
+    h_ok(fs_store_set_clock(st, test_clock, &g_now), "fs_store_set_clock");
     return st;
 }
 
 static void store_counts(fs_store *st, checkpoint_t *c) {
     char *s = NULL;
-    fs_status rc = fs_store_stats(st, &s);
-    if (rc != FS_OK) die("fs_store_stats: %s: %s", fs_status_name(rc), fs_last_error());
-    c->records = json_int_member(s, "records", -1);
-    c->audit_rows = json_int_member(s, "audit_rows", -1);
-    c->evicted = json_int_member(s, "records_evicted", -1);
-    c->outbox_total = json_int_member(s, "outbox_total", -1);
+    h_ok(fs_store_stats(st, &s), "fs_store_stats");
+    c->records = h_json_int(s, "records", -1);
+    c->audit_rows = h_json_int(s, "audit_rows", -1);
+    c->evicted = h_json_int(s, "records_evicted", -1);
+    c->outbox_total = h_json_int(s, "outbox_total", -1);
     fs_free(s);
-}
-
-static long long hub_records(fs_hub *h) {
-    char *s = NULL;
-    fs_status rc = fs_hub_stats(h, &s);
-    if (rc != FS_OK) die("fs_hub_stats: %s: %s", fs_status_name(rc), fs_last_error());
-    long long r = json_int_member(s, "records", -1);
-    fs_free(s);
-    return r;
 }
 
 /* Exchanges until prepare returns no request. Returns the wall ms. */
 static double daily_sync(fs_store *st, fs_hub *hub, run_t *run) {
-    int64_t t0 = now_ns();
+    int64_t t0 = h_now_ns();
     long n = 0;
     for (;;) {
         char *req = NULL, *resp = NULL, *sum = NULL;
         int64_t wait = 0;
-        fs_status rc = fs_sync_prepare(st, &req, &wait);
-        if (rc != FS_OK) die("fs_sync_prepare: %s: %s", fs_status_name(rc), fs_last_error());
+        h_ok(fs_sync_prepare(st, &req, &wait), "fs_sync_prepare");
         if (!req) break;
-        rc = fs_hub_handle(hub, req, &resp);
-        if (rc != FS_OK) die("fs_hub_handle: %s: %s", fs_status_name(rc), fs_last_error());
-        rc = fs_sync_receive(st, resp, &sum);
-        if (rc != FS_OK) die("fs_sync_receive: %s: %s", fs_status_name(rc), fs_last_error());
-        run->rejected += (long)json_int_member(sum, "rejected", 0);
-        run->retry += (long)json_int_member(sum, "retry", 0);
+        h_ok(fs_hub_handle(hub, req, &resp), "fs_hub_handle");
+        h_ok(fs_sync_receive(st, resp, &sum), "fs_sync_receive");
+        run->rejected += (long)h_json_int(sum, "rejected", 0);
+        run->retry += (long)h_json_int(sum, "retry", 0);
         fs_free(req);
         fs_free(resp);
         fs_free(sum);
-        if (++n > 10000) die("daily sync: more than 10,000 exchanges");
+        if (++n > 10000) h_die("daily sync: more than 10,000 exchanges");
     }
     run->exchanges += n;
-    return (now_ns() - t0) / 1e6;
-}
-
-static int64_t thread_cpu_ns(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
-    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
-}
-
-/* CPUs busy with other processes between two snapshots (see print_contention). */
-static double others_cpus(machine_cpu_t a, machine_cpu_t b) {
-    long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
-    double wall = (b.wall - a.wall) / 1e9;
-    if (b.total <= a.total || wall <= 0) return -1;
-    double busy = (double)(b.busy - a.busy) / (double)(b.total - a.total) * ncpu;
-    double o = busy - (b.self_cpu - a.self_cpu) / wall;
-    return o < 0 ? 0 : o;
-}
-
-static int cmp_double(const void *a, const void *b) {
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
+    return (h_now_ns() - t0) / 1e6;
 }
 
 static int is_checkpoint(long day1) { /* day1: 1-based day number */
@@ -350,8 +232,8 @@ static void do_run(run_t *run, const char *dir) {
     snprintf(sp, sizeof sp, "%s/device.db", dir);
     snprintf(hp, sizeof hp, "%s/hub.db", dir);
     snprintf(wp, sizeof wp, "%s-wal", sp);
-    remove_db(sp);
-    remove_db(hp);
+    h_remove_db(sp);
+    h_remove_db(hp);
     long every = g_every > 0 ? g_every : g_per_day;
     if (run->hygiene && !g_explicit)
         snprintf(g_opts, sizeof g_opts,
@@ -366,11 +248,9 @@ static void do_run(run_t *run, const char *dir) {
     printf("store options: %s%s\n", g_opts, run->hygiene && g_explicit ? " + fs_store_hygiene() after each daily sync" : "");
 
     g_now = T0_MS;
-    fs_hub *hub = NULL;
-    fs_status rc = fs_hub_open(hp, YEAR_SCHEMA, "{\"durability\":\"normal\"}", &hub);
-    if (rc != FS_OK) die("fs_hub_open: %s: %s", fs_status_name(rc), fs_last_error());
-    rc = fs_hub_set_clock(hub, test_clock, &g_now);
-    if (rc != FS_OK) die("fs_hub_set_clock: %s: %s", fs_status_name(rc), fs_last_error());
+    fs_hub *hub = h_hub(hp, YEAR_SCHEMA, "{\"durability\":\"normal\"}");
+    h_ok(fs_hub_set_clock(hub, test_clock, &g_now), "fs_hub_set_clock");
+    fs_status rc;
     fs_store *st = open_store(sp);
 
     world_t w;
@@ -378,10 +258,10 @@ static void do_run(run_t *run, const char *dir) {
     char(*acts)[512] = malloc(sizeof *acts * (size_t)g_per_day);
     int64_t *lat = malloc(sizeof *lat * (size_t)g_per_day);
     int64_t *lcpu = malloc(sizeof *lcpu * (size_t)g_per_day);
-    if (!acts || !lat || !lcpu) die("out of memory");
+    if (!acts || !lat || !lcpu) h_die("out of memory");
     long action_index = 0;
-    int64_t run0 = now_ns();
-    machine_cpu_t m0 = machine_cpu();
+    int64_t run0 = h_now_ns();
+    h_load m0 = h_load_now();
     double apply_ns_total = 0, sync_ms_total = 0, hyg_ms_total = 0, reopen_ms_total = 0;
     printf("%5s %10s %9s %8s %8s %8s %9s %9s %9s %6s %8s\n", "day", "db+wal MiB", "records", "evicted", "audit",
            "p99 ms", "p99cpu ms", "sync ms", "hyg ms", "others", "elapsed");
@@ -389,35 +269,35 @@ static void do_run(run_t *run, const char *dir) {
         world_day(&w, d, g_per_day, acts, &action_index);
         int64_t day0 = T0_MS + d * DAY_MS + 8 * 3600 * 1000LL; /* work from 08:00 */
         int64_t step = (14 * 3600 * 1000LL) / g_per_day;       /* to 22:00 */
-        machine_cpu_t dm0 = machine_cpu();
+        h_load dm0 = h_load_now();
         for (long i = 0; i < g_per_day; i++) {
             g_now = day0 + i * step;
             char *res = NULL;
-            int64_t c0 = thread_cpu_ns();
-            int64_t t0 = now_ns();
+            int64_t c0 = h_thread_ns();
+            int64_t t0 = h_now_ns();
             rc = fs_store_apply(st, acts[i], &res);
             fs_free(res);
-            int64_t t1 = now_ns();
-            lcpu[i] = thread_cpu_ns() - c0;
+            int64_t t1 = h_now_ns();
+            lcpu[i] = h_thread_ns() - c0;
             if (rc != FS_OK)
-                die("day %ld action %ld: fs_store_apply: %s: %s\n  action: %s", d + 1, i, fs_status_name(rc),
+                h_die("day %ld action %ld: fs_store_apply: %s: %s\n  action: %s", d + 1, i, fs_status_name(rc),
                     fs_last_error(), acts[i]);
             lat[i] = t1 - t0;
             apply_ns_total += (double)(t1 - t0);
         }
-        double day_others = others_cpus(dm0, machine_cpu());
+        double day_others = h_others(dm0, h_load_now());
         g_now = T0_MS + d * DAY_MS + 23 * 3600 * 1000LL;
         double sync_ms = daily_sync(st, hub, run);
         sync_ms_total += sync_ms;
         double hyg_ms = -1;
         if (run->hygiene && g_explicit) {
             char *rep = NULL;
-            int64_t t0 = now_ns();
+            int64_t t0 = h_now_ns();
             rc = fs_store_hygiene(st, &rep);
-            hyg_ms = (now_ns() - t0) / 1e6;
-            if (rc != FS_OK) die("fs_store_hygiene: %s: %s", fs_status_name(rc), fs_last_error());
-            run->hyg_evicted += json_int_member(rep, "records_evicted", 0);
-            run->hyg_audit_evicted += json_int_member(rep, "audit_rows_evicted", 0);
+            hyg_ms = (h_now_ns() - t0) / 1e6;
+            if (rc != FS_OK) h_die("fs_store_hygiene: %s: %s", fs_status_name(rc), fs_last_error());
+            run->hyg_evicted += h_json_int(rep, "records_evicted", 0);
+            run->hyg_audit_evicted += h_json_int(rep, "audit_rows_evicted", 0);
             fs_free(rep);
             hyg_ms_total += hyg_ms;
         }
@@ -426,27 +306,26 @@ static void do_run(run_t *run, const char *dir) {
             checkpoint_t *c = &run->cp[run->ncp++];
             memset(c, 0, sizeof *c);
             c->day = day1;
-            c->db_bytes = file_size(sp);
-            c->wal_bytes = file_size(wp);
+            c->db_bytes = h_file_size(sp);
+            c->wal_bytes = h_file_size(wp);
             if (c->wal_bytes < 0) c->wal_bytes = 0;
-            c->lat = stats_ms(lat, g_per_day);
-            c->cpu = stats_ms(lcpu, g_per_day);
+            c->lat = h_pct(lat, g_per_day, 1e6);
+            c->cpu = h_pct(lcpu, g_per_day, 1e6);
             c->others = day_others;
             c->sync_ms = sync_ms;
             c->hygiene_ms = hyg_ms;
             store_counts(st, c);
-            c->hub_records = hub_records(hub);
-            int64_t r0 = now_ns();
+            c->hub_records = h_hub_stat(hub, "records");
+            int64_t r0 = h_now_ns();
             for (int k = 0; k < 3; k++) {
-                bench_store_close(st);
-                int64_t t0 = now_ns();
+                h_store_close(st);
+                int64_t t0 = h_now_ns();
                 st = open_store(sp);
-                c->open_ms[k] = (now_ns() - t0) / 1e6;
+                c->open_ms[k] = (h_now_ns() - t0) / 1e6;
             }
-            reopen_ms_total += (now_ns() - r0) / 1e6;
+            reopen_ms_total += (h_now_ns() - r0) / 1e6;
             double v[3] = {c->open_ms[0], c->open_ms[1], c->open_ms[2]};
-            qsort(v, 3, sizeof v[0], cmp_double);
-            c->open_med_ms = v[1];
+            c->open_med_ms = h_median(v, 3);
             printf("  checkpoint day %ld: db %.2f MiB + wal %.2f MiB, records %lld (hub %lld), audit rows %lld, "
                    "evicted %lld, outbox %lld, open %.2f/%.2f/%.2f ms (median %.2f), apply p50 %.3f p99 %.3f max %.3f ms "
                    "(thread CPU p50 %.3f p99 %.3f ms; other processes %.2f CPUs), sync %.0f ms%s\n",
@@ -457,17 +336,17 @@ static void do_run(run_t *run, const char *dir) {
         if (day1 % 30 == 0 || day1 == g_days || day1 == 1) {
             checkpoint_t tmp;
             store_counts(st, &tmp);
-            bench_stats_t s = stats_ms(lat, g_per_day), sc = stats_ms(lcpu, g_per_day);
+            h_stats s = h_pct(lat, g_per_day, 1e6), sc = h_pct(lcpu, g_per_day, 1e6);
             char hs[32];
             if (hyg_ms >= 0) snprintf(hs, sizeof hs, "%9.1f", hyg_ms);
             else snprintf(hs, sizeof hs, "%9s", "-");
-            printf("%5ld %10.2f %9lld %8lld %8lld %8.3f %9.3f %9.0f %s %6.2f %7.0fs\n", day1, db_size(sp) / 1048576.0,
+            printf("%5ld %10.2f %9lld %8lld %8lld %8.3f %9.3f %9.0f %s %6.2f %7.0fs\n", day1, h_db_size(sp) / 1048576.0,
                    tmp.records, tmp.evicted, tmp.audit_rows, s.p99, sc.p99, sync_ms, hs, day_others,
-                   (now_ns() - run0) / 1e9);
+                   (h_now_ns() - run0) / 1e9);
         }
     }
-    machine_cpu_t m1 = machine_cpu();
-    run->wall_s = (now_ns() - run0) / 1e9;
+    h_load m1 = h_load_now();
+    run->wall_s = (h_now_ns() - run0) / 1e9;
     run->apply_s = apply_ns_total / 1e9;
     run->sync_s = sync_ms_total / 1e3;
     run->hygiene_s = hyg_ms_total / 1e3;
@@ -479,24 +358,18 @@ static void do_run(run_t *run, const char *dir) {
     if (run->hygiene && g_explicit)
         printf("  explicit hygiene: %.1f s in total; %lld records and %lld audit rows evicted\n", run->hygiene_s,
                run->hyg_evicted, run->hyg_audit_evicted);
-    print_contention(run->name, m0, m1);
-    bench_store_close(st);
-    bench_hub_close(hub);
+    h_contention(run->name, m0, m1);
+    h_store_close(st);
+    h_hub_close(hub);
     free(acts);
     free(lat);
     free(lcpu);
     world_free(&w);
-    if (!g_keep) {
-        remove_db(sp);
-        remove_db(hp);
+    if (!h_keep) {
+        h_remove_db(sp);
+        h_remove_db(hp);
         rmdir(dir);
     }
-}
-
-static void usage(void) {
-    fprintf(stderr, "usage: hygiene_year [DAYS [ACTIONS_PER_DAY]] [--only on|off] [--every N] [--explicit] "
-                    "[--dir D] [--keep]\n");
-    exit(2);
 }
 
 static const checkpoint_t *find_cp(const run_t *r, long day) {
@@ -506,30 +379,14 @@ static const checkpoint_t *find_cp(const run_t *r, long day) {
 }
 
 int main(int argc, char **argv) {
-    g_prog = "hygiene_year";
-    int npos = 0;
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i];
-        if (!strcmp(a, "--only") && i + 1 < argc) {
-            const char *o = argv[++i];
-            g_do_on = !strcmp(o, "on");
-            g_do_off = !strcmp(o, "off");
-            if (!g_do_on && !g_do_off) usage();
-        } else if (!strcmp(a, "--every") && i + 1 < argc) g_every = atol(argv[++i]);
-        else if (!strcmp(a, "--explicit")) g_explicit = 1;
-        else if (!strcmp(a, "--dir") && i + 1 < argc) g_dir_opt = argv[++i];
-        else if (!strcmp(a, "--keep")) g_keep = 1;
-        else if (a[0] != '-' && npos == 0) { g_days = atol(a); npos++; }
-        else if (a[0] != '-' && npos == 1) { g_per_day = atol(a); npos++; }
-        else usage();
-    }
-    if (g_days < 1 || g_days > 3650 || g_per_day < 10 || g_per_day > 1000000) usage();
-    setvbuf(stdout, NULL, _IOLBF, 0);
-
+    const char *only = NULL;
+    h_opt opts[] = {{NULL, 'l', &g_days}, {NULL, 'l', &g_per_day}, {"--only", 's', &only}, {"--every", 'l', &g_every},
+                    {"--explicit", 'f', &g_explicit}, {0}};
+    h_args(argc, argv, opts, "[DAYS [ACTIONS_PER_DAY]] [--only on|off] [--every N] [--explicit]");
+    if (only) g_do_on = !strcmp(only, "on"), g_do_off = !strcmp(only, "off");
+    if (g_days < 1 || g_days > 3650 || g_per_day < 10 || g_per_day > 1000000 || !(g_do_on || g_do_off)) h_usage();
     char base[PATH_MAX];
-    make_workdir(base, sizeof base, g_dir_opt, "fieldsync-year");
-    printf("== fieldsync hygiene over a simulated year (Benchmarks/hygiene_year.c) ==\n");
-    print_machine(base);
+    h_begin("hygiene_year", "fieldsync hygiene over a simulated year", base, sizeof base);
     printf("workload: %ld days x %ld actions/day (15%% create, ~13.5%% archive 2-5 days after creation, rest work on "
            "tasks of the last %d days); 10%% of tasks never archived; daily sync; retention keep_days %d\n",
            g_days, g_per_day, WORK_WINDOW_DAYS, KEEP_DAYS);
@@ -544,7 +401,7 @@ int main(int argc, char **argv) {
     runs[0].hygiene = 1;
     runs[1].name = "hygiene-OFF";
     runs[1].hygiene = 0;
-    int64_t t0 = now_ns();
+    int64_t t0 = h_now_ns();
     for (int r = 0; r < 2; r++) {
         if ((r == 0 && !g_do_on) || (r == 1 && !g_do_off)) continue;
         char dir[PATH_MAX + 32];
@@ -552,7 +409,7 @@ int main(int argc, char **argv) {
         mkdir(dir, 0700);
         do_run(&runs[r], dir);
     }
-    double total = (now_ns() - t0) / 1e9;
+    double total = (h_now_ns() - t0) / 1e9;
 
     printf("\nsummary (%ld days x %ld actions/day; size = .db + -wal after the day's sync; open = median of 3 "
            "reopens; latency = fs_store_apply over that day's %ld actions)\n",
@@ -579,10 +436,16 @@ int main(int argc, char **argv) {
             double op = cl->open_med_ms / c90->open_med_ms;
             double p99 = cl->lat.p99 / c90->lat.p99;
             double p99c = cl->cpu.p99 / c90->cpu.p99;
-            printf("\ntargets (hygiene ON, day %ld vs day 90): size %.2fx (<= 1.2: %s), open time %.2fx (<= 1.2: %s), "
-                   "p99 %.2fx (<= 1.2: %s; thread-CPU p99 %.2fx: %s)\n",
-                   cl->day, sz, sz <= 1.2 ? "MET" : "NOT MET", op, op <= 1.2 ? "MET" : "NOT MET", p99,
-                   p99 <= 1.2 ? "MET" : "NOT MET", p99c, p99c <= 1.2 ? "MET" : "NOT MET");
+            char what[96];
+            printf("\n");
+            snprintf(what, sizeof what, "hygiene ON, size day %ld / day 90", cl->day);
+            h_target(what, sz, "<=", 1.2, "x");
+            snprintf(what, sizeof what, "hygiene ON, open time day %ld / day 90", cl->day);
+            h_target(what, op, "<=", 1.2, "x");
+            snprintf(what, sizeof what, "hygiene ON, apply p99 day %ld / day 90", cl->day);
+            h_target(what, p99, "<=", 1.2, "x");
+            snprintf(what, sizeof what, "hygiene ON, apply thread-CPU p99 day %ld / day 90", cl->day);
+            h_target(what, p99c, "<=", 1.2, "x");
             printf("(wall-clock p99 and open time move with the other processes' load, column \"others\"; the thread-CPU "
                    "p99 excludes time spent descheduled)\n");
         } else {
@@ -599,7 +462,5 @@ int main(int argc, char **argv) {
         }
     }
     printf("total wall time %.1f s\n", total);
-    if (!g_keep) rmdir(base);
-    else printf("files kept in %s\n", base);
-    return 0;
+    return h_end(base);
 }

@@ -1,60 +1,20 @@
-/*
- * merge_throughput.c — the hub's merge throughput per merge policy
- * (docs/MERGE.md): fs_hub_handle on requests of 500 entries that all write
- * one policy's field, with real concurrency between two devices.
- *
- * README
- * ------
- * What it measures
- *   For each policy, in a fresh directory:
- *   1. Generation (not timed). A hub G and two device stores A and B
- *      (durability "normal", pull_interval_ms 0, default batch size 500).
- *      A pool of records is created and synced to both devices. G's file is
- *      then copied (the replay hub's starting state). Then ROUNDS rounds of:
- *      A applies 500 actions; B applies 500 actions; A syncs; B syncs (each
- *      sync = fs_sync_prepare -> fs_hub_handle(G) -> fs_sync_receive until
- *      prepare returns no request). Every request text G handled is kept, in
- *      order, with the result counts of G's answer. So each request is a real
- *      fs_sync_prepare output: 500 entries + their 500 audit rows + a pull.
- *      A's writes of round r were made before B's sync of round r-1 reached
- *      the hub, and B's before A's sync of round r: a write to a record the
- *      other device wrote in that window meets a concurrent modification.
- *   2. Replay (timed). A hub R is opened on the copy and handed the kept
- *      requests in the same order; only fs_hub_handle is timed (CLOCK_MONOTONIC
- *      around the call; the response is freed and checked outside the timer).
- *      R's results must equal G's (checked: applied/rejected/duplicate/retry
- *      counts per request). entries/s = entries / sum of fs_hub_handle times;
- *      entries/CPU-s = entries / sum of the thread CPU time (CLOCK_THREAD_
- *      CPUTIME_ID) inside fs_hub_handle, which other processes' load does not
- *      inflate.
- *
- *   Policies (schema: type `rec`, one field per policy):
- *     lww-disjoint  baseline: lww string field, each device on its own 1,000
- *                   records (no concurrency at all)
- *     lww           lww string, both devices on a shared pool of 2,000 records
- *     counter       counter int (inc 1..5), shared pool of 2,000
- *     set           set (75 % add, 25 % remove of one of 32 elements), shared
- *                   pool of 2,000
- *     server        compare-and-set int, each device on its own 1,000 records,
- *                   so every base version is current and every write applies
- *     custom        custom string with a trivial C resolver (returns a
- *                   constant); pool of 500 records that each device writes
- *                   once per round (a permutation), so from round 2 on every
- *                   write is based on a stale version and goes to the resolver
- *   With a shared pool of 2,000 and 500 random writes per device per round,
- *   about 1 - e^(-1/4) = 22 % of writes meet a concurrent modification; the
- *   hub's own count (fs_hub_stats conflicts.rec.<field>.concurrent) is printed,
- *   with won/lost/merged/rejected/resolved (deltas over the replay).
- *
- * Build:  gcc -O2 -std=c99 -D_DEFAULT_SOURCE -I../include merge_throughput.c -o merge_throughput \
- *             -L<libdir> -lfieldsync -lsqlite3 -ljansson -lm -Wl,-rpath,<libdir>
- * Run:    merge_throughput [--entries N] [--only POLICY] [--repeat N]
- *                          [--durability normal|full] [--dir D] [--keep]
- *         --entries: per policy (default 50,000, rounded up to 1,000 = one round)
- *         --repeat:  replay N times, each on a fresh copy of the starting hub
- * Do not rebuild the library while this runs: link against a private copy.
- */
-#include "bench_common.h"
+/* merge_throughput.c — the hub's merge throughput per merge policy
+ * (docs/MERGE.md). Per policy: two devices A and B (pull_interval_ms 0)
+ * create a pool of records, then each round A applies 500 actions, B
+ * applies 500, A syncs, B syncs, through a generation hub G; every request G
+ * handled is kept with G's result counts. A write to a record the other
+ * device wrote in that window meets a concurrent modification. Then a hub R
+ * on a copy of G's starting file is handed the kept requests in order and
+ * only fs_hub_handle is timed (wall and thread CPU); R's results must equal G's.
+ *   lww-disjoint  lww string, each device on its own 1,000 records (no concurrency)
+ *   lww, counter, set (75 % add, 25 % remove of one of 32 elements)
+ *                 one field of that policy, shared pool of 2,000 (~22 % concurrent)
+ *   server        compare-and-set int, each device on its own 1,000 records
+ *   custom        a trivial C resolver; a pool of 500 records each device writes
+ *                 once per round, so from round 2 every write goes to the resolver
+ * Usage: merge_throughput [--entries N (per policy, default 50,000)] [--only POLICY]
+ *                         [--repeat N] [--durability normal|full] */
+#include "harness.h"
 
 static const char *MERGE_SCHEMA =
     "{\"version\":1,\"types\":{\"rec\":{\"fields\":{"
@@ -79,16 +39,8 @@ static long g_entries = 50000;
 static int g_only = -1;
 static int g_repeat = 1;
 static const char *g_durability = "normal";
-static const char *g_dir_opt = NULL;
-static int g_keep = 0;
 
-/* ------------------------------------------------------------------------ */
-/* The trivial resolver                                                     */
-/* ------------------------------------------------------------------------ */
-
-typedef struct {
-    long calls;
-} resolver_ctx_t;
+typedef struct { long calls; } resolver_ctx_t;
 
 static fs_status trivial_resolver(void *ctx, const char *conflict_json, char **out_value_json) {
     (void)conflict_json;
@@ -101,31 +53,15 @@ static fs_status trivial_resolver(void *ctx, const char *conflict_json, char **o
     return FS_OK;
 }
 
-/* ------------------------------------------------------------------------ */
-/* Requests kept from the generation phase                                  */
-/* ------------------------------------------------------------------------ */
-
-typedef struct {
-    long applied, rejected, duplicate, retry;
-} result_counts_t;
-
-typedef struct {
-    char *text;
-    long entries;
-    int device; /* 0 = A, 1 = B */
-    result_counts_t want;
-} kept_req_t;
-
-typedef struct {
-    kept_req_t *r;
-    long n, cap;
-} req_list_t;
+typedef struct { long applied, rejected, duplicate, retry; } result_counts_t;
+typedef struct { char *text; long entries; result_counts_t want; } kept_req_t;
+typedef struct { kept_req_t *r; long n, cap; } req_list_t;
 
 static void req_push(req_list_t *l, kept_req_t k) {
     if (l->n == l->cap) {
         l->cap = l->cap ? l->cap * 2 : 64;
         l->r = realloc(l->r, sizeof *l->r * (size_t)l->cap);
-        if (!l->r) die("out of memory");
+        if (!l->r) h_die("out of memory");
     }
     l->r[l->n++] = k;
 }
@@ -133,7 +69,7 @@ static void req_push(req_list_t *l, kept_req_t k) {
 static long request_entries(const char *req) {
     json_error_t err;
     json_t *o = json_loads(req, 0, &err);
-    if (!o) die("request is not JSON: %s", err.text);
+    if (!o) h_die("request is not JSON: %s", err.text);
     long n = (long)json_array_size(json_object_get(o, "entries"));
     json_decref(o);
     return n;
@@ -143,9 +79,9 @@ static result_counts_t response_counts(const char *resp) {
     result_counts_t c = {0, 0, 0, 0};
     json_error_t err;
     json_t *o = json_loads(resp, 0, &err);
-    if (!o) die("response is not JSON: %s", err.text);
+    if (!o) h_die("response is not JSON: %s", err.text);
     json_t *e = json_object_get(o, "error");
-    if (e) die("hub refused a request: %s", resp);
+    if (e) h_die("hub refused a request: %s", resp);
     json_t *res = json_object_get(o, "results");
     size_t i;
     json_t *v;
@@ -161,72 +97,47 @@ static result_counts_t response_counts(const char *resp) {
     return c;
 }
 
-/* ------------------------------------------------------------------------ */
-/* Devices and hubs                                                         */
-/* ------------------------------------------------------------------------ */
-
 static fs_store *dev_open(const char *path, const char *id) {
     char opts[256];
     snprintf(opts, sizeof opts, "{\"durability\":\"normal\",\"device_id\":\"%s\",\"pull_interval_ms\":0}", id);
-    fs_store *st = NULL;
-    fs_status rc = fs_store_open(path, MERGE_SCHEMA, opts, &st);
-    if (rc != FS_OK) die("fs_store_open(%s): %s: %s", path, fs_status_name(rc), fs_last_error());
-    return st;
+    return h_store(path, MERGE_SCHEMA, opts);
 }
 
 static fs_hub *hub_open(const char *path, resolver_ctx_t *rctx) {
     char opts[128];
     snprintf(opts, sizeof opts, "{\"durability\":\"%s\"}", g_durability);
-    fs_hub *h = NULL;
-    fs_status rc = fs_hub_open(path, MERGE_SCHEMA, opts, &h);
-    if (rc != FS_OK) die("fs_hub_open(%s): %s: %s", path, fs_status_name(rc), fs_last_error());
-    rc = fs_hub_set_resolver(h, "bench_trivial", trivial_resolver, rctx);
-    if (rc != FS_OK) die("fs_hub_set_resolver: %s: %s", fs_status_name(rc), fs_last_error());
+    fs_hub *h = h_hub(path, MERGE_SCHEMA, opts);
+    h_ok(fs_hub_set_resolver(h, "bench_trivial", trivial_resolver, rctx), "fs_hub_set_resolver");
     return h;
-}
-
-static void apply_or_die(fs_store *st, const char *action) {
-    char *res = NULL;
-    fs_status rc = fs_store_apply(st, action, &res);
-    if (rc != FS_OK) die("fs_store_apply: %s: %s\n  action: %s", fs_status_name(rc), fs_last_error(), action);
-    fs_free(res);
 }
 
 /* Syncs until prepare returns no request; keeps the requests in `keep` (if
  * not NULL). Returns the number of exchanges. */
-static long sync_dev(fs_store *st, fs_hub *h, int device, req_list_t *keep) {
+static long sync_dev(fs_store *st, fs_hub *h, req_list_t *keep) {
     long n = 0;
     for (;;) {
         char *req = NULL, *resp = NULL, *sum = NULL;
         int64_t wait = 0;
-        fs_status rc = fs_sync_prepare(st, &req, &wait);
-        if (rc != FS_OK) die("fs_sync_prepare: %s: %s", fs_status_name(rc), fs_last_error());
+        h_ok(fs_sync_prepare(st, &req, &wait), "fs_sync_prepare");
         if (!req) break;
-        rc = fs_hub_handle(h, req, &resp);
-        if (rc != FS_OK) die("fs_hub_handle: %s: %s", fs_status_name(rc), fs_last_error());
-        rc = fs_sync_receive(st, resp, &sum);
-        if (rc != FS_OK) die("fs_sync_receive: %s: %s", fs_status_name(rc), fs_last_error());
-        if (keep) {
-            kept_req_t k;
-            k.entries = request_entries(req);
-            k.device = device;
-            k.want = response_counts(resp);
-            k.text = req; /* kept: released after the replay */
+        h_ok(fs_hub_handle(h, req, &resp), "fs_hub_handle");
+        h_ok(fs_sync_receive(st, resp, &sum), "fs_sync_receive");
+        if (keep) { /* the text is kept until after the replay */
+            kept_req_t k = {req, request_entries(req), response_counts(resp)};
             req_push(keep, k);
         } else {
             fs_free(req);
         }
         fs_free(resp);
         fs_free(sum);
-        if (++n > 1000) die("sync: more than 1,000 exchanges");
+        if (++n > 1000) h_die("sync: more than 1,000 exchanges");
     }
     return n;
 }
 
 static void pull_now(fs_store *st, fs_hub *h) {
-    fs_status rc = fs_sync_connectivity(st, 1);
-    if (rc != FS_OK) die("fs_sync_connectivity: %s: %s", fs_status_name(rc), fs_last_error());
-    sync_dev(st, h, 0, NULL);
+    h_ok(fs_sync_connectivity(st, 1), "fs_sync_connectivity");
+    sync_dev(st, h, NULL);
 }
 
 static void rec_id(char *buf, size_t n, int policy, int dev_owner, long k) {
@@ -235,369 +146,226 @@ static void rec_id(char *buf, size_t n, int policy, int dev_owner, long k) {
 }
 
 /* The action of device `dev` (0/1) number i on record `id`. */
-static void policy_action(char *buf, size_t n, int policy, int dev, long i, const char *id, bench_rng_t *rng) {
-    char in[96];
-    bench_input_json(in, sizeof in, i);
-    int actor = (int)(i % 40);
-    switch (policy) {
-    case P_LWW_DISJOINT:
-    case P_LWW:
-        snprintf(buf, n,
-                 "{\"action\":\"rename\",\"actor\":\"op-%02d\",\"type\":\"rec\",\"id\":\"%s\","
-                 "\"set\":{\"v_lww\":\"value-%c-%07ld\"},\"input\":%s}",
-                 actor, id, dev ? 'b' : 'a', i, in);
-        break;
-    case P_COUNTER:
-        snprintf(buf, n,
-                 "{\"action\":\"count\",\"actor\":\"op-%02d\",\"type\":\"rec\",\"id\":\"%s\","
-                 "\"inc\":{\"v_cnt\":%ld},\"input\":%s}",
-                 actor, id, 1 + i % 5, in);
-        break;
-    case P_SET: {
-        uint64_t r = rng_next(rng);
-        int el = (int)(r % 32);
+static void policy_action(char *buf, size_t n, int policy, int dev, long i, const char *id, h_rng *rng) {
+    char in[96], ops[96];
+    const char *name;
+    task_input(in, sizeof in, i);
+    if (policy == P_COUNTER) name = "count", snprintf(ops, sizeof ops, "\"inc\":{\"v_cnt\":%ld}", 1 + i % 5);
+    else if (policy == P_SERVER) name = "count_stock", snprintf(ops, sizeof ops, "\"set\":{\"v_srv\":%ld}", i);
+    else if (policy == P_CUSTOM) name = "annotate", snprintf(ops, sizeof ops, "\"set\":{\"v_cus\":\"note-%c-%07ld\"}", dev ? 'b' : 'a', i);
+    else if (policy != P_SET) name = "rename", snprintf(ops, sizeof ops, "\"set\":{\"v_lww\":\"value-%c-%07ld\"}", dev ? 'b' : 'a', i);
+    else {
+        uint64_t r = h_rand(rng);
         int add = ((r >> 8) % 4) != 0;
-        snprintf(buf, n,
-                 "{\"action\":\"%s\",\"actor\":\"op-%02d\",\"type\":\"rec\",\"id\":\"%s\","
-                 "\"%s\":{\"v_set\":[\"e-%02d\"]},\"input\":%s}",
-                 add ? "tag" : "untag", actor, id, add ? "add" : "remove", el, in);
-        break;
+        name = add ? "tag" : "untag";
+        snprintf(ops, sizeof ops, "\"%s\":{\"v_set\":[\"e-%02d\"]}", add ? "add" : "remove", (int)(r % 32));
     }
-    case P_SERVER:
-        snprintf(buf, n,
-                 "{\"action\":\"count_stock\",\"actor\":\"op-%02d\",\"type\":\"rec\",\"id\":\"%s\","
-                 "\"set\":{\"v_srv\":%ld},\"input\":%s}",
-                 actor, id, i, in);
-        break;
-    default:
-        snprintf(buf, n,
-                 "{\"action\":\"annotate\",\"actor\":\"op-%02d\",\"type\":\"rec\",\"id\":\"%s\","
-                 "\"set\":{\"v_cus\":\"note-%c-%07ld\"},\"input\":%s}",
-                 actor, id, dev ? 'b' : 'a', i, in);
-        break;
-    }
+    snprintf(buf, n, "{\"action\":\"%s\",\"actor\":\"op-%02ld\",\"type\":\"rec\",\"id\":\"%s\",%s,\"input\":%s}", name, i % 40, id,
+             ops, in);
 }
 
-/* ------------------------------------------------------------------------ */
-/* One policy                                                               */
-/* ------------------------------------------------------------------------ */
+/* The hub's conflict counters of one field (fs_hub_stats conflicts.rec.<field>.<name>). */
+enum { C_WRITES, C_CONCURRENT, C_WON, C_LOST, C_MERGED, C_REJECTED, C_RESOLVED, N_COUNTERS };
+static const char *COUNTERS[N_COUNTERS] = {"writes", "concurrent", "won", "lost", "merged", "rejected", "resolved"};
+
+static void counters(fs_hub *h, const char *field, long *out) {
+    char *s = NULL, key[128];
+    h_ok(fs_hub_stats(h, &s), "fs_hub_stats");
+    for (int k = 0; k < N_COUNTERS; k++) {
+        snprintf(key, sizeof key, "conflicts.rec.%s.%s", field, COUNTERS[k]);
+        out[k] = (long)h_json_int(s, key, 0);
+    }
+    fs_free(s);
+}
 
 typedef struct {
-    int policy;
-    int rep;
-    long requests, push_requests, entries;
-    double handle_s;      /* sum of fs_hub_handle times */
-    double cpu_s;         /* thread CPU time inside fs_hub_handle (sum) */
-    double first10_ms, last10_ms; /* mean fs_hub_handle of the first / last 10 requests */
-    bench_stats_t per_req; /* requests with entries, ms */
-    bench_stats_t pull_only; /* requests without entries, ms */
+    long requests, entries, resolver_calls, mismatch, c[N_COUNTERS];
+    double handle_s, cpu_s; /* sums of fs_hub_handle's wall and thread CPU time */
+    h_stats per_req;        /* requests with entries, ms */
     result_counts_t got;
-    long writes, concurrent, won, lost, merged, rejected_c, resolved;
-    long resolver_calls;
-    long long req_bytes;
-    double gen_s;
-    int mismatch;
 } policy_result_t;
 
-static int64_t thread_cpu_ns(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
-    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
-}
-
-static long stat_member(const char *stats, const char *field, const char *name) {
-    char key[128];
-    snprintf(key, sizeof key, "conflicts.rec.%s.%s", field, name);
-    return (long)json_int_member(stats, key, 0);
-}
-
 static void run_policy(int policy, const char *base, policy_result_t *out, int nrep) {
-    char dir[PATH_MAX + 64], gp[PATH_MAX + 96], rp[PATH_MAX + 96], ap[PATH_MAX + 96], bp[PATH_MAX + 96],
-        seedp[PATH_MAX + 96];
+    char dir[PATH_MAX + 64], gp[PATH_MAX + 64], rp[PATH_MAX + 64], ap[PATH_MAX + 64], bp[PATH_MAX + 64], seedp[PATH_MAX + 64];
     snprintf(dir, sizeof dir, "%s/%s", base, POLICY_NAMES[policy]);
     mkdir(dir, 0700);
-    snprintf(gp, sizeof gp, "%s/gen-hub.db", dir);
-    snprintf(seedp, sizeof seedp, "%s/seed-hub.db", dir);
-    snprintf(rp, sizeof rp, "%s/replay-hub.db", dir);
-    snprintf(ap, sizeof ap, "%s/dev-a.db", dir);
-    snprintf(bp, sizeof bp, "%s/dev-b.db", dir);
-    remove_db(gp);
-    remove_db(seedp);
-    remove_db(rp);
-    remove_db(ap);
-    remove_db(bp);
+    char *paths[] = {gp, seedp, rp, ap, bp};
+    const char *names[] = {"gen-hub.db", "seed-hub.db", "replay-hub.db", "dev-a.db", "dev-b.db"};
+    for (int k = 0; k < 5; k++) h_path(paths[k], dir, names[k]), h_remove_db(paths[k]);
     const char *field = POLICY_FIELD[policy];
     long pool = POLICY_POOL[policy];
     int disjoint = POLICY_DISJOINT[policy];
-
-    printf("\n-- %s (field %s, %s pool of %ld records%s) --\n", POLICY_NAMES[policy], field,
-           disjoint ? "per-device" : "shared", pool, disjoint ? " each" : "");
-    int64_t g0 = now_ns();
+    printf("\n-- %s (field %s, %s pool of %ld records%s) --\n", POLICY_NAMES[policy], field, disjoint ? "per-device" : "shared",
+           pool, disjoint ? " each" : "");
+    int64_t g0 = h_now_ns();
     resolver_ctx_t gen_ctx = {0};
     fs_hub *G = hub_open(gp, &gen_ctx);
     fs_store *dev[2] = {dev_open(ap, "dev-a"), dev_open(bp, "dev-b")};
 
     /* Setup: create the pool, sync it to both devices. */
     char act[640], id[64];
-    for (int d = 0; d < 2; d++) {
-        if (!disjoint && d == 1) break;
+    for (int d = 0; d < (disjoint ? 2 : 1); d++) {
         for (long k = 0; k < pool; k++) {
             rec_id(id, sizeof id, policy, d, k);
-            const char *extra = policy == P_SERVER ? ",\"v_srv\":0" : policy == P_CUSTOM ? ",\"v_cus\":\"init\"" : "";
-            snprintf(act, sizeof act,
-                     "{\"action\":\"create\",\"actor\":\"setup\",\"type\":\"rec\",\"id\":\"%s\","
-                     "\"set\":{\"label\":\"%s\"%s}}",
-                     id, id, extra);
-            apply_or_die(dev[d], act);
+            snprintf(act, sizeof act, "{\"action\":\"create\",\"actor\":\"setup\",\"type\":\"rec\",\"id\":\"%s\",\"set\":{\"label\":\"%s\"%s}}",
+                     id, id, policy == P_SERVER ? ",\"v_srv\":0" : policy == P_CUSTOM ? ",\"v_cus\":\"init\"" : "");
+            h_apply(dev[d], act);
         }
-        sync_dev(dev[d], G, d, NULL);
+        sync_dev(dev[d], G, NULL);
     }
     pull_now(dev[0], G);
     pull_now(dev[1], G);
-    if (bench_outbox_count(dev[0]) != 0 || bench_outbox_count(dev[1]) != 0) die("setup: outbox not empty");
-    bench_hub_close(G);
-    copy_db(gp, seedp);
+    if (h_outbox(dev[0]) != 0 || h_outbox(dev[1]) != 0) h_die("setup: outbox not empty");
+    h_hub_close(G);
+    h_copy_db(gp, seedp);
     G = hub_open(gp, &gen_ctx);
 
     /* Generation */
-    long rounds = (g_entries + 2 * BATCH - 1) / (2 * BATCH);
+    long rounds = (g_entries + 2 * BATCH - 1) / (2 * BATCH), action_i = 0, *perm = malloc(sizeof(long) * (size_t)pool);
     req_list_t kept = {0};
-    bench_rng_t rng = {0xA5A5F00Dull + (uint64_t)policy};
-    long *perm = malloc(sizeof *perm * (size_t)pool);
-    long action_i = 0;
+    h_rng rng = {0xA5A5F00Dull + (uint64_t)policy};
     for (long r = 0; r < rounds; r++) {
         for (int d = 0; d < 2; d++) {
             if (policy == P_CUSTOM) { /* each record once per round, in a random order */
                 for (long k = 0; k < pool; k++) perm[k] = k;
                 for (long k = pool - 1; k > 0; k--) {
-                    long j = (long)(rng_next(&rng) % (uint64_t)(k + 1));
-                    long x = perm[k];
-                    perm[k] = perm[j];
-                    perm[j] = x;
+                    long j = (long)(h_rand(&rng) % (uint64_t)(k + 1)), x = perm[k];
+                    perm[k] = perm[j], perm[j] = x;
                 }
             }
             for (long i = 0; i < BATCH; i++, action_i++) {
-                long k = policy == P_CUSTOM ? perm[i % pool] : (long)(rng_next(&rng) % (uint64_t)pool);
+                long k = policy == P_CUSTOM ? perm[i % pool] : (long)(h_rand(&rng) % (uint64_t)pool);
                 rec_id(id, sizeof id, policy, d, k);
                 policy_action(act, sizeof act, policy, d, action_i, id, &rng);
-                apply_or_die(dev[d], act);
+                h_apply(dev[d], act);
             }
         }
-        sync_dev(dev[0], G, 0, &kept);
-        sync_dev(dev[1], G, 1, &kept);
+        sync_dev(dev[0], G, &kept);
+        sync_dev(dev[1], G, &kept);
     }
     free(perm);
-    char *gstats = NULL;
-    if (fs_hub_stats(G, &gstats) != FS_OK) die("fs_hub_stats: %s", fs_last_error());
-    long gen_concurrent = stat_member(gstats, field, "concurrent");
-    fs_free(gstats);
-    bench_hub_close(G);
-    bench_store_close(dev[0]);
-    bench_store_close(dev[1]);
-    double gen_s = (now_ns() - g0) / 1e9;
+    long gen_c[N_COUNTERS], entries = 0, push = 0;
+    counters(G, field, gen_c);
+    h_hub_close(G);
+    h_store_close(dev[0]);
+    h_store_close(dev[1]);
     long long bytes = 0;
-    long total_entries = 0, push_reqs = 0;
     for (long i = 0; i < kept.n; i++) {
         bytes += (long long)strlen(kept.r[i].text);
-        total_entries += kept.r[i].entries;
-        if (kept.r[i].entries > 0) push_reqs++;
+        entries += kept.r[i].entries;
+        push += kept.r[i].entries > 0;
     }
-    printf("generated %ld requests (%ld with entries, %ld entries, %.1f MiB of request text) in %.1f s; "
-           "generation hub: %ld concurrent writes, %ld resolver calls\n",
-           kept.n, push_reqs, total_entries, bytes / 1048576.0, gen_s, gen_concurrent, gen_ctx.calls);
+    printf("generated %ld requests (%ld with entries, %ld entries, %.1f MiB of request text) in %.1f s; generation hub: %ld "
+           "concurrent writes, %ld resolver calls\n", kept.n, push, entries, bytes / 1048576.0, (h_now_ns() - g0) / 1e9,
+           gen_c[C_CONCURRENT], gen_ctx.calls);
 
-    /* Replay(s) */
-    int64_t *ns = malloc(sizeof *ns * (size_t)kept.n);
-    int64_t *ns_push = malloc(sizeof *ns_push * (size_t)kept.n);
-    int64_t *ns_pull = malloc(sizeof *ns_pull * (size_t)kept.n);
+    /* Replays, each on a fresh copy of the starting hub */
+    int64_t *ns = malloc(sizeof *ns * (size_t)kept.n), *ns_push = malloc(sizeof *ns * (size_t)kept.n);
     for (int rep = 0; rep < nrep; rep++) {
         policy_result_t *res = &out[rep];
         memset(res, 0, sizeof *res);
-        res->policy = policy;
-        res->rep = rep;
-        res->gen_s = gen_s;
-        res->req_bytes = bytes;
-        copy_db(seedp, rp);
+        h_copy_db(seedp, rp);
         sync(); /* start each replay from a quiet disk */
         resolver_ctx_t ctx = {0};
         fs_hub *R = hub_open(rp, &ctx);
-        /* the setup's writes are in the starting hub's counters: report deltas */
-        char *st0 = NULL;
-        if (fs_hub_stats(R, &st0) != FS_OK) die("fs_hub_stats: %s", fs_last_error());
-        long w0 = stat_member(st0, field, "writes"), c0 = stat_member(st0, field, "concurrent"),
-             won0 = stat_member(st0, field, "won"), lost0 = stat_member(st0, field, "lost"),
-             mer0 = stat_member(st0, field, "merged"), rej0 = stat_member(st0, field, "rejected"),
-             res0 = stat_member(st0, field, "resolved");
-        fs_free(st0);
-        long npush = 0, npull = 0;
-        double sum = 0, cpu_sum = 0;
-        machine_cpu_t m0 = machine_cpu();
+        long c0[N_COUNTERS], npush = 0, npull = 0; /* the setup's writes are in the counters: report deltas */
+        counters(R, field, c0);
+        h_load m0 = h_load_now();
         for (long i = 0; i < kept.n; i++) {
             char *resp = NULL;
-            int64_t c0 = thread_cpu_ns();
-            int64_t t0 = now_ns();
+            int64_t cpu0 = h_thread_ns(), t0 = h_now_ns();
             fs_status rc = fs_hub_handle(R, kept.r[i].text, &resp);
-            int64_t t1 = now_ns();
-            cpu_sum += (double)(thread_cpu_ns() - c0);
-            if (rc != FS_OK) die("replay fs_hub_handle: %s: %s", fs_status_name(rc), fs_last_error());
-            ns[i] = t1 - t0;
-            sum += (double)(t1 - t0);
-            if (kept.r[i].entries > 0) ns_push[npush++] = t1 - t0;
-            else ns_pull[npull++] = t1 - t0;
-            result_counts_t c = response_counts(resp);
+            ns[i] = h_now_ns() - t0;
+            res->cpu_s += (h_thread_ns() - cpu0) / 1e9;
+            h_ok(rc, "replay fs_hub_handle");
+            res->handle_s += ns[i] / 1e9;
+            if (kept.r[i].entries > 0) ns_push[npush++] = ns[i];
+            else npull++;
+            result_counts_t c = response_counts(resp), w = kept.r[i].want;
             fs_free(resp);
-            const result_counts_t *w = &kept.r[i].want;
-            if (c.applied != w->applied || c.rejected != w->rejected || c.duplicate != w->duplicate ||
-                c.retry != w->retry) {
-                if (!res->mismatch)
-                    fprintf(stderr, "merge_throughput: %s request %ld: replay results differ from generation: "
-                                    "applied %ld/%ld rejected %ld/%ld duplicate %ld/%ld retry %ld/%ld\n",
-                            POLICY_NAMES[policy], i, c.applied, w->applied, c.rejected, w->rejected, c.duplicate,
-                            w->duplicate, c.retry, w->retry);
-                res->mismatch++;
-            }
-            res->got.applied += c.applied;
-            res->got.rejected += c.rejected;
-            res->got.duplicate += c.duplicate;
-            res->got.retry += c.retry;
+            if ((c.applied != w.applied || c.rejected != w.rejected || c.duplicate != w.duplicate || c.retry != w.retry) &&
+                !res->mismatch++)
+                fprintf(stderr, "merge_throughput: %s request %ld: replay results differ from generation: applied %ld/%ld "
+                                "rejected %ld/%ld duplicate %ld/%ld retry %ld/%ld\n", POLICY_NAMES[policy], i, c.applied,
+                        w.applied, c.rejected, w.rejected, c.duplicate, w.duplicate, c.retry, w.retry);
+            res->got.applied += c.applied, res->got.rejected += c.rejected;
+            res->got.duplicate += c.duplicate, res->got.retry += c.retry;
         }
-        machine_cpu_t m1 = machine_cpu();
-        res->cpu_s = cpu_sum / 1e9;
-        {
-            long k = kept.n < 10 ? kept.n : 10;
-            double a = 0, b = 0;
-            for (long i = 0; i < k; i++) {
-                a += (double)ns[i];
-                b += (double)ns[kept.n - 1 - i];
-            }
-            res->first10_ms = k ? a / k / 1e6 : 0;
-            res->last10_ms = k ? b / k / 1e6 : 0;
-        }
+        h_load m1 = h_load_now();
         res->requests = kept.n;
-        res->push_requests = npush;
-        res->entries = total_entries;
-        res->handle_s = sum / 1e9;
-        res->per_req = stats_ms(ns_push, npush);
-        res->pull_only = stats_ms(ns_pull, npull);
+        res->entries = entries;
+        res->per_req = h_pct(ns_push, npush, 1e6);
         res->resolver_calls = ctx.calls;
-        char *st = NULL;
-        if (fs_hub_stats(R, &st) != FS_OK) die("fs_hub_stats: %s", fs_last_error());
-        res->writes = stat_member(st, field, "writes") - w0;
-        res->concurrent = stat_member(st, field, "concurrent") - c0;
-        res->won = stat_member(st, field, "won") - won0;
-        res->lost = stat_member(st, field, "lost") - lost0;
-        res->merged = stat_member(st, field, "merged") - mer0;
-        res->rejected_c = stat_member(st, field, "rejected") - rej0;
-        res->resolved = stat_member(st, field, "resolved") - res0; /* key present in fs_hub_stats, not in docs/ABI.md */
-        fs_free(st);
-        bench_hub_close(R);
-        printf("replay %d: %ld requests, %ld entries in %.3f s of fs_hub_handle = %.0f entries/s (thread CPU in fs_hub_handle %.3f s = %.0f "
-               "entries/CPU-s); per request with entries p50 %.2f p99 %.2f max %.2f ms; %ld pull-only requests (p50 %.2f ms); results applied %ld "
-               "rejected %ld duplicate %ld retry %ld%s\n",
-               rep + 1, res->requests, res->entries, res->handle_s, res->entries / res->handle_s, res->cpu_s,
-               res->entries / res->cpu_s, res->per_req.p50,
-               res->per_req.p99, res->per_req.max, npull, res->pull_only.p50, res->got.applied, res->got.rejected,
-               res->got.duplicate, res->got.retry, res->mismatch ? " (MISMATCH with generation)" : " (= generation)");
-        printf("  mean fs_hub_handle of the first 10 requests %.2f ms, of the last 10 %.2f ms\n", res->first10_ms,
-               res->last10_ms);
-        printf("  hub stats %s (replay only): writes %ld, concurrent %ld (%.1f%%), won %ld, lost %ld, merged %ld, rejected %ld, "
-               "resolved %ld; resolver calls %ld\n",
-               field, res->writes, res->concurrent, res->writes ? 100.0 * res->concurrent / res->writes : 0.0, res->won,
-               res->lost, res->merged, res->rejected_c, res->resolved, res->resolver_calls);
-        print_contention("the replay", m0, m1);
-        if (!g_keep) remove_db(rp);
+        counters(R, field, res->c);
+        for (int k = 0; k < N_COUNTERS; k++) res->c[k] -= c0[k];
+        h_hub_close(R);
+        long k10 = kept.n < 10 ? kept.n : 10;
+        double first = 0, last = 0;
+        for (long i = 0; i < k10; i++) first += ns[i] / 1e6, last += ns[kept.n - 1 - i] / 1e6;
+        printf("replay %d: %ld requests, %ld entries in %.3f s of fs_hub_handle = %.0f entries/s (thread CPU %.3f s = %.0f "
+               "entries/CPU-s); per request with entries p50 %.2f p99 %.2f max %.2f ms; %ld pull-only requests; results applied "
+               "%ld rejected %ld duplicate %ld retry %ld%s\n", rep + 1, res->requests, res->entries, res->handle_s,
+               res->entries / res->handle_s, res->cpu_s, res->entries / res->cpu_s, res->per_req.p50, res->per_req.p99,
+               res->per_req.max, npull, res->got.applied, res->got.rejected, res->got.duplicate, res->got.retry,
+               res->mismatch ? " (MISMATCH with generation)" : " (= generation)");
+        printf("  mean fs_hub_handle of the first 10 requests %.2f ms, of the last 10 %.2f ms\n", first / (k10 ? k10 : 1),
+               last / (k10 ? k10 : 1));
+        printf("  hub stats %s (replay only):", field);
+        for (int k = 0; k < N_COUNTERS; k++) printf(" %s %ld,", COUNTERS[k], res->c[k]);
+        printf(" resolver calls %ld\n", res->resolver_calls);
+        h_contention("the replay", m0, m1);
+        if (!h_keep) h_remove_db(rp);
     }
     free(ns);
     free(ns_push);
-    free(ns_pull);
     for (long i = 0; i < kept.n; i++) fs_free(kept.r[i].text);
     free(kept.r);
-    if (!g_keep) {
-        remove_db(gp);
-        remove_db(seedp);
-        remove_db(ap);
-        remove_db(bp);
-        rmdir(dir);
-    }
-}
-
-static void usage(void) {
-    fprintf(stderr, "usage: merge_throughput [--entries N] [--only lww-disjoint|lww|counter|set|server|custom] "
-                    "[--repeat N] [--durability normal|full] [--dir D] [--keep]\n");
-    exit(2);
+    for (int k = 0; !h_keep && k < 5; k++) h_remove_db(paths[k]);
+    if (!h_keep) rmdir(dir);
 }
 
 int main(int argc, char **argv) {
-    g_prog = "merge_throughput";
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i];
-        if (!strcmp(a, "--entries") && i + 1 < argc) g_entries = atol(argv[++i]);
-        else if (!strcmp(a, "--only") && i + 1 < argc) {
-            const char *p = argv[++i];
-            for (int k = 0; k < N_POLICIES; k++)
-                if (!strcmp(p, POLICY_NAMES[k])) g_only = k;
-            if (g_only < 0) usage();
-        } else if (!strcmp(a, "--repeat") && i + 1 < argc) g_repeat = atoi(argv[++i]);
-        else if (!strcmp(a, "--durability") && i + 1 < argc) {
-            g_durability = argv[++i];
-            if (strcmp(g_durability, "normal") && strcmp(g_durability, "full")) usage();
-        } else if (!strcmp(a, "--dir") && i + 1 < argc) g_dir_opt = argv[++i];
-        else if (!strcmp(a, "--keep")) g_keep = 1;
-        else usage();
-    }
-    if (g_entries < 1000 || g_entries > 10000000 || g_repeat < 1 || g_repeat > 20) usage();
-    setvbuf(stdout, NULL, _IOLBF, 0);
-
+    const char *only = NULL;
+    h_opt opts[] = {{"--entries", 'l', &g_entries}, {"--only", 's', &only}, {"--repeat", 'i', &g_repeat},
+                    {"--durability", 's', &g_durability}, {0}};
+    h_args(argc, argv, opts, "[--entries N] [--only lww-disjoint|lww|counter|set|server|custom] [--repeat N] "
+                             "[--durability normal|full]");
+    for (int k = 0; only && k < N_POLICIES; k++)
+        if (!strcmp(only, POLICY_NAMES[k])) g_only = k;
+    if ((only && g_only < 0) || (strcmp(g_durability, "normal") && strcmp(g_durability, "full")) || g_entries < 1000 ||
+        g_entries > 10000000 || g_repeat < 1 || g_repeat > 20)
+        h_usage();
     char base[PATH_MAX];
-    make_workdir(base, sizeof base, g_dir_opt, "fieldsync-merge");
-    printf("== fieldsync hub merge throughput per policy (Benchmarks/merge_throughput.c) ==\n");
-    print_machine(base);
+    h_begin("merge_throughput", "fieldsync hub merge throughput per policy", base, sizeof base);
     long rounds = (g_entries + 2 * BATCH - 1) / (2 * BATCH);
-    printf("workload: per policy %ld rounds x 2 devices x %d entries = %ld entries; hub durability \"%s\"; "
-           "only fs_hub_handle is timed (replay of the kept requests on a copy of the starting hub)\n",
-           rounds, BATCH, rounds * 2 * BATCH, g_durability);
-
+    printf("workload: per policy %ld rounds x 2 devices x %d entries = %ld entries; hub durability \"%s\"; only fs_hub_handle is "
+           "timed (replay of the kept requests on a copy of the starting hub)\n", rounds, BATCH, rounds * 2 * BATCH, g_durability);
     policy_result_t *all = calloc((size_t)N_POLICIES * (size_t)g_repeat, sizeof *all);
-    int64_t t0 = now_ns();
-    for (int p = 0; p < N_POLICIES; p++) {
-        if (g_only >= 0 && p != g_only) continue;
-        run_policy(p, base, &all[p * g_repeat], g_repeat);
-    }
-    double total = (now_ns() - t0) / 1e9;
+    int64_t t0 = h_now_ns();
+    for (int p = 0; p < N_POLICIES; p++)
+        if (g_only < 0 || p == g_only) run_policy(p, base, &all[p * g_repeat], g_repeat);
 
-    printf("\nhub merge throughput (fs_hub_handle only; requests of %d entries + %d audit rows + pull; per-request "
-           "times over requests with entries)\n",
-           BATCH, BATCH);
-    printf("%-13s %3s | %7s %8s | %10s %8s %9s | %8s %8s %8s | %11s %9s %8s\n", "policy", "rep", "entries", "requests",
-           "entries/s", "vs lww-dj", "ent/CPU-s", "p50 ms", "p99 ms", "max ms", "concurrent", "resolver", "rejected");
-    printf("------------------+------------------+-------------------------------+----------------------------+---------"
-           "---------------------------\n");
+    printf("\nhub merge throughput (fs_hub_handle only; requests of %d entries + %d audit rows + pull; per-request times over "
+           "requests with entries)\n", BATCH, BATCH);
+    printf("%-13s %3s | %7s %8s | %10s %8s %9s | %8s %8s %8s | %11s %9s %8s\n", "policy", "rep", "entries", "requests", "entries/s",
+           "vs lww-dj", "ent/CPU-s", "p50 ms", "p99 ms", "max ms", "concurrent", "resolver", "rejected");
     double base_eps = 0;
-    if (g_only < 0 || g_only == P_LWW_DISJOINT) {
-        double s = 0;
-        for (int r = 0; r < g_repeat; r++) s += all[P_LWW_DISJOINT * g_repeat + r].entries / all[P_LWW_DISJOINT * g_repeat + r].handle_s;
-        base_eps = s / g_repeat;
-    }
-    int any_mismatch = 0;
-    for (int p = 0; p < N_POLICIES; p++) {
-        if (g_only >= 0 && p != g_only) continue;
-        for (int r = 0; r < g_repeat; r++) {
+    for (int r = 0; g_only <= P_LWW_DISJOINT && r < g_repeat; r++) base_eps += all[r].entries / all[r].handle_s / g_repeat;
+    long mismatch = 0;
+    for (int p = 0; p < N_POLICIES; p++)
+        for (int r = 0; (g_only < 0 || p == g_only) && r < g_repeat; r++) {
             const policy_result_t *x = &all[p * g_repeat + r];
             double eps = x->entries / x->handle_s;
-            char rel[16] = "-";
+            char rel[16] = "-", conc[24];
             if (base_eps > 0) snprintf(rel, sizeof rel, "%.2f", eps / base_eps);
-            char conc[24];
-            snprintf(conc, sizeof conc, "%.1f%%", x->writes ? 100.0 * x->concurrent / x->writes : 0.0);
+            snprintf(conc, sizeof conc, "%.1f%%", x->c[C_WRITES] ? 100.0 * x->c[C_CONCURRENT] / x->c[C_WRITES] : 0.0);
             printf("%-13s %3d | %7ld %8ld | %10.0f %8s %9.0f | %8.2f %8.2f %8.2f | %11s %9ld %8ld\n", POLICY_NAMES[p], r + 1,
-                   x->entries, x->requests, eps, rel, x->entries / x->cpu_s, x->per_req.p50, x->per_req.p99, x->per_req.max, conc,
-                   x->resolver_calls, x->got.rejected);
-            if (x->mismatch) any_mismatch = 1;
+                   x->entries, x->requests, eps, rel, x->entries / x->cpu_s, x->per_req.p50, x->per_req.p99, x->per_req.max,
+                   conc, x->resolver_calls, x->got.rejected);
+            mismatch += x->mismatch;
         }
-    }
-    if (any_mismatch) printf("WARNING: some replay results differed from the generation run (see stderr)\n");
-    printf("total wall time %.1f s\n", total);
+    printf("total wall time %.1f s\n", (h_now_ns() - t0) / 1e9);
     free(all);
-    if (!g_keep) rmdir(base);
-    else printf("files kept in %s\n", base);
-    return any_mismatch ? 1 : 0;
+    h_expect(!mismatch, "some replay results differed from the generation run (see stderr)");
+    return h_end(base);
 }
