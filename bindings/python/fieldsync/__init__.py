@@ -716,7 +716,7 @@ class Hub(_Handle):
         self._resolver_errors: List[BaseException] = []
         self.path = os.fspath(path)
         options = _compact(durability=durability, busy_timeout_ms=busy_timeout_ms,
-                           max_clock_skew_ms=max_clock_skew_ms, protocol=protocol)
+                           max_clock_skew_ms=max_clock_skew_ms)
         handle = c_void_p()
         _check(lib.fs_hub_open(_text(self.path, "path"), _json(schema),
                                _json(options) if options else None, byref(handle)))
