@@ -157,9 +157,9 @@ extension Store {
             // it must; docs/ABI.md "Store options").
             var bytes: Int64 = 0
             // Protocol 2: an audit row travelling with its entry leaves out
-            // what the entry says (Wire.membersFromEntry).
+            // what the entry says (Wire.writeAudit).
             let compact = sync.proto > Wire.full
-            var travelling: [Int64: (key: String, type: String, id: String, hlc: Int64, actor: String)] = [:]
+            var travelling: [Int64: Wire.EntryOfRow] = [:]
             try db.query(Store.dueEntries) { r in
                 let type = r.text(1), id = r.text(2)
                 let record = ExactString(type, id)
@@ -181,7 +181,7 @@ extension Store {
                                  base: .column(r, 6, opening: UInt8(ascii: "{"), orElse: "{}"),
                                  baseValues: .column(r, 10, opening: UInt8(ascii: "{"), orElse: "{}"), to: &entries)
                 selected.append(seq)
-                if compact { travelling[seq] = (key, type, id, r.int(3), actor) }
+                if compact { travelling[seq] = Wire.entryOfRow(key: key, type: type, id: id, hlc: r.int(3), actor: actor) }
                 // Safe: an entry and its audit row are a few MiB at most.
                 bytes += Int64(entries.count - before) + r.int(13) + Store.auditRowOverhead
                 return Int64(selected.count) < sync.batchSize && bytes < sync.batchBytes
@@ -221,7 +221,7 @@ extension Store {
                     first = false
                     let auditId = r.int(0), actor = r.text(1), type = r.text(3), id = r.text(4), hlc = r.int(7)
                     let repeats = travelling[auditId].map { entry in
-                        Wire.rowRepeats(entry, actor: actor, type: type, id: id, hlc: hlc, outboxKeys: r.bytes(8).map(Array.init))
+                        Wire.rowRepeats(entry, actor: actor, type: type, id: id, hlc: hlc, outboxKeys: r.bytes(8))
                     } ?? false
                     Wire.writeAudit(auditId: auditId, actor: actor, action: r.text(2), type: type, id: id,
                                     input: .column(r, 5, opening: nil, orElse: "null"), deviceTime: r.int(6), hlc: hlc,

@@ -1,15 +1,13 @@
 // An audit row as it travels (docs/PROTOCOL.md "Request", "Versions").
 
 extension Wire {
-    /// The members protocol 2 leaves out of an audit row that travels with
-    /// its entry (same seq, one outbox key): the hub takes them from the entry.
-    static let membersFromEntry = ["actor", "hlc", "id", "outbox_keys", "type"]
-
     /// An audit row as the hub reads it, in one pass over its members.
     /// `device_time` and `hlc` may be any integer: the hub stores them and
     /// checks the row's hash over them, and never computes with them.
-    /// `entries` (protocol 2 and later) are the request's entries by seq: a
-    /// member left out of the row is its entry's.
+    /// `entries` (protocol 2 and later) are the request's entries by seq:
+    /// a row travelling with its entry (same seq) may leave out `actor`,
+    /// `hlc`, `id`, `outbox_keys` and `type`, which are then the entry's
+    /// (`outbox_keys`: its key).
     static func auditRow(_ json: JSON, device: String, index: Int, entries: [Int64: Entry]?) throws(FieldSyncError) -> AuditRow {
         guard let o = json.object else { throw .arg("request: audit[\(index)] must be an object, got \(json.kind)") }
         let m = Members(context: "request: audit[\(index)]")
@@ -17,30 +15,31 @@ extension Wire {
         var actor, action, type, id, prevHash, hash: String?
         var keys: [JSON]?
         var input = JSON.null
-        // Members present, of those an entry can stand for: only an absent one is its entry's.
-        var present: Set<String> = []
+        // Which of the members an entry can stand for are present (one bit
+        // each: actor, hlc, id, outbox_keys, type): only an absent one is its entry's.
+        var present: UInt8 = 0
         for (name, value) in o {
             switch name {
             case "audit_id": auditId = try m.int(value, "audit_id", 1...Wire.maxSeq)
             case "device_time": deviceTime = try m.int(value, "device_time", Int64.min...Int64.max)
-            case "hlc": hlc = try m.int(value, "hlc", Int64.min...Int64.max); present.insert(name)
-            case "actor": actor = try m.text(value, "actor"); present.insert(name)
+            case "hlc": hlc = try m.int(value, "hlc", Int64.min...Int64.max); present |= 2
+            case "actor": actor = try m.text(value, "actor"); present |= 1
             case "action": action = try m.text(value, "action")
-            case "type": type = try m.text(value, "type"); present.insert(name)
-            case "id": id = try m.text(value, "id"); present.insert(name)
+            case "type": type = try m.text(value, "type"); present |= 16
+            case "id": id = try m.text(value, "id"); present |= 4
             case "prev_hash": prevHash = try m.text(value, "prev_hash")
             case "hash": hash = try m.text(value, "hash")
-            case "outbox_keys": keys = value.array; present.insert(name)
+            case "outbox_keys": keys = value.array; present |= 8
             case "input": input = value
             default: break
             }
         }
-        if present.count < membersFromEntry.count, let auditId, let entry = entries?[auditId] {
-            if !present.contains("actor") { actor = entry.actor }
-            if !present.contains("hlc") { hlc = entry.hlc }
-            if !present.contains("id") { id = entry.id }
-            if !present.contains("outbox_keys") { keys = [.string(entry.key)] }
-            if !present.contains("type") { type = entry.type }
+        if present != 31, let auditId, let entry = entries?[auditId] {
+            if present & 1 == 0 { actor = entry.actor }
+            if present & 2 == 0 { hlc = entry.hlc }
+            if present & 4 == 0 { id = entry.id }
+            if present & 8 == 0 { keys = [.string(entry.key)] }
+            if present & 16 == 0 { type = entry.type }
         }
         func int(_ v: Int64?, _ k: String) throws(FieldSyncError) -> Int64 {
             guard let v else { throw .arg("request: audit[\(index)]: \"\(k)\" must be an integer") }
@@ -62,7 +61,7 @@ extension Wire {
 
     /// The one writer of an audit row as it travels (only what the device
     /// decided), keys in canonical order. `compact` leaves out what the
-    /// row's entry in the same request carries (`membersFromEntry`).
+    /// row's entry in the same request carries (actor, hlc, id, outbox_keys, type).
     static func writeAudit(auditId: Int64, actor: String, action: String, type: String, id: String, input: Raw,
                            deviceTime: Int64, hlc: Int64, outboxKeys: Raw, prevHash: String, hash: String, compact: Bool,
                            to out: inout ByteWriter) {
@@ -82,12 +81,19 @@ extension Wire {
         out.append(UInt8(ascii: "}"))
     }
 
-    /// Whether protocol 2 may leave a row's `membersFromEntry` out: the
+    /// What an entry says of its audit row: `keys` is `[key]` as the row stores it.
+    typealias EntryOfRow = (type: String, id: String, hlc: Int64, actor: String, keys: [UInt8])
+
+    static func entryOfRow(key: String, type: String, id: String, hlc: Int64, actor: String) -> EntryOfRow {
+        (type, id, hlc, actor, AuditLog.keysText([key]))
+    }
+
+    /// Whether protocol 2 may leave those five members out of a row: the
     /// request carries `entry` (the row's own seq) and the row repeats it exactly.
-    static func rowRepeats(_ entry: (key: String, type: String, id: String, hlc: Int64, actor: String),
-                           actor: String, type: String, id: String, hlc: Int64, outboxKeys: [UInt8]?) -> Bool {
+    static func rowRepeats(_ entry: EntryOfRow, actor: String, type: String, id: String, hlc: Int64,
+                           outboxKeys: UnsafeBufferPointer<UInt8>?) -> Bool {
         hlc == entry.hlc && equalUTF8(type, entry.type) && equalUTF8(id, entry.id) && equalUTF8(actor, entry.actor)
-            && outboxKeys.map { $0 == AuditLog.keysText([entry.key]) } == true
+            && outboxKeys.map { $0.elementsEqual(entry.keys) } == true
     }
 }
 

@@ -73,8 +73,11 @@ extension Wire {
                 if i > 0 { auditText.append(UInt8(ascii: ",")) }
 var compact = false
                 if proto > Wire.full, let e = bySeq[row.auditId], let hlc = e.hlc {
-                    compact = Wire.rowRepeats((e.key, e.type, e.id, hlc, e.actor), actor: row.actor, type: row.type, id: row.id,
-                                              hlc: row.hlc, outboxKeys: AuditLog.keysText(row.outboxKeys))
+                    let keys = AuditLog.keysText(row.outboxKeys)
+                    compact = keys.withUnsafeBufferPointer { stored in
+                        Wire.rowRepeats(Wire.entryOfRow(key: e.key, type: e.type, id: e.id, hlc: hlc, actor: e.actor),
+                                        actor: row.actor, type: row.type, id: row.id, hlc: row.hlc, outboxKeys: stored)
+                    }
                 }
                 row.write(compact: compact, to: &auditText)
             }
