@@ -123,8 +123,8 @@ package final class Hub {
                     if budget <= 0 && !found.isEmpty {
                         response.deferred.append(ref)
                     } else if let (state, recordSeq) = try storage.record(type: ref.type, id: ref.id) {
-                        let shown = schema.downcast(state, type: ref.type, to: clientVersion).shadowJSON
-                        budget -= shown.bytes.count
+                        let shown = schema.downcast(state, type: ref.type, to: clientVersion)
+                        budget -= shown.text(tags: false).count
                         found.append(Wire.Record(type: ref.type, id: ref.id, seq: recordSeq, state: shown))
                     } else {
                         missing.append(ref)
@@ -140,7 +140,7 @@ package final class Hub {
                 // An old client gets records in the shape its schema version knows.
                 response.changes = page.changes.filter { inScope($0.type, $0.state, scope) }.map { change in
                     Wire.Record(type: change.type, id: change.id, seq: change.seq,
-                                state: schema.downcast(change.state, type: change.type, to: clientVersion).shadowJSON)
+                                state: schema.downcast(change.state, type: change.type, to: clientVersion))
                 }
                 response.cursor = page.last ?? cursor
                 response.more = page.count == limit || page.full
@@ -215,7 +215,7 @@ package final class Hub {
         if let v = e.schemaVersion, v > schema.version {
             return retry("the hub runs schema version \(schema.version); this entry needs \(v)")
         }
-        func reject(_ reason: String, detail: JSON? = nil, state: (JSON, Int64)? = nil) throws(FieldSyncError) -> (Wire.Result, Bool) {
+        func reject(_ reason: String, detail: JSON? = nil, state: (RecordState, Int64)? = nil) throws(FieldSyncError) -> (Wire.Result, Bool) {
             try decisions.record(seq: entrySeq, status: "rejected", reason: reason, serverSeq: nil, digest: digest, at: now, in: storage)
             var result = Wire.Result(key: key, status: "rejected")
             result.reason = reason
@@ -293,8 +293,8 @@ package final class Hub {
             // Past the response's budget the state stays behind: the
             // device's next pull brings it.
             guard budget > 0 else { return try reject(refusal.reason, detail: refusal.detail) }
-            let state = schema.downcast(current, type: type, to: clientVersion).shadowJSON
-            budget -= state.bytes.count
+            let state = schema.downcast(current, type: type, to: clientVersion)
+            budget -= state.text(tags: false).count
             return try reject(refusal.reason, detail: refusal.detail, state: (state, recordSeq))
         }
         seq += 1

@@ -601,7 +601,7 @@ extension Store {
 
     /// Stores pulled server state if it is newer than what the device has;
     /// returns whether it did. Stamps it carries advance the device's clock.
-    private func storeShadow(type: String, id: String, version: Int64, state: JSON, clock: inout HybridClock,
+    private func storeShadow(type: String, id: String, version: Int64, state record: RecordState, clock: inout HybridClock,
                              cacheUntil: Int64? = nil) throws(FieldSyncError) -> Bool {
         var current: (version: Int64, cachedUntil: Int64?)?
         try db.query(Store.shadowVersionAndCache, [.text(type), .text(id)]) { r in
@@ -609,7 +609,6 @@ extension Store {
             return false
         }
         if let current, current.version >= version { return false }
-        let record = RecordState(json: state)
         // A stamp further ahead than the skew bound is kept in the state (the
         // hub's verdict) but never adopted by this device's clock.
         let wall = now()

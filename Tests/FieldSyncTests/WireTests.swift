@@ -100,7 +100,7 @@ import Testing
         var rejected = Wire.Result(key: "dev-7f3a-120", status: "rejected")
         rejected.reason = "conflict"
         rejected.detail = .object(["field": .string("on_hand"), "value": .int(1490)])
-        rejected.state = WireTests.state().shadowJSON
+        rejected.state = WireTests.state()
         rejected.recordSeq = 0
         var retry = Wire.Result(key: "dev-7f3a-121", status: "retry")
         retry.reason = "an earlier change of task/T-1 is still to be applied"
@@ -108,10 +108,10 @@ import Testing
         r.auditAcks = [(118, 1_764_075_003_000), (119, 0)]
         r.auditRefused = [(117, "audit_id_reused")]
         r.own = [Wire.Own(type: "task", id: "T-1", seq: 1835, prior: 1790)]
-        r.fetched = [Wire.Record(type: "task", id: "T-9", seq: 1, state: RecordState(absent: ()).shadowJSON)]
+        r.fetched = [Wire.Record(type: "task", id: "T-9", seq: 1, state: RecordState(absent: ()))]
         r.missing = [Wire.Ref(type: "task", id: "T-404")]
         r.deferred = [Wire.Ref(type: "task", id: "T-10")]
-        r.changes = [Wire.Record(type: "task", id: "T-2", seq: 1836, state: WireTests.state().shadowJSON)]
+        r.changes = [Wire.Record(type: "task", id: "T-2", seq: 1836, state: WireTests.state())]
         r.cursor = 1836
         r.more = true
         #expect(try Wire.Response(JSON.parse(r.json.text)) == r)
@@ -119,6 +119,21 @@ import Testing
         let refused = Wire.Response.error("protocol_unsupported", "this hub speaks protocol 2; the request uses 3", proto: 2,
                                           device: "dev-7f3a", batch: "dev-7f3a-b42", serverTime: 7)
         #expect(try Wire.Response(JSON.parse(refused.json.text)) == refused)
+    }
+
+    /// A record state in a response is read in one place, every member checked.
+    @Test(arguments: [
+        #"{"versions":{"a":-1}}"#, #"{"versions":{"a":9007199254740992}}"#, #"{"versions":{"a":"1"}}"#,
+        #"{"stamps":{"a":[1]}}"#, #"{"stamps":{"a":["1","d"]}}"#, #"{"stamps":{"a":[1,2]}}"#, #"{"deleted":1}"#,
+        #"{"deleted_at":[1]}"#, #"{"fields":[]}"#,
+    ])
+    func aResponseWithAStateOutOfRangeIsRefused(state: String) throws {
+        let change = #"{"protocol":2,"device_id":"d","batch":"d-b1","changes":[{"type":"task","id":"T","seq":1,"state":\#(state)}]}"#
+        #expect(throws: FieldSyncError.self) { _ = try Wire.Response(JSON.parse(change)) }
+        let rejected = #"{"protocol":2,"device_id":"d","batch":"d-b1","results":[{"key":"d-1","status":"rejected","record_seq":1,"state":\#(state)}]}"#
+        #expect(throws: FieldSyncError.self) { _ = try Wire.Response(JSON.parse(rejected)) }
+        let fine = #"{"protocol":2,"device_id":"d","batch":"d-b1","changes":[{"type":"task","id":"T","seq":1,"state":{"versions":{"a":0},"stamps":{"a":[-1,"d"]}}}]}"#
+        #expect(try Wire.Response(JSON.parse(fine)).changes?.first?.state.versions == ["a": 0])
     }
 
     @Test func recordStatesReadBackAsTheyTravelAndAsTheyAreStored() throws {

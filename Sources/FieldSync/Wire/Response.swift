@@ -6,9 +6,9 @@ extension Wire {
         var type: String
         var id: String
         var seq: Int64
-        var state: JSON
+        var state: RecordState
 
-        var json: JSON { .object(["id": .string(id), "seq": .int(seq), "state": state, "type": .string(type)]) }
+        var json: JSON { .object(["id": .string(id), "seq": .int(seq), "state": state.shadowJSON, "type": .string(type)]) }
     }
 
     /// A record this request changed that the device rebuilds itself: the
@@ -107,7 +107,7 @@ extension Wire {
                       let seq = try m.int(record["seq"], "seq", 1...Wire.maxSeq), let state = try m.object(record["state"], "state") else {
                     throw .arg("response: each change needs \"type\", \"id\", \"seq\" and \"state\"")
                 }
-                out.append(Record(type: type, id: id, seq: seq, state: .object(state)))
+                out.append(Record(type: type, id: id, seq: seq, state: try Wire.state(state, "response: \(name)[\(i)]: state")))
             }
             return out
         }

@@ -11,7 +11,8 @@ extension Wire {
         var serverSeq: Int64?
         var recordSeq: Int64?
         var resolutions: JSONObject = [:]
-        var state: JSON?
+        /// The record's state with a rejection (the view returns to it at once).
+        var state: RecordState?
         /// For the host (what failed, with which values); a device does not read it.
         var detail: JSON?
 
@@ -33,7 +34,8 @@ extension Wire {
                 case "server_seq": serverSeq = try m.int(value, "server_seq", 1...Wire.maxSeq)
                 case "record_seq": recordSeq = try m.int(value, "record_seq", 0...Wire.maxSeq)
                 case "resolutions": resolutions = try m.object(value, "resolutions") ?? [:]
-                case "state": state = try m.object(value, "state").map(JSON.object)
+                case "state":
+                    if let o = try m.object(value, "state") { state = try Wire.state(o, "response: results[\(index)]: state") }
                 case "detail": detail = value.isNull ? nil : value
                 default: break
                 }
@@ -50,7 +52,7 @@ extension Wire {
             if let serverSeq { o["server_seq"] = .int(serverSeq) }
             if let recordSeq { o["record_seq"] = .int(recordSeq) }
             if !resolutions.isEmpty { o["resolutions"] = .object(resolutions) }
-            if let state { o["state"] = state }
+            if let state { o["state"] = state.shadowJSON }
             if let detail { o["detail"] = detail }
             return .object(o)
         }
