@@ -218,6 +218,15 @@ import Testing
         #expect(result?["reason"] == .string("invalid: " + refusal))
     }
 
+    /// A device newer than the hub is answered protocol_unsupported whatever
+    /// its request holds: the hub cannot know a newer protocol's rules.
+    @Test func aNewerProtocolIsAnsweredUnsupportedWhateverItHolds() throws {
+        let hub = try Hub(path: tempPath("hub.db"), schemaJSON: taskSchema, optionsJSON: nil)
+        let answer = try hub.handle(JSON.parse(#"{"protocol":3,"device_id":"dev-a","batch":"dev-a-b1","entries":[{"key":"dev-a-1"}],"audit":[{"audit_id":1}]}"#))
+        #expect(answer["error"]?["code"] == .string("protocol_unsupported"))
+        #expect(answer["protocol"] == .int(2))
+    }
+
     /// A hub older than the device answers protocol_unsupported: the device
     /// says which option makes it speak the hub's protocol.
     @Test func aDeviceAheadOfItsHubIsToldToSpeakProtocolOne() throws {

@@ -30,6 +30,9 @@ extension Wire {
             }
             self.device = device
             batch = try m.requiredText(r["batch"], "batch")
+            // A newer protocol is answered "protocol_unsupported", whatever
+            // its other members look like: this hub cannot know their rules.
+            if proto > Wire.version { return }
             schemaVersion = try m.requiredInt(r["schema_version"], "schema_version", 1...Int64.max)
             cursor = try m.int(r["cursor"], "cursor", 0...Wire.maxSeq) ?? 0
             // A device may ask for more than a page holds: it gets a page.
