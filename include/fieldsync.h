@@ -367,7 +367,8 @@ FS_EXTERN fs_status fs_audit_query(fs_store *store, const char *filter_json, cha
 /* "max_attempts" (8), "pull_interval_ms" (60000; 0 = pull only when asked), */
 /* "scope" ({"task": {"site": "WH-3"}}, checked against the schema at open),*/
 /* "max_clock_skew_ms" (24 h: a stamp pulled from the hub further ahead of  */
-/* the device's clock is kept in the record but never adopted by the clock).*/
+/* the device's clock is kept in the record but never adopted by the clock),*/
+/* "protocol" (2; 1 while the hub runs a release older than this library).  */
 /* Every integer option has a range (docs/ABI.md "Store options"); a value  */
 /* outside it is FS_ERR_ARG at open.                                         */
 /* Each step is one SQLite transaction; a crash at any point loses nothing   */
@@ -407,7 +408,9 @@ FS_EXTERN fs_status fs_sync_prepare(fs_store *store, char **out_request_json, in
  *         is kept, fs_store_stats shows "sync_state": "upgrade_required", and
  *         prepare sends nothing until the store is reopened with a newer
  *         schema), FS_ERR_CONFLICT (the hub refused the whole request for
- *         another reason, in fs_last_error()), FS_ERR_CLOSED, FS_ERR_IO,
+ *         another reason, in fs_last_error(): "protocol_unsupported" from a
+ *         hub older than this library says to open the store with
+ *         "protocol": 1), FS_ERR_CLOSED, FS_ERR_IO,
  *         FS_ERR_FULL. Any thread. */
 FS_EXTERN fs_status fs_sync_receive(fs_store *store, const char *response_json, char **out_summary_json);
 
@@ -470,7 +473,9 @@ FS_EXTERN fs_status fs_hub_set_clock(fs_hub *hub, int64_t (*now_ms)(void *ctx), 
  * Requests the hub refuses as a whole still get FS_OK and a response
  * carrying {"error": {"code": ..., "message": ...}}: "upgrade_required" when
  * the client's schema is below min_client_version, "protocol_unsupported"
- * when the request uses a newer protocol than this hub.
+ * when the request uses a newer protocol than this hub. A request is
+ * answered in its own protocol (1 or 2), so devices not yet upgraded keep
+ * syncing.
  * Every member is range-checked as it is read (docs/PROTOCOL.md). Entries
  * are answered one by one: a stamp beyond the maximum clock skew is
  * "rejected" ("clock_skew"), a key the hub decided for other content is

@@ -39,63 +39,8 @@ extension Action {
         self.id = try requiredText(id, "id", in: "action")
         self.input = input ?? .null
         let spec = try schema.type(type)
-
-        var change = Change()
-        for (field, value) in try members(set, "set") {
-            let f = try writable(spec, field, op: "set")
-            switch f.merge {
-            case .counter: throw .schema("field '\(type).\(field)' is a counter: change it with \"inc\", not \"set\"")
-            case .set: throw .schema("field '\(type).\(field)' is a set: change it with \"add\" and \"remove\", not \"set\"")
-            default: break
-            }
-            if value.isNull && spec.required.contains(field) {
-                throw .schema("field '\(type).\(field)' is required and cannot be set to null")
-            }
-            change.set[field] = try f.checked(value, in: type)
-        }
-        for (field, delta) in try members(inc, "inc") {
-            let f = try writable(spec, field, op: "inc")
-            guard f.merge == .counter else {
-                throw .schema("field '\(type).\(field)' is not a counter (merge \(f.merge.rawValue)): \"inc\" is for counter fields")
-            }
-            switch (f.type, delta) {
-            case (.int, .int), (.float, .int), (.float, .double): change.inc[field] = delta
-            default: throw .schema("\"inc\" of '\(type).\(field)' must be \(f.type == .int ? "an integer" : "a number"); got \(delta.kind)")
-            }
-        }
-        for (op, ops) in [("add", add), ("remove", remove)] {
-            for (field, elements) in try members(ops, op) {
-                let f = try writable(spec, field, op: op)
-                guard f.merge == .set else { throw .schema("field '\(type).\(field)' is not a set: \"\(op)\" is for set fields") }
-                guard let items = elements.array else {
-                    throw .schema("\"\(op)\" of '\(type).\(field)' must be an array of elements; got \(elements.kind)")
-                }
-                let normalized = try FieldSpec.setElements(items, field: "\(type).\(field)")
-                if op == "add" { change.add[field] = normalized } else { change.remove[field] = normalized }
-            }
-        }
-        if let d = delete {
-            guard let flag = d.bool else { throw .arg("action: \"delete\" must be true or false") }
-            if flag && !change.isEmpty { throw .arg("action: \"delete\" cannot be combined with set, inc, add or remove") }
-            change.delete = flag
-        }
-        if change.isEmpty { throw .arg("action changes nothing: give set, inc, add, remove or delete") }
-        self.change = change
+        change = try Change(checking: (set, inc, add, remove, delete), spec: spec, in: "action")
     }
-}
-
-private func writable(_ spec: TypeSpec, _ field: String, op: String) throws(FieldSyncError) -> FieldSpec {
-    guard let f = spec.field(field) else {
-        throw .schema("unknown field '\(spec.name).\(field)' in \"\(op)\"; declared: \(spec.fields.map(\.name).joined(separator: ", "))")
-    }
-    if !f.deviceWrites { throw .schema("field '\(spec.name).\(field)' is server-owned (\"device_writes\": false)") }
-    return f
-}
-
-private func members(_ value: JSON?, _ key: String) throws(FieldSyncError) -> JSONObject {
-    guard let value, !value.isNull else { return [:] }
-    guard let object = value.object else { throw .arg("action: \"\(key)\" must be an object of field: value, got \(value.kind)") }
-    return object
 }
 
 /// A non-empty string member no longer than FS_MAX_ID_BYTES.

@@ -71,12 +71,13 @@ package final class Hub {
         let now = HybridClock.clampWall(wallClock())
 
         if request.proto > Wire.version {
-            return Wire.error("protocol_unsupported", "this hub speaks protocol \(Wire.version); the request uses \(request.proto)",
-                              device: device, batch: batch, serverTime: now)
+            return Wire.Response.error("protocol_unsupported", "this hub speaks protocol \(Wire.version); the request uses \(request.proto)",
+                                       proto: Wire.version, device: device, batch: batch, serverTime: now).json
         }
+        // A device gets its answer in the protocol it asked in, which it can read.
         if clientVersion < schema.minClientVersion {
-            return Wire.error("upgrade_required", "schema version \(clientVersion) is below the minimum \(schema.minClientVersion)",
-                              device: device, batch: batch, serverTime: now)
+            return Wire.Response.error("upgrade_required", "schema version \(clientVersion) is below the minimum \(schema.minClientVersion)",
+                                       proto: request.proto, device: device, batch: batch, serverTime: now).json
         }
         // Keys are checked before anything is applied: a request carrying
         // another device's entries is refused whole.
@@ -90,7 +91,7 @@ package final class Hub {
             // Another hub handle on this file may have moved the change log on.
             if try storage.beginRequest() { self.seq = try storage.meta("seq")?.int ?? 0 }
             var seq = self.seq
-            var results: [JSON] = []
+            var response = Wire.Response(proto: request.proto, device: device, batch: batch, serverTime: now)
             var held: Set<ExactString> = []
             var own: [ExactString: OwnRecord] = [:]
             var decisions = try storage.decisions(device: device, seqs: entries.map(\.seq))
@@ -105,7 +106,7 @@ package final class Hub {
                 if !applied {
                     own[ExactString(e.type, e.id), default: OwnRecord(type: e.type, id: e.id, prior: 0, seq: 0, eligible: false)].eligible = false
                 }
-                results.append(result)
+                response.results.append(result)
             }
             let owned = own.values.filter(\.eligible).sorted { $0.seq < $1.seq }
             let ownKeys = Set(owned.map { ExactString($0.type, $0.id) })
@@ -113,51 +114,39 @@ package final class Hub {
             let audit = try storage.storeAudit(request.audit, device: device, receivedAt: now)
             if seq != self.seq { try storage.setMeta("seq", .int(seq)) }
 
-            var response: JSONObject = [
-                "audit_acks": .array(audit.acks.map { ack in .object(["audit_id": .int(ack.id), "server_received_at": .int(ack.at)]) }),
-                "batch": .string(batch), "device_id": .string(device),
-                "protocol": .int(Wire.version), "results": .array(results), "server_time": .int(now),
-            ]
-            if !audit.refused.isEmpty {
-                response["audit_refused"] = .array(audit.refused.map { .object(["audit_id": .int($0), "reason": .string("audit_id_reused")]) })
-            }
-            if !owned.isEmpty {
-                response["own"] = .array(owned.map { record in
-                    .object(["id": .string(record.id), "prior": .int(record.prior), "seq": .int(record.seq), "type": .string(record.type)])
-                })
-            }
+            response.auditAcks = audit.acks.map { ($0.id, $0.at) }
+            response.auditRefused = audit.refused.map { ($0, "audit_id_reused") }
+            response.own = owned.map { Wire.Own(type: $0.type, id: $0.id, seq: $0.seq, prior: $0.prior) }
             if !request.fetch.isEmpty {
-                var found: [JSON] = [], missing: [JSON] = [], deferred: [JSON] = []
-                for (type, id) in request.fetch {
+                var found: [Wire.Record] = [], missing: [Wire.Ref] = []
+                for ref in request.fetch {
                     if budget <= 0 && !found.isEmpty {
-                        deferred.append(.object(["type": .string(type), "id": .string(id)]))
-                    } else if let (state, recordSeq) = try storage.record(type: type, id: id) {
-                        let shown = schema.downcast(state, type: type, to: clientVersion).shadowJSON
-                        budget -= shown.bytes.count
-                        found.append(.object(["type": .string(type), "id": .string(id), "seq": .int(recordSeq), "state": shown]))
+                        response.deferred.append(ref)
+                    } else if let (state, recordSeq) = try storage.record(type: ref.type, id: ref.id) {
+                        let shown = schema.downcast(state, type: ref.type, to: clientVersion)
+                        budget -= shown.text(tags: false).count
+                        found.append(Wire.Record(type: ref.type, id: ref.id, seq: recordSeq, state: shown))
                     } else {
-                        missing.append(.object(["type": .string(type), "id": .string(id)]))
+                        missing.append(ref)
                     }
                 }
-                response["fetched"] = .array(found)
-                response["missing"] = .array(missing)
-                if !deferred.isEmpty { response["deferred"] = .array(deferred) }
+                response.fetched = found
+                response.missing = missing
             }
             if request.pull {
                 // Records answered as "own" are not sent back: the device
                 // already holds exactly their state.
                 let page = try storage.changes(after: cursor, limit: limit, budget: budget) { type, id in ownKeys.contains(ExactString(type, id)) }
                 // An old client gets records in the shape its schema version knows.
-                response["changes"] = .array(page.changes.filter { inScope($0.type, $0.state, scope) }.map { change in
-                    .object(["id": .string(change.id), "seq": .int(change.seq),
-                             "state": schema.downcast(change.state, type: change.type, to: clientVersion).shadowJSON,
-                             "type": .string(change.type)])
-                })
-                response["cursor"] = .int(page.last ?? cursor)
-                response["more"] = .bool(page.count == limit || page.full)
+                response.changes = page.changes.filter { inScope($0.type, $0.state, scope) }.map { change in
+                    Wire.Record(type: change.type, id: change.id, seq: change.seq,
+                                state: schema.downcast(change.state, type: change.type, to: clientVersion))
+                }
+                response.cursor = page.last ?? cursor
+                response.more = page.count == limit || page.full
             }
             self.seq = seq
-            return .object(response)
+            return response.json
         }
         committed = true
         return response
@@ -177,7 +166,7 @@ package final class Hub {
     /// Returns the entry's result, and whether it was applied now.
     private func apply(entry e: Wire.Entry, device: String, clientVersion: Int64, seq: inout Int64, held: inout Set<ExactString>,
                        own: inout [ExactString: OwnRecord], decisions: inout HubStorage.Decisions,
-                       budget: inout Int, now: Int64) throws(FieldSyncError) -> (JSON, Bool) {
+                       budget: inout Int, now: Int64) throws(FieldSyncError) -> (Wire.Result, Bool) {
         let key = e.key, entrySeq = e.seq
         let digest = try e.digest()
         if let done = try decisions.find(entrySeq, in: storage) {
@@ -186,29 +175,39 @@ package final class Hub {
             // "duplicate" would make the device drop an action never applied.
             if let stored = done.digest, stored != digest {
                 try storage.countKeyReused()
-                return (.object(["key": .string(key), "status": .string("rejected"), "reason": .string("key_reused"),
-                                 "detail": .object(["message": .string("the hub decided \(key) for other content (\(done.status)); this entry is not applied")])]), false)
+                var result = Wire.Result(key: key, status: "rejected")
+                result.reason = "key_reused"
+                result.detail = .object(["message": .string("the hub decided \(key) for other content (\(done.status)); this entry is not applied")])
+                return (result, false)
             }
-            var result: JSONObject = ["key": .string(key), "status": .string("duplicate"), "outcome": .string(done.status)]
+            var result = Wire.Result(key: key, status: "duplicate")
+            result.outcome = done.status
             if let reason = done.reason {
                 if done.status == "applied" {
+                    let stored: JSON
                     do {
-                        result["resolutions"] = try JSON.parse(reason, what: "stored resolutions", depth: Limits.maxMessageDepth)
+                        stored = try JSON.parse(reason, what: "stored resolutions", depth: Limits.maxMessageDepth)
                     } catch {
                         throw .corrupt("fs_hub_applied.reason of \(device)/\(entrySeq) cannot be read: \(error.message)")
                     }
+                    guard let resolutions = stored.object else {
+                        throw .corrupt("fs_hub_applied.reason of \(device)/\(entrySeq) is \(stored.kind), not an object")
+                    }
+                    result.resolutions = resolutions
                 } else {
-                    result["reason"] = .string(reason)
+                    result.reason = reason
                 }
             }
-            if let s = done.serverSeq { result["server_seq"] = .int(s) }
-            return (.object(result), false)
+            result.serverSeq = done.serverSeq
+            return (result, false)
         }
         let type = e.type, id = e.id
         let record = ExactString(type, id)
-        func retry(_ reason: String) -> (JSON, Bool) {
+        func retry(_ reason: String) -> (Wire.Result, Bool) {
             held.insert(record)
-            return (.object(["key": .string(key), "reason": .string(reason), "status": .string("retry")]), false)
+            var result = Wire.Result(key: key, status: "retry")
+            result.reason = reason
+            return (result, false)
         }
         // An entry whose predecessor on the same record was not applied waits
         // for it: one record's changes apply in the order they were made.
@@ -216,9 +215,14 @@ package final class Hub {
         if let v = e.schemaVersion, v > schema.version {
             return retry("the hub runs schema version \(schema.version); this entry needs \(v)")
         }
-        func reject(_ reason: String, _ extra: JSONObject = [:]) throws(FieldSyncError) -> (JSON, Bool) {
+        func reject(_ reason: String, detail: JSON? = nil, state: (RecordState, Int64)? = nil) throws(FieldSyncError) -> (Wire.Result, Bool) {
             try decisions.record(seq: entrySeq, status: "rejected", reason: reason, serverSeq: nil, digest: digest, at: now, in: storage)
-            return (.object(extra.merging(["key": .string(key), "status": .string("rejected"), "reason": .string(reason)]) { a, _ in a }), false)
+            var result = Wire.Result(key: key, status: "rejected")
+            result.reason = reason
+            result.detail = detail
+            result.state = state?.0
+            result.recordSeq = state?.1
+            return (result, false)
         }
 
         // An entry queued under an older schema is upcast to today's field
@@ -227,18 +231,17 @@ package final class Hub {
         if let version = e.schemaVersion, version < schema.version {
             switch schema.upcast(Change(json: ops), type: type, from: version) {
             case .success(let change): ops = change.json
-            case .failure(let refusal): return try reject(refusal.reason, ["detail": .object(["message": .string(refusal.message)])])
+            case .failure(let refusal): return try reject(refusal.reason, detail: .object(["message": .string(refusal.message)]))
             }
         }
         // The hub trusts nothing the device says: the change is checked against
-        // the hub's schema exactly as a local action is.
-        var shape: JSONObject = ["action": .string("sync"), "actor": .string(device), "type": .string(type), "id": .string(id)]
-        for (k, v) in ops.object ?? [:] { shape[k] = v }
+        // the hub's schema by the rules a local action is checked by.
         let change: Change
         let spec: TypeSpec
-        do {
-            change = try Action(json: .object(shape), schema: schema).change
+        do throws(FieldSyncError) {
             spec = try schema.type(type)
+            if id.isEmpty { throw .arg("entry: \"id\" must be a non-empty string") }
+            change = try Change(checkingOps: ops.object ?? [:], spec: spec)
         } catch {
             return try reject("invalid: \(error.message)")
         }
@@ -246,10 +249,10 @@ package final class Hub {
         // A stamp far ahead of the hub's clock would win every later write
         // of the field, for good: it is refused, and only this entry.
         guard HybridClock.isPlausible(hlc, wallMs: now, maxSkewMs: maxClockSkewMs) else {
-            return try reject("clock_skew", ["detail": .object([
+            return try reject("clock_skew", detail: .object([
                 "hlc": .int(hlc), "max_clock_skew_ms": .int(maxClockSkewMs), "server_time": .int(now),
                 "message": .string("the stamp is not between 0 and max_clock_skew_ms (\(maxClockSkewMs) ms) ahead of the hub's clock"),
-            ])])
+            ]))
         }
 
         let existing = try storage.record(type: type, id: id)
@@ -289,10 +292,10 @@ package final class Hub {
         if let refusal = report.rejection {
             // Past the response's budget the state stays behind: the
             // device's next pull brings it.
-            guard budget > 0 else { return try reject(refusal.reason, ["detail": refusal.detail]) }
-            let state = schema.downcast(current, type: type, to: clientVersion).shadowJSON
-            budget -= state.bytes.count
-            return try reject(refusal.reason, ["detail": refusal.detail, "state": state, "record_seq": .int(recordSeq)])
+            guard budget > 0 else { return try reject(refusal.reason, detail: refusal.detail) }
+            let state = schema.downcast(current, type: type, to: clientVersion)
+            budget -= state.text(tags: false).count
+            return try reject(refusal.reason, detail: refusal.detail, state: (state, recordSeq))
         }
         seq += 1
         storage.save(type: type, id: id, state: state, seq: seq)
@@ -315,9 +318,10 @@ package final class Hub {
         for (field, resolution) in report.fields where resolution != .clean { resolutions[field] = .string(resolution.rawValue) }
         let detail: String? = resolutions.isEmpty ? nil : JSON.object(resolutions).text
         try decisions.record(seq: entrySeq, status: "applied", reason: detail, serverSeq: seq, digest: digest, at: now, in: storage)
-        var result: JSONObject = ["key": .string(key), "server_seq": .int(seq), "status": .string("applied")]
-        if !resolutions.isEmpty { result["resolutions"] = .object(resolutions) }
-        return (.object(result), true)
+        var result = Wire.Result(key: key, status: "applied")
+        result.serverSeq = seq
+        result.resolutions = resolutions
+        return (result, true)
     }
 
     /// Keys of a per-field map (base versions, base values) in today's names.

@@ -53,17 +53,7 @@ package struct RecordState: Equatable, Sendable {
     /// A record the server has never shown: any write creates it.
     init(absent: Void) { deleted = true }
 
-    /// The part a device receives on pull (no tags).
-    var shadowJSON: JSON {
-        var o: JSONObject = [
-            "deleted": .bool(deleted), "fields": .object(fields), "stamps": .object(JSONObject(stamps, \.json)),
-            "versions": .object(JSONObject(versions, JSON.int)),
-        ]
-        if let deletedAt { o["deleted_at"] = deletedAt.json }
-        return .object(o)
-    }
-
-    /// The stored text: a device's shadow (`shadowJSON` as text), or with
+    /// The stored text: a device's shadow (`shadowJSON` as text, Wire/State.swift), or with
     /// `tags` everything, for the hub's own storage. Written straight from
     /// the state: states are written on every change, and building the
     /// values first cost as much as the rest of the write.

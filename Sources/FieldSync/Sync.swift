@@ -14,6 +14,8 @@ struct SyncState {
     var maxAttempts: Int64 = 8
     var pullIntervalMs: Int64 = 60_000
     var scope: JSONObject = [:]
+    /// The protocol requests are written in: 1 for a hub older than this library.
+    var proto: Int64 = Wire.version
 
     var cursor: Int64 = 0
     var batches: Int64 = 0
@@ -29,7 +31,7 @@ struct SyncState {
     var lastFailure: String? = nil
 
     static let optionKeys: Set<String> = ["batch_size", "batch_bytes", "pull_limit", "backoff_base_ms", "backoff_cap_ms",
-                                          "max_attempts", "pull_interval_ms", "scope"]
+                                          "max_attempts", "pull_interval_ms", "scope", "protocol"]
 
     /// The longest duration option (10 years, as the clock-skew bound): added
     /// to a clamped wall time (below 2^47) it stays far from overflow.
@@ -48,6 +50,7 @@ struct SyncState {
         try integerOption(opts, "max_attempts", 1...1_000_000, into: &maxAttempts)
         try integerOption(opts, "pull_interval_ms", 0...SyncState.maxDurationMs, into: &pullIntervalMs,
                           "10 years; 0 pulls only when asked")
+        try integerOption(opts, "protocol", Wire.full...Wire.version, into: &proto, "1 while the hub is older than this library")
         if backoffCapMs < backoffBaseMs { throw .arg("options: \"backoff_cap_ms\" must be >= \"backoff_base_ms\"") }
         if let s = opts["scope"] {
             guard let scope = s.object else { throw .arg("options: \"scope\" must map types to field filters") }
@@ -116,13 +119,17 @@ extension Store {
     package func prepare() throws(FieldSyncError) -> (request: JSON?, waitMs: Int64) {
         let (text, wait) = try prepareText()
         guard let text else { return (nil, wait) }
+        return (try Store.parsed(request: text), wait)
+    }
+
+    private static func parsed(request text: [UInt8]) throws(FieldSyncError) -> JSON {
         let parsed = text.withUnsafeBytes { buf in
             Result { () throws(FieldSyncError) -> JSON in
                 guard let base = buf.baseAddress else { throw .internal("empty request") }
                 return try JSON.parse(bytes: base, count: buf.count, what: "request", limit: Int.max, depth: Limits.maxMessageDepth)
             }
         }
-        return (try parsed.get(), wait)
+        return try parsed.get()
     }
 
     /// The next request as JSON text (what fs_sync_prepare hands out). It is
@@ -149,6 +156,10 @@ extension Store {
             // (always one, so an action apply accepted always goes, alone if
             // it must; docs/ABI.md "Store options").
             var bytes: Int64 = 0
+            // Protocol 2: an audit row travelling with its entry leaves out
+            // what the entry says (Wire.writeAudit).
+            let compact = sync.proto > Wire.full
+            var travelling: [Int64: Wire.EntryOfRow] = [:]
             try db.query(Store.dueEntries) { r in
                 let type = r.text(1), id = r.text(2)
                 let record = ExactString(type, id)
@@ -161,11 +172,16 @@ extension Store {
                     if state != OutboxState.stuck.rawValue { nextDue = min(nextDue, due) }
                     return true
                 }
-                let seq = r.int(0)
+                let seq = r.int(0), key = Outbox.key(device: deviceId, seq: seq), actor = r.optionalText(11) ?? ""
                 if !selected.isEmpty { entries.append(UInt8(ascii: ",")) }
                 let before = entries.count
-                Store.writeEntry(r, key: Outbox.key(device: deviceId, seq: seq), type: type, id: id, to: &entries)
+                Wire.Entry.write(key: key, seq: seq, type: type, id: id, actor: actor, hlc: r.int(3), schemaVersion: r.int(4),
+                                 cursor: r.int(7), shadowSeq: r.optionalInt(12) ?? 0,
+                                 ops: .column(r, 5, opening: UInt8(ascii: "{"), orElse: "{}"),
+                                 base: .column(r, 6, opening: UInt8(ascii: "{"), orElse: "{}"),
+                                 baseValues: .column(r, 10, opening: UInt8(ascii: "{"), orElse: "{}"), to: &entries)
                 selected.append(seq)
+                if compact { travelling[seq] = Wire.entryOfRow(key: key, type: type, id: id, hlc: r.int(3), actor: actor) }
                 // Safe: an entry and its audit row are a few MiB at most.
                 bytes += Int64(entries.count - before) + r.int(13) + Store.auditRowOverhead
                 return Int64(selected.count) < sync.batchSize && bytes < sync.batchBytes
@@ -203,26 +219,21 @@ extension Store {
                 try db.query(Store.unackedAudit, [.int(run.lowerBound), .int(run.upperBound)]) { r in
                     if !first { audit.append(UInt8(ascii: ",")) }
                     first = false
-                    Store.writeAudit(r, to: &audit)
+                    let auditId = r.int(0), actor = r.text(1), type = r.text(3), id = r.text(4), hlc = r.int(7)
+                    let repeats = travelling[auditId].map { entry in
+                        Wire.rowRepeats(entry, actor: actor, type: type, id: id, hlc: hlc, outboxKeys: r.bytes(8))
+                    } ?? false
+                    Wire.writeAudit(auditId: auditId, actor: actor, action: r.text(2), type: type, id: id,
+                                    input: .column(r, 5, opening: nil, orElse: "null"), deviceTime: r.int(6), hlc: hlc,
+                                    outboxKeys: .column(r, 8, opening: UInt8(ascii: "["), orElse: "[]"),
+                                    prevHash: r.text(9), hash: r.text(10), compact: repeats, to: &audit)
                     return true
                 }
             }
             var out = ByteWriter(capacity: entries.count + audit.count + 256)
-            out.append("{\"audit\":[")
-            audit.withBytes { out.append($0) }
-            out.append("],\"batch\":"); JSON.writeString(batch, to: &out)
-            out.append(",\"cursor\":"); JSON.writeInt(sync.cursor, to: &out)
-            out.append(",\"device_id\":"); JSON.writeString(deviceId, to: &out)
-            out.append(",\"entries\":[")
-            entries.withBytes { out.append($0) }
-            out.append("],\"limit\":"); JSON.writeInt(sync.pullLimit, to: &out)
-            out.append(",\"protocol\":"); JSON.writeInt(Wire.version, to: &out)
-            out.append(",\"pull\":true,\"schema_version\":"); JSON.writeInt(schema.version, to: &out)
-            if !sync.scope.isEmpty {
-                out.append(",\"scope\":")
-                JSON.object(sync.scope).write(to: &out)
-            }
-            out.append(UInt8(ascii: "}"))
+            Wire.Request.write(proto: sync.proto, device: deviceId, batch: batch, schemaVersion: schema.version, cursor: sync.cursor,
+                               pull: true, limit: sync.pullLimit, scope: sync.scope.isEmpty ? nil : JSON.object(sync.scope),
+                               entries: entries, audit: audit, fetch: [], to: &out)
             if entries.failed || audit.failed || out.failed { throw .internal("out of memory writing a request") }
             return (out.array, 0, number)
         } }
@@ -265,45 +276,6 @@ extension Store {
         WHERE audit_id BETWEEN ? AND ? AND server_received_at IS NULL ORDER BY audit_id
         """)
 
-    /// An outbox entry as it travels, written from a row of `dueEntries`.
-    /// `shadow_seq` is the version of the record's confirmed state the
-    /// device holds (0: none), which lets the hub answer "own" instead of
-    /// sending the state back (docs/PROTOCOL.md). Keys in canonical order.
-    private static func writeEntry(_ r: Statement, key: String, type: String, id: String, to out: inout ByteWriter) {
-        out.append("{\"actor\":"); JSON.writeString(r.optionalText(11) ?? "", to: &out)
-        out.append(",\"base\":"); r.writeJSON(6, opening: UInt8(ascii: "{"), orElse: "{}", to: &out)
-        if let baseValues = r.bytes(10), baseValues.count > 2 {   // NULL or "{}": none
-            out.append(",\"base_values\":"); r.writeJSON(10, opening: UInt8(ascii: "{"), orElse: "{}", to: &out)
-        }
-        out.append(",\"cursor\":"); JSON.writeInt(r.int(7), to: &out)
-        out.append(",\"hlc\":"); JSON.writeInt(r.int(3), to: &out)
-        out.append(",\"id\":"); JSON.writeString(id, to: &out)
-        out.append(",\"key\":"); JSON.writeString(key, to: &out)
-        out.append(",\"ops\":"); r.writeJSON(5, opening: UInt8(ascii: "{"), orElse: "{}", to: &out)
-        out.append(",\"schema_version\":"); JSON.writeInt(r.int(4), to: &out)
-        out.append(",\"seq\":"); JSON.writeInt(r.int(0), to: &out)
-        out.append(",\"shadow_seq\":"); JSON.writeInt(r.optionalInt(12) ?? 0, to: &out)
-        out.append(",\"type\":"); JSON.writeString(type, to: &out)
-        out.append(UInt8(ascii: "}"))
-    }
-
-    /// An audit row as it travels (only what the device decided), written
-    /// from a row of `unackedAudit`. Keys in canonical order.
-    private static func writeAudit(_ r: Statement, to out: inout ByteWriter) {
-        out.append("{\"action\":"); JSON.writeString(r.text(2), to: &out)
-        out.append(",\"actor\":"); JSON.writeString(r.text(1), to: &out)
-        out.append(",\"audit_id\":"); JSON.writeInt(r.int(0), to: &out)
-        out.append(",\"device_time\":"); JSON.writeInt(r.int(6), to: &out)
-        out.append(",\"hash\":"); JSON.writeString(r.text(10), to: &out)
-        out.append(",\"hlc\":"); JSON.writeInt(r.int(7), to: &out)
-        out.append(",\"id\":"); JSON.writeString(r.text(4), to: &out)
-        out.append(",\"input\":"); r.writeJSON(5, opening: nil, orElse: "null", to: &out)
-        out.append(",\"outbox_keys\":"); r.writeJSON(8, opening: UInt8(ascii: "["), orElse: "[]", to: &out)
-        out.append(",\"prev_hash\":"); JSON.writeString(r.text(9), to: &out)
-        out.append(",\"type\":"); JSON.writeString(r.text(3), to: &out)
-        out.append(UInt8(ascii: "}"))
-    }
-
     static let markInflight = PreparedSQL("UPDATE fs_outbox SET state = 'inflight', batch = ? WHERE seq BETWEEN ? AND ?")
     static let answeredEntries = PreparedSQL("""
         SELECT seq, type, id, attempts, ops, hlc, schema_version FROM fs_outbox
@@ -328,14 +300,14 @@ extension Store {
     package func fetchRequest(_ refs: JSON) throws(FieldSyncError) -> JSON {
         guard let list = refs.array, !list.isEmpty else { throw .arg("refs must be a non-empty array of {\"type\", \"id\"}") }
         if list.count > 1000 { throw .tooBig("at most 1000 records per fetch; got \(list.count)") }
-        var wanted: [JSON] = []
+        var wanted: [Wire.Ref] = []
         for ref in list {
             guard let o = ref.object, let type = o["type"]?.string, let id = o["id"]?.string, !id.isEmpty else {
                 throw .arg("each ref must be {\"type\": ..., \"id\": ...}")
             }
             _ = try schema.type(type)
             try checkLength(id, what: "id")
-            wanted.append(.object(["type": .string(type), "id": .string(id)]))
+            wanted.append(Wire.Ref(type: type, id: id))
         }
         let number = try write { () throws(FieldSyncError) -> Int64 in
             if sync.upgradeRequired != nil { throw .upgradeRequired("the hub requires a newer schema; reopen the store with it") }
@@ -345,11 +317,12 @@ extension Store {
             return number
         }
         sync.batches = number
-        return .object([
-            "protocol": .int(Wire.version), "device_id": .string(deviceId), "schema_version": .int(schema.version),
-            "batch": .string(Wire.batchId(device: deviceId, number: number)), "cursor": .int(sync.cursor),
-            "pull": .bool(false), "entries": .array([]), "audit": .array([]), "fetch": .array(wanted),
-        ])
+        var out = ByteWriter(capacity: 256 + 64 * wanted.count)
+        Wire.Request.write(proto: sync.proto, device: deviceId, batch: Wire.batchId(device: deviceId, number: number),
+                           schemaVersion: schema.version, cursor: sync.cursor, pull: false, limit: nil, scope: nil,
+                           entries: ByteWriter(capacity: 0), audit: ByteWriter(capacity: 0), fetch: wanted, to: &out)
+        if out.failed { throw .internal("out of memory writing a request") }
+        return try Store.parsed(request: out.array)
     }
 
     // MARK: receive
@@ -360,22 +333,19 @@ extension Store {
     }
 
     private func receiveOnce(_ response: JSON) throws(FieldSyncError) -> JSON {
-        guard let r = response.object else { throw .arg("response must be a JSON object, got \(response.kind)") }
-        guard let proto = r["protocol"]?.int, proto >= 1 else { throw .arg("response: \"protocol\" is missing") }
-        if proto > Wire.version { throw .arg("response uses protocol \(proto); this library reads up to \(Wire.version)") }
-        guard let device = r["device_id"]?.string else { throw .arg("response: \"device_id\" is missing") }
-        if device != deviceId { throw .arg("response is for device '\(device)', this store is '\(deviceId)'") }
-        let answered = r["batch"]?.string.flatMap { Wire.batchNumber($0, device: deviceId) }
+        // Every member is read and range-checked here (Wire.Response),
+        // before anything changes.
+        let decoded = try Wire.Response(response)
+        if decoded.device != deviceId { throw .arg("response is for device '\(decoded.device)', this store is '\(deviceId)'") }
+        let answered = decoded.batch.flatMap { Wire.batchNumber($0, device: deviceId) }
         // Another handle on the file may have sent it.
         if let answered, answered > sync.batches { try catchUp() }
-        guard let batch = r["batch"]?.string, let answered, answered <= sync.batches else {
-            throw .arg("response answers batch \(r["batch"]?.text ?? "null"), which this store never sent")
+        guard let batch = decoded.batch, let answered, answered <= sync.batches else {
+            throw .arg("response answers batch \(decoded.batch.map { JSON.string($0).text } ?? "null"), which this store never sent")
         }
         let now = self.now()
 
-        if let error = r["error"], !error.isNull {
-            let code = error["code"]?.string ?? "error"
-            let message = error["message"]?.string ?? "the hub refused the request"
+        if let (code, message) = decoded.error {
             try write { () throws(FieldSyncError) in
                 try db.run("UPDATE fs_outbox SET state = 'pending', batch = NULL WHERE batch = ? AND state = 'inflight'", [.text(batch)])
                 if code == "upgrade_required" { try setMeta("upgrade_required", .string(message)) }
@@ -384,13 +354,18 @@ extension Store {
                 sync.upgradeRequired = message
                 throw .upgradeRequired("the hub requires a newer schema: \(message); the outbox is kept")
             }
+            if code == "protocol_unsupported" && sync.proto > Wire.full {
+                throw .conflict("the hub refused the request (\(code)): \(message); a hub older than this library speaks "
+                                + "protocol 1: open the store with the option \"protocol\": 1 until the hub is upgraded")
+            }
             throw .conflict("the hub refused the request (\(code)): \(message)")
         }
 
-        // Every member is read and range-checked here (Wire.Response),
-        // before anything changes.
-        let decoded = try Wire.Response(r)
-        let changes = decoded.changes, fetched = decoded.fetched, own = decoded.own
+        let changes = decoded.changes ?? [], fetched = decoded.fetched ?? []
+        var own: [ExactString: Wire.Own] = [:]
+        for record in decoded.own { own[ExactString(record.type, record.id)] = record }
+        var receivedAt: [Int64: Int64] = [:]
+        for ack in decoded.auditAcks { receivedAt[ack.auditId] = ack.at }
         // Check every key before changing anything: a response naming another
         // device's entries is refused whole.
         var parsed: [(seq: Int64, item: Wire.Result)] = []
@@ -405,12 +380,9 @@ extension Store {
         var touched: [ExactString: (type: String, id: String)] = [:]
         var confirmed: [ExactString: (type: String, id: String, changes: [Confirmed])] = [:]
         var pulledRecords: Set<ExactString> = []
-        for change in changes {
-            if let type = change["type"]?.string, let id = change["id"]?.string { pulledRecords.insert(ExactString(type, id)) }
-        }
+        for change in changes { pulledRecords.insert(ExactString(change.type, change.id)) }
         var writes: [String: Int64] = [:]
         var random = SystemRandomNumberGenerator()
-        let receivedAt = decoded.receivedAt
         var acknowledged: Set<Int64> = []
         var committed = false
         defer { shadows.end(committed: committed) }
@@ -505,17 +477,17 @@ extension Store {
             try db.run("UPDATE fs_outbox SET state = 'pending', batch = NULL WHERE batch = ? AND state = 'inflight'", [.text(batch)])
 
             for change in changes {
-                let type = change["type"]?.string ?? "", id = change["id"]?.string ?? ""
+                let type = change.type, id = change.id
                 guard views[type] != nil else { continue }   // a type this schema does not have
-                if try storeShadow(type: type, id: id, version: change["seq"]?.int ?? 0, state: change["state"] ?? .null, clock: &clock) {
+                if try storeShadow(type: type, id: id, version: change.seq, state: change.state, clock: &clock) {
                     summary["pulled", default: 0] += 1
                     touched[ExactString(type, id)] = (type, id)
                 }
             }
             for record in fetched {
-                let type = record["type"]?.string ?? "", id = record["id"]?.string ?? ""
+                let type = record.type, id = record.id
                 guard views[type] != nil else { continue }
-                if try storeShadow(type: type, id: id, version: record["seq"]?.int ?? 0, state: record["state"] ?? .null,
+                if try storeShadow(type: type, id: id, version: record.seq, state: record.state,
                                    clock: &clock, cacheUntil: now + hygieneSettings.fetchTTLMs) {
                     summary["fetched", default: 0] += 1
                     touched[ExactString(type, id)] = (type, id)
@@ -540,7 +512,7 @@ extension Store {
             for (key, n) in writes where Store.writeCounters.contains(key) {
                 try setMeta(key, .int((try Store.meta(key, db: db)?.int ?? 0) + n))
             }
-            var cursor = max(sync.cursor, r["cursor"]?.int ?? sync.cursor)
+            var cursor = max(sync.cursor, decoded.cursor ?? sync.cursor)
             if let rewind { cursor = min(cursor, rewind) }
             try setMeta("cursor", .int(cursor))
             try setMeta("hlc", .int(clock.last))
@@ -550,7 +522,7 @@ extension Store {
         committed = true
         self.clock = clock
         sync.cursor = newCursor
-        sync.pullDue = r["more"]?.bool ?? false
+        sync.pullDue = decoded.more ?? false
         sync.lastPullAt = now
         sync.lastSyncAt = now
         sync.failures = 0
@@ -629,7 +601,7 @@ extension Store {
 
     /// Stores pulled server state if it is newer than what the device has;
     /// returns whether it did. Stamps it carries advance the device's clock.
-    private func storeShadow(type: String, id: String, version: Int64, state: JSON, clock: inout HybridClock,
+    private func storeShadow(type: String, id: String, version: Int64, state record: RecordState, clock: inout HybridClock,
                              cacheUntil: Int64? = nil) throws(FieldSyncError) -> Bool {
         var current: (version: Int64, cachedUntil: Int64?)?
         try db.query(Store.shadowVersionAndCache, [.text(type), .text(id)]) { r in
@@ -637,7 +609,6 @@ extension Store {
             return false
         }
         if let current, current.version >= version { return false }
-        let record = RecordState(json: state)
         // A stamp further ahead than the skew bound is kept in the state (the
         // hub's verdict) but never adopted by this device's clock.
         let wall = now()

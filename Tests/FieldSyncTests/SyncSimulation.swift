@@ -32,9 +32,13 @@ final class Simulation {
     /// A response held back to be delivered late, after newer ones.
     var late: [(device: Int, response: JSON)] = []
     var keptStateErrors: [String] = []
+    /// Exchanges whose request or response was not in the device's protocol.
+    var protocolErrors: [String] = []
     let records: [String]
+    /// The store option "protocol" per device (nil: the library's own).
+    let protocols: [Int64?]
 
-    init(seed: UInt64, devices count: Int = 3, records: Int = 12, skewMs: [Int64] = []) throws {
+    init(seed: UInt64, devices count: Int = 3, records: Int = 12, skewMs: [Int64] = [], protocols: [Int64?] = []) throws {
         self.seed = seed
         rng = SplitMix(seed: seed)
         dir = String(tempPath("x").dropLast(2))
@@ -42,6 +46,7 @@ final class Simulation {
         hub.wallClock = { [hubClock] in hubClock.now }
         names = (0..<count).map { "dev-\($0)" }
         self.records = (0..<records).map { "R-\($0)" }
+        self.protocols = (0..<count).map { $0 < protocols.count ? protocols[$0] : nil }
         for i in 0..<count {
             clocks.append(TestClock(1_700_000_000_000 + (i < skewMs.count ? skewMs[i] : 0)))
             devices.append(try open(i))
@@ -50,7 +55,7 @@ final class Simulation {
 
     func open(_ i: Int) throws -> Store {
         let store = try Store(path: "\(dir)/\(names[i]).db", schemaJSON: simSchema,
-                              optionsJSON: #"{"durability":"normal","device_id":"\#(names[i])","batch_size":40,"backoff_base_ms":10,"backoff_cap_ms":200,"max_attempts":1000}"#)
+                              optionsJSON: #"{"durability":"normal","device_id":"\#(names[i])","batch_size":40,"backoff_base_ms":10,"backoff_cap_ms":200,"max_attempts":1000\#(protocols[i].map { ",\"protocol\":\($0)" } ?? "")}"#)
         store.wallClock = { [clock = clocks[i]] in clock.now }
         return store
     }
@@ -90,6 +95,11 @@ final class Simulation {
         if faults && chance(8) { report.faults["request dropped", default: 0] += 1; try devices[i].fail(reason: "dropped"); return true }
         var response = try hub.handle(sent)
         if faults && chance(5) { report.faults["request duplicated", default: 0] += 1; response = try hub.handle(sent) }
+        // Each device speaks its protocol, and is answered in it.
+        let spoken = protocols[i] ?? Wire.version
+        if sent["protocol"]?.int != spoken || response["protocol"]?.int != spoken {
+            protocolErrors.append("\(names[i]) speaks protocol \(spoken): sent \(sent["protocol"]?.text ?? "-"), answered \(response["protocol"]?.text ?? "-")")
+        }
         if faults && chance(8) { report.faults["response lost", default: 0] += 1; try devices[i].fail(reason: "lost"); return true }
         if faults && chance(5) {
             report.faults["device restarted mid-sync", default: 0] += 1
@@ -147,6 +157,7 @@ final class Simulation {
     func violations() throws -> [String] {
         var problems: [String] = []
         if !keptStateErrors.isEmpty { problems.append("kept confirmed states differ from the stored ones: \(keptStateErrors.prefix(5))") }
+        if !protocolErrors.isEmpty { problems.append("protocol: \(protocolErrors.prefix(5))") }
         let stats = try hub.stats()
         // 1. No lost action: every action is applied at the hub (none is rejected here).
         var outboxLeft: Int64 = 0

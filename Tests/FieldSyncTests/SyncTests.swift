@@ -13,6 +13,18 @@ import Testing
         #expect(sim.report.faults.count >= 5, "seed \(seed) exercised only \(sim.report.faults)")
     }
 
+    /// A fleet upgrading: devices still on protocol 1 (the store option)
+    /// beside one on protocol 2, through every fault: nothing lost, each
+    /// device answered in the protocol it spoke.
+    @Test(arguments: [11, 12] as [UInt64])
+    func protocolOneDevicesSyncWithTheNewHubUnderFaults(seed: UInt64) throws {
+        let sim = try Simulation(seed: seed, protocols: [1, nil, 1])
+        try sim.run(actions: 1500)
+        let problems = try sim.violations()
+        #expect(problems.isEmpty, "seed \(seed): \(problems.prefix(5)) faults: \(sim.report.faults)")
+        #expect(sim.report.faults.count >= 5, "seed \(seed) exercised only \(sim.report.faults)")
+    }
+
     /// One device six hours ahead, one six hours behind.
     @Test func convergesWithSkewedClocks() throws {
         let hour: Int64 = 3_600_000

@@ -382,6 +382,7 @@ class Store(_Handle):
         hygiene_every: Optional[int] = None,
         fetch_ttl_ms: Optional[int] = None,
         max_clock_skew_ms: Optional[int] = None,
+        protocol: Optional[int] = None,
     ) -> None:
         """Open (creating if needed) the store at `path`. Options left at None
         take the library's defaults: durability "full", a generated device id,
@@ -400,7 +401,9 @@ class Store(_Handle):
         one; 0, the default, never), fetch_ttl_ms (how long records fetched
         with fetch_request() stay cached; default 600000). max_clock_skew_ms
         (default 24 h): stamps pulled from the hub further ahead of this
-        device's clock are never adopted by it::
+        device's clock are never adopted by it. protocol (1 or 2, default 2):
+        the sync protocol requests are written in; 1 while the hub runs a
+        release older than this library (docs/PROTOCOL.md "Versions")::
 
             store = fieldsync.Store("device.db", schema, audit_keep_days=90,
                                     hygiene_every=500, fetch_ttl_ms=10 * 60_000)
@@ -415,7 +418,7 @@ class Store(_Handle):
                            pull_interval_ms=pull_interval_ms, scope=scope,
                            audit_keep_days=audit_keep_days, hygiene_on_open=hygiene_on_open,
                            hygiene_every=hygiene_every, fetch_ttl_ms=fetch_ttl_ms,
-                           max_clock_skew_ms=max_clock_skew_ms)
+                           max_clock_skew_ms=max_clock_skew_ms, protocol=protocol)
         handle = c_void_p()
         _check(lib.fs_store_open(_text(self.path, "path"), _json(schema),
                                  _json(options) if options else None, byref(handle)))

@@ -68,9 +68,10 @@ def template(tmp_path_factory) -> Path:
     return d
 
 
-def opened(template: Path, tmp: Path) -> Tuple[Path, Hub, Dev, Dev]:
+def opened(template: Path, tmp: Path, **a_options: Any) -> Tuple[Path, Hub, Dev, Dev]:
+    """`a_options`: more store options for dev-A (e.g. protocol=1)."""
     d = copy_files(template, tmp / "case")
-    return d, Hub.must_open(d / "hub.db"), Dev.must_open(d / "dev-A.db", SCHEMA, A_OPTIONS), \
+    return d, Hub.must_open(d / "hub.db"), Dev.must_open(d / "dev-A.db", SCHEMA, {**A_OPTIONS, **a_options}), \
         Dev.must_open(d / "dev-B.db", SCHEMA, B_OPTIONS)
 
 
@@ -477,7 +478,9 @@ def later_writes_win(a: Dev, b: Dev, hub: Hub, ids_: List[str]) -> None:
 
 
 def case_request_member(template: Path, tmp: Path, member: str, name: str, value: Any) -> None:
-    d, hub, a, b = opened(template, tmp)
+    # Protocol 2 sends an audit row's hlc only in its entry ("entry.hlc");
+    # protocol 1, which the hub still serves, sends it in the row.
+    d, hub, a, b = opened(template, tmp, **({"protocol": 1} if member == "audit.hlc" else {}))
     ok(a.up())
     p = ok(a.prepare())
     request = p.value
@@ -557,8 +560,9 @@ def test_sync_response_member(template, tmp_path, member, value):
 
 def case_hub_audit_id_reuse(template: Path, tmp: Path, what: str) -> None:
     """A reused key or audit id with different content is never acknowledged
-    as if it were the first (issue 12)."""
-    d, hub, a, b = opened(template, tmp)
+    as if it were the first (issue 12). "audit" forges a protocol-1 row sent
+    alone; "audit-compact" a protocol-2 row, which travels with its entry."""
+    d, hub, a, b = opened(template, tmp, **({"protocol": 1} if what == "audit" else {}))
     ok(a.up())
     request = ok(a.prepare()).value
     response = ok(hub.handle(request)).value
@@ -573,7 +577,8 @@ def case_hub_audit_id_reuse(template: Path, tmp: Path, what: str) -> None:
         assert result["status"] == "rejected" and result.get("reason"), (
             f"a reused key with different content was answered {result}")
     else:
-        forged["entries"] = []
+        if what == "audit":
+            forged["entries"] = []
         forged["audit"][0]["actor"] = "someone-else"
         answer = ok(hub.handle(forged)).value
         # Not acknowledged, or acknowledged with a mark that it was refused.
@@ -583,7 +588,7 @@ def case_hub_audit_id_reuse(template: Path, tmp: Path, what: str) -> None:
     assert hub.record("T-1")["status"] != "forged"
 
 
-@pytest.mark.parametrize("what", ["entry", "audit"])
+@pytest.mark.parametrize("what", ["entry", "audit", "audit-compact"])
 def test_hub_refuses_a_reused_key_with_different_content(template, tmp_path, what):
     run(case_hub_audit_id_reuse, template, tmp_path, what)
 

@@ -1,0 +1,156 @@
+// The hub's response (docs/PROTOCOL.md "Response").
+
+extension Wire {
+    /// A record's server state as it travels (changes, fetched).
+    struct Record: Equatable {
+        var type: String
+        var id: String
+        var seq: Int64
+        var state: RecordState
+
+        var json: JSON { .object(["id": .string(id), "seq": .int(seq), "state": state.shadowJSON, "type": .string(type)]) }
+    }
+
+    /// A record this request changed that the device rebuilds itself: the
+    /// state it held at `prior`, plus its acknowledged entries, is the hub's at `seq`.
+    struct Own: Equatable {
+        var type: String
+        var id: String
+        var seq: Int64
+        var prior: Int64
+    }
+
+    /// A response as the hub writes it and a device reads it: every member
+    /// checked before the device changes anything.
+    struct Response: Equatable {
+        var proto: Int64 = Wire.version
+        var device = ""
+        /// Nil when the member is missing or not a string.
+        var batch: String?
+        var serverTime: Int64?
+        /// A request refused whole: nothing else is read.
+        var error: (code: String, message: String)?
+        var results: [Result] = []
+        var auditAcks: [(auditId: Int64, at: Int64)] = []
+        var auditRefused: [(auditId: Int64, reason: String)] = []
+        var own: [Own] = []
+        var fetched: [Record]?
+        var missing: [Ref]?
+        var deferred: [Ref] = []
+        var changes: [Record]?
+        var cursor: Int64?
+        var more: Bool?
+
+        init(proto: Int64, device: String, batch: String, serverTime: Int64) {
+            self.proto = proto
+            self.device = device
+            self.batch = batch
+            self.serverTime = serverTime
+        }
+
+        static func error(_ code: String, _ message: String, proto: Int64, device: String, batch: String,
+                          serverTime: Int64) -> Response {
+            var r = Response(proto: proto, device: device, batch: batch, serverTime: serverTime)
+            r.error = (code, message)
+            return r
+        }
+
+        init(_ json: JSON) throws(FieldSyncError) {
+            guard let r = json.object else { throw .arg("response must be a JSON object, got \(json.kind)") }
+            guard let proto = r["protocol"]?.int, proto >= 1 else { throw .arg("response: \"protocol\" is missing") }
+            if proto > Wire.version { throw .arg("response uses protocol \(proto); this library reads up to \(Wire.version)") }
+            self.proto = proto
+            guard let device = r["device_id"]?.string else { throw .arg("response: \"device_id\" is missing") }
+            self.device = device
+            batch = r["batch"]?.string
+            let m = Members(context: "response")
+            if let error = r["error"], !error.isNull {
+                serverTime = r["server_time"]?.int
+                self.error = (error["code"]?.string ?? "error", error["message"]?.string ?? "the hub refused the request")
+                return
+            }
+            serverTime = try m.int(r["server_time"], "server_time", Int64.min...Int64.max)
+            for (i, item) in try m.array(r["results"], "results").enumerated() { results.append(try Result(item, index: i)) }
+            if r["changes"] != nil { changes = try Response.records(m.array(r["changes"], "changes"), "changes") }
+            if r["fetched"] != nil { fetched = try Response.records(m.array(r["fetched"], "fetched"), "fetched") }
+            if r["missing"] != nil { missing = try Response.refs(m.array(r["missing"], "missing"), "missing") }
+            deferred = try Response.refs(m.array(r["deferred"], "deferred"), "deferred")
+            for (i, item) in try m.array(r["own"], "own").enumerated() {
+                let o = Members(context: "response: own[\(i)]")
+                guard let type = try o.text(item["type"], "type"), let id = try o.text(item["id"], "id"),
+                      let seq = try o.int(item["seq"], "seq", 1...Wire.maxSeq),
+                      let prior = try o.int(item["prior"], "prior", 0...(seq - 1)) else {   // safe: seq >= 1
+                    throw .arg("response: each \"own\" record needs \"type\", \"id\", \"seq\" and \"prior\"")
+                }
+                own.append(Own(type: type, id: id, seq: seq, prior: prior))
+            }
+            for (i, ack) in try m.array(r["audit_acks"], "audit_acks").enumerated() {
+                let a = Members(context: "response: audit_acks[\(i)]")
+                auditAcks.append((try a.requiredInt(ack["audit_id"], "audit_id", 1...Wire.maxSeq),
+                                  try a.requiredInt(ack["server_received_at"], "server_received_at", 0...HybridClock.maxPhysical)))
+            }
+            for (i, item) in try m.array(r["audit_refused"], "audit_refused").enumerated() {
+                let a = Members(context: "response: audit_refused[\(i)]")
+                auditRefused.append((try a.requiredInt(item["audit_id"], "audit_id", 1...Wire.maxSeq),
+                                     try a.text(item["reason"], "reason") ?? "refused"))
+            }
+            cursor = try m.int(r["cursor"], "cursor", 0...Wire.maxSeq)
+            more = try m.bool(r["more"], "more")
+        }
+
+        private static func records(_ list: [JSON], _ name: String) throws(FieldSyncError) -> [Record] {
+            var out: [Record] = []
+            out.reserveCapacity(list.count)
+            for (i, record) in list.enumerated() {
+                let m = Members(context: "response: \(name)[\(i)]")
+                guard let type = try m.text(record["type"], "type"), let id = try m.text(record["id"], "id"),
+                      let seq = try m.int(record["seq"], "seq", 1...Wire.maxSeq), let state = try m.object(record["state"], "state") else {
+                    throw .arg("response: each change needs \"type\", \"id\", \"seq\" and \"state\"")
+                }
+                out.append(Record(type: type, id: id, seq: seq, state: try Wire.state(state, "response: \(name)[\(i)]: state")))
+            }
+            return out
+        }
+
+        private static func refs(_ list: [JSON], _ name: String) throws(FieldSyncError) -> [Ref] {
+            var out: [Ref] = []
+            for (i, ref) in list.enumerated() {
+                let m = Members(context: "response: \(name)[\(i)]")
+                out.append(Ref(type: try m.requiredText(ref["type"], "type"), id: try m.requiredText(ref["id"], "id")))
+            }
+            return out
+        }
+
+        var json: JSON {
+            var o: JSONObject = ["batch": batch.map(JSON.string) ?? .null, "device_id": .string(device), "protocol": .int(proto)]
+            if let serverTime { o["server_time"] = .int(serverTime) }
+            if let error {
+                o["error"] = .object(["code": .string(error.code), "message": .string(error.message)])
+                return .object(o)
+            }
+            o["audit_acks"] = .array(auditAcks.map { .object(["audit_id": .int($0.auditId), "server_received_at": .int($0.at)]) })
+            o["results"] = .array(results.map(\.json))
+            if !auditRefused.isEmpty {
+                o["audit_refused"] = .array(auditRefused.map { .object(["audit_id": .int($0.auditId), "reason": .string($0.reason)]) })
+            }
+            if !own.isEmpty {
+                o["own"] = .array(own.map { .object(["id": .string($0.id), "prior": .int($0.prior), "seq": .int($0.seq), "type": .string($0.type)]) })
+            }
+            if let fetched { o["fetched"] = .array(fetched.map(\.json)) }
+            if let missing { o["missing"] = .array(missing.map(\.json)) }
+            if !deferred.isEmpty { o["deferred"] = .array(deferred.map(\.json)) }
+            if let changes { o["changes"] = .array(changes.map(\.json)) }
+            if let cursor { o["cursor"] = .int(cursor) }
+            if let more { o["more"] = .bool(more) }
+            return .object(o)
+        }
+
+        static func == (a: Response, b: Response) -> Bool {
+            a.proto == b.proto && a.device == b.device && a.batch == b.batch && a.serverTime == b.serverTime
+                && a.error?.code == b.error?.code && a.error?.message == b.error?.message && a.results == b.results
+                && a.auditAcks.elementsEqual(b.auditAcks) { $0 == $1 } && a.auditRefused.elementsEqual(b.auditRefused) { $0 == $1 }
+                && a.own == b.own && a.fetched == b.fetched && a.missing == b.missing && a.deferred == b.deferred
+                && a.changes == b.changes && a.cursor == b.cursor && a.more == b.more
+        }
+    }
+}
