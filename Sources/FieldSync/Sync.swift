@@ -215,6 +215,7 @@ extension Store {
             }
             var audit = ByteWriter(capacity: 64 * 1024)
             var first = true
+            var previousHash: String?
             for run in consecutiveRuns(wanted) {
                 try db.query(Store.unackedAudit, [.int(run.lowerBound), .int(run.upperBound)]) { r in
                     if !first { audit.append(UInt8(ascii: ",")) }
@@ -223,10 +224,13 @@ extension Store {
                     let repeats = travelling[auditId].map { entry in
                         Wire.rowRepeats(entry, actor: actor, type: type, id: id, hlc: hlc, outboxKeys: r.bytes(8))
                     } ?? false
+                    let prevHash = r.text(9), hash = r.text(10)
+                    let chained = compact && previousHash.map { equalUTF8($0, prevHash) } == true
                     Wire.writeAudit(auditId: auditId, actor: actor, action: r.text(2), type: type, id: id,
                                     input: .column(r, 5, opening: nil, orElse: "null"), deviceTime: r.int(6), hlc: hlc,
                                     outboxKeys: .column(r, 8, opening: UInt8(ascii: "["), orElse: "[]"),
-                                    prevHash: r.text(9), hash: r.text(10), compact: repeats, to: &audit)
+                                    prevHash: prevHash, hash: hash, compact: repeats, chained: chained, to: &audit)
+                    previousHash = hash
                     return true
                 }
             }

@@ -19,8 +19,8 @@ import Testing
     static func row(_ seq: Int64, _ id: String, hlc: Int64, keys: [String]? = nil) -> AuditRow {
         AuditRow(auditId: seq, deviceId: "dev-7f3a", actor: "op-17", action: "pick_item", type: "task", id: id,
                  input: .object(["scan": .string("4006381333931"), "qty": .double(1.5)]), deviceTime: -5, hlc: hlc,
-                 outboxKeys: keys ?? ["dev-7f3a-\(seq)"], prevHash: String(repeating: "9", count: 64),
-                 hash: String(repeating: "4", count: 64))
+                 outboxKeys: keys ?? ["dev-7f3a-\(seq)"], prevHash: String(repeating: "\((seq - 1) % 10)", count: 64),
+                 hash: String(repeating: "\(seq % 10)", count: 64))
     }
 
     static func request(proto: Int64) throws -> Wire.Request {
@@ -55,6 +55,8 @@ import Testing
         // Protocol 2 sends the audit row of an entry once: only there its members are missing.
         let rows = try WireTests.reread(text)["audit"]?.array ?? []
         #expect(rows.map { $0["type"] == nil } == [false, proto == 2, false])
+        // ... and a row following its predecessor leaves out that row's hash.
+        #expect(rows.map { $0["prev_hash"] == nil } == [false, proto == 2, proto == 2])
         var fetch = Wire.Request(device: "dev-7f3a", batch: "dev-7f3a-b43")
         fetch.proto = proto
         fetch.pull = false
@@ -73,6 +75,10 @@ import Testing
         var request = try WireTests.reread(WireTests.request(proto: 2).bytes).object ?? [:]
         request["entries"] = .array([])
         #expect(throws: FieldSyncError.self) { _ = try Wire.Request(.object(request)) }
+        // A row chained to the row before it cannot travel without that row.
+        var unchained = try WireTests.reread(WireTests.request(proto: 2).bytes).object ?? [:]
+        unchained["audit"] = .array(Array((unchained["audit"]?.array ?? []).dropFirst()))
+        #expect(throws: FieldSyncError.self) { _ = try Wire.Request(.object(unchained)) }
         // Protocol 1 never takes members from an entry.
         var old = try WireTests.reread(WireTests.request(proto: 2).bytes).object ?? [:]
         old["protocol"] = .int(1)

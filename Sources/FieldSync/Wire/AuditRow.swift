@@ -7,8 +7,11 @@ extension Wire {
     /// `entries` (protocol 2 and later) are the request's entries by seq:
     /// a row travelling with its entry (same seq) may leave out `actor`,
     /// `hlc`, `id`, `outbox_keys` and `type`, which are then the entry's
-    /// (`outbox_keys`: its key).
-    static func auditRow(_ json: JSON, device: String, index: Int, entries: [Int64: Entry]?) throws(FieldSyncError) -> AuditRow {
+    /// (`outbox_keys`: its key). `previousHash` (protocol 2 and later) is
+    /// the hash of the row before it in the request: a row without
+    /// `prev_hash` chains to it.
+    static func auditRow(_ json: JSON, device: String, index: Int, entries: [Int64: Entry]?,
+                         previousHash: String? = nil) throws(FieldSyncError) -> AuditRow {
         guard let o = json.object else { throw .arg("request: audit[\(index)] must be an object, got \(json.kind)") }
         let m = Members(context: "request: audit[\(index)]")
         var auditId, deviceTime, hlc: Int64?
@@ -41,6 +44,7 @@ extension Wire {
             if present & 8 == 0 { keys = [.string(entry.key)] }
             if present & 16 == 0 { type = entry.type }
         }
+        if prevHash == nil { prevHash = previousHash }
         func int(_ v: Int64?, _ k: String) throws(FieldSyncError) -> Int64 {
             guard let v else { throw .arg("request: audit[\(index)]: \"\(k)\" must be an integer") }
             return v
@@ -61,10 +65,12 @@ extension Wire {
 
     /// The one writer of an audit row as it travels (only what the device
     /// decided), keys in canonical order. `compact` leaves out what the
-    /// row's entry in the same request carries (actor, hlc, id, outbox_keys, type).
+    /// row's entry in the same request carries (actor, hlc, id, outbox_keys,
+    /// type); `chained` leaves out `prev_hash`, the hash of the row written
+    /// just before it in the same request (both protocol 2).
     static func writeAudit(auditId: Int64, actor: String, action: String, type: String, id: String, input: Raw,
                            deviceTime: Int64, hlc: Int64, outboxKeys: Raw, prevHash: String, hash: String, compact: Bool,
-                           to out: inout ByteWriter) {
+                           chained: Bool, to out: inout ByteWriter) {
         out.append("{\"action\":"); JSON.writeString(action, to: &out)
         if !compact { out.append(",\"actor\":"); JSON.writeString(actor, to: &out) }
         out.append(",\"audit_id\":"); JSON.writeInt(auditId, to: &out)
@@ -76,7 +82,7 @@ extension Wire {
         }
         out.append(",\"input\":"); input.write(to: &out)
         if !compact { out.append(",\"outbox_keys\":"); outboxKeys.write(to: &out) }
-        out.append(",\"prev_hash\":"); JSON.writeString(prevHash, to: &out)
+        if !chained { out.append(",\"prev_hash\":"); JSON.writeString(prevHash, to: &out) }
         if !compact { out.append(",\"type\":"); JSON.writeString(type, to: &out) }
         out.append(UInt8(ascii: "}"))
     }
@@ -99,9 +105,9 @@ extension Wire {
 
 extension AuditRow {
     /// As it travels (`Wire.writeAudit`).
-    func write(compact: Bool, to out: inout ByteWriter) {
+    func write(compact: Bool, chained: Bool, to out: inout ByteWriter) {
         Wire.writeAudit(auditId: auditId, actor: actor, action: action, type: type, id: id, input: .value(input),
                         deviceTime: deviceTime, hlc: hlc, outboxKeys: .value(.array(outboxKeys.map(JSON.string))),
-                        prevHash: prevHash, hash: hash, compact: compact, to: &out)
+                        prevHash: prevHash, hash: hash, compact: compact, chained: chained, to: &out)
     }
 }

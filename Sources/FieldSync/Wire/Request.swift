@@ -41,17 +41,21 @@ extension Wire {
             scope = r["scope"]
             var entries: [Entry] = []
             for (i, e) in try m.array(r["entries"], "entries").enumerated() { entries.append(try Entry(e, index: i)) }
+            // Protocol 2: a row travelling with its entry leaves out what the
+            // entry says, and a row following its predecessor in the request
+            // that row's hash.
+            let compact = proto > Wire.full
             self.entries = entries
-            // Protocol 2: a row travelling with its entry leaves out what the entry says.
             var bySeq: [Int64: Entry]?
-            if proto > Wire.full {
+            if compact {
                 var map: [Int64: Entry] = [:]
                 for e in entries { map[e.seq] = e }
                 bySeq = map
             }
             var audit: [AuditRow] = []
             for (i, row) in try m.array(r["audit"], "audit").enumerated() {
-                audit.append(try Wire.auditRow(row, device: device, index: i, entries: bySeq))
+                audit.append(try Wire.auditRow(row, device: device, index: i, entries: bySeq,
+                                               previousHash: compact ? audit.last?.hash : nil))
             }
             self.audit = audit
             let refs = try m.array(r["fetch"], "fetch")
@@ -63,7 +67,8 @@ extension Wire {
             }
         }
 
-        /// As it travels: rows of entries in the request compact from protocol 2 on.
+        /// As it travels: compact from protocol 2 on (rows without what their
+        /// entry or the row before them says).
         var bytes: [UInt8] {
             var entryText = ByteWriter(capacity: 1024), auditText = ByteWriter(capacity: 1024)
             var bySeq: [Int64: Entry] = [:]
@@ -74,7 +79,7 @@ extension Wire {
             }
             for (i, row) in audit.enumerated() {
                 if i > 0 { auditText.append(UInt8(ascii: ",")) }
-var compact = false
+                var compact = false
                 if proto > Wire.full, let e = bySeq[row.auditId], let hlc = e.hlc {
                     let keys = AuditLog.keysText(row.outboxKeys)
                     compact = keys.withUnsafeBufferPointer { stored in
@@ -82,7 +87,8 @@ var compact = false
                                         actor: row.actor, type: row.type, id: row.id, hlc: row.hlc, outboxKeys: stored)
                     }
                 }
-                row.write(compact: compact, to: &auditText)
+                let chained = proto > Wire.full && i > 0 && equalUTF8(audit[i - 1].hash, row.prevHash)
+                row.write(compact: compact, chained: chained, to: &auditText)
             }
             var out = ByteWriter(capacity: entryText.count + auditText.count + 256)
             Request.write(proto: proto, device: device, batch: batch, schemaVersion: schemaVersion, cursor: cursor, pull: pull,
