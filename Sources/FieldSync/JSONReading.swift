@@ -142,11 +142,22 @@ struct TreeReader {
         case Int32(JSON_OBJECT.rawValue):
             var items: [JSONObject.Element] = []
             items.reserveCapacity(json_object_size(j))
+            // jansson keeps insertion order; canonical writers (ours, a
+            // peer's) send sorted keys. Their order is checked on jansson's
+            // bytes, without a String comparison per member.
+            var ordered = true
+            var previous: (key: UnsafePointer<CChar>, count: Int)?
             var iter = json_object_iter(j)
             while let it = iter {
                 if let key = json_object_iter_key(it), let item = json_object_iter_value(it) {
+                    let count = json_object_iter_key_len(it)
+                    if ordered, let p = previous {
+                        let c = memcmp(p.key, key, min(p.count, count))
+                        ordered = c < 0 || (c == 0 && p.count < count)
+                    }
+                    previous = (key, count)
                     let name = key.withMemoryRebound(to: UInt8.self, capacity: 1) {
-                        String(decoding: UnsafeBufferPointer(start: $0, count: json_object_iter_key_len(it)), as: UTF8.self)
+                        String(decoding: UnsafeBufferPointer(start: $0, count: count), as: UTF8.self)
                     }
                     items.append((name, value(of: item)))
                     if releasing { json_object_iter_set_new(j, it, json_null()) }
@@ -154,9 +165,7 @@ struct TreeReader {
                 iter = json_object_iter_next(j, it)
             }
             members &+= items.count  // safe: at most one member per byte of text
-            // jansson keeps insertion order; canonical writers (ours, a
-            // peer's) send sorted keys, which costs one pass here.
-            JSONObject.sortAndDeduplicate(&items)
+            if !ordered { JSONObject.sortAndDeduplicate(&items) }
             return .object(JSONObject(sortedMembers: items))
         case Int32(JSON_ARRAY.rawValue):
             let n = json_array_size(j)
