@@ -80,13 +80,13 @@ FUZZ_SWIFTC = $(SWIFTC) -O -sanitize=fuzzer,address -parse-as-library -module-na
 fuzz-engine:
 	@mkdir -p $(BUILD)/fuzz
 	$(FUZZ_SWIFTC) \
-	  Sources/FieldSync/*.swift Tests/fuzz/FuzzTargets.swift Tests/FieldSyncTests/DocumentedJSONRules.swift \
+	  Sources/FieldSync/*.swift Sources/FieldSync/Wire/*.swift Tests/fuzz/FuzzTargets.swift Tests/FieldSyncTests/DocumentedJSONRules.swift \
 	  -lsqlite3 -ljansson -lcrypto -o $(BUILD)/fuzz-fieldsync
 fuzz-doors:
 	@mkdir -p $(BUILD)/fuzz
 	$(dir $(SWIFT))clang -O1 -g -fsanitize=fuzzer-no-link,address -Wall -Wextra -Werror -Iinclude \
 	  -c Tests/fuzz/doors.c -o $(BUILD)/fuzz/doors.o
-	$(FUZZ_SWIFTC) -suppress-warnings Sources/FieldSync/*.swift Sources/CFieldSync/*.swift $(BUILD)/fuzz/doors.o \
+	$(FUZZ_SWIFTC) -suppress-warnings Sources/FieldSync/*.swift Sources/FieldSync/Wire/*.swift Sources/CFieldSync/*.swift $(BUILD)/fuzz/doors.o \
 	  -lsqlite3 -ljansson -lcrypto -o $(BUILD)/fuzz-doors
 
 # The engine's Swift tests under AddressSanitizer. Leak detection is off:
