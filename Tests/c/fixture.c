@@ -755,3 +755,52 @@ char *with_item_member(const char *text, const char *array, size_t index, const 
     json_decref(v);
     return out;
 }
+
+/* fs_sync_receive must refuse `response` with `expected`, leave the summary
+ * NULL and change nothing in the store. */
+void receive_refused(const char *file, int line, fs_store *s, const char *response,
+                            fs_status expected) {
+    char *out = SENTINEL;
+    char msg[FS_TEST_MSG_MAX];
+    store_snap snap;
+    int64_t count = outbox_count(s);
+    fs_status st;
+    snap_take(s, &snap);
+    st = fs_sync_receive(s, response, &out);
+    fs_test_copy_last_error(msg);
+    if (st != expected)
+        fs_test_fail(file, line, "fs_sync_receive returned %s (\"%s\"), expected %s\n      response: %.300s",
+                     fs_status_name(st), msg, fs_status_name(expected), response);
+    else if (msg[0] == '\0')
+        fs_test_fail(file, line, "fs_sync_receive refused with an empty message");
+    if (out != NULL) {
+        fs_test_fail(file, line, "fs_sync_receive: summary not NULL after failure");
+        free_out(out);
+    }
+    snap_check_at(file, line, s, &snap);
+    if (outbox_count(s) != count)
+        fs_test_fail(file, line, "fs_outbox_count changed from %lld", (long long)count);
+}
+
+/* fs_hub_handle must refuse `request` with `expected`, leave the response
+ * NULL and change nothing in the hub. */
+void handle_refused(const char *file, int line, fs_hub *h, const char *request,
+                           fs_status expected) {
+    char *out = SENTINEL;
+    char msg[FS_TEST_MSG_MAX];
+    hub_snap snap;
+    fs_status st;
+    hub_snap_take(h, &snap);
+    st = fs_hub_handle(h, request, &out);
+    fs_test_copy_last_error(msg);
+    if (st != expected)
+        fs_test_fail(file, line, "fs_hub_handle returned %s (\"%s\"), expected %s\n      request: %.300s",
+                     fs_status_name(st), msg, fs_status_name(expected), request);
+    else if (msg[0] == '\0')
+        fs_test_fail(file, line, "fs_hub_handle refused with an empty message");
+    if (out != NULL) {
+        fs_test_fail(file, line, "fs_hub_handle: response not NULL after failure");
+        free_out(out);
+    }
+    hub_snap_check_at(file, line, h, &snap);
+}

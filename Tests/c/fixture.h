@@ -216,6 +216,30 @@ void hub_snap_take(fs_hub *h, hub_snap *snap);
 void hub_snap_check_at(const char *file, int line, fs_hub *h, hub_snap *snap);
 #define CHECK_HUB_UNCHANGED(h, snap) hub_snap_check_at(__FILE__, __LINE__, (h), (snap))
 
+/* fs_sync_receive must refuse `response` with `expected` (and a message),
+ * leave the summary NULL and change nothing in the store; fs_hub_handle the
+ * same for `request` and the hub. The _FREE forms take a malloc()ed text and
+ * free it. */
+void receive_refused(const char *file, int line, fs_store *s, const char *response, fs_status expected);
+void handle_refused(const char *file, int line, fs_hub *h, const char *request, fs_status expected);
+#define RECEIVE_REFUSED(s, response, expected) \
+    receive_refused(__FILE__, __LINE__, (s), (response), (expected))
+/* The same with a malloc()ed response, freed afterwards. */
+#define RECEIVE_REFUSED_FREE(s, response, expected)                          \
+    do {                                                                     \
+        char *r_ = (response);                                               \
+        receive_refused(__FILE__, __LINE__, (s), r_, (expected));            \
+        free(r_);                                                            \
+    } while (0)
+#define HANDLE_REFUSED(h, request, expected) \
+    handle_refused(__FILE__, __LINE__, (h), (request), (expected))
+#define HANDLE_REFUSED_FREE(h, request, expected)                            \
+    do {                                                                     \
+        char *r_ = (request);                                                \
+        handle_refused(__FILE__, __LINE__, (h), r_, (expected));             \
+        free(r_);                                                            \
+    } while (0)
+
 #ifdef __cplusplus
 }
 #endif

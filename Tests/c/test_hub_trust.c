@@ -21,43 +21,6 @@ static int64_t fixed_clock(void *ctx) { return *(const int64_t *)ctx; }
 /* 2026-11-25, the hub's and the devices' wall time in these tests. */
 static int64_t now_ms = 1764075000000LL;
 
-/* fs_hub_handle must refuse `request` (freed) with `expected` and change nothing. */
-static void handle_refused(const char *file, int line, fs_hub *h, char *request, fs_status expected) {
-    char *out = SENTINEL;
-    char msg[FS_TEST_MSG_MAX];
-    hub_snap snap;
-    fs_status st;
-    hub_snap_take(h, &snap);
-    st = fs_hub_handle(h, request, &out);
-    fs_test_copy_last_error(msg);
-    if (st != expected)
-        fs_test_fail(file, line, "fs_hub_handle returned %s (\"%s\"), expected %s\n      request: %.400s",
-                     fs_status_name(st), msg, fs_status_name(expected), request);
-    else if (msg[0] == '\0')
-        fs_test_fail(file, line, "fs_hub_handle refused with an empty message");
-    if (out != NULL && out != SENTINEL) fs_free(out);
-    hub_snap_check_at(file, line, h, &snap);
-    free(request);
-}
-#define HANDLE_REFUSED(h, request, expected) handle_refused(__FILE__, __LINE__, (h), (request), (expected))
-
-/* fs_sync_receive must refuse `response` (freed) with `expected` and change nothing. */
-static void receive_refused(const char *file, int line, fs_store *s, char *response, fs_status expected) {
-    char *out = SENTINEL;
-    char msg[FS_TEST_MSG_MAX];
-    store_snap snap;
-    fs_status st;
-    snap_take(s, &snap);
-    st = fs_sync_receive(s, response, &out);
-    fs_test_copy_last_error(msg);
-    if (st != expected)
-        fs_test_fail(file, line, "fs_sync_receive returned %s (\"%s\"), expected %s\n      response: %.400s",
-                     fs_status_name(st), msg, fs_status_name(expected), response);
-    if (out != NULL && out != SENTINEL) fs_free(out);
-    snap_check_at(file, line, s, &snap);
-    free(response);
-}
-#define RECEIVE_REFUSED(s, response, expected) receive_refused(__FILE__, __LINE__, (s), (response), (expected))
 
 /* A hub and device dev-1 on the fixed clock, with T-1 created and picked. */
 typedef struct {
@@ -102,38 +65,38 @@ TEST(test_hub_refuses_a_request_with_an_integer_out_of_range_whole) {
     REQUIRE(exchange_start(&x, NULL));
     /* the audit id that took the hub down (HubStorage computed audit_id - 1) */
     for (i = 0; i < 4; i++)
-        HANDLE_REFUSED(x.h, with_item_member(x.request, "audit", 0, "audit_id", json_integer(audit_ids[i])),
+        HANDLE_REFUSED_FREE(x.h, with_item_member(x.request, "audit", 0, "audit_id", json_integer(audit_ids[i])),
                        FS_ERR_ARG);
     for (i = 0; i < 4; i++) {
         char key[64];
         char *r1;
         snprintf(key, sizeof key, "dev-1-%lld", seqs[i]);
         r1 = with_item_member(x.request, "entries", 0, "seq", json_integer(seqs[i]));
-        HANDLE_REFUSED(x.h, with_item_member(r1, "entries", 0, "key", json_string(key)), FS_ERR_ARG);
+        HANDLE_REFUSED_FREE(x.h, with_item_member(r1, "entries", 0, "key", json_string(key)), FS_ERR_ARG);
         free(r1);
     }
-    HANDLE_REFUSED(x.h, with_member(x.request, "cursor", json_integer(-1)), FS_ERR_ARG);
-    HANDLE_REFUSED(x.h, with_member(x.request, "cursor", json_integer(I64_MIN)), FS_ERR_ARG);
-    HANDLE_REFUSED(x.h, with_member(x.request, "limit", json_integer(0)), FS_ERR_ARG);
-    HANDLE_REFUSED(x.h, with_member(x.request, "limit", json_integer(I64_MIN)), FS_ERR_ARG);
-    HANDLE_REFUSED(x.h, with_member(x.request, "schema_version", json_integer(0)), FS_ERR_ARG);
-    HANDLE_REFUSED(x.h, with_member(x.request, "schema_version", json_integer(I64_MIN)), FS_ERR_ARG);
-    HANDLE_REFUSED(x.h, with_member(x.request, "protocol", json_integer(I64_MIN)), FS_ERR_ARG);
-    HANDLE_REFUSED(x.h, with_member(x.request, "pull", json_integer(1)), FS_ERR_ARG);
-    HANDLE_REFUSED(x.h, with_item_member(x.request, "entries", 0, "cursor", json_integer(-1)), FS_ERR_ARG);
-    HANDLE_REFUSED(x.h, with_item_member(x.request, "entries", 0, "shadow_seq", json_integer(I64_MIN)),
+    HANDLE_REFUSED_FREE(x.h, with_member(x.request, "cursor", json_integer(-1)), FS_ERR_ARG);
+    HANDLE_REFUSED_FREE(x.h, with_member(x.request, "cursor", json_integer(I64_MIN)), FS_ERR_ARG);
+    HANDLE_REFUSED_FREE(x.h, with_member(x.request, "limit", json_integer(0)), FS_ERR_ARG);
+    HANDLE_REFUSED_FREE(x.h, with_member(x.request, "limit", json_integer(I64_MIN)), FS_ERR_ARG);
+    HANDLE_REFUSED_FREE(x.h, with_member(x.request, "schema_version", json_integer(0)), FS_ERR_ARG);
+    HANDLE_REFUSED_FREE(x.h, with_member(x.request, "schema_version", json_integer(I64_MIN)), FS_ERR_ARG);
+    HANDLE_REFUSED_FREE(x.h, with_member(x.request, "protocol", json_integer(I64_MIN)), FS_ERR_ARG);
+    HANDLE_REFUSED_FREE(x.h, with_member(x.request, "pull", json_integer(1)), FS_ERR_ARG);
+    HANDLE_REFUSED_FREE(x.h, with_item_member(x.request, "entries", 0, "cursor", json_integer(-1)), FS_ERR_ARG);
+    HANDLE_REFUSED_FREE(x.h, with_item_member(x.request, "entries", 0, "shadow_seq", json_integer(I64_MIN)),
                    FS_ERR_ARG);
-    HANDLE_REFUSED(x.h, with_item_member(x.request, "entries", 0, "schema_version", json_integer(-1)),
+    HANDLE_REFUSED_FREE(x.h, with_item_member(x.request, "entries", 0, "schema_version", json_integer(-1)),
                    FS_ERR_ARG);
-    HANDLE_REFUSED(x.h, with_item_member(x.request, "entries", 0, "hlc", json_string("1")), FS_ERR_ARG);
-    HANDLE_REFUSED(x.h, with_item_member(x.request, "entries", 0, "ops", json_integer(1)), FS_ERR_ARG);
-    HANDLE_REFUSED(x.h, with_item_member(x.request, "entries", 0, "id", json_string(long_text)), FS_ERR_ARG);
-    HANDLE_REFUSED(x.h, with_item_member(x.request, "entries", 0, "actor", json_string(long_text)), FS_ERR_ARG);
-    HANDLE_REFUSED(x.h, with_item_member(x.request, "audit", 0, "actor", json_string(long_text)), FS_ERR_ARG);
-    HANDLE_REFUSED(x.h, with_item_member(x.request, "audit", 0, "action", json_string(long_text)), FS_ERR_ARG);
-    HANDLE_REFUSED(x.h, with_item_member(x.request, "audit", 0, "outbox_keys", json_pack("[i]", 1)),
+    HANDLE_REFUSED_FREE(x.h, with_item_member(x.request, "entries", 0, "hlc", json_string("1")), FS_ERR_ARG);
+    HANDLE_REFUSED_FREE(x.h, with_item_member(x.request, "entries", 0, "ops", json_integer(1)), FS_ERR_ARG);
+    HANDLE_REFUSED_FREE(x.h, with_item_member(x.request, "entries", 0, "id", json_string(long_text)), FS_ERR_ARG);
+    HANDLE_REFUSED_FREE(x.h, with_item_member(x.request, "entries", 0, "actor", json_string(long_text)), FS_ERR_ARG);
+    HANDLE_REFUSED_FREE(x.h, with_item_member(x.request, "audit", 0, "actor", json_string(long_text)), FS_ERR_ARG);
+    HANDLE_REFUSED_FREE(x.h, with_item_member(x.request, "audit", 0, "action", json_string(long_text)), FS_ERR_ARG);
+    HANDLE_REFUSED_FREE(x.h, with_item_member(x.request, "audit", 0, "outbox_keys", json_pack("[i]", 1)),
                    FS_ERR_ARG);
-    HANDLE_REFUSED(x.h, with_member(x.request, "fetch", json_pack("[{s:i}]", "type", 1)), FS_ERR_ARG);
+    HANDLE_REFUSED_FREE(x.h, with_member(x.request, "fetch", json_pack("[{s:i}]", "type", 1)), FS_ERR_ARG);
     free(long_text);
 
     /* the genuine request is still taken whole */
@@ -193,33 +156,33 @@ TEST(test_device_refuses_a_response_with_an_integer_out_of_range) {
     REQUIRE(exchange_start(&x, NULL));
     x.response = handle_ok(x.h, x.request);
     REQUIRE(x.response != NULL);
-    RECEIVE_REFUSED(x.s, with_member(x.response, "cursor", json_integer(-1)), FS_ERR_ARG);
-    RECEIVE_REFUSED(x.s, with_member(x.response, "cursor", json_integer(I64_MIN)), FS_ERR_ARG);
+    RECEIVE_REFUSED_FREE(x.s, with_member(x.response, "cursor", json_integer(-1)), FS_ERR_ARG);
+    RECEIVE_REFUSED_FREE(x.s, with_member(x.response, "cursor", json_integer(I64_MIN)), FS_ERR_ARG);
     /* a cursor no hub reaches would stop this device from pulling for good */
-    RECEIVE_REFUSED(x.s, with_member(x.response, "cursor", json_integer(I64_MAX)), FS_ERR_ARG);
-    RECEIVE_REFUSED(x.s, with_item_member(x.response, "results", 0, "server_seq", json_integer(I64_MAX)),
+    RECEIVE_REFUSED_FREE(x.s, with_member(x.response, "cursor", json_integer(I64_MAX)), FS_ERR_ARG);
+    RECEIVE_REFUSED_FREE(x.s, with_item_member(x.response, "results", 0, "server_seq", json_integer(I64_MAX)),
                     FS_ERR_ARG);
-    RECEIVE_REFUSED(x.s, with_member(x.response, "more", json_integer(1)), FS_ERR_ARG);
-    RECEIVE_REFUSED(x.s, with_item_member(x.response, "results", 0, "server_seq", json_integer(-1)), FS_ERR_ARG);
-    RECEIVE_REFUSED(x.s, with_item_member(x.response, "results", 0, "server_seq", json_integer(I64_MIN)),
+    RECEIVE_REFUSED_FREE(x.s, with_member(x.response, "more", json_integer(1)), FS_ERR_ARG);
+    RECEIVE_REFUSED_FREE(x.s, with_item_member(x.response, "results", 0, "server_seq", json_integer(-1)), FS_ERR_ARG);
+    RECEIVE_REFUSED_FREE(x.s, with_item_member(x.response, "results", 0, "server_seq", json_integer(I64_MIN)),
                     FS_ERR_ARG);
-    RECEIVE_REFUSED(x.s, with_item_member(x.response, "audit_acks", 0, "audit_id", json_integer(I64_MIN)),
+    RECEIVE_REFUSED_FREE(x.s, with_item_member(x.response, "audit_acks", 0, "audit_id", json_integer(I64_MIN)),
                     FS_ERR_ARG);
-    RECEIVE_REFUSED(x.s, with_item_member(x.response, "audit_acks", 0, "audit_id", json_integer(0)), FS_ERR_ARG);
-    RECEIVE_REFUSED(x.s, with_item_member(x.response, "audit_acks", 0, "server_received_at",
+    RECEIVE_REFUSED_FREE(x.s, with_item_member(x.response, "audit_acks", 0, "audit_id", json_integer(0)), FS_ERR_ARG);
+    RECEIVE_REFUSED_FREE(x.s, with_item_member(x.response, "audit_acks", 0, "server_received_at",
                                           json_integer(I64_MIN)), FS_ERR_ARG);
-    RECEIVE_REFUSED(x.s, with_item_member(x.response, "audit_acks", 0, "server_received_at",
+    RECEIVE_REFUSED_FREE(x.s, with_item_member(x.response, "audit_acks", 0, "server_received_at",
                                           json_integer(I64_MAX)), FS_ERR_ARG);
-    RECEIVE_REFUSED(x.s, with_member(x.response, "changes",
+    RECEIVE_REFUSED_FREE(x.s, with_member(x.response, "changes",
                                      json_pack("[{s:s,s:s,s:I,s:{}}]", "type", "task", "id", "T-9", "seq",
                                                (json_int_t)0, "state")), FS_ERR_ARG);
-    RECEIVE_REFUSED(x.s, with_member(x.response, "fetched",
+    RECEIVE_REFUSED_FREE(x.s, with_member(x.response, "fetched",
                                      json_pack("[{s:s,s:s,s:I,s:{}}]", "type", "task", "id", "T-9", "seq",
                                                (json_int_t)I64_MIN, "state")), FS_ERR_ARG);
-    RECEIVE_REFUSED(x.s, with_member(x.response, "own",
+    RECEIVE_REFUSED_FREE(x.s, with_member(x.response, "own",
                                      json_pack("[{s:s,s:s,s:I,s:I}]", "type", "task", "id", "T-1", "seq",
                                                (json_int_t)5, "prior", (json_int_t)-1)), FS_ERR_ARG);
-    RECEIVE_REFUSED(x.s, with_member(x.response, "own",
+    RECEIVE_REFUSED_FREE(x.s, with_member(x.response, "own",
                                      json_pack("[{s:s,s:s,s:I,s:I}]", "type", "task", "id", "T-1", "seq",
                                                (json_int_t)5, "prior", (json_int_t)7)), FS_ERR_ARG);
     /* the genuine answer is still taken */
@@ -535,8 +498,8 @@ TEST(test_a_valid_scope_opens_and_pulls_what_it_names) {
 TEST(test_hub_refuses_a_scope_value_of_the_wrong_type) {
     exchange x;
     REQUIRE(exchange_start(&x, NULL));
-    HANDLE_REFUSED(x.h, with_member(x.request, "scope", json_pack("{s:{s:i}}", "task", "site", 3)), FS_ERR_SCHEMA);
-    HANDLE_REFUSED(x.h, with_member(x.request, "scope", json_pack("{s:{s:[s]}}", "task", "tags", "x")),
+    HANDLE_REFUSED_FREE(x.h, with_member(x.request, "scope", json_pack("{s:{s:i}}", "task", "site", 3)), FS_ERR_SCHEMA);
+    HANDLE_REFUSED_FREE(x.h, with_member(x.request, "scope", json_pack("{s:{s:[s]}}", "task", "tags", "x")),
                    FS_ERR_SCHEMA);
     exchange_finish(&x);
 }
