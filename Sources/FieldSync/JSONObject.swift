@@ -17,7 +17,7 @@ package struct JSONObject: Sendable, Sequence, ExpressibleByDictionaryLiteral {
         members.reserveCapacity(minimumCapacity)
     }
 
-    /// Members already sorted and unique (the parser checks both).
+    /// Members already sorted and unique (JSONReading checks both).
     init(sortedMembers: [Element]) { members = sortedMembers }
 
     /// Members in any order; a later duplicate replaces an earlier one.

@@ -1,6 +1,6 @@
-// Every JSON text the engine reads is read by jansson (`json_loadb`, duplicate
-// keys refused): arguments of the C doors, sync messages, resolver answers and
-// the texts the engine stored itself. What jansson does not check for us is
+// Every JSON text the engine reads is read by jansson (`json_loadb`):
+// arguments of the C doors, sync messages, resolver answers and the texts the
+// engine stored itself. What jansson does not check for us is
 // checked around it here, so the rules of docs/ABI.md hold whoever parses:
 // the size, a NUL byte (jansson would read a C string only to it), the
 // nesting depth, by a scan before jansson runs, because jansson recurses once
