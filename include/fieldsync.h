@@ -33,6 +33,7 @@
 #ifndef FIELDSYNC_H
 #define FIELDSYNC_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 #ifdef __cplusplus
@@ -101,6 +102,10 @@ typedef int32_t fs_status;
 #define FS_ERR_MISUSE           14 /* the library was called in a way it cannot serve: a clock or
                                       resolver callback called back into the handle that is
                                       calling it (as SQLITE_MISUSE); nothing was done */
+#define FS_ERR_AUTH             15 /* authentication failed: the hub refused the device (unknown,
+                                      revoked, bad signature, another store instance), or a
+                                      response does not verify with the pinned hub key;
+                                      nothing was changed (docs/SECURITY.md) */
 
 /* Returns the library's version, "MAJOR.MINOR.PATCH". Static storage: do not
  * free. Any thread. */
@@ -254,7 +259,11 @@ FS_EXTERN fs_status fs_store_query(fs_store *store, const char *query_json, char
 
 /* Reports the store's counters as a flat JSON object of numbers and strings
  * (keys in docs/ABI.md), e.g. {"device_id": "...", "schema_version": 2,
- * "records": 10, "outbox_pending": 3, "audit_rows": 12, ...}.
+ * "records": 10, "outbox_pending": 3, "audit_rows": 12, ...}, with the
+ * store's identity: "public_key" (its Ed25519 key, 64 hex digits: what the
+ * hub enrolls), "instance_id" (32 hex digits, made with the file), "hub_key"
+ * (the pinned hub key, or null), "auth" ("on"/"off"), "signer" ("store", or
+ * "host" while fs_store_set_signer's callback signs).
  * @param out_stats_json caller frees with fs_free().
  * @return FS_OK; FS_ERR_ARG, FS_ERR_CLOSED, FS_ERR_IO. Any thread. */
 FS_EXTERN fs_status fs_store_stats(fs_store *store, char **out_stats_json);
@@ -401,7 +410,13 @@ FS_EXTERN fs_status fs_sync_prepare(fs_store *store, char **out_request_json, in
  * @param out_summary_json receives, caller frees:
  *   {"applied": n, "duplicate": n, "rejected": n, "retry": n, "stuck": n,
  *    "pulled": n, "cursor": n, "more": bool, "outbox": n}
- * @return FS_OK; FS_ERR_ARG (wrong shape, a response for another device or
+ * Unless the store was opened with "auth": "off", the response must carry a
+ * signature that verifies with the pinned hub key (fs_store_pin_hub),
+ * checked before anything in it is read.
+ * @return FS_OK; FS_ERR_AUTH (no hub key pinned, a response unsigned or not
+ *         signed by the pinned key, or the hub refused this device: its code
+ *         and message in fs_last_error(); nothing is changed, the outbox
+ *         kept), FS_ERR_ARG (wrong shape, a response for another device or
  *         for a batch this store never sent, an entry key of another device:
  *         nothing is changed), FS_ERR_JSON, FS_ERR_TOO_BIG,
  *         FS_ERR_UPGRADE_REQUIRED (the hub requires a newer schema: the outbox
@@ -420,6 +435,57 @@ FS_EXTERN fs_status fs_sync_receive(fs_store *store, const char *response_json, 
  * @param reason borrowed, may be NULL; shown in fs_store_stats "last_failure".
  * @return FS_OK; FS_ERR_ARG, FS_ERR_CLOSED, FS_ERR_IO. Any thread. */
 FS_EXTERN fs_status fs_sync_fail(fs_store *store, const char *reason);
+
+/* ------------------------------------------------------------------------ */
+/* Authentication (docs/SECURITY.md)                                          */
+/*                                                                           */
+/* Every store has an Ed25519 key pair and an instance id, made with its file */
+/* (fs_store_stats "public_key", "instance_id"). It signs every request it    */
+/* prepares. The hub enrolls the device's public key (fs_hub_enroll) and      */
+/* answers with its own key, which the device pins (fs_store_pin_hub): from   */
+/* then on fs_sync_receive believes only responses signed with it. Requests   */
+/* and responses are signed as the exact bytes the library wrote: a transport */
+/* must carry them byte for byte (trailing whitespace is tolerated).          */
+/* A store opened with {"auth": "off"} neither signs nor verifies.            */
+/* ------------------------------------------------------------------------ */
+
+/* Pins the hub's public key (64 hex digits: the "hub_key" fs_hub_enroll
+ * returned, or fs_hub_stats "public_key"). Kept in the store file. Until a
+ * key is pinned, fs_sync_receive refuses every response with FS_ERR_AUTH
+ * (unless the store was opened with "auth": "off"); pinning another key later
+ * moves the device to another hub.
+ * @param hub_key borrowed.
+ * @return FS_OK; FS_ERR_ARG (not 64 hex digits), FS_ERR_CLOSED, FS_ERR_IO,
+ *         FS_ERR_FULL, FS_ERR_BUSY. Any thread. */
+FS_EXTERN fs_status fs_store_pin_hub(fs_store *store, const char *hub_key);
+
+/* A signing callback: writes the Ed25519 signature (RFC 8032, 64 bytes) of
+ * `length` bytes at `message` to `signature` and returns FS_OK. For keys
+ * that never enter the library (a secure element, a TPM). `message` is valid
+ * only during the call. */
+typedef fs_status (*fs_sign_fn)(void *ctx, const uint8_t *message, size_t length, uint8_t signature[64]);
+
+/* Makes `fn` (with `ctx`) sign this handle's requests instead of the key in
+ * the store file; `public_key` (64 hex digits, borrowed) is the key it signs
+ * with, the one to enroll at the hub. Not kept in the file: set it again
+ * after every open. fn == NULL goes back to the file's key. The callback is
+ * called by fs_sync_prepare and fs_fetch_request on the calling thread with
+ * the store's lock held and the write transaction open (a call back into the
+ * store gets FS_ERR_MISUSE); twice per request at most. Its signature is
+ * verified before use: a failing status or a signature that does not verify
+ * fails that call with FS_ERR_ARG and changes nothing.
+ * @return FS_OK; FS_ERR_ARG (public_key not 64 hex digits), FS_ERR_CLOSED.
+ * Any thread. */
+FS_EXTERN fs_status fs_store_set_signer(fs_store *store, const char *public_key, fs_sign_fn fn, void *ctx);
+
+/* Replaces the key pair in the store file with a new one (a rotation; drops a
+ * signer set on this handle). Enroll the new public key at the hub: until
+ * then the hub refuses this device's requests ("bad_signature").
+ * @param out_public_key receives the new public key, 64 hex digits; caller
+ *        frees with fs_free().
+ * @return FS_OK; FS_ERR_ARG, FS_ERR_CLOSED, FS_ERR_IO, FS_ERR_FULL, FS_ERR_BUSY.
+ * Any thread. */
+FS_EXTERN fs_status fs_store_rotate_key(fs_store *store, char **out_public_key);
 
 /* Tells the store whether the network is up (1) or down (0). Up resets every
  * backoff and makes a pull due, so the next fs_sync_prepare() returns a request
@@ -447,7 +513,11 @@ typedef struct fs_hub fs_hub;
 
 /* Opens (creating if needed) the hub database at `path`.
  * options_json may be NULL or {"durability": "full"|"normal",
- * "busy_timeout_ms": 5000 (0 to 2147483647), "max_clock_skew_ms": 86400000}:
+ * "busy_timeout_ms": 5000 (0 to 2147483647), "max_clock_skew_ms": 86400000,
+ * "auth": "on"|"off"}. With "auth" on (the default) only requests signed by
+ * an enrolled device are handled (fs_hub_enroll; docs/SECURITY.md); "off"
+ * is shown in fs_hub_stats and logged in fs_hub_devices "refusals" at every
+ * open. The hub makes its key pair with the file and signs every response.
  * an entry stamped further ahead of the hub's clock than max_clock_skew_ms
  * (0 to 10 years, default 24 h) is rejected with reason "clock_skew"
  * (docs/ABI.md). A hub file made by an older version is brought up to date
@@ -473,7 +543,16 @@ FS_EXTERN fs_status fs_hub_set_clock(fs_hub *hub, int64_t (*now_ms)(void *ctx), 
  * Requests the hub refuses as a whole still get FS_OK and a response
  * carrying {"error": {"code": ..., "message": ...}}: "upgrade_required" when
  * the client's schema is below min_client_version, "protocol_unsupported"
- * when the request uses a newer protocol than this hub. A request is
+ * when the request uses a newer protocol than this hub, and, with "auth" on,
+ * "unsigned", "unknown_device", "revoked", "bad_signature" (also a key
+ * rotated out) or "instance_mismatch" (another store than the enrolled one):
+ * each counted in fs_hub_stats ("auth_refused_<code>") and logged with the
+ * device id (fs_hub_devices "refusals"); the device's fs_sync_receive then
+ * returns FS_ERR_AUTH. An enrolled device's entries outside its scope, or
+ * any entry of a read-only device, are "rejected" ("out_of_scope"); fetched
+ * records outside it are answered "missing", pulls leave them out. Every
+ * response is signed with the hub's key (the request text must reach the
+ * hub byte for byte: its signature covers the bytes). A request is
  * answered in its own protocol (1 or 2), so devices not yet upgraded keep
  * syncing.
  * Every member is range-checked as it is read (docs/PROTOCOL.md). Entries
@@ -533,6 +612,41 @@ FS_EXTERN fs_status fs_hub_query(fs_hub *hub, const char *query_json, char **out
  * its device does not verify.
  * @return FS_OK; FS_ERR_ARG, FS_ERR_JSON, FS_ERR_TOO_BIG, FS_ERR_CLOSED. */
 FS_EXTERN fs_status fs_hub_audit_query(fs_hub *hub, const char *filter_json, char **out_rows_json);
+
+/* Enrolls a device, or re-enrolls it (a new key is a rotation: requests
+ * signed with the old one are refused from now on, its old audit heads still
+ * verify; a revoked device becomes active again). enrollment_json:
+ *   {"device_id": "tablet-7", "public_key": "<64 hex: fs_store_stats public_key>",
+ *    "instance": "<32 hex: fs_store_stats instance_id>"  (optional: otherwise
+ *        bound to the first instance that syncs),
+ *    "scope": {"task": {"site": "WH-3"}, "item": {}}  (optional: the records the
+ *        device may pull, fetch and write: only the types named, each with an
+ *        equality filter; null or absent: every record),
+ *    "write": true  (optional: false enrolls the device read-only)}
+ * The scope is the hub's: a device's request cannot widen it (its own
+ * "scope" option only narrows what it pulls).
+ * @param out_result_json receives {"device_id", "hub_key": "<64 hex: pin
+ *        this on the device>", "rotated": bool}; caller frees.
+ * @return FS_OK; FS_ERR_ARG (a member missing or malformed), FS_ERR_JSON,
+ *         FS_ERR_TOO_BIG, FS_ERR_SCHEMA (a scope naming unknown types or
+ *         fields), FS_ERR_CLOSED, FS_ERR_IO, FS_ERR_FULL, FS_ERR_BUSY.
+ * Any thread. */
+FS_EXTERN fs_status fs_hub_enroll(fs_hub *hub, const char *enrollment_json, char **out_result_json);
+
+/* Revokes a device: its requests are refused ("revoked") until it is
+ * enrolled again. What it synced before stays, with its audit.
+ * @return FS_OK; FS_ERR_NOT_FOUND (not enrolled), FS_ERR_ARG, FS_ERR_CLOSED,
+ *         FS_ERR_IO, FS_ERR_FULL, FS_ERR_BUSY. Any thread. */
+FS_EXTERN fs_status fs_hub_revoke(fs_hub *hub, const char *device_id);
+
+/* Lists the registry: {"devices": [{"device_id", "public_key", "instance",
+ * "scope", "write", "state": "active"|"revoked", "enrolled_at", "revoked_at",
+ * "last_seen_at", "keys": [{"public_key", "since", "until"}]}],
+ * "refusals": [{"at", "device_id", "code", "message"}]} (the latest 100
+ * refused requests and out-of-scope writes, newest first).
+ * @param out_devices_json caller frees.
+ * @return FS_OK; FS_ERR_ARG, FS_ERR_CLOSED, FS_ERR_IO. Any thread. */
+FS_EXTERN fs_status fs_hub_devices(fs_hub *hub, char **out_devices_json);
 
 /* Reports the hub's counters as a flat JSON object (keys in docs/ABI.md):
  * records, devices, entries applied and rejected (and of those, refused for

@@ -130,6 +130,6 @@ public func fs_fetch_request(_ p: OpaquePointer?, _ refs: CString?, _ outRequest
         let out = try output(outRequest, "out_request_json")
         let handle = try store(p)
         let refs = try json(refs, "refs_json")
-        try give(handle.use { s throws(FieldSyncError) in try s.fetchRequest(refs) }, to: out)
+        try give(handle.use { s throws(FieldSyncError) in try s.fetchRequestText(refs) }, to: out)
     }
 }

@@ -20,8 +20,9 @@ public func fs_sync_receive(_ p: OpaquePointer?, _ response: CString?, _ outSumm
     boundary("fs_sync_receive") { () throws(FieldSyncError) in
         let out = try output(outSummary, "out_summary_json")
         let handle = try store(p)
-        let response = try json(response, "response_json", limit: Limits.maxResponseBytes, depth: Limits.maxMessageDepth)
-        try give(handle.use { s throws(FieldSyncError) in try s.receive(response) }, to: out)
+        guard let response else { throw .arg("response_json is NULL") }
+        let text = UnsafeRawBufferPointer(start: response, count: strlen(response))
+        try give(handle.use { s throws(FieldSyncError) in try s.receive(text: text) }, to: out)
     }
 }
 
@@ -80,8 +81,9 @@ public func fs_hub_handle(_ p: OpaquePointer?, _ request: CString?, _ outRespons
     boundary("fs_hub_handle") { () throws(FieldSyncError) in
         let out = try output(outResponse, "out_response_json")
         let handle = try hub(p)
-        let request = try json(request, "request_json", limit: Limits.maxRequestBytes, depth: Limits.maxMessageDepth)
-        try give(handle.use { h throws(FieldSyncError) in try h.handle(request) }, to: out)
+        guard let request else { throw .arg("request_json is NULL") }
+        let text = UnsafeRawBufferPointer(start: request, count: strlen(request))
+        try give(handle.use { h throws(FieldSyncError) in try h.handle(text: text) }, to: out)
     }
 }
 

@@ -28,6 +28,7 @@ static inline const char *_Nonnull fs_header_status_name(fs_status status) {
     FS_NAME(FS_ERR_INTERNAL)
     FS_NAME(FS_ERR_TOO_BIG)
     FS_NAME(FS_ERR_MISUSE)
+    FS_NAME(FS_ERR_AUTH)
     default: return "FS_ERR_UNKNOWN";
     }
 #undef FS_NAME

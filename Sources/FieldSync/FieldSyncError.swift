@@ -18,6 +18,8 @@ package enum FieldSyncError: Error, Equatable, Sendable {
     case tooBig(String)
     /// The library was called in a way it cannot serve (re-entry from a callback), as SQLITE_MISUSE.
     case misuse(String)
+    /// A refused credential or a response that does not verify (docs/SECURITY.md).
+    case auth(String)
 
     /// The fs_status code of the header.
     package var status: Int32 {
@@ -36,6 +38,7 @@ package enum FieldSyncError: Error, Equatable, Sendable {
         case .internal: FS_ERR_INTERNAL
         case .tooBig: FS_ERR_TOO_BIG
         case .misuse: FS_ERR_MISUSE
+        case .auth: FS_ERR_AUTH
         }
     }
 
@@ -43,7 +46,7 @@ package enum FieldSyncError: Error, Equatable, Sendable {
         switch self {
         case .arg(let m), .json(let m), .schema(let m), .notFound(let m), .conflict(let m),
              .io(let m), .full(let m), .corrupt(let m), .busy(let m), .upgradeRequired(let m),
-             .closed(let m), .internal(let m), .tooBig(let m), .misuse(let m):
+             .closed(let m), .internal(let m), .tooBig(let m), .misuse(let m), .auth(let m):
             m
         }
     }

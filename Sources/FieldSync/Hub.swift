@@ -13,6 +13,11 @@ package final class Hub {
     /// ("clock_skew"): the `max_clock_skew_ms` hub option.
     package let maxClockSkewMs: Int64
     private var seq: Int64
+    /// Signs every response; its public half is what devices pin.
+    let key: SigningKey
+    /// Whether requests must be signed by an enrolled device (the `auth` hub
+    /// option, on unless "off"; docs/SECURITY.md).
+    package let authenticates: Bool
 
     /// How many bytes of record states one response carries before the hub
     /// stops adding more (`more: true`; docs/PROTOCOL.md): a quarter of
@@ -27,8 +32,9 @@ package final class Hub {
 
     package init(path: String, schema: Schema, options: JSON) throws(FieldSyncError) {
         guard let opts = options.isNull ? [:] : options.object else { throw .arg("options must be a JSON object, got \(options.kind)") }
-        try checkKeys(opts, allowed: ["durability", "busy_timeout_ms", "max_clock_skew_ms"], in: "hub options", code: FieldSyncError.arg)
+        try checkKeys(opts, allowed: ["durability", "busy_timeout_ms", "max_clock_skew_ms", "auth"], in: "hub options", code: FieldSyncError.arg)
         let maxClockSkewMs = try HybridClock.skewOption(opts)
+        let authenticates = try authOption(opts, in: "hub options")
         let db = try Connection.openDatabase(path: path, options: opts)
         let storage = HubStorage(db: db, schema: schema)
         try db.transaction { () throws(FieldSyncError) in
@@ -55,14 +61,31 @@ package final class Hub {
         self.schema = schema
         self.maxClockSkewMs = maxClockSkewMs
         self.seq = try storage.meta("seq")?.int ?? 0
+        self.authenticates = authenticates
+        self.key = try db.transaction { () throws(FieldSyncError) -> SigningKey in
+            let key = try storage.signingKey()
+            // Said at every open, where an operator looks (fs_hub_devices, the
+            // refusal log): a hub any client can write to must not go unnoticed.
+            if !authenticates {
+                try storage.logRefusalRow(device: "", code: "auth_off", message: "the hub was opened with \"auth\": \"off\": requests are not authenticated",
+                                          at: HybridClock.clampWall(systemWallClock()))
+            }
+            return key
+        }
     }
 
     package func close() { storage.db.close() }
 
     // MARK: handle
 
-    package func handle(_ json: JSON) throws(FieldSyncError) -> JSON {
+    /// Handles a decoded request. `principal` is who sent it when the hub
+    /// authenticated it (Authentication.swift): its enrolled scope bounds
+    /// what it may write, fetch and pull, whatever the request asks.
+    package func handle(_ json: JSON) throws(FieldSyncError) -> JSON { try handle(json, principal: nil) }
+
+    func handle(_ json: JSON, principal: Principal?) throws(FieldSyncError) -> JSON {
         let request = try Wire.Request(json)
+        let enrolled = principal?.enrollment
         let device = request.device, batch = request.batch, clientVersion = request.schemaVersion
         let entries = request.entries, cursor = request.cursor, limit = request.limit
         let scope = try schema.checkedScope(request.scope, clientVersion: clientVersion, in: "request")
@@ -95,12 +118,13 @@ package final class Hub {
             var held: Set<ExactString> = []
             var own: [ExactString: OwnRecord] = [:]
             var decisions = try storage.decisions(device: device, seqs: entries.map(\.seq))
+            if let principal { try storage.seen(device, instance: principal.credentials.instance, at: now) }
             // Record states travel in rejections, fetched records and pulled
             // changes; together they stop at the budget (docs/PROTOCOL.md).
             var budget = Hub.responseBudgetBytes
             for e in entries {
-                let (result, applied) = try apply(entry: e, device: device, clientVersion: clientVersion, seq: &seq, held: &held,
-                                                  own: &own, decisions: &decisions, budget: &budget, now: now)
+                let (result, applied) = try apply(entry: e, device: device, enrolled: enrolled, clientVersion: clientVersion, seq: &seq,
+                                                  held: &held, own: &own, decisions: &decisions, budget: &budget, now: now)
                 // A record with an entry not applied now (duplicate, retry,
                 // rejected) is sent back whole, as before.
                 if !applied {
@@ -112,6 +136,9 @@ package final class Hub {
             let ownKeys = Set(owned.map { ExactString($0.type, $0.id) })
             try storage.flush()
             let audit = try storage.storeAudit(request.audit, device: device, receivedAt: now)
+            if let principal, let head = principal.credentials.head {
+                try storage.storeHead(head, device: device, publicKey: principal.enrollment.publicKey, at: now)
+            }
             if seq != self.seq { try storage.setMeta("seq", .int(seq)) }
 
             response.auditAcks = audit.acks.map { ($0.id, $0.at) }
@@ -122,7 +149,10 @@ package final class Hub {
                 for ref in request.fetch {
                     if budget <= 0 && !found.isEmpty {
                         response.deferred.append(ref)
-                    } else if let (state, recordSeq) = try storage.record(type: ref.type, id: ref.id) {
+                    } else if let (state, recordSeq) = try storage.record(type: ref.type, id: ref.id),
+                              enrolled?.sees(ref.type, state) ?? true {
+                        // A record outside the device's enrolled scope is
+                        // answered as missing: its existence is not told either.
                         let shown = schema.downcast(state, type: ref.type, to: clientVersion)
                         budget -= shown.text(tags: false).count
                         found.append(Wire.Record(type: ref.type, id: ref.id, seq: recordSeq, state: shown))
@@ -138,7 +168,7 @@ package final class Hub {
                 // already holds exactly their state.
                 let page = try storage.changes(after: cursor, limit: limit, budget: budget) { type, id in ownKeys.contains(ExactString(type, id)) }
                 // An old client gets records in the shape its schema version knows.
-                response.changes = page.changes.filter { inScope($0.type, $0.state, scope) }.map { change in
+                response.changes = page.changes.filter { inScope($0.type, $0.state, scope) && enrolled?.sees($0.type, $0.state) ?? true }.map { change in
                     Wire.Record(type: change.type, id: change.id, seq: change.seq,
                                 state: schema.downcast(change.state, type: change.type, to: clientVersion))
                 }
@@ -164,7 +194,7 @@ package final class Hub {
 
     /// Decides one entry; records the decision so a resend gets the same answer.
     /// Returns the entry's result, and whether it was applied now.
-    private func apply(entry e: Wire.Entry, device: String, clientVersion: Int64, seq: inout Int64, held: inout Set<ExactString>,
+    private func apply(entry e: Wire.Entry, device: String, enrolled: Enrollment?, clientVersion: Int64, seq: inout Int64, held: inout Set<ExactString>,
                        own: inout [ExactString: OwnRecord], decisions: inout HubStorage.Decisions,
                        budget: inout Int, now: Int64) throws(FieldSyncError) -> (Wire.Result, Bool) {
         let key = e.key, entrySeq = e.seq
@@ -257,6 +287,18 @@ package final class Hub {
 
         let existing = try storage.record(type: type, id: id)
         let (current, recordSeq) = existing ?? (RecordState(absent: ()), 0)
+        // The enrolled scope bounds writes: a device writes only records it
+        // may see, and cannot move one out of its scope (docs/SECURITY.md).
+        func outOfScope(_ why: String) throws(FieldSyncError) -> (Wire.Result, Bool) {
+            try storage.logRefusalRow(device: device, code: "out_of_scope", message: "\(key): \(why)", at: now)
+            return try reject("out_of_scope", detail: .object(["message": .string(why)]))
+        }
+        if let enrolled {
+            if !enrolled.write { return try outOfScope("device '\(device)' is enrolled read-only") }
+            if existing != nil && !enrolled.sees(type, current) || enrolled.scope.map({ $0[type] == nil }) == true {
+                return try outOfScope("\(type)/\(id) is outside the scope device '\(device)' is enrolled for")
+            }
+        }
         var state = current
         // A record an old client creates gets the defaults of the fields
         // added since its version, as records that existed at the migration did.
@@ -288,11 +330,14 @@ package final class Hub {
         } catch {
             return try reject("invalid: \(error.message)")
         }
+        if let enrolled, report.rejection == nil, !enrolled.sees(type, state) {
+            return try outOfScope("the change would move \(type)/\(id) out of the scope device '\(device)' is enrolled for")
+        }
         storage.count(report, type: type, spec: spec)
         if let refusal = report.rejection {
             // Past the response's budget the state stays behind: the
             // device's next pull brings it.
-            guard budget > 0 else { return try reject(refusal.reason, detail: refusal.detail) }
+            guard budget > 0, enrolled?.sees(type, current) ?? true else { return try reject(refusal.reason, detail: refusal.detail) }
             let state = schema.downcast(current, type: type, to: clientVersion)
             budget -= state.text(tags: false).count
             return try reject(refusal.reason, detail: refusal.detail, state: (state, recordSeq))
@@ -373,6 +418,19 @@ package final class Hub {
         stats["entries_rejected"] = .int(try db.scalar("SELECT count(*) FROM fs_hub_applied WHERE status = 'rejected'") ?? 0)
         stats["entries_clock_skew"] = .int(try db.scalar("SELECT count(*) FROM fs_hub_applied WHERE status = 'rejected' AND reason = 'clock_skew'") ?? 0)
         stats["entries_key_reused"] = .int(try storage.meta("entries_key_reused")?.int ?? 0)
+        stats["entries_out_of_scope"] = .int(try db.scalar("SELECT count(*) FROM fs_hub_applied WHERE status = 'rejected' AND reason = 'out_of_scope'") ?? 0)
+        stats["auth"] = .string(authenticates ? "on" : "off")
+        stats["public_key"] = .string(publicKey)
+        stats["devices_enrolled"] = .int(try db.scalar("SELECT count(*) FROM fs_devices WHERE revoked = 0") ?? 0)
+        stats["devices_revoked"] = .int(try db.scalar("SELECT count(*) FROM fs_devices WHERE revoked = 1") ?? 0)
+        stats["audit_heads"] = .int(try db.scalar("SELECT count(*) FROM fs_audit_heads") ?? 0)
+        var refused: Int64 = 0
+        for code in Hub.refusalCodes {
+            let n = try storage.meta("auth_refused_\(code)")?.int ?? 0
+            stats["auth_refused_\(code)"] = .int(n)
+            refused += n
+        }
+        stats["auth_refused"] = .int(refused)
         stats["audit_reused"] = .int(try storage.meta("audit_reused")?.int ?? 0)
         stats["audit_rows"] = .int(try db.scalar("SELECT count(*) FROM fs_hub_audit") ?? 0)
         stats["audit_hash_failures"] = .int(try db.scalar("SELECT count(*) FROM fs_hub_audit WHERE hash_ok = 0") ?? 0)

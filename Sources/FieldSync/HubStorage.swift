@@ -43,7 +43,7 @@ final class HubStorage {
     }
 
     func create(schema: Schema) throws(FieldSyncError) {
-        for sql in HubStorage.ddl { try db.exec(sql) }
+        for sql in HubStorage.ddl + HubStorage.registryDDL { try db.exec(sql) }
         for name in views.keys.sorted() { try db.exec(views[name]?.ddl ?? "") }
         try setMeta("format", .int(1))
         try setMeta("role", .string("hub"))
@@ -60,6 +60,7 @@ final class HubStorage {
         if try db.scalar("SELECT count(*) FROM pragma_table_info('fs_hub_applied') WHERE name = 'digest'") == 0 {
             try db.exec("ALTER TABLE fs_hub_applied ADD COLUMN digest TEXT")
         }
+        for sql in HubStorage.registryDDL { try db.exec(sql) }
     }
 
     /// Counters kept in fs_meta (refusals that leave no row behind).

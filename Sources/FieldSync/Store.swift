@@ -31,8 +31,10 @@ package final class Store {
     var shadows = StateCache()
 
     var hygieneSettings = HygieneSettings()
+    /// Keys, instance id and whether to authenticate (DeviceIdentity.swift).
+    var identity: DeviceIdentity
 
-    static let optionKeys = SyncState.optionKeys.union(HygieneSettings.optionKeys).union(["durability", "device_id", "busy_timeout_ms", "max_clock_skew_ms"])
+    static let optionKeys = SyncState.optionKeys.union(HygieneSettings.optionKeys).union(["durability", "device_id", "busy_timeout_ms", "max_clock_skew_ms", "auth"])
 
     static let internalDDL = [
         "CREATE TABLE fs_meta(key TEXT PRIMARY KEY NOT NULL, value) WITHOUT ROWID",
@@ -61,6 +63,7 @@ package final class Store {
         // the hub refuses would otherwise stop every sync after a good open.
         _ = try schema.checkedScope(opts["scope"], clientVersion: schema.version, in: "options")
         let maxClockSkewMs = try HybridClock.skewOption(opts)
+        let authenticates = try authOption(opts, in: "options")
         var hygieneSettings = HygieneSettings()
         try hygieneSettings.configure(opts)
         var requestedDevice: String?
@@ -74,16 +77,17 @@ package final class Store {
         let durability = opts["durability"]?.string ?? "full"
 
         let views = schema.types.mapValues(LocalView.init(spec:))
-        let (deviceId, olderSchema) = try db.transaction { () throws(FieldSyncError) -> (String, Schema?) in
+        let (deviceId, olderSchema, identity) = try db.transaction { () throws(FieldSyncError) -> (String, Schema?, DeviceIdentity) in
             let hasMeta = try db.scalar("SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = 'fs_meta'") ?? 0
             if hasMeta == 0 {
                 let tables = try db.scalar("SELECT count(*) FROM sqlite_master") ?? 0
                 if tables > 0 { throw .corrupt("\(path) holds tables but is not a fieldsync store (no fs_meta)") }
-                return (try Store.create(db: db, schema: schema, views: views, deviceId: requestedDevice ?? newDeviceId()), nil)
+                let device = try Store.create(db: db, schema: schema, views: views, deviceId: requestedDevice ?? newDeviceId())
+                return (device, nil, try DeviceIdentity.load(db: db, authenticates: authenticates))
             }
-            let checked = try Store.check(db: db, schema: schema, requestedDevice: requestedDevice)
+            let (device, older) = try Store.check(db: db, schema: schema, requestedDevice: requestedDevice)
             try db.exec(Outbox.inflightIndex)
-            return checked
+            return (device, older, try DeviceIdentity.load(db: db, authenticates: authenticates))
         }
 
         self.db = db
@@ -99,6 +103,7 @@ package final class Store {
         self.sync = sync
         self.maxClockSkewMs = maxClockSkewMs
         self.hygieneSettings = hygieneSettings
+        self.identity = identity
         if let olderSchema { try migrate(from: olderSchema) }
         try loadSyncProgress()
         self.hygieneSettings.lastPassSeq = lastSeq
@@ -301,6 +306,11 @@ package final class Store {
         stats["audit_anchor_hash"] = .string(anchor.hash)
         stats["records_cached"] = .int(try db.scalar("SELECT count(*) FROM fs_shadow WHERE cached_until IS NOT NULL") ?? 0)
         stats["records_evicted"] = .int(try db.scalar("SELECT count(*) FROM fs_evicted") ?? 0)
+        stats["public_key"] = .string(publicKey)
+        stats["instance_id"] = .string(identity.instance)
+        stats["hub_key"] = try pinnedHubKey().map { JSON.string(Hex.encode($0)) } ?? .null
+        stats["auth"] = .string(identity.authenticates ? "on" : "off")
+        stats["signer"] = .string(identity.signer.external ? "host" : "store")
         stats = stats.merging(syncStats) { a, _ in a }
         for key in Store.writeCounters { stats[key] = .int(try Store.meta(key, db: db)?.int ?? 0) }
         return .object(stats)

@@ -216,6 +216,7 @@ extension Store {
             var audit = ByteWriter(capacity: 64 * 1024)
             var first = true
             var previousHash: String?
+            var head: (auditId: Int64, hash: String)?
             for run in consecutiveRuns(wanted) {
                 try db.query(Store.unackedAudit, [.int(run.lowerBound), .int(run.upperBound)]) { r in
                     if !first { audit.append(UInt8(ascii: ",")) }
@@ -231,15 +232,20 @@ extension Store {
                                     outboxKeys: .column(r, 8, opening: UInt8(ascii: "["), orElse: "[]"),
                                     prevHash: prevHash, hash: hash, compact: repeats, chained: chained, to: &audit)
                     previousHash = hash
+                    head = (auditId, hash)
                     return true
                 }
             }
             var out = ByteWriter(capacity: entries.count + audit.count + 256)
             Wire.Request.write(proto: sync.proto, device: deviceId, batch: batch, schemaVersion: schema.version, cursor: sync.cursor,
                                pull: true, limit: sync.pullLimit, scope: sync.scope.isEmpty ? nil : JSON.object(sync.scope),
-                               entries: entries, audit: audit, fetch: [], to: &out)
+                               entries: entries, audit: audit, fetch: [], auth: try credentials(head: head), to: &out)
             if entries.failed || audit.failed || out.failed { throw .internal("out of memory writing a request") }
-            return (out.array, 0, number)
+            var text = out.array
+            // Signed inside the transaction: a signer that fails leaves the
+            // outbox as it was.
+            if identity.authenticates { try Wire.Signature.sign(&text, with: identity.signer) }
+            return (text, 0, number)
         } }
         // Only once committed: a step that failed (and may be retried) changed nothing.
         if request != nil { sync.batches = number }
@@ -301,7 +307,10 @@ extension Store {
     /// A request asking the hub for records this device does not hold
     /// (evicted, or outside its scope). The answer goes to receive() like any
     /// other; the records are cached for fetch_ttl_ms.
-    package func fetchRequest(_ refs: JSON) throws(FieldSyncError) -> JSON {
+    package func fetchRequest(_ refs: JSON) throws(FieldSyncError) -> JSON { try Store.parsed(request: fetchRequestText(refs)) }
+
+    /// The fetch request as fs_store_fetch_request hands it out (signed).
+    package func fetchRequestText(_ refs: JSON) throws(FieldSyncError) -> [UInt8] {
         guard let list = refs.array, !list.isEmpty else { throw .arg("refs must be a non-empty array of {\"type\", \"id\"}") }
         if list.count > 1000 { throw .tooBig("at most 1000 records per fetch; got \(list.count)") }
         var wanted: [Wire.Ref] = []
@@ -324,9 +333,12 @@ extension Store {
         var out = ByteWriter(capacity: 256 + 64 * wanted.count)
         Wire.Request.write(proto: sync.proto, device: deviceId, batch: Wire.batchId(device: deviceId, number: number),
                            schemaVersion: schema.version, cursor: sync.cursor, pull: false, limit: nil, scope: nil,
-                           entries: ByteWriter(capacity: 0), audit: ByteWriter(capacity: 0), fetch: wanted, to: &out)
+                           entries: ByteWriter(capacity: 0), audit: ByteWriter(capacity: 0), fetch: wanted,
+                           auth: try credentials(head: nil), to: &out)
         if out.failed { throw .internal("out of memory writing a request") }
-        return try Store.parsed(request: out.array)
+        var text = out.array
+        if identity.authenticates { try Wire.Signature.sign(&text, with: identity.signer) }
+        return text
     }
 
     // MARK: receive
@@ -357,6 +369,10 @@ extension Store {
             if code == "upgrade_required" {
                 sync.upgradeRequired = message
                 throw .upgradeRequired("the hub requires a newer schema: \(message); the outbox is kept")
+            }
+            if Hub.refusalCodes.contains(code) {
+                sync.lastFailure = "auth: \(code): \(message)"
+                throw .auth("the hub refused this device (\(code)): \(message); the outbox is kept")
             }
             if code == "protocol_unsupported" && sync.proto > Wire.full {
                 throw .conflict("the hub refused the request (\(code)): \(message); a hub older than this library speaks "

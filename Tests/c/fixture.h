@@ -162,6 +162,14 @@ fs_store *open_device_at(const char *file, int line, const char *device_id,
                          const char *more_options);
 #define open_device(device_id, more) open_device_at(__FILE__, __LINE__, (device_id), (more))
 
+/* Enrolls the store's device at the hub with its public key and instance
+ * (plus `extra` members of the enrollment, e.g. "\"write\":false"; may be
+ * NULL) and pins the hub's key in the store, as an operator provisioning a
+ * device does. Returns 0, or -1 and a failure. The sync helpers below do it
+ * for a device the hub does not know yet. */
+int enroll_at(const char *file, int line, fs_store *s, fs_hub *h, const char *extra);
+#define enroll(s, h, extra) enroll_at(__FILE__, __LINE__, (s), (h), (extra))
+
 /* fs_hub_query / fs_hub_audit_query / fs_hub_stats parsed (NULL + failure). */
 json_t *hub_query_ok_at(const char *file, int line, fs_hub *h, const char *query);
 #define hub_query_ok(h, q) hub_query_ok_at(__FILE__, __LINE__, (h), (q))

@@ -57,7 +57,7 @@ TEST(test_status_name_names_every_code) {
                  NAMED(FS_ERR_IO),       NAMED(FS_ERR_FULL),     NAMED(FS_ERR_CORRUPT),
                  NAMED(FS_ERR_BUSY),     NAMED(FS_ERR_UPGRADE_REQUIRED),
                  NAMED(FS_ERR_CLOSED),   NAMED(FS_ERR_INTERNAL), NAMED(FS_ERR_TOO_BIG),
-                 NAMED(FS_ERR_MISUSE)};
+                 NAMED(FS_ERR_MISUSE),  NAMED(FS_ERR_AUTH)};
 #undef NAMED
     size_t i;
     for (i = 0; i < sizeof names / sizeof names[0]; i++) {
@@ -71,7 +71,7 @@ TEST(test_status_name_names_every_code) {
 }
 
 TEST(test_status_name_of_unknown_code_is_fs_err_unknown) {
-    CHECK_STR_EQ(fs_status_name(FS_ERR_MISUSE + 1), "FS_ERR_UNKNOWN");
+    CHECK_STR_EQ(fs_status_name(FS_ERR_AUTH + 1), "FS_ERR_UNKNOWN");
     CHECK_STR_EQ(fs_status_name(-1), "FS_ERR_UNKNOWN");
     CHECK_STR_EQ(fs_status_name(1000), "FS_ERR_UNKNOWN");
     CHECK_STR_EQ(fs_status_name(INT32_MIN), "FS_ERR_UNKNOWN");

@@ -100,10 +100,12 @@ extension Wire {
         /// and `audit` are their elements as written, comma-separated.
         static func write(proto: Int64, device: String, batch: String, schemaVersion: Int64, cursor: Int64, pull: Bool,
                           limit: Int64?, scope: JSON?, entries: borrowing ByteWriter, audit: borrowing ByteWriter, fetch: [Ref],
-                          to out: inout ByteWriter) {
+                          auth: Credentials? = nil, to out: inout ByteWriter) {
             out.append("{\"audit\":[")
             audit.withBytes { out.append($0) }
-            out.append("],\"batch\":"); JSON.writeString(batch, to: &out)
+            out.append("]")
+            if let auth { out.append(",\"auth\":"); auth.write(to: &out) }
+            out.append(",\"batch\":"); JSON.writeString(batch, to: &out)
             out.append(",\"cursor\":"); JSON.writeInt(cursor, to: &out)
             out.append(",\"device_id\":"); JSON.writeString(device, to: &out)
             out.append(",\"entries\":[")

@@ -68,6 +68,7 @@ __all__ = [
     "InternalError",
     "TooBigError",
     "MisuseError",
+    "AuthError",
     "lib",
 ]
 
@@ -191,13 +192,20 @@ class MisuseError(FieldSyncError):
     status = 14
 
 
+class AuthError(FieldSyncError):
+    """FS_ERR_AUTH: authentication failed: the hub refused the device (unknown,
+    revoked, bad signature, another store instance), or a response does not
+    verify with the pinned hub key; nothing was changed."""
+    status = 15
+
+
 _ERRORS = {
     cls.status: cls
     for cls in (
         ArgError, JSONError, SchemaError, NotFoundError, ConflictError,
         FieldSyncIOError, FullError, CorruptError, BusyError,
         UpgradeRequiredError, ClosedError, InternalError, TooBigError,
-        MisuseError,
+        MisuseError, AuthError,
     )
 }
 
