@@ -50,7 +50,8 @@ extension Store {
             (SELECT value FROM fs_meta WHERE key = 'hlc'), (SELECT value FROM fs_meta WHERE key = 'cursor'),
             (SELECT value FROM fs_meta WHERE key = 'batches'), (SELECT value FROM fs_meta WHERE key = 'audit_acked_through'),
             (SELECT value FROM fs_meta WHERE key = 'upgrade_required'), (SELECT value FROM fs_meta WHERE key = 'schema_version'),
-            (SELECT value FROM fs_meta WHERE key = 'hygiene_pass_seq')
+            (SELECT value FROM fs_meta WHERE key = 'hygiene_pass_seq'),
+            (SELECT value FROM fs_meta WHERE key = 'restore_seq'), (SELECT value FROM fs_meta WHERE key = 'restore_hash')
         FROM (SELECT 1) LEFT JOIN (SELECT audit_id, hash, hlc FROM fs_audit ORDER BY audit_id DESC LIMIT 1) h ON 1
         """)
 
@@ -69,6 +70,11 @@ extension Store {
             if let anchor = int(r, 3), anchor > seq {
                 seq = anchor
                 hash = text(r, 4) ?? hash
+            }
+            // A restored copy continues above what its hub holds (Restore.swift).
+            if let floor = int(r, 12), floor > seq {
+                seq = floor
+                hash = text(r, 13) ?? hash
             }
             lastSeq = seq
             lastHash = hash

@@ -143,6 +143,18 @@ package final class Hub {
 
             response.auditAcks = audit.acks.map { ($0.id, $0.at) }
             response.auditRefused = audit.refused.map { ($0, "audit_id_reused") }
+            // Only to an authenticated device: then reused seqs can only come
+            // from a copy of its own store (a hub without authentication cannot
+            // tell a copy from a second device given the same id).
+            if request.proto > Wire.full, principal != nil { response.holds = try storage.holds(device: device) }
+            // An enrolled store whose seqs meet other content is a copy
+            // restored from an older file (the instance check keeps others
+            // out): it recovers from `holds`; the operator is told.
+            if principal != nil, !audit.refused.isEmpty || response.results.contains(where: { $0.reason == "key_reused" }) {
+                try storage.increment("devices_restored")
+                try storage.logRefusalRow(device: device, code: "restored_store",
+                                          message: "a copy of the store restored from an older file reused seqs; it continues above seq \(response.holds?.seq ?? 0)", at: now)
+            }
             response.own = owned.map { Wire.Own(type: $0.type, id: $0.id, seq: $0.seq, prior: $0.prior) }
             if !request.fetch.isEmpty {
                 var found: [Wire.Record] = [], missing: [Wire.Ref] = []
@@ -431,6 +443,7 @@ package final class Hub {
             refused += n
         }
         stats["auth_refused"] = .int(refused)
+        stats["devices_restored"] = .int(try storage.meta("devices_restored")?.int ?? 0)
         stats["audit_reused"] = .int(try storage.meta("audit_reused")?.int ?? 0)
         stats["audit_rows"] = .int(try db.scalar("SELECT count(*) FROM fs_hub_audit") ?? 0)
         stats["audit_hash_failures"] = .int(try db.scalar("SELECT count(*) FROM fs_hub_audit WHERE hash_ok = 0") ?? 0)

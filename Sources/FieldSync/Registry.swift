@@ -125,6 +125,18 @@ extension HubStorage {
             """, [.text(publicKey), .text(Hex.encode(head.signature)), .int(now), .text(device), .int(head.auditId), .text(head.hash)])
     }
 
+    /// The highest seq decided and audit row held for a device (Restore.swift).
+    func holds(device: String) throws(FieldSyncError) -> Wire.Response.Holds {
+        var holds = Wire.Response.Holds(seq: try db.scalar("SELECT max(seq) FROM fs_hub_applied WHERE device = ?", [.text(device)]) ?? 0,
+                                        auditId: 0, auditHash: nil)
+        try db.query("SELECT audit_id, hash FROM fs_hub_audit WHERE device = ? ORDER BY audit_id DESC LIMIT 1", [.text(device)]) { r in
+            holds.auditId = r.int(0)
+            holds.auditHash = r.text(1)
+            return false
+        }
+        return holds
+    }
+
     /// Counts a refusal and keeps it in the log, in its own transaction: the
     /// refused request changes nothing else.
     func logRefusal(device: String, code: String, message: String, at now: Int64) throws(FieldSyncError) {

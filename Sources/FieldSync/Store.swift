@@ -311,6 +311,8 @@ package final class Store {
         stats["hub_key"] = try pinnedHubKey().map { JSON.string(Hex.encode($0)) } ?? .null
         stats["auth"] = .string(identity.authenticates ? "on" : "off")
         stats["signer"] = .string(identity.signer.external ? "host" : "store")
+        stats["restored_recoveries"] = .int(try Store.meta("restored_recoveries", db: db)?.int ?? 0)
+        stats["last_recovery"] = try Store.meta("last_recovery", db: db) ?? .null
         stats = stats.merging(syncStats) { a, _ in a }
         for key in Store.writeCounters { stats[key] = .int(try Store.meta(key, db: db)?.int ?? 0) }
         return .object(stats)

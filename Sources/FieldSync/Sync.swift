@@ -351,7 +351,7 @@ extension Store {
     private func receiveOnce(_ response: JSON) throws(FieldSyncError) -> JSON {
         // Every member is read and range-checked here (Wire.Response),
         // before anything changes.
-        let decoded = try Wire.Response(response)
+        var decoded = try Wire.Response(response)
         if decoded.device != deviceId { throw .arg("response is for device '\(decoded.device)', this store is '\(deviceId)'") }
         let answered = decoded.batch.flatMap { Wire.batchNumber($0, device: deviceId) }
         // Another handle on the file may have sent it.
@@ -381,6 +381,7 @@ extension Store {
             throw .conflict("the hub refused the request (\(code)): \(message)")
         }
 
+        try recoverIfRestored(&decoded)
         let changes = decoded.changes ?? [], fetched = decoded.fetched ?? []
         var own: [ExactString: Wire.Own] = [:]
         for record in decoded.own { own[ExactString(record.type, record.id)] = record }

@@ -40,6 +40,15 @@ extension Wire {
         var changes: [Record]?
         var cursor: Int64?
         var more: Bool?
+        /// Protocol 2: the highest seq and audit row the hub holds for the
+        /// device (a store restored from an older copy learns it is behind).
+        var holds: Holds?
+
+        struct Holds: Equatable {
+            var seq: Int64
+            var auditId: Int64
+            var auditHash: String?
+        }
 
         init(proto: Int64, device: String, batch: String, serverTime: Int64) {
             self.proto = proto
@@ -96,6 +105,12 @@ extension Wire {
             }
             cursor = try m.int(r["cursor"], "cursor", 0...Wire.maxSeq)
             more = try m.bool(r["more"], "more")
+            if let h = try m.object(r["holds"], "holds") {
+                let hm = Members(context: "response: holds")
+                holds = Holds(seq: try hm.int(h["seq"], "seq", 0...Wire.maxSeq) ?? 0,
+                              auditId: try hm.int(h["audit_id"], "audit_id", 0...Wire.maxSeq) ?? 0,
+                              auditHash: try hm.text(h["audit_hash"], "audit_hash"))
+            }
         }
 
         private static func records(_ list: [JSON], _ name: String) throws(FieldSyncError) -> [Record] {
@@ -142,6 +157,11 @@ extension Wire {
             if let changes { o["changes"] = .array(changes.map(\.json)) }
             if let cursor { o["cursor"] = .int(cursor) }
             if let more { o["more"] = .bool(more) }
+            if let holds {
+                var h: JSONObject = ["audit_id": .int(holds.auditId), "seq": .int(holds.seq)]
+                if let hash = holds.auditHash { h["audit_hash"] = .string(hash) }
+                o["holds"] = .object(h)
+            }
             return .object(o)
         }
 
@@ -150,7 +170,7 @@ extension Wire {
                 && a.error?.code == b.error?.code && a.error?.message == b.error?.message && a.results == b.results
                 && a.auditAcks.elementsEqual(b.auditAcks) { $0 == $1 } && a.auditRefused.elementsEqual(b.auditRefused) { $0 == $1 }
                 && a.own == b.own && a.fetched == b.fetched && a.missing == b.missing && a.deferred == b.deferred
-                && a.changes == b.changes && a.cursor == b.cursor && a.more == b.more
+                && a.changes == b.changes && a.cursor == b.cursor && a.more == b.more && a.holds == b.holds
         }
     }
 }
