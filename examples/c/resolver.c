@@ -91,6 +91,42 @@ static int check(fs_status st, const char *what) {
     return 1;
 }
 
+/* The string value of `key` in a flat JSON object the library wrote, copied
+ * into `out` (keys and ids are hex or [A-Za-z0-9_.:-]: no escapes to undo).
+ * A host with a JSON parser would use it instead. */
+static int member(const char *json, const char *key, char *out, size_t size) {
+    char pattern[64];
+    const char *p, *end;
+    snprintf(pattern, sizeof pattern, "\"%s\":\"", key);
+    p = strstr(json, pattern);
+    if (p == NULL) return 0;
+    p += strlen(pattern);
+    end = strchr(p, '"');
+    if (end == NULL || (size_t)(end - p) >= size) return 0;
+    memcpy(out, p, (size_t)(end - p));
+    out[end - p] = '\0';
+    return 1;
+}
+
+/* Provisioning, as an operator does it once per device: the hub enrolls the
+ * device's public key and store instance, and the device pins the hub's key
+ * (docs/SECURITY.md). From then on requests and responses are signed. */
+static int enroll(fs_store *store, fs_hub *hub) {
+    char *stats = NULL, *result = NULL, device[80], key[80], instance[80], hub_key[80], enrollment[320];
+    int ok;
+    if (!check(fs_store_stats(store, &stats), "fs_store_stats")) return 0;
+    ok = member(stats, "device_id", device, sizeof device) && member(stats, "public_key", key, sizeof key) &&
+         member(stats, "instance_id", instance, sizeof instance);
+    fs_free(stats);
+    if (!ok) return 0;
+    snprintf(enrollment, sizeof enrollment, "{\"device_id\": \"%s\", \"public_key\": \"%s\", \"instance\": \"%s\"}",
+             device, key, instance);
+    if (!check(fs_hub_enroll(hub, enrollment, &result), "fs_hub_enroll")) return 0;
+    ok = member(result, "hub_key", hub_key, sizeof hub_key);
+    fs_free(result);
+    return ok && check(fs_store_pin_hub(store, hub_key), "fs_store_pin_hub");
+}
+
 static int apply(fs_store *store, const char *action_json) {
     char *result = NULL;
     if (!check(fs_store_apply(store, action_json, &result), "fs_store_apply")) return 0;
@@ -150,7 +186,8 @@ int main(int argc, char **argv) {
     snprintf(b_path, sizeof b_path, "%s/tablet-2.db", dir);
     if (!check(fs_hub_open(hub_path, SCHEMA, NULL, &hub), "fs_hub_open") ||
         !check(fs_store_open(a_path, SCHEMA, "{\"device_id\": \"tablet-1\"}", &a), "fs_store_open") ||
-        !check(fs_store_open(b_path, SCHEMA, "{\"device_id\": \"tablet-2\"}", &b), "fs_store_open")) {
+        !check(fs_store_open(b_path, SCHEMA, "{\"device_id\": \"tablet-2\"}", &b), "fs_store_open") ||
+        !enroll(a, hub) || !enroll(b, hub)) {
         ok = 0;
         goto done;
     }
