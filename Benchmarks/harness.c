@@ -1,6 +1,7 @@
 /* harness.c — see harness.h. */
 #include "harness.h"
 
+#include <dlfcn.h>
 #include <fcntl.h>
 #include <stdarg.h>
 #include <sys/resource.h>
@@ -438,6 +439,40 @@ fs_hub *h_hub(const char *path, const char *schema, const char *opts) {
     return h;
 }
 
+/* Builds from before authentication (compare OLD=...) have no enrollment:
+ * the calls are looked up at run time, so one benchmark binary measures both. */
+typedef fs_status (*enroll_fn)(fs_hub *, const char *, char **);
+typedef fs_status (*pin_fn)(fs_store *, const char *);
+
+void h_enroll(fs_store *st, fs_hub *hub) {
+    static struct { fs_store *st; fs_hub *hub; } done[64];
+    static int n;
+    enroll_fn enroll = (enroll_fn)(uintptr_t)dlsym(RTLD_DEFAULT, "fs_hub_enroll");
+    pin_fn pin = (pin_fn)(uintptr_t)dlsym(RTLD_DEFAULT, "fs_store_pin_hub");
+    if (!enroll || !pin) return;
+    for (int i = 0; i < n; i++)
+        if (done[i].st == st && done[i].hub == hub) return;
+    char *s = NULL, *res = NULL, enrollment[512];
+    h_ok(fs_store_stats(st, &s), "fs_store_stats");
+    json_t *o = json_loads(s, 0, NULL);
+    fs_free(s);
+    if (!o) h_die("fs_store_stats: not JSON");
+    snprintf(enrollment, sizeof enrollment, "{\"device_id\":\"%s\",\"public_key\":\"%s\",\"instance\":\"%s\"}",
+             json_string_value(json_object_get(o, "device_id")), json_string_value(json_object_get(o, "public_key")),
+             json_string_value(json_object_get(o, "instance_id")));
+    json_decref(o);
+    h_ok(enroll(hub, enrollment, &res), "fs_hub_enroll");
+    o = json_loads(res, 0, NULL);
+    fs_free(res);
+    h_ok(pin(st, json_string_value(json_object_get(o, "hub_key"))), "fs_store_pin_hub");
+    json_decref(o);
+    if (n < 64) {
+        done[n].st = st;
+        done[n].hub = hub;
+        n++;
+    }
+}
+
 void h_apply(fs_store *st, const char *action) {
     char *res = NULL;
     fs_status rc = fs_store_apply(st, action, &res);
@@ -585,6 +620,7 @@ h_drain_t h_drain(fs_store *st, fs_hub *hub, int keep_log, void (*each)(const h_
         memset(&x, 0, sizeof x);
         char *req = NULL, *resp = NULL, *sum = NULL;
         int64_t wait = 0, t0 = h_now_ns();
+        h_enroll(st, hub);
         h_ok(fs_sync_prepare(st, &req, &wait), "fs_sync_prepare");
         int64_t t1 = h_now_ns();
         if (!req) { /* every entry is due in these benchmarks */

@@ -94,6 +94,9 @@ void h_clone_schema(const char *src, const char *dst);
 
 /* fieldsync. */
 void h_ok(fs_status rc, const char *what); /* dies with fs_last_error() unless FS_OK */
+/* Enrolls the store's device at the hub and pins the hub's key, once per pair;
+ * nothing with a build from before authentication. */
+void h_enroll(fs_store *st, fs_hub *hub);
 fs_store *h_store(const char *path, const char *schema, const char *opts);
 fs_hub *h_hub(const char *path, const char *schema, const char *opts);
 void h_apply(fs_store *st, const char *action);

@@ -208,6 +208,7 @@ static double daily_sync(fs_store *st, fs_hub *hub, run_t *run) {
     for (;;) {
         char *req = NULL, *resp = NULL, *sum = NULL;
         int64_t wait = 0;
+        h_enroll(st, hub);
         h_ok(fs_sync_prepare(st, &req, &wait), "fs_sync_prepare");
         if (!req) break;
         h_ok(fs_hub_handle(hub, req, &resp), "fs_hub_handle");

@@ -118,6 +118,7 @@ static long sync_dev(fs_store *st, fs_hub *h, req_list_t *keep) {
     for (;;) {
         char *req = NULL, *resp = NULL, *sum = NULL;
         int64_t wait = 0;
+        h_enroll(st, h);
         h_ok(fs_sync_prepare(st, &req, &wait), "fs_sync_prepare");
         if (!req) break;
         h_ok(fs_hub_handle(h, req, &resp), "fs_hub_handle");
