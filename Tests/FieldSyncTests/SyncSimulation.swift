@@ -30,7 +30,7 @@ final class Simulation {
     var expectedPicked: [String: Int64] = [:]
     var report = SimulationReport()
     /// A response held back to be delivered late, after newer ones.
-    var late: [(device: Int, response: JSON)] = []
+    var late: [(device: Int, response: [UInt8])] = []
     var keptStateErrors: [String] = []
     /// Exchanges whose request or response was not in the device's protocol.
     var protocolErrors: [String] = []
@@ -49,7 +49,13 @@ final class Simulation {
         self.protocols = (0..<count).map { $0 < protocols.count ? protocols[$0] : nil }
         for i in 0..<count {
             clocks.append(TestClock(1_700_000_000_000 + (i < skewMs.count ? skewMs[i] : 0)))
-            devices.append(try open(i))
+            let store = try open(i)
+            // Enrolled as an operator would (docs/SECURITY.md): every
+            // exchange below is signed and verified on both sides.
+            let answer = try hub.enroll(.object(["device_id": .string(names[i]), "public_key": .string(store.publicKey),
+                                                 "instance": .string(store.instanceId)]))
+            try store.pinHub(answer["hub_key"]?.string ?? "")
+            devices.append(store)
         }
     }
 
@@ -87,14 +93,20 @@ final class Simulation {
     /// transport (faults off when healed). Returns false when nothing was sent.
     @discardableResult
     func exchange(_ i: Int, faults: Bool) throws -> Bool {
-        let (request, _) = try devices[i].prepare()
+        let (request, _) = try devices[i].prepareText()
         guard let request else { return false }
         report.exchanges += 1
-        // Requests and responses cross the transport as text.
-        let sent = try JSON.parse(request.text)
+        // Requests and responses cross the transport as the signed texts
+        // the C door carries (Hub.handle(text:), Store.receive(text:)).
         if faults && chance(8) { report.faults["request dropped", default: 0] += 1; try devices[i].fail(reason: "dropped"); return true }
-        var response = try hub.handle(sent)
-        if faults && chance(5) { report.faults["request duplicated", default: 0] += 1; response = try hub.handle(sent) }
+        func handle() throws -> [UInt8] {
+            try request.withUnsafeBytes { (r) throws(FieldSyncError) -> [UInt8] in try hub.handle(text: r) }
+        }
+        var responseText = try handle()
+        if faults && chance(5) { report.faults["request duplicated", default: 0] += 1; responseText = try handle() }
+        let sent = try JSON.parse(String(decoding: request, as: UTF8.self))
+        let response = try JSON.parse(String(decoding: responseText, as: UTF8.self))
+        if response["error"] != nil { protocolErrors.append("\(names[i]) refused: \(response["error"]?.text ?? "")") }
         // Each device speaks its protocol, and is answered in it.
         let spoken = protocols[i] ?? Wire.version
         if sent["protocol"]?.int != spoken || response["protocol"]?.int != spoken {
@@ -109,19 +121,23 @@ final class Simulation {
         }
         if faults && chance(6) {
             report.faults["response delayed", default: 0] += 1
-            late.append((i, response))
+            late.append((i, responseText))
             try devices[i].fail(reason: "timeout")
             return true
         }
-        _ = try devices[i].receive(JSON.parse(response.text))
+        _ = try receive(i, responseText)
         if faults && !late.isEmpty && chance(30) {
             let (d, old) = late.removeFirst()
             report.faults["late response delivered", default: 0] += 1
-            _ = try devices[d].receive(old)
+            _ = try receive(d, old)
         }
         // The confirmed states a device keeps in memory are the stored ones.
         for record in try devices[i].shadowsDifferingFromStorage() { keptStateErrors.append("\(names[i]) \(record)") }
         return true
+    }
+
+    func receive(_ i: Int, _ text: [UInt8]) throws -> JSON {
+        try text.withUnsafeBytes { (r) throws(FieldSyncError) -> JSON in try devices[i].receive(text: r) }
     }
 
     func run(actions: Int) throws {
@@ -136,7 +152,7 @@ final class Simulation {
 
     /// Network healed: everyone syncs until nothing is left to send, twice over.
     func heal() throws {
-        for (d, old) in late { _ = try devices[d].receive(old) }
+        for (d, old) in late { _ = try receive(d, old) }
         late = []
         for d in devices { try d.connectivity(up: true) }
         for _ in 0..<2 {
