@@ -313,7 +313,7 @@ package final class Store {
         stats["auth"] = .string(identity.authenticates ? "on" : "off")
         stats["signer"] = .string(identity.signer.external ? "host" : "store")
         stats["restored_recoveries"] = .int(try Store.meta("restored_recoveries", db: db)?.int ?? 0)
-        stats["last_recovery"] = try Store.meta("last_recovery", db: db) ?? .null
+        stats["last_recovery"] = .string(try Store.meta("last_recovery", db: db)?.string ?? "")
         stats = stats.merging(syncStats) { a, _ in a }
         for key in Store.writeCounters { stats[key] = .int(try Store.meta(key, db: db)?.int ?? 0) }
         return .object(stats)
