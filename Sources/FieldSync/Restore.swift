@@ -22,6 +22,14 @@ extension Store {
         }
         for refused in response.auditRefused where refused.reason == "audit_id_reused" { first = min(first ?? refused.auditId, refused.auditId) }
         let top = max(holds.seq, holds.auditId)
+        // What the hub took under its number in this response (it had no
+        // other content there) keeps its number: sent again under another,
+        // it would be applied twice.
+        var kept: Set<Int64> = []
+        for r in response.results where r.status == "applied" || r.status == "duplicate" {
+            if let s = Outbox.seq(ofKey: r.key, device: deviceId) { kept.insert(s) }
+        }
+        for ack in response.auditAcks { kept.insert(ack.auditId) }
         // A reused seq above what the hub holds is not this store's past.
         if let f = first, f > top { first = nil }
         let head = try write { () throws(FieldSyncError) -> (seq: Int64, hash: String)? in
@@ -31,8 +39,9 @@ extension Store {
             if let first {
                 try db.query("""
                     SELECT audit_id, actor, action, type, id, input, device_time, hlc, outbox_keys FROM fs_audit
-                    WHERE audit_id >= ? ORDER BY audit_id
+                    WHERE audit_id >= ? AND server_received_at IS NULL ORDER BY audit_id
                     """, [.int(first)]) { (r) throws(FieldSyncError) -> Bool in
+                    if kept.contains(r.int(0)) { return true }
                     rows.append(AuditRow(auditId: r.int(0), deviceId: deviceId, actor: r.text(1), action: r.text(2), type: r.text(3),
                                          id: r.text(4), input: .null, deviceTime: r.int(6), hlc: r.int(7),
                                          outboxKeys: try storedKeys(r, 8, "fs_audit.outbox_keys of \(r.int(0))"), prevHash: "", hash: ""))
@@ -41,8 +50,9 @@ extension Store {
                 }
             }
             guard rows.count < Wire.maxSeq - top else { throw .corrupt("no seq is left above the hub's high-water mark \(top)") }
+            let oldIds = rows.map(\.auditId)
             var renumbered: [Int64: Int64] = [:]
-            for (i, row) in rows.enumerated() { renumbered[row.auditId] = top + 1 + Int64(i) }
+            for (i, id) in oldIds.enumerated() { renumbered[id] = top + 1 + Int64(i) }
             func key(_ k: String) -> String {
                 guard let s = Outbox.seq(ofKey: k, device: deviceId), let n = renumbered[s] else { return k }
                 return Outbox.key(device: deviceId, seq: n)
@@ -57,10 +67,8 @@ extension Store {
                 rows[i].hash = try rows[i].computedHash(input: inputs[i])
                 previous = rows[i].hash
             }
-            let old = Array(renumbered.keys).sorted(by: >)
-            for from in old {
-                guard let to = renumbered[from], let i = rows.firstIndex(where: { $0.auditId == to }) else { continue }
-                let row = rows[i]
+            for i in rows.indices.reversed() {
+                let row = rows[i], from = oldIds[i], to = row.auditId
                 try db.run("""
                     UPDATE fs_audit SET audit_id = ?, outbox_keys = ?, prev_hash = ?, hash = ?, outcome = 'pending', reason = NULL,
                         server_received_at = NULL WHERE audit_id = ?
@@ -101,7 +109,7 @@ extension Store {
         lastSeq = head.seq
         lastHash = head.hash
         if let first {
-            response.results.removeAll { Outbox.seq(ofKey: $0.key, device: deviceId).map { $0 >= first } ?? false }
+            response.results.removeAll { Outbox.seq(ofKey: $0.key, device: deviceId).map { $0 >= first && !kept.contains($0) } ?? false }
             response.auditRefused.removeAll { $0.auditId >= first }
         }
     }
