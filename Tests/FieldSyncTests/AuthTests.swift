@@ -141,6 +141,36 @@ import Testing
         #expect(try picked(hub) == 7)
         #expect(try hub.stats()["audit_chain_breaks"]?.int == 0)
     }
+
+    /// The restored copy's backlog is larger than a batch: the entries not yet
+    /// sent when it learns it is behind are renumbered too, and every
+    /// increment reaches the hub once.
+    @Test func aRestoredCopyWithABacklogLargerThanABatchAppliesEachActionOnce() throws {
+        let hub = try Hub(path: tempPath("hub.db"), schemaJSON: taskSchema, optionsJSON: nil)
+        let path = tempPath("tablet.db")
+        let options = #"{"durability":"normal","device_id":"dev-a","batch_size":2}"#
+        var store: Store? = try openStore(path, options: options)
+        try enroll(try #require(store), hub)
+        _ = try store?.apply(action(#"{"type":"task","id":"T-1","actor":"op","action":"create","set":{"status":"open"}}"#))
+        try syncText(try #require(store), hub)
+        store?.close()
+        store = nil
+        #expect(system("cp \(path) \(path).bak") == 0)
+        store = try openStore(path, options: options)
+        try inc(try #require(store), 4)          // seqs 2...5 at the hub
+        try syncText(try #require(store), hub)
+        store?.close()
+        store = nil
+        #expect(system("cp \(path).bak \(path)") == 0)
+        let restored = try openStore(path, options: options)
+        try inc(restored, 7)                     // seqs 2...8 again: 4 collide, 3 do not
+        try syncText(restored, hub, rounds: 20)
+        #expect(try picked(hub) == 11)
+        #expect(try restored.outboxCount() == 0)
+        #expect(try hub.stats()["entries_applied"]?.int == 12)
+        #expect(try hub.stats()["audit_chain_breaks"]?.int == 0)
+        #expect(try hub.stats()["audit_gaps"]?.int == 0)
+    }
 }
 
 extension String {
