@@ -33,14 +33,19 @@ extension Hub {
         guard let base = text.baseAddress, !text.isEmpty else { throw .json("request_json is not valid JSON: it is empty") }
         let json = try JSON.parse(bytes: base, count: text.count, what: "request_json", limit: Limits.maxRequestBytes,
                                   depth: Limits.maxMessageDepth)
+        // The answer names the request it answers (its SHA-256, as sent):
+        // a device believes no other.
+        var end = text.count
+        while end > 0, [0x20, 0x0A, 0x0D, 0x09].contains(text[end - 1]) { end -= 1 }
+        let digest = try SHA256.hex(UnsafeBufferPointer(start: base.assumingMemoryBound(to: UInt8.self), count: end))
         var principal: Principal?
         if authenticates {
             switch try authenticate(text, json) {
             case .success(let p): principal = p
-            case .failure(let refusal): return try signed(refusal.response)
+            case .failure(let refusal): return try signed(refusal.response, answering: digest)
             }
         }
-        return try signed(handle(json, principal: principal))
+        return try signed(handle(json, principal: principal), answering: digest)
     }
 
     /// A refusal is an answer, not an error: the device learns why (signed,
@@ -91,7 +96,12 @@ extension Hub {
     }
 
     /// The response as sent: the engine's text with the hub's signature.
-    private func signed(_ response: JSON) throws(FieldSyncError) -> [UInt8] {
+    private func signed(_ response: JSON, answering digest: String) throws(FieldSyncError) -> [UInt8] {
+        var response = response
+        if var o = response.object {
+            o["request_hash"] = .string(digest)
+            response = .object(o)
+        }
         var bytes = response.bytes
         try Wire.Signature.sign(&bytes, with: Signer(key: key))
         return bytes

@@ -88,6 +88,33 @@ extension Store {
         return Wire.Credentials(instance: identity.instance, head: signed)
     }
 
+    /// How many recent requests a response may still answer (a late answer
+    /// to an older batch is applied as any duplicate delivery is).
+    static let rememberedRequests = 16
+
+    /// The request as sent: signed, and its digest remembered under its
+    /// batch (inside the prepare's transaction), so that only the hub's
+    /// answer to this very text is believed — not an old answer replayed to
+    /// a store restored from a copy, whose batch numbers repeat.
+    func signed(_ text: [UInt8], batch: Int64) throws(FieldSyncError) -> [UInt8] {
+        guard identity.authenticates else { return text }
+        var text = text
+        try Wire.Signature.sign(&text, with: identity.signer)
+        var ring = try Store.meta("request_hashes", db: db)?.string.flatMap { try? JSON.parse($0, what: "request_hashes").object } ?? [:]
+        ring[String(batch)] = .string(try SHA256.hex(text))
+        let numbers = ring.map(\.key).compactMap { Int64($0) }.sorted(by: >)
+        for old in numbers.dropFirst(Store.rememberedRequests) { ring[String(old)] = nil }
+        try setMeta("request_hashes", .string(JSON.object(ring).text))
+        return text
+    }
+
+    /// The digest of the request this store sent as batch `number`, if recent.
+    func requestHash(batch number: Int64) throws(FieldSyncError) -> String? {
+        guard let text = try Store.meta("request_hashes", db: db)?.string,
+              let ring = try? JSON.parse(text, what: "request_hashes").object else { return nil }
+        return ring[String(number)]?.string
+    }
+
     /// A response as it arrived (what fs_sync_receive gets): verified with
     /// the pinned hub key before anything in it is read, then applied.
     package func receive(text: UnsafeRawBufferPointer) throws(FieldSyncError) -> JSON {
@@ -104,6 +131,13 @@ extension Store {
             }
             guard Ed25519.verify(publicKey: hubKey, signature: signature, message: signed) else {
                 throw .auth("the response's signature does not verify with the pinned hub key; nothing was changed")
+            }
+            // Signed by the hub, but for which request? Only an answer to a
+            // text this store sent (and recently) is believed.
+            let number = json["batch"]?.string.flatMap { Wire.batchNumber($0, device: deviceId) }
+            let sent = try number.flatMap { (n) throws(FieldSyncError) -> String? in try requestHash(batch: n) }
+            guard let sent, json["request_hash"]?.string == sent else {
+                throw .auth("the response does not answer a request this store sent recently (a replayed or misrouted answer); nothing was changed")
             }
         }
         return try receive(json)

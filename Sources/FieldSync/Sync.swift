@@ -241,11 +241,9 @@ extension Store {
                                pull: true, limit: sync.pullLimit, scope: sync.scope.isEmpty ? nil : JSON.object(sync.scope),
                                entries: entries, audit: audit, fetch: [], auth: try credentials(head: head), to: &out)
             if entries.failed || audit.failed || out.failed { throw .internal("out of memory writing a request") }
-            var text = out.array
             // Signed inside the transaction: a signer that fails leaves the
             // outbox as it was.
-            if identity.authenticates { try Wire.Signature.sign(&text, with: identity.signer) }
-            return (text, 0, number)
+            return (try signed(out.array, batch: number), 0, number)
         } }
         // Only once committed: a step that failed (and may be retried) changed nothing.
         if request != nil { sync.batches = number }
@@ -322,22 +320,20 @@ extension Store {
             try checkLength(id, what: "id")
             wanted.append(Wire.Ref(type: type, id: id))
         }
-        let number = try write { () throws(FieldSyncError) -> Int64 in
+        let (number, text) = try write { () throws(FieldSyncError) -> (Int64, [UInt8]) in
             if sync.upgradeRequired != nil { throw .upgradeRequired("the hub requires a newer schema; reopen the store with it") }
             guard sync.batches < Int64.max else { throw .corrupt("the store's batch counter is at its greatest value") }
             let number = sync.batches + 1
             try setMeta("batches", .int(number))
-            return number
+            var out = ByteWriter(capacity: 256 + 64 * wanted.count)
+            Wire.Request.write(proto: sync.proto, device: deviceId, batch: Wire.batchId(device: deviceId, number: number),
+                               schemaVersion: schema.version, cursor: sync.cursor, pull: false, limit: nil, scope: nil,
+                               entries: ByteWriter(capacity: 0), audit: ByteWriter(capacity: 0), fetch: wanted,
+                               auth: try credentials(head: nil), to: &out)
+            if out.failed { throw .internal("out of memory writing a request") }
+            return (number, try signed(out.array, batch: number))
         }
         sync.batches = number
-        var out = ByteWriter(capacity: 256 + 64 * wanted.count)
-        Wire.Request.write(proto: sync.proto, device: deviceId, batch: Wire.batchId(device: deviceId, number: number),
-                           schemaVersion: schema.version, cursor: sync.cursor, pull: false, limit: nil, scope: nil,
-                           entries: ByteWriter(capacity: 0), audit: ByteWriter(capacity: 0), fetch: wanted,
-                           auth: try credentials(head: nil), to: &out)
-        if out.failed { throw .internal("out of memory writing a request") }
-        var text = out.array
-        if identity.authenticates { try Wire.Signature.sign(&text, with: identity.signer) }
         return text
     }
 

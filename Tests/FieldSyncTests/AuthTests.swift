@@ -171,6 +171,38 @@ import Testing
         #expect(try hub.stats()["audit_chain_breaks"]?.int == 0)
         #expect(try hub.stats()["audit_gaps"]?.int == 0)
     }
+
+    /// A restored copy repeats batch numbers; the hub's old answer to the
+    /// original's batch, replayed to it, must not acknowledge its new action.
+    @Test func anOldResponseReplayedToARestoredCopyAcknowledgesNothing() throws {
+        let hub = try Hub(path: tempPath("hub.db"), schemaJSON: taskSchema, optionsJSON: nil)
+        let path = tempPath("tablet.db")
+        var store: Store? = try openStore(path)
+        try enroll(try #require(store), hub)
+        _ = try store?.apply(action(#"{"type":"task","id":"T-1","actor":"op","action":"create","set":{"status":"open"}}"#))
+        try syncText(try #require(store), hub)
+        store?.close()
+        store = nil
+        #expect(system("cp \(path) \(path).bak") == 0)
+        store = try openStore(path)
+        try inc(try #require(store))
+        let request = try #require(try store?.prepareText().request)
+        let answer = try request.withUnsafeBytes { (r) throws(FieldSyncError) -> [UInt8] in try hub.handle(text: r) }
+        store?.close()
+        store = nil
+        #expect(system("cp \(path).bak \(path)") == 0)
+        let restored = try openStore(path)
+        try inc(restored)
+        let again = try #require(try restored.prepareText().request)
+        #expect(String(decoding: again, as: UTF8.self).contains("\"batch\":\"dev-a-b2\""))
+        #expect(String(decoding: answer, as: UTF8.self).contains("\"batch\":\"dev-a-b2\""))
+        #expect(throws: FieldSyncError.self) {
+            _ = try answer.withUnsafeBytes { (r) throws(FieldSyncError) -> JSON in try restored.receive(text: r) }
+        }
+        #expect(try restored.outboxCount() == 1)
+        try syncText(restored, hub)
+        #expect(try picked(hub) == 2)
+    }
 }
 
 extension String {

@@ -63,6 +63,10 @@ def main() -> None:
         with fieldsync.Hub(path("hub.db"), SCHEMA) as hub, \
                 fieldsync.Store(path("a.db"), SCHEMA, device_id="scanner-a") as a, \
                 fieldsync.Store(path("b.db"), SCHEMA, device_id="scanner-b") as b:
+            # Each device is enrolled once; from then on requests and
+            # responses are signed (docs/SECURITY.md).
+            hub.enroll_store(a)
+            hub.enroll_store(b)
             # Both devices work offline on the same task.
             a.apply({"action": "open", "actor": "op-1", "type": "task", "id": "T-1",
                      "set": {"status": "open"}, "add": {"tags": ["cold"]}})
