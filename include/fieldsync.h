@@ -461,8 +461,10 @@ FS_EXTERN fs_status fs_store_pin_hub(fs_store *store, const char *hub_key);
 
 /* A signing callback: writes the Ed25519 signature (RFC 8032, 64 bytes) of
  * `length` bytes at `message` to `signature` and returns FS_OK. For keys
- * that never enter the library (a secure element, a TPM). `message` is valid
- * only during the call. */
+ * that never enter the library (a secure element, a TPM). The messages are
+ * short (under 400 bytes: a context line with a SHA-256 digest, or an audit
+ * head; docs/PROTOCOL.md "Signatures"). `message` is valid only during the
+ * call. */
 typedef fs_status (*fs_sign_fn)(void *ctx, const uint8_t *message, size_t length, uint8_t signature[64]);
 
 /* Makes `fn` (with `ctx`) sign this handle's requests instead of the key in

@@ -78,7 +78,7 @@ extension Hub {
         guard let publicKey = Hex.decode(enrolled.publicKey, count: Ed25519.publicKeyBytes) else {
             throw .corrupt("fs_devices.public_key of \(device) is not 32 bytes of hex")
         }
-        guard Ed25519.verify(publicKey: publicKey, signature: signature, message: signed) else {
+        guard Ed25519.verify(publicKey: publicKey, signature: signature, message: try Wire.Signature.message(signed)) else {
             return try refuse("bad_signature", "the request's signature does not verify with the key enrolled for '\(device)'")
         }
         let credentials = try Wire.Credentials(r["auth"])

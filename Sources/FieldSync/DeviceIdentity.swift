@@ -129,7 +129,7 @@ extension Store {
             guard let (signed, signature) = Wire.Signature.split(text) else {
                 throw .auth("the response is not signed; nothing was changed")
             }
-            guard Ed25519.verify(publicKey: hubKey, signature: signature, message: signed) else {
+            guard Ed25519.verify(publicKey: hubKey, signature: signature, message: try Wire.Signature.message(signed)) else {
                 throw .auth("the response's signature does not verify with the pinned hub key; nothing was changed")
             }
             // Signed by the hub, but for which request? Only an answer to a
