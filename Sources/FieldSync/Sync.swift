@@ -22,6 +22,9 @@ struct SyncState {
     var auditAckedThrough: Int64 = 0
     var pullDue = true
     var upgradeRequired: String? = nil
+    /// The hub's last refusal of this device (docs/SECURITY.md), until a
+    /// request is answered again.
+    var authRefused: String? = nil
 
     var online = true
     var failures: Int64 = 0
@@ -367,7 +370,13 @@ extension Store {
                 throw .upgradeRequired("the hub requires a newer schema: \(message); the outbox is kept")
             }
             if Hub.refusalCodes.contains(code) {
+                // Sending again at once would be refused again: back off as
+                // after a transport failure, until enrollment is fixed.
+                var random = SystemRandomNumberGenerator()
+                sync.failures += 1
+                sync.retryAt = now + sync.backoff(attempt: sync.failures, random: &random)
                 sync.lastFailure = "auth: \(code): \(message)"
+                sync.authRefused = code
                 throw .auth("the hub refused this device (\(code)): \(message); the outbox is kept")
             }
             if code == "protocol_unsupported" && sync.proto > Wire.full {
@@ -542,6 +551,7 @@ extension Store {
         sync.pullDue = decoded.more ?? false
         sync.lastPullAt = now
         sync.lastSyncAt = now
+        sync.authRefused = nil
         sync.failures = 0
         sync.retryAt = 0
         var out = JSONObject(summary, JSON.int)
@@ -706,7 +716,8 @@ extension Store {
 
     var syncStats: JSONObject {
         let now = self.now()
-        let state = sync.upgradeRequired != nil ? "upgrade_required" : !sync.online ? "offline" : sync.retryAt > now ? "backoff" : "ready"
+        let state = sync.upgradeRequired != nil ? "upgrade_required" : sync.authRefused != nil ? "auth_refused"
+            : !sync.online ? "offline" : sync.retryAt > now ? "backoff" : "ready"
         return [
             "sync_state": .string(state), "cursor": .int(sync.cursor), "batches_sent": .int(sync.batches),
             "transport_failures": .int(sync.failures), "last_sync_at": .int(sync.lastSyncAt),

@@ -64,6 +64,9 @@ import Testing
         let response = try request.withUnsafeBytes { (r) throws(FieldSyncError) -> [UInt8] in try hub.handle(text: r) }
         #expect(throws: FieldSyncError.self) { _ = try response.withUnsafeBytes { (r) throws(FieldSyncError) -> JSON in try impostor.receive(text: r) } }
         #expect(try hub.stats()["auth_refused_bad_signature"]?.int == 1)
+        // The refused device says why and backs off instead of resending at once.
+        #expect(try impostor.stats()["sync_state"]?.string == "auth_refused")
+        #expect(try impostor.prepareText().request == nil)
         try syncText(real, hub)
         #expect(try picked(hub) == 3)
         #expect(try hub.stats()["entries_applied"]?.int == 4)
