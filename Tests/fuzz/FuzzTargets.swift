@@ -38,7 +38,11 @@ public func fuzz(_ data: UnsafePointer<UInt8>, _ size: Int) -> Int32 {
     guard let value = parsed else { return 0 }
     switch target {
     case 0: _ = try? store.apply(value)
-    case 1: _ = try? hub.handle(value)
+    case 1:
+        _ = try? hub.handle(value)
+        // The signed form's pieces, read before any signature is checked.
+        _ = text.withUnsafeBytes { Wire.Signature.split($0) }
+        _ = try? Wire.Credentials(value["auth"])
     case 2: _ = try? store.receive(value)
     default: _ = try? store.query(value); _ = try? Schema(json: value)
     }
