@@ -81,6 +81,13 @@ extension Store {
     /// it sends signed (nil when the store does not authenticate).
     func credentials(head: (auditId: Int64, hash: String)?) throws(FieldSyncError) -> Wire.Credentials? {
         guard identity.authenticates else { return nil }
+        // Another handle on the file may have rotated the key (read in the
+        // prepare's transaction, so the head and the request agree).
+        if !identity.signer.external, let stored = try Store.meta("signing_key", db: db)?.string, stored != Hex.encode(identity.key.seed) {
+            guard let seed = Hex.decode(stored, count: Ed25519.seedBytes) else { throw .corrupt("fs_meta.signing_key is not a 32-byte hex seed") }
+            identity.key = try SigningKey(seed: seed)
+            identity.signer = Signer(key: identity.key)
+        }
         let signed = try head.map { (h) throws(FieldSyncError) -> Wire.Credentials.Head in
             let signature = try identity.signer.sign(Wire.Signature.auditHead(device: deviceId, auditId: h.auditId, hash: h.hash))
             return Wire.Credentials.Head(auditId: h.auditId, hash: h.hash, signature: signature)

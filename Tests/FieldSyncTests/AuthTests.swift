@@ -206,6 +206,30 @@ import Testing
         try syncText(restored, hub)
         #expect(try picked(hub) == 2)
     }
+
+    /// A key rotated through one handle: requests signed with the old key are
+    /// refused, the re-enrolled key syncs, and another handle on the same file
+    /// signs with the new key too.
+    @Test func aRotatedKeyIsRefusedUntilEnrolledThenEveryHandleUsesIt() throws {
+        let hub = try Hub(path: tempPath("hub.db"), schemaJSON: taskSchema, optionsJSON: nil)
+        let path = tempPath("tablet.db")
+        let first = try openStore(path), second = try openStore(path)
+        try enroll(first, hub)
+        _ = try first.apply(action(#"{"type":"task","id":"T-1","actor":"op","action":"create","set":{"status":"open"}}"#))
+        try syncText(first, hub)
+        let old = first.publicKey
+        let new = try first.rotateKey()
+        #expect(new != old && first.publicKey == new)
+        try inc(first)
+        #expect(throws: FieldSyncError.self) { try syncText(first, hub) }
+        #expect(try hub.stats()["auth_refused_bad_signature"]?.int == 1)
+        let answer = try hub.enroll(.object(["device_id": .string(first.deviceId), "public_key": .string(new)]))
+        #expect(answer["rotated"]?.bool == true)
+        try inc(second)
+        try syncText(second, hub)
+        #expect(try picked(hub) == 2)
+        #expect(second.publicKey == new)
+    }
 }
 
 extension String {
