@@ -107,6 +107,13 @@ package final class Hub {
         for e in entries where e.key != Outbox.key(device: device, seq: e.seq) {
             throw .arg("request: every entry needs \"key\" = \"<device_id>-<seq>\" of the sending device")
         }
+        // An audit row names the sender's own entries only: a device cannot
+        // put its actions on another device's record of work.
+        for row in request.audit {
+            for key in row.outboxKeys where Outbox.seq(ofKey: key, device: device) == nil {
+                throw .arg("request: audit row \(row.auditId) names outbox key '\(key)', not one of device '\(device)'")
+            }
+        }
 
         var committed = false
         defer { storage.endRequest(committed: committed) }

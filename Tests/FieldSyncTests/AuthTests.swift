@@ -230,6 +230,23 @@ import Testing
         #expect(try picked(hub) == 2)
         #expect(second.publicKey == new)
     }
+
+    /// An enrolled device cannot put its audit rows on another device's entries.
+    @Test func anAuditRowNamingAnotherDevicesKeyIsRefusedWhole() throws {
+        let hub = try Hub(path: tempPath("hub.db"), schemaJSON: taskSchema, optionsJSON: nil)
+        let store = try openStore()
+        _ = try store.apply(action(#"{"type":"task","id":"T-1","actor":"op","action":"create","set":{"status":"open"}}"#))
+        guard case .object(var request) = try #require(try store.prepare().request),
+              case .array(var audit) = try #require(request["audit"]), case .object(var row) = try #require(audit.first) else {
+            Issue.record("no request")
+            return
+        }
+        row["outbox_keys"] = .array([.string("tablet-9-1")])
+        audit[0] = .object(row)
+        request["audit"] = .array(audit)
+        #expect(throws: FieldSyncError.self) { _ = try hub.handle(.object(request)) }
+        #expect(try hub.stats()["entries_applied"]?.int == 0)
+    }
 }
 
 extension String {
