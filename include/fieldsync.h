@@ -567,7 +567,8 @@ FS_EXTERN fs_status fs_hub_set_clock(fs_hub *hub, int64_t (*now_ms)(void *ctx), 
  * @param out_response_json receives the response, caller frees.
  * @return FS_OK; FS_ERR_ARG (not a request: wrong shape, a member of the
  *         wrong kind or out of range, named in the message; entries whose
- *         keys are not the sender's), FS_ERR_JSON, FS_ERR_TOO_BIG,
+ *         keys are not the sender's, audit rows naming another device's
+ *         outbox keys), FS_ERR_JSON, FS_ERR_TOO_BIG,
  *         FS_ERR_SCHEMA (a scope naming unknown types or fields, set or json
  *         fields, or values of the wrong type), FS_ERR_CLOSED, FS_ERR_IO,
  *         FS_ERR_FULL, FS_ERR_BUSY. On error nothing is applied.
