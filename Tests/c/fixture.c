@@ -462,12 +462,30 @@ char *canonical_json(json_t *v) {
     return b.buf;
 }
 
+/* The members of an audit row its hash covers (docs/AUDIT.md). */
+static const char *const hashed[] = {"action",      "actor", "audit_id", "device_id",
+                                     "device_time", "hlc",   "id",       "input",
+                                     "outbox_keys", "type"};
+
+void audit_row_hash(json_t *row, const char *prev_hash, char out[65]) {
+    json_t *subset = json_object();
+    char *canonical, *material;
+    size_t k;
+    for (k = 0; k < sizeof hashed / sizeof hashed[0]; k++) {
+        json_t *v = json_object_get(row, hashed[k]);
+        json_object_set(subset, hashed[k], v ? v : json_null());
+    }
+    canonical = canonical_json(subset);
+    json_decref(subset);
+    material = strf("%s%s", prev_hash, canonical);
+    sha256_hex(material, strlen(material), out);
+    free(material);
+    free(canonical);
+}
+
 /* report: record a failure for each problem (verify_audit_chain), or only
  * count them (audit_chain_problems, for a test that expects some). */
 static int audit_chain_check(const char *file, int line, json_t *rows, int report) {
-    static const char *const hashed[] = {"action",      "actor", "audit_id", "device_id",
-                                         "device_time", "hlc",   "id",       "input",
-                                         "outbox_keys", "type"};
     char prev[65];
     size_t i, k;
     int problems = 0;

@@ -828,6 +828,8 @@ TEST(test_auth_a_hub_with_auth_off_says_so_in_stats_and_logs_it_at_every_open) {
 /* ---- the non-repudiable audit ---- */
 
 TEST(test_auth_audit_heads_verify_with_the_device_key_and_a_tampered_row_is_caught) {
+    /* docs/AUDIT.md: a verifier holding only the device's public key checks
+     * the chain and the device-signed heads the hub stored */
     fs_hub *h = open_task_hub();
     fs_store *s = open_device("dev-1", NULL);
     sqlite3 *db = NULL;
@@ -896,6 +898,44 @@ TEST(test_auth_audit_heads_verify_with_the_device_key_and_a_tampered_row_is_caug
     REQUIRE(rows != NULL);
     CHECK_STR_EQ(jstr(json_array_get(rows, 1), "actor"), "op-2");
     CHECK(audit_chain_problems(rows) > 0);
+    fs_hub_close(h);
+
+    /* the operator also recomputes the unkeyed chain after the edit: the rows
+     * agree with each other again, but no longer with the heads the device
+     * signed */
+    REQUIRE(sqlite3_open(test_path("hub.db"), &db) == SQLITE_OK);
+    {
+        char prev[65];
+        size_t i;
+        snprintf(prev, sizeof prev, "%s", jstr(json_array_get(rows, 0), "hash"));
+        for (i = 1; i < json_array_size(rows); i++) {
+            json_t *row = json_array_get(rows, i);
+            char digest[65];
+            char *sql;
+            audit_row_hash(row, prev, digest);
+            sql = strf("UPDATE fs_hub_audit SET prev_hash = '%s', hash = '%s' WHERE device = 'dev-1' AND audit_id = %lld",
+                       prev, digest, jint(row, "audit_id"));
+            CHECK(sqlite3_exec(db, sql, NULL, NULL, NULL) == SQLITE_OK);
+            free(sql);
+            memcpy(prev, digest, 65);
+        }
+    }
+    json_decref(rows);
+    REQUIRE(sqlite3_prepare_v2(db, "SELECT a.hash, h.signature FROM fs_audit_heads h JOIN fs_hub_audit a "
+                                   "ON a.device = h.device AND a.audit_id = h.audit_id WHERE h.audit_id = 4",
+                               -1, &q, NULL) == SQLITE_OK);
+    REQUIRE(sqlite3_step(q) == SQLITE_ROW);
+    {
+        char *message = strf("fieldsync audit head\ndev-1\n4\n%s", (const char *)sqlite3_column_text(q, 0));
+        CHECK(!ed25519_verifies(public_key, message, strlen(message), (const char *)sqlite3_column_text(q, 1)));
+        free(message);
+    }
+    sqlite3_finalize(q);
+    sqlite3_close(db);
+    h = open_task_hub();
+    REQUIRE(h != NULL);
+    rows = hub_audit_ok(h, "{\"device_id\":\"dev-1\"}");
+    CHECK_INT_EQ(audit_chain_problems(rows), 0);
     json_decref(rows);
     fs_store_close(s);
     fs_hub_close(h);
