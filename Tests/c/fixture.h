@@ -144,6 +144,12 @@ char *canonical_json(json_t *v);
  * problems found and records a failure for each. */
 int verify_audit_chain_at(const char *file, int line, json_t *rows);
 #define verify_audit_chain(rows) verify_audit_chain_at(__FILE__, __LINE__, (rows))
+/* The same check, counting the problems without recording failures: for a
+ * test that tampered with the rows and expects the verifier to object. */
+int audit_chain_problems(json_t *rows);
+/* The hash of an audit row (as fs_hub_audit_query lists it) after
+ * `prev_hash`: what anyone can recompute, the chain being unkeyed. */
+void audit_row_hash(json_t *row, const char *prev_hash, char out[65]);
 
 /* ---- the hub and the sync loop (test_sync*.c, test_hub.c) ---- */
 

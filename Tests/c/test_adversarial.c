@@ -19,6 +19,7 @@
 #include <unistd.h>
 
 #include "fixture.h"
+#include "testkey.h"
 
 static const int64_t EXTREMES[] = {0, -1, INT64_MIN, INT64_MAX};
 #define N_EXTREMES 4
@@ -247,7 +248,7 @@ static void store_option_row(int row) {
     free(options);
     if (!ok) return;
     h = open_hub("hub.db", TASK_SCHEMA, NULL);
-    if (h == NULL) return;
+    if (h == NULL || enroll(s, h, NULL) != 0) return;
     workout(s, h); /* the row's process ends here: no close, no checkpoint to wait for */
 }
 
@@ -281,7 +282,7 @@ static void hub_option_row(int row) {
     free(options);
     if (!ok) return;
     s = open_device("dev-A", "\"durability\":\"normal\"");
-    if (s == NULL) return;
+    if (s == NULL || enroll(s, h, NULL) != 0) return;
     workout(s, h); /* the row's process ends here: no close, no checkpoint to wait for */
 }
 
@@ -301,18 +302,32 @@ TEST(adversarial_hub_options_at_the_extremes) {
 /* A hub, dev-A and dev-B such that dev-A's next request carries an entry the
  * hub applies and answers "own" (T-1: counter and lww), one it rejects with
  * the record's state (T-2: a stale `server` write), and the answer pulls
- * dev-B's change to T-2 and its new T-3. */
+ * dev-B's change to T-2 and its new T-3.
+ * Verified (wire_open_speaking, wire_open): both devices enrolled, dev-A
+ * signing with a key the test holds, so an altered request is re-signed and
+ * reaches the hub's decoder as from a compromised enrolled device.
+ * Unverified (wire_open_unverified): hub and devices with {"auth":"off"}, for
+ * responses the test alters: it does not hold the hub's key, and the
+ * device's decoder must hold for a store that verifies nothing (or a hub
+ * whose key was stolen). */
 typedef struct {
     fs_hub *h;
     fs_store *a, *b;
+    test_key *key; /* dev-A's, when verified */
 } wire;
 
-static int wire_open_speaking(wire *w, const char *a_options) {
+static int wire_open_as(wire *w, const char *a_options, int verified) {
     int before = fs_test_failures();
-    w->h = open_hub("hub.db", TASK_SCHEMA, "{\"durability\":\"normal\"}");
-    w->a = open_device("dev-A", a_options);
-    w->b = open_device("dev-B", "\"durability\":\"normal\"");
+    char *a_opts = strf("%s%s", a_options, verified ? "" : ",\"auth\":\"off\"");
+    w->h = open_hub("hub.db", TASK_SCHEMA, verified ? "{\"durability\":\"normal\"}"
+                                                    : "{\"durability\":\"normal\",\"auth\":\"off\"}");
+    w->a = open_device("dev-A", a_opts);
+    free(a_opts);
+    w->b = open_device("dev-B", verified ? "\"durability\":\"normal\"" : "\"durability\":\"normal\",\"auth\":\"off\"");
+    w->key = NULL;
     if (w->h == NULL || w->a == NULL || w->b == NULL) return 0;
+    if (verified && ((w->key = own_device_key(w->a, w->h, NULL)) == NULL || enroll(w->b, w->h, NULL) != 0))
+        return 0;
     json_decref(apply_ok(w->b, act("T-2", "'set':{'status':'open','on_hand':5}")));
     SETTLE(w->b, w->h);
     json_decref(apply_ok(w->a, act("T-1", "'set':{'status':'open'}")));
@@ -326,7 +341,9 @@ static int wire_open_speaking(wire *w, const char *a_options) {
     return fs_test_failures() == before;
 }
 
+static int wire_open_speaking(wire *w, const char *a_options) { return wire_open_as(w, a_options, 1); }
 static int wire_open(wire *w) { return wire_open_speaking(w, "\"durability\":\"normal\""); }
+static int wire_open_unverified(wire *w) { return wire_open_as(w, "\"durability\":\"normal\"", 0); }
 
 /* Each row's process ends after it: closing (and its checkpoint's fsync) is
  * left to the library's tests of close. */
@@ -408,7 +425,7 @@ static void request_row(int row) {
     req = json_loads(request, 0, NULL);
     fs_free(request);
     if (set_path(req, member, v) == 0) fs_test_fail(__FILE__, __LINE__, "the request has no %s", member);
-    text = jdump(req);
+    text = resigned(w.key, jdump(req));
     json_decref(req);
     hub_snap_take(w.h, &before);
     st = fs_hub_handle(w.h, text, &response);
@@ -468,7 +485,7 @@ static void response_row(int row) {
     char *request, *response, *text, *summary = NULL;
     json_t *resp, *stats;
     store_snap before;
-    if (!wire_open(&w)) return;
+    if (!wire_open_unverified(&w)) return;
     request = prepare_ok(w.a);
     if (request == NULL) return;
     response = handle_ok(w.h, request);

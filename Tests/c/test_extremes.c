@@ -246,6 +246,7 @@ TEST(test_extremes_every_store_option_at_its_bounds_works_through_every_step) {
             }
             hub_name = strf("hub-%s", name);
             h = open_hub(hub_name, schema, NULL);
+            CHECK(enroll(s, h, NULL) == 0);
             CHECK_OK(fs_store_set_clock(s, read_clock, &c));
             CHECK_OK(fs_hub_set_clock(h, read_clock, &c));
             drive(s, h, &c, clocks, 6);
@@ -272,7 +273,7 @@ static void all_options_at_their_maximum_with_clock(const int64_t *clocks, int n
     fs_hub *h = open_hub("hub.db", schema, NULL);
     fixed_clock c;
     free(schema);
-    if (!s || !h) return;
+    if (!s || !h || enroll(s, h, NULL) != 0) return;
     c.now = clocks[0];
     CHECK_OK(fs_store_set_clock(s, read_clock, &c));
     CHECK_OK(fs_hub_set_clock(h, read_clock, &c));
@@ -314,7 +315,7 @@ TEST(test_extremes_clock_at_each_extreme_with_default_options) {
         clocks[0] = extremes[i];
         clocks[1] = extremes[(i + 1) % 4];
         c.now = clocks[0];
-        if (s && h) {
+        if (s && h && enroll(s, h, NULL) == 0) {
             CHECK_OK(fs_store_set_clock(s, read_clock, &c));
             CHECK_OK(fs_hub_set_clock(h, read_clock, &c));
             drive(s, h, &c, clocks, 1);
@@ -479,6 +480,7 @@ TEST(test_extremes_requests_stop_at_batch_bytes_with_at_least_one_entry) {
     int64_t wait = 0;
     int i, rounds = 0;
     REQUIRE(s && h);
+    REQUIRE(enroll(s, h, NULL) == 0);
     for (i = 0; i < 10; i++) json_decref(apply_ok(s, action));
     while (outbox_count(s) > 0 && rounds < 20) {
         REQUIRE_OK(fs_sync_prepare(s, &request, &wait));
@@ -630,6 +632,7 @@ TEST(test_extremes_a_store_that_hit_full_drains_its_outbox_to_the_hub) {
     fs_status st = FS_OK;
     json_t *rows;
     REQUIRE(s && h);
+    REQUIRE(enroll(s, h, NULL) == 0);
     create_task(s, "T-1", "open");
     signal(SIGXFSZ, SIG_IGN);
     REQUIRE(getrlimit(RLIMIT_FSIZE, &saved) == 0);

@@ -273,6 +273,7 @@ TEST(test_hub_set_clock_drives_server_received_at) {
     json_t *r, *rows;
     int64_t before, after;
     REQUIRE(h != NULL && s != NULL);
+    REQUIRE(enroll(s, h, NULL) == 0);
     CHECK_OK(fs_hub_set_clock(h, hub_clock, &now));
     CHECK_NO_ERROR_MESSAGE();
     /* the device's clock agrees with the hub's: stamps more than

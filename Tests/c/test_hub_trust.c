@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "fixture.h"
+#include "testkey.h"
 
 #define I64_MAX INT64_MAX
 #define I64_MIN (-INT64_MAX - 1)
@@ -22,19 +23,29 @@ static int64_t fixed_clock(void *ctx) { return *(const int64_t *)ctx; }
 static int64_t now_ms = 1764075000000LL;
 
 
-/* A hub and device dev-1 on the fixed clock, with T-1 created and picked. */
+/* A hub and device dev-1 on the fixed clock, with T-1 created and picked.
+ * exchange_start: dev-1 is enrolled and signs with a key the test holds, so
+ * the requests the test edits are re-signed and reach the hub's decoder as
+ * from a compromised enrolled device, which the decoder must withstand on
+ * its own. exchange_start_unverified: hub and store with {"auth":"off"},
+ * for the responses the test crafts: the test does not hold the hub's key,
+ * so only a store that verifies nothing lets them reach its decoder (which
+ * must hold for such a store, and for a hub whose key was stolen). */
 typedef struct {
     fs_hub *h;
     fs_store *s;
+    test_key *key;
     char *request;  /* fs_free */
     char *response; /* fs_free */
 } exchange;
 
-static int exchange_start(exchange *x, const char *hub_options) {
-    x->h = open_hub("hub.db", TASK_SCHEMA, hub_options);
-    x->s = open_device("dev-1", NULL);
+static int exchange_open(exchange *x, const char *hub_options, int verified) {
+    x->h = open_hub("hub.db", TASK_SCHEMA, verified ? hub_options : "{\"auth\":\"off\"}");
+    x->s = open_device("dev-1", verified ? NULL : "\"auth\":\"off\"");
+    x->key = NULL;
     x->request = x->response = NULL;
     if (x->h == NULL || x->s == NULL) return 0;
+    if (verified && (x->key = own_device_key(x->s, x->h, NULL)) == NULL) return 0;
     fs_hub_set_clock(x->h, fixed_clock, &now_ms);
     fs_store_set_clock(x->s, fixed_clock, &now_ms);
     create_task(x->s, "T-1", "open");
@@ -43,11 +54,15 @@ static int exchange_start(exchange *x, const char *hub_options) {
     return x->request != NULL;
 }
 
+static int exchange_start(exchange *x, const char *hub_options) { return exchange_open(x, hub_options, 1); }
+static int exchange_start_unverified(exchange *x) { return exchange_open(x, NULL, 0); }
+
 static void exchange_finish(exchange *x) {
     fs_free(x->request);
     fs_free(x->response);
     fs_store_close(x->s);
     fs_hub_close(x->h);
+    test_key_free(x->key);
 }
 
 /* The stamp of wall time `ms` (docs/AUDIT.md: physical ms << 16). */
@@ -65,38 +80,38 @@ TEST(test_hub_refuses_a_request_with_an_integer_out_of_range_whole) {
     REQUIRE(exchange_start(&x, NULL));
     /* the audit id that took the hub down (HubStorage computed audit_id - 1) */
     for (i = 0; i < 4; i++)
-        HANDLE_REFUSED_FREE(x.h, with_item_member(x.request, "audit", 0, "audit_id", json_integer(audit_ids[i])),
+        HANDLE_REFUSED_SIGNED(x.h, x.key, with_item_member(x.request, "audit", 0, "audit_id", json_integer(audit_ids[i])),
                        FS_ERR_ARG);
     for (i = 0; i < 4; i++) {
         char key[64];
         char *r1;
         snprintf(key, sizeof key, "dev-1-%lld", seqs[i]);
         r1 = with_item_member(x.request, "entries", 0, "seq", json_integer(seqs[i]));
-        HANDLE_REFUSED_FREE(x.h, with_item_member(r1, "entries", 0, "key", json_string(key)), FS_ERR_ARG);
+        HANDLE_REFUSED_SIGNED(x.h, x.key, with_item_member(r1, "entries", 0, "key", json_string(key)), FS_ERR_ARG);
         free(r1);
     }
-    HANDLE_REFUSED_FREE(x.h, with_member(x.request, "cursor", json_integer(-1)), FS_ERR_ARG);
-    HANDLE_REFUSED_FREE(x.h, with_member(x.request, "cursor", json_integer(I64_MIN)), FS_ERR_ARG);
-    HANDLE_REFUSED_FREE(x.h, with_member(x.request, "limit", json_integer(0)), FS_ERR_ARG);
-    HANDLE_REFUSED_FREE(x.h, with_member(x.request, "limit", json_integer(I64_MIN)), FS_ERR_ARG);
-    HANDLE_REFUSED_FREE(x.h, with_member(x.request, "schema_version", json_integer(0)), FS_ERR_ARG);
-    HANDLE_REFUSED_FREE(x.h, with_member(x.request, "schema_version", json_integer(I64_MIN)), FS_ERR_ARG);
-    HANDLE_REFUSED_FREE(x.h, with_member(x.request, "protocol", json_integer(I64_MIN)), FS_ERR_ARG);
-    HANDLE_REFUSED_FREE(x.h, with_member(x.request, "pull", json_integer(1)), FS_ERR_ARG);
-    HANDLE_REFUSED_FREE(x.h, with_item_member(x.request, "entries", 0, "cursor", json_integer(-1)), FS_ERR_ARG);
-    HANDLE_REFUSED_FREE(x.h, with_item_member(x.request, "entries", 0, "shadow_seq", json_integer(I64_MIN)),
+    HANDLE_REFUSED_SIGNED(x.h, x.key, with_member(x.request, "cursor", json_integer(-1)), FS_ERR_ARG);
+    HANDLE_REFUSED_SIGNED(x.h, x.key, with_member(x.request, "cursor", json_integer(I64_MIN)), FS_ERR_ARG);
+    HANDLE_REFUSED_SIGNED(x.h, x.key, with_member(x.request, "limit", json_integer(0)), FS_ERR_ARG);
+    HANDLE_REFUSED_SIGNED(x.h, x.key, with_member(x.request, "limit", json_integer(I64_MIN)), FS_ERR_ARG);
+    HANDLE_REFUSED_SIGNED(x.h, x.key, with_member(x.request, "schema_version", json_integer(0)), FS_ERR_ARG);
+    HANDLE_REFUSED_SIGNED(x.h, x.key, with_member(x.request, "schema_version", json_integer(I64_MIN)), FS_ERR_ARG);
+    HANDLE_REFUSED_SIGNED(x.h, x.key, with_member(x.request, "protocol", json_integer(I64_MIN)), FS_ERR_ARG);
+    HANDLE_REFUSED_SIGNED(x.h, x.key, with_member(x.request, "pull", json_integer(1)), FS_ERR_ARG);
+    HANDLE_REFUSED_SIGNED(x.h, x.key, with_item_member(x.request, "entries", 0, "cursor", json_integer(-1)), FS_ERR_ARG);
+    HANDLE_REFUSED_SIGNED(x.h, x.key, with_item_member(x.request, "entries", 0, "shadow_seq", json_integer(I64_MIN)),
                    FS_ERR_ARG);
-    HANDLE_REFUSED_FREE(x.h, with_item_member(x.request, "entries", 0, "schema_version", json_integer(-1)),
+    HANDLE_REFUSED_SIGNED(x.h, x.key, with_item_member(x.request, "entries", 0, "schema_version", json_integer(-1)),
                    FS_ERR_ARG);
-    HANDLE_REFUSED_FREE(x.h, with_item_member(x.request, "entries", 0, "hlc", json_string("1")), FS_ERR_ARG);
-    HANDLE_REFUSED_FREE(x.h, with_item_member(x.request, "entries", 0, "ops", json_integer(1)), FS_ERR_ARG);
-    HANDLE_REFUSED_FREE(x.h, with_item_member(x.request, "entries", 0, "id", json_string(long_text)), FS_ERR_ARG);
-    HANDLE_REFUSED_FREE(x.h, with_item_member(x.request, "entries", 0, "actor", json_string(long_text)), FS_ERR_ARG);
-    HANDLE_REFUSED_FREE(x.h, with_item_member(x.request, "audit", 0, "actor", json_string(long_text)), FS_ERR_ARG);
-    HANDLE_REFUSED_FREE(x.h, with_item_member(x.request, "audit", 0, "action", json_string(long_text)), FS_ERR_ARG);
-    HANDLE_REFUSED_FREE(x.h, with_item_member(x.request, "audit", 0, "outbox_keys", json_pack("[i]", 1)),
+    HANDLE_REFUSED_SIGNED(x.h, x.key, with_item_member(x.request, "entries", 0, "hlc", json_string("1")), FS_ERR_ARG);
+    HANDLE_REFUSED_SIGNED(x.h, x.key, with_item_member(x.request, "entries", 0, "ops", json_integer(1)), FS_ERR_ARG);
+    HANDLE_REFUSED_SIGNED(x.h, x.key, with_item_member(x.request, "entries", 0, "id", json_string(long_text)), FS_ERR_ARG);
+    HANDLE_REFUSED_SIGNED(x.h, x.key, with_item_member(x.request, "entries", 0, "actor", json_string(long_text)), FS_ERR_ARG);
+    HANDLE_REFUSED_SIGNED(x.h, x.key, with_item_member(x.request, "audit", 0, "actor", json_string(long_text)), FS_ERR_ARG);
+    HANDLE_REFUSED_SIGNED(x.h, x.key, with_item_member(x.request, "audit", 0, "action", json_string(long_text)), FS_ERR_ARG);
+    HANDLE_REFUSED_SIGNED(x.h, x.key, with_item_member(x.request, "audit", 0, "outbox_keys", json_pack("[i]", 1)),
                    FS_ERR_ARG);
-    HANDLE_REFUSED_FREE(x.h, with_member(x.request, "fetch", json_pack("[{s:i}]", "type", 1)), FS_ERR_ARG);
+    HANDLE_REFUSED_SIGNED(x.h, x.key, with_member(x.request, "fetch", json_pack("[{s:i}]", "type", 1)), FS_ERR_ARG);
     free(long_text);
 
     /* the genuine request is still taken whole */
@@ -127,6 +142,7 @@ TEST(test_hub_clock_at_the_extremes_gives_times_a_device_accepts) {
         h = open_hub(hub_name, TASK_SCHEMA, NULL);
         s = open_device(device, NULL);
         REQUIRE(h != NULL && s != NULL);
+        REQUIRE(enroll(s, h, NULL) == 0);
         fs_hub_set_clock(h, fixed_clock, &extremes[i]);
         create_task(s, "T-1", "open");
         request = prepare_ok(s);
@@ -153,7 +169,7 @@ TEST(test_hub_clock_at_the_extremes_gives_times_a_device_accepts) {
 TEST(test_device_refuses_a_response_with_an_integer_out_of_range) {
     exchange x;
     json_t *summary;
-    REQUIRE(exchange_start(&x, NULL));
+    REQUIRE(exchange_start_unverified(&x));
     x.response = handle_ok(x.h, x.request);
     REQUIRE(x.response != NULL);
     RECEIVE_REFUSED_FREE(x.s, with_member(x.response, "cursor", json_integer(-1)), FS_ERR_ARG);
@@ -194,9 +210,11 @@ TEST(test_device_refuses_a_response_with_an_integer_out_of_range) {
 
 /* ---- stamps beyond the maximum clock skew ---- */
 
-/* A request of device `device` with one entry per (id, hlc, status). */
-static char *forged_request(const char *device, int n, const char *const ids[], const int64_t hlcs[],
-                            const char *const statuses[]) {
+/* A request of device `device` with one entry per (id, hlc, status), signed
+ * by `key`, which the hub has enrolled for `device`: a compromised device
+ * stamps what it likes. */
+static char *forged_request(const test_key *key, const char *device, int n, const char *const ids[],
+                            const int64_t hlcs[], const char *const statuses[]) {
     char batch[96];
     json_t *r, *entries = json_array();
     char *out;
@@ -212,9 +230,10 @@ static char *forged_request(const char *device, int n, const char *const ids[], 
                                                  "schema_version", 1, "ops", "set", "status", statuses[i]));
     }
     json_object_set_new(r, "entries", entries);
+    json_object_set_new(r, "auth", json_pack("{s:s}", "instance", "0123456789abcdef0123456789abcdef"));
     out = json_dumps(r, JSON_COMPACT);
     json_decref(r);
-    return out;
+    return resigned(key, out);
 }
 
 TEST(test_hub_rejects_a_stamp_beyond_the_skew_per_entry_and_later_writes_win) {
@@ -225,13 +244,15 @@ TEST(test_hub_rejects_a_stamp_beyond_the_skew_per_entry_and_later_writes_win) {
     const char *statuses[] = {"forged", "fine", "ahead", "negative"};
     char *request, *response;
     json_t *r, *results, *stats, *t1;
-    REQUIRE(h != NULL && s != NULL);
+    test_key *key = test_key_new();
+    REQUIRE(h != NULL && s != NULL && key != NULL);
+    REQUIRE(enroll_key(h, "dev-x", key) == 0);
     fs_hub_set_clock(h, fixed_clock, &now_ms);
     fs_store_set_clock(s, fixed_clock, &now_ms);
     create_task(s, "T-1", "open");
     sync_until_idle(s, h);
 
-    request = forged_request("dev-x", 4, ids, hlcs, statuses);
+    request = forged_request(key, "dev-x", 4, ids, hlcs, statuses);
     response = handle_ok(h, request);
     free(request);
     REQUIRE(response != NULL);
@@ -265,6 +286,7 @@ TEST(test_hub_rejects_a_stamp_beyond_the_skew_per_entry_and_later_writes_win) {
     }
     fs_store_close(s);
     fs_hub_close(h);
+    test_key_free(key);
 }
 
 TEST(test_hub_option_max_clock_skew_ms_bounds_stamps_and_is_range_checked) {
@@ -281,9 +303,12 @@ TEST(test_hub_option_max_clock_skew_ms_bounds_stamps_and_is_range_checked) {
     char *request, *response;
     json_t *r;
     size_t i;
-    REQUIRE(h != NULL);
+    test_key *key = test_key_new();
+    REQUIRE(h != NULL && key != NULL);
+    REQUIRE(enroll_key(h, "dev-x", key) == 0);
     fs_hub_set_clock(h, fixed_clock, &now_ms);
-    request = forged_request("dev-x", 2, ids, hlcs, statuses);
+    request = forged_request(key, "dev-x", 2, ids, hlcs, statuses);
+    test_key_free(key);
     response = handle_ok(h, request);
     free(request);
     REQUIRE(response != NULL);
@@ -310,13 +335,17 @@ TEST(test_hub_option_max_clock_skew_ms_bounds_stamps_and_is_range_checked) {
 /* ---- a key or an audit id reused for other content ---- */
 
 TEST(test_two_stores_with_one_device_id_the_second_is_refused_key_reused_not_lost) {
-    fs_hub *h = open_task_hub();
+    /* a hub that authenticates nobody ({"auth":"off"}): its ledger alone
+     * must keep the second store's actions from vanishing as duplicates
+     * (with auth on that store is refused before, test_auth.c) */
+    fs_hub *h = open_hub("hub.db", TASK_SCHEMA, "{\"auth\":\"off\"}");
     fs_store *a = open_store("a.db", TASK_SCHEMA, "{\"device_id\":\"dev-1\"}");
     fs_store *b = open_store("b.db", TASK_SCHEMA, "{\"device_id\":\"dev-1\"}");
     char *first_request, *first_response, *again;
     json_t *outbox, *stats, *audit, *r;
     size_t i;
     REQUIRE(h != NULL && a != NULL && b != NULL);
+    REQUIRE(enroll(a, h, NULL) == 0);
     create_task(a, "T-1", "open");
     create_task(a, "T-2", "open");
     first_request = prepare_ok(a);
@@ -391,7 +420,7 @@ TEST(test_hub_refuses_an_audit_row_whose_id_it_holds_with_other_content) {
     x.response = handle_ok(x.h, x.request);
     REQUIRE(x.response != NULL);
     before = hub_audit_ok(x.h, NULL);
-    forged = with_item_member(x.request, "audit", 0, "actor", json_string("op-666"));
+    forged = resigned(x.key, with_item_member(x.request, "audit", 0, "actor", json_string("op-666")));
     response = handle_ok(x.h, forged);
     free(forged);
     REQUIRE(response != NULL);
@@ -426,7 +455,7 @@ TEST(test_hub_takes_one_of_two_audit_rows_with_one_id_in_a_request) {
     req = json_loads(x.request, 0, NULL);
     audit = json_object_get(req, "audit");
     json_object_set_new(json_array_get(audit, 1), "audit_id", json_integer(1));
-    text = json_dumps(req, JSON_COMPACT);
+    text = resigned(x.key, json_dumps(req, JSON_COMPACT));
     json_decref(req);
     response = handle_ok(x.h, text);
     free(text);
@@ -498,8 +527,8 @@ TEST(test_a_valid_scope_opens_and_pulls_what_it_names) {
 TEST(test_hub_refuses_a_scope_value_of_the_wrong_type) {
     exchange x;
     REQUIRE(exchange_start(&x, NULL));
-    HANDLE_REFUSED_FREE(x.h, with_member(x.request, "scope", json_pack("{s:{s:i}}", "task", "site", 3)), FS_ERR_SCHEMA);
-    HANDLE_REFUSED_FREE(x.h, with_member(x.request, "scope", json_pack("{s:{s:[s]}}", "task", "tags", "x")),
+    HANDLE_REFUSED_SIGNED(x.h, x.key, with_member(x.request, "scope", json_pack("{s:{s:i}}", "task", "site", 3)), FS_ERR_SCHEMA);
+    HANDLE_REFUSED_SIGNED(x.h, x.key, with_member(x.request, "scope", json_pack("{s:{s:[s]}}", "task", "tags", "x")),
                    FS_ERR_SCHEMA);
     exchange_finish(&x);
 }
@@ -516,6 +545,7 @@ TEST(test_a_pull_of_many_large_records_is_paged_under_the_byte_budget) {
     int i, rounds = 0, pages_with_more = 0;
     json_t *stats;
     REQUIRE(h != NULL && a != NULL && b != NULL);
+    REQUIRE(enroll(b, h, NULL) == 0);
     for (i = 0; i < RECORDS; i++) {
         char *action = strf("{\"action\":\"edit\",\"actor\":\"op-1\",\"type\":\"task\",\"id\":\"T-%d\","
                             "\"set\":{\"status\":\"%s\"}}", i, big);
@@ -602,6 +632,7 @@ TEST(test_a_fetch_of_many_large_records_is_answered_under_the_byte_budget) {
     char *refs_text;
     int i;
     REQUIRE(h != NULL && a != NULL && b != NULL);
+    REQUIRE(enroll(b, h, NULL) == 0);
     for (i = 0; i < RECORDS; i++) {
         char id[16];
         char *action = strf("{\"action\":\"edit\",\"actor\":\"op-1\",\"type\":\"task\",\"id\":\"T-%d\","
@@ -643,16 +674,19 @@ static char *with_pulled_stamp(const char *response, int64_t hlc) {
 
 TEST(test_a_device_never_adopts_a_pulled_stamp_beyond_its_skew_option) {
     /* default skew: INT64_MAX and a stamp 25 h ahead are kept in the record,
-     * not adopted by the clock; with max_clock_skew_ms 0 not even one 1 s ahead */
+     * not adopted by the clock; with max_clock_skew_ms 0 not even one 1 s ahead.
+     * The test crafts the hub's response without the hub's key: hub and store
+     * run {"auth":"off"}, the store's decoder must hold for them (and for a
+     * hub whose key was stolen). */
     static const struct {
         const char *options;
         int64_t ahead_ms; /* INT64_MAX: the stamp INT64_MAX */
         int adopted;
     } cases[] = {
-        {NULL, I64_MAX, 0},
-        {NULL, 25LL * 3600 * 1000, 0},
-        {NULL, 1000, 1},
-        {"\"max_clock_skew_ms\":0", 1000, 0},
+        {"\"auth\":\"off\"", I64_MAX, 0},
+        {"\"auth\":\"off\"", 25LL * 3600 * 1000, 0},
+        {"\"auth\":\"off\"", 1000, 1},
+        {"\"auth\":\"off\",\"max_clock_skew_ms\":0", 1000, 0},
     };
     size_t i;
     for (i = 0; i < sizeof cases / sizeof cases[0]; i++) {
@@ -664,7 +698,7 @@ TEST(test_a_device_never_adopts_a_pulled_stamp_beyond_its_skew_option) {
         json_t *stats;
         snprintf(device, sizeof device, "dev-%d", (int)i);
         snprintf(hub_name, sizeof hub_name, "hub-%d.db", (int)i);
-        h = open_hub(hub_name, TASK_SCHEMA, NULL);
+        h = open_hub(hub_name, TASK_SCHEMA, "{\"auth\":\"off\"}");
         s = open_device(device, cases[i].options);
         REQUIRE(h != NULL && s != NULL);
         fs_hub_set_clock(h, fixed_clock, &now_ms);

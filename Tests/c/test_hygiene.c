@@ -39,7 +39,7 @@ static int hyg_open(hyg_world *w, const char *more_options) {
     w->h = open_hub("hub.db", RET_SCHEMA, "{\"durability\":\"normal\"}");
     w->s = open_store("d.db", RET_SCHEMA, options);
     free(options);
-    if (w->h == NULL || w->s == NULL) return 0;
+    if (w->h == NULL || w->s == NULL || enroll(w->s, w->h, NULL) != 0) return 0;
     if (fs_store_set_clock(w->s, hyg_clock, &w->now) != FS_OK ||
         fs_hub_set_clock(w->h, hyg_clock, &w->now) != FS_OK) {
         fs_test_fail(__FILE__, __LINE__, "set_clock: %s", fs_last_error());

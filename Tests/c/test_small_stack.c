@@ -322,6 +322,7 @@ TEST(test_an_action_at_the_depth_limit_syncs_and_drains_on_a_64k_stack) {
     w.b = open_device("b", NULL);
     w.hub = open_task_hub();
     REQUIRE(w.a != NULL && w.b != NULL && w.hub != NULL);
+    REQUIRE(enroll(w.a, w.hub, NULL) == 0 && enroll(w.b, w.hub, NULL) == 0);
     on_small_stack(round_trip, &w);
     /* device b holds the deep value as device a wrote it */
     rec = get_ok(w.b, "task", "T-1");
@@ -464,6 +465,8 @@ TEST(test_a_resolver_answer_at_the_depth_limit_reaches_every_device_on_a_64k_sta
     r.w.c = open_device("c", NULL);
     r.w.hub = open_task_hub();
     REQUIRE(r.w.a != NULL && r.w.b != NULL && r.w.c != NULL && r.w.hub != NULL);
+    REQUIRE(enroll(r.w.a, r.w.hub, NULL) == 0 && enroll(r.w.b, r.w.hub, NULL) == 0 &&
+            enroll(r.w.c, r.w.hub, NULL) == 0);
     r.at_limit = nested(FS_MAX_DEPTH, "7", 1);
     CHECK_OK(fs_hub_set_resolver(r.w.hub, "order_lines", answer_resolver, &r.ctx));
     on_small_stack(resolver_rounds, &r);

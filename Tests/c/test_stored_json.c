@@ -104,6 +104,7 @@ TEST(test_damaged_ops_of_an_answered_entry_make_receive_corrupt_and_change_nothi
     fs_store *s = open_device("dev-1", NULL);
     char *request, *response = NULL, *summary = SENTINEL;
     REQUIRE(h != NULL && s != NULL);
+    REQUIRE(enroll(s, h, NULL) == 0);
     create_task(s, "T-1", "open");
     request = prepare_ok(s);
     REQUIRE(request != NULL);

@@ -58,6 +58,7 @@ TEST(test_sync_of_an_empty_store_pulls_once_then_waits_for_the_pull_interval) {
     fs_store *s = open_device("dev-1", NULL);
     sync_totals t;
     REQUIRE(h != NULL && s != NULL);
+    REQUIRE(enroll(s, h, NULL) == 0);
     t = sync_until_idle(s, h);
     CHECK_INT_EQ(t.rounds, 1);
     CHECK_INT_EQ(t.pulled, 0);
@@ -72,6 +73,7 @@ TEST(test_sync_with_pull_interval_zero_waits_forever_once_idle) {
     fs_store *s = open_device("dev-1", "\"pull_interval_ms\":0");
     sync_totals t;
     REQUIRE(h != NULL && s != NULL);
+    REQUIRE(enroll(s, h, NULL) == 0);
     create_task(s, "T-1", "open");
     t = sync_until_idle(s, h);
     CHECK_INT_EQ(t.applied, 1);
@@ -153,6 +155,7 @@ TEST(test_sync_acks_entries_marks_audit_rows_applied_and_summarises) {
                                        "pulled",  "cursor",    "more",     "outbox"};
     size_t i;
     REQUIRE(h != NULL && s != NULL);
+    REQUIRE(enroll(s, h, NULL) == 0);
     create_task(s, "T-1", "open");
     json_decref(apply_ok(s, act("T-1", "'inc':{'picked':2},'add':{'tags':['x']}")));
     request = prepare_ok(s);
@@ -271,6 +274,7 @@ static void same_request_twice(int duplicate_answer_first) {
     json_t *r1, *r2, *stats, *rec;
     size_t i;
     REQUIRE(h != NULL && s != NULL);
+    REQUIRE(enroll(s, h, NULL) == 0);
     create_task(s, "T-1", "open");
     json_decref(apply_ok(s, act("T-1", "'inc':{'picked':5}")));
     request = prepare_ok(s);
@@ -331,6 +335,7 @@ TEST(test_sync_resend_after_a_lost_answer_applies_once) {
     char *request, *lost, *response;
     json_t *summary, *rec, *stats;
     REQUIRE(h != NULL && s != NULL);
+    REQUIRE(enroll(s, h, NULL) == 0);
     create_task(s, "T-1", "open");
     json_decref(apply_ok(s, act("T-1", "'inc':{'picked':5}")));
     /* the hub applies the batch but its answer never arrives */
@@ -371,6 +376,7 @@ TEST(test_sync_restart_between_send_and_answer_applies_once) {
     char *request, *lost;
     json_t *rec;
     REQUIRE(h != NULL && s != NULL);
+    REQUIRE(enroll(s, h, NULL) == 0);
     create_task(s, "T-1", "open");
     json_decref(apply_ok(s, act("T-1", "'inc':{'picked':5}")));
     request = prepare_ok(s);
@@ -447,6 +453,7 @@ TEST(test_sync_connectivity_up_ends_the_backoff_and_sends_at_once) {
     json_t *req;
     int64_t wait = -2;
     REQUIRE(h != NULL && s != NULL);
+    REQUIRE(enroll(s, h, NULL) == 0);
     CHECK_OK(fs_store_set_clock(s, fixed_clock, &now));
     create_task(s, "T-1", "open");
     fs_free(prepare_ok(s));
@@ -508,6 +515,7 @@ TEST(test_sync_batch_size_limits_the_entries_per_request) {
     json_t *req;
     sync_totals t;
     REQUIRE(h != NULL && s != NULL);
+    REQUIRE(enroll(s, h, NULL) == 0);
     create_task(s, "T-1", "open");
     create_task(s, "T-2", "open");
     create_task(s, "T-3", "open");
@@ -691,6 +699,7 @@ TEST(test_sync_pull_falls_due_every_pull_interval) {
     char *request = SENTINEL;
     int64_t wait = -2;
     REQUIRE(h != NULL && s != NULL);
+    REQUIRE(enroll(s, h, NULL) == 0);
     CHECK_OK(fs_store_set_clock(s, fixed_clock, &now));
     CHECK_INT_EQ(sync_until_idle(s, h).last_wait, 5000);
     now += 4999;
@@ -764,6 +773,7 @@ TEST(test_sync_entries_the_hub_asks_to_retry_back_off_then_become_stuck) {
     sync_totals t;
     free(v2);
     REQUIRE(h != NULL && s != NULL);
+    REQUIRE(enroll(s, h, NULL) == 0);
     CHECK_OK(fs_store_set_clock(s, fixed_clock, &now));
     create_task(s, "T-1", "open");
 

@@ -8,6 +8,7 @@
 #include <stdlib.h>
 
 #include "fixture.h"
+#include "testkey.h"
 
 /* One refused call: status, message, output NULL. */
 #define REFUSED(call, out, expected)                                             \
@@ -33,20 +34,31 @@ static int64_t some_clock(void *ctx) {
 }
 
 /* A device dev-1 with two actions on T-1 whose request the hub has handled;
- * the answer is not received yet, so both entries are in flight. */
+ * the answer is not received yet, so both entries are in flight.
+ * exchange_start: dev-1 is enrolled and signs with a key the test holds, so
+ * a request the test edits is re-signed (HANDLE_REFUSED_SIGNED) and reaches
+ * the hub's decoder as from a compromised enrolled device: the decoder must
+ * refuse it on its own, not rely on the signature.
+ * exchange_start_unverified: hub and store with {"auth":"off"}, for
+ * responses the test crafts: it does not hold the hub's key, so only a store
+ * that verifies nothing lets a crafted response reach its decoder, which
+ * must hold for such a store (and for a hub whose key was stolen). */
 typedef struct {
     fs_hub *h;
     fs_store *s;
+    test_key *key;
     char *request;  /* fs_free */
     char *response; /* fs_free */
 } exchange;
 
-static int exchange_start(exchange *x) {
-    x->h = open_task_hub();
-    x->s = open_device("dev-1", NULL);
+static int exchange_open(exchange *x, int verified) {
+    x->h = open_hub("hub.db", TASK_SCHEMA, verified ? NULL : "{\"auth\":\"off\"}");
+    x->s = open_device("dev-1", verified ? NULL : "\"auth\":\"off\"");
+    x->key = NULL;
     x->request = NULL;
     x->response = NULL;
     if (x->h == NULL || x->s == NULL) return 0;
+    if (verified && (x->key = own_device_key(x->s, x->h, NULL)) == NULL) return 0;
     create_task(x->s, "T-1", "open");
     json_decref(apply_ok(x->s, act("T-1", "'inc':{'picked':2}")));
     x->request = prepare_ok(x->s);
@@ -54,6 +66,9 @@ static int exchange_start(exchange *x) {
     x->response = handle_ok(x->h, x->request);
     return x->response != NULL;
 }
+
+static int exchange_start(exchange *x) { return exchange_open(x, 1); }
+static int exchange_start_unverified(exchange *x) { return exchange_open(x, 0); }
 
 /* The genuine answer is still taken after the refused ones: they left
  * nothing behind that would get in its way. */
@@ -69,6 +84,7 @@ static void exchange_finish(exchange *x) {
     fs_free(x->response);
     fs_store_close(x->s);
     fs_hub_close(x->h);
+    test_key_free(x->key);
 }
 
 /* The first `n` bytes of `text` (free()). */
@@ -206,7 +222,7 @@ TEST(test_sync_receive_of_invalid_json_is_json_error_and_changes_nothing) {
         "{\"protocol\":1,\"device_id\":\"dev-1\xff\",\"batch\":\"dev-1-b1\"}",
     };
     size_t i;
-    REQUIRE(exchange_start(&x));
+    REQUIRE(exchange_start_unverified(&x));
     for (i = 0; i < sizeof broken / sizeof broken[0]; i++) RECEIVE_REFUSED(x.s, broken[i], FS_ERR_JSON);
     exchange_finish(&x);
 }
@@ -214,7 +230,7 @@ TEST(test_sync_receive_of_invalid_json_is_json_error_and_changes_nothing) {
 TEST(test_sync_receive_of_a_truncated_response_is_json_error_and_changes_nothing) {
     exchange x;
     size_t n;
-    REQUIRE(exchange_start(&x));
+    REQUIRE(exchange_start_unverified(&x));
     n = strlen(x.response);
     RECEIVE_REFUSED_FREE(x.s, truncated(x.response, n - 1), FS_ERR_JSON);
     RECEIVE_REFUSED_FREE(x.s, truncated(x.response, n / 2), FS_ERR_JSON);
@@ -227,7 +243,7 @@ TEST(test_sync_receive_of_the_wrong_shape_is_arg_and_changes_nothing) {
     static const char *const shapes[] = {"[]", "null", "42", "\"dev-1\"", "true", "{}",
                                          "{\"protocol\":1}"};
     size_t i;
-    REQUIRE(exchange_start(&x));
+    REQUIRE(exchange_start_unverified(&x));
     for (i = 0; i < sizeof shapes / sizeof shapes[0]; i++) RECEIVE_REFUSED(x.s, shapes[i], FS_ERR_ARG);
     RECEIVE_REFUSED_FREE(x.s, with_member(x.response, "protocol", NULL), FS_ERR_ARG);
     RECEIVE_REFUSED_FREE(x.s, with_member(x.response, "protocol", json_string("1")), FS_ERR_ARG);
@@ -264,7 +280,7 @@ TEST(test_sync_receive_with_results_or_changes_that_are_not_arrays_is_arg) {
     /* "results": {} is not "no results": a response of the wrong shape is
      * refused whole and nothing changes (the in-flight entries stay so) */
     exchange x;
-    REQUIRE(exchange_start(&x));
+    REQUIRE(exchange_start_unverified(&x));
     RECEIVE_REFUSED_FREE(x.s, with_member(x.response, "results", json_object()), FS_ERR_ARG);
     RECEIVE_REFUSED_FREE(x.s, with_member(x.response, "results", json_string("applied")), FS_ERR_ARG);
     RECEIVE_REFUSED_FREE(x.s, with_member(x.response, "changes", json_integer(5)), FS_ERR_ARG);
@@ -274,7 +290,7 @@ TEST(test_sync_receive_with_results_or_changes_that_are_not_arrays_is_arg) {
 
 TEST(test_sync_receive_of_a_response_for_another_device_is_arg) {
     exchange x;
-    REQUIRE(exchange_start(&x));
+    REQUIRE(exchange_start_unverified(&x));
     RECEIVE_REFUSED_FREE(x.s, with_member(x.response, "device_id", json_string("dev-2")), FS_ERR_ARG);
     RECEIVE_REFUSED_FREE(x.s, with_member(x.response, "device_id", json_string("dev-10")), FS_ERR_ARG);
     RECEIVE_REFUSED_FREE(x.s, with_member(x.response, "device_id", json_string("DEV-1")), FS_ERR_ARG);
@@ -286,7 +302,7 @@ TEST(test_sync_receive_of_a_response_for_a_batch_never_sent_is_arg) {
     static const char *const batches[] = {"dev-1-b999", "dev-1-b2", "dev-1-b0", "dev-1-b",
                                           "dev-1-bx",   "dev-2-b1", "b1",       ""};
     size_t i;
-    REQUIRE(exchange_start(&x));
+    REQUIRE(exchange_start_unverified(&x));
     for (i = 0; i < sizeof batches / sizeof batches[0]; i++)
         RECEIVE_REFUSED_FREE(x.s, with_member(x.response, "batch", json_string(batches[i])), FS_ERR_ARG);
     exchange_finish(&x);
@@ -297,7 +313,7 @@ TEST(test_sync_receive_of_a_result_naming_another_devices_key_is_arg) {
     static const char *const keys[] = {"dev-2-1", "dev-10-1", "dev-1-1-1", "dev-1", "1", "dev-1-0",
                                        "dev-1--1"};
     size_t i;
-    REQUIRE(exchange_start(&x));
+    REQUIRE(exchange_start_unverified(&x));
     for (i = 0; i < sizeof keys / sizeof keys[0]; i++)
         RECEIVE_REFUSED_FREE(x.s, with_item_member(x.response, "results", 1, "key", json_string(keys[i])),
                              FS_ERR_ARG);
@@ -309,7 +325,7 @@ TEST(test_sync_receive_of_an_oversized_response_is_too_big) {
     char *pad = repeat_char(' ', FS_MAX_MESSAGE_BYTES);
     char *big = strf("%s%s", pad, "{}");
     free(pad);
-    REQUIRE(exchange_start(&x));
+    REQUIRE(exchange_start_unverified(&x));
     RECEIVE_REFUSED(x.s, big, FS_ERR_TOO_BIG);
     free(big);
     exchange_finish(&x);
@@ -322,7 +338,7 @@ TEST(test_sync_receive_of_a_whole_request_refusal_is_conflict_and_keeps_the_outb
     json_t *entries;
     size_t i;
     long audit;
-    REQUIRE(exchange_start(&x));
+    REQUIRE(exchange_start_unverified(&x));
     audit = audit_count(x.s);
     refusal = with_member(x.response, "error",
                           json_pack("{s:s,s:s}", "code", "maintenance", "message", "hub is read-only"));
@@ -351,8 +367,8 @@ TEST(test_hub_handle_of_malformed_json_is_json_error_and_changes_nothing) {
     size_t i;
     REQUIRE(exchange_start(&x));
     for (i = 0; i < sizeof broken / sizeof broken[0]; i++) HANDLE_REFUSED(x.h, broken[i], FS_ERR_JSON);
-    HANDLE_REFUSED_FREE(x.h, truncated(x.request, strlen(x.request) / 2), FS_ERR_JSON);
-    HANDLE_REFUSED_FREE(x.h, truncated(x.request, strlen(x.request) - 1), FS_ERR_JSON);
+    HANDLE_REFUSED_SIGNED(x.h, x.key, truncated(x.request, strlen(x.request) / 2), FS_ERR_JSON);
+    HANDLE_REFUSED_SIGNED(x.h, x.key, truncated(x.request, strlen(x.request) - 1), FS_ERR_JSON);
     exchange_finish(&x);
 }
 
@@ -362,26 +378,26 @@ TEST(test_hub_handle_of_the_wrong_shape_is_arg_and_changes_nothing) {
     size_t i;
     REQUIRE(exchange_start(&x));
     for (i = 0; i < sizeof shapes / sizeof shapes[0]; i++) HANDLE_REFUSED(x.h, shapes[i], FS_ERR_ARG);
-    HANDLE_REFUSED_FREE(x.h, with_member(x.request, "protocol", NULL), FS_ERR_ARG);
-    HANDLE_REFUSED_FREE(x.h, with_member(x.request, "protocol", json_string("1")), FS_ERR_ARG);
-    HANDLE_REFUSED_FREE(x.h, with_member(x.request, "protocol", json_integer(0)), FS_ERR_ARG);
-    HANDLE_REFUSED_FREE(x.h, with_member(x.request, "device_id", NULL), FS_ERR_ARG);
-    HANDLE_REFUSED_FREE(x.h, with_member(x.request, "device_id", json_integer(1)), FS_ERR_ARG);
-    HANDLE_REFUSED_FREE(x.h, with_member(x.request, "device_id", json_string("bad id")), FS_ERR_ARG);
-    HANDLE_REFUSED_FREE(x.h, with_member(x.request, "device_id", json_string("")), FS_ERR_ARG);
-    HANDLE_REFUSED_FREE(x.h, with_member(x.request, "batch", NULL), FS_ERR_ARG);
-    HANDLE_REFUSED_FREE(x.h, with_member(x.request, "batch", json_integer(1)), FS_ERR_ARG);
-    HANDLE_REFUSED_FREE(x.h, with_member(x.request, "schema_version", NULL), FS_ERR_ARG);
-    HANDLE_REFUSED_FREE(x.h, with_member(x.request, "schema_version", json_string("1")), FS_ERR_ARG);
-    HANDLE_REFUSED_FREE(x.h, with_member(x.request, "entries", json_pack("[i]", 5)), FS_ERR_ARG);
-    HANDLE_REFUSED_FREE(x.h, with_item_member(x.request, "entries", 0, "key", json_null()), FS_ERR_ARG);
-    HANDLE_REFUSED_FREE(x.h, with_item_member(x.request, "entries", 0, "seq", json_string("1")),
+    HANDLE_REFUSED_SIGNED(x.h, x.key, with_member(x.request, "protocol", NULL), FS_ERR_ARG);
+    HANDLE_REFUSED_SIGNED(x.h, x.key, with_member(x.request, "protocol", json_string("1")), FS_ERR_ARG);
+    HANDLE_REFUSED_SIGNED(x.h, x.key, with_member(x.request, "protocol", json_integer(0)), FS_ERR_ARG);
+    HANDLE_REFUSED_SIGNED(x.h, x.key, with_member(x.request, "device_id", NULL), FS_ERR_ARG);
+    HANDLE_REFUSED_SIGNED(x.h, x.key, with_member(x.request, "device_id", json_integer(1)), FS_ERR_ARG);
+    HANDLE_REFUSED_SIGNED(x.h, x.key, with_member(x.request, "device_id", json_string("bad id")), FS_ERR_ARG);
+    HANDLE_REFUSED_SIGNED(x.h, x.key, with_member(x.request, "device_id", json_string("")), FS_ERR_ARG);
+    HANDLE_REFUSED_SIGNED(x.h, x.key, with_member(x.request, "batch", NULL), FS_ERR_ARG);
+    HANDLE_REFUSED_SIGNED(x.h, x.key, with_member(x.request, "batch", json_integer(1)), FS_ERR_ARG);
+    HANDLE_REFUSED_SIGNED(x.h, x.key, with_member(x.request, "schema_version", NULL), FS_ERR_ARG);
+    HANDLE_REFUSED_SIGNED(x.h, x.key, with_member(x.request, "schema_version", json_string("1")), FS_ERR_ARG);
+    HANDLE_REFUSED_SIGNED(x.h, x.key, with_member(x.request, "entries", json_pack("[i]", 5)), FS_ERR_ARG);
+    HANDLE_REFUSED_SIGNED(x.h, x.key, with_item_member(x.request, "entries", 0, "key", json_null()), FS_ERR_ARG);
+    HANDLE_REFUSED_SIGNED(x.h, x.key, with_item_member(x.request, "entries", 0, "seq", json_string("1")),
                         FS_ERR_ARG);
-    HANDLE_REFUSED_FREE(x.h, with_member(x.request, "audit", json_pack("[i]", 5)), FS_ERR_ARG);
-    HANDLE_REFUSED_FREE(x.h, with_item_member(x.request, "audit", 0, "audit_id", json_string("1")),
+    HANDLE_REFUSED_SIGNED(x.h, x.key, with_member(x.request, "audit", json_pack("[i]", 5)), FS_ERR_ARG);
+    HANDLE_REFUSED_SIGNED(x.h, x.key, with_item_member(x.request, "audit", 0, "audit_id", json_string("1")),
                         FS_ERR_ARG);
-    HANDLE_REFUSED_FREE(x.h, with_item_member(x.request, "audit", 1, "hash", json_null()), FS_ERR_ARG);
-    HANDLE_REFUSED_FREE(x.h, with_member(x.request, "scope", json_pack("[s]", "task")), FS_ERR_ARG);
+    HANDLE_REFUSED_SIGNED(x.h, x.key, with_item_member(x.request, "audit", 1, "hash", json_null()), FS_ERR_ARG);
+    HANDLE_REFUSED_SIGNED(x.h, x.key, with_member(x.request, "scope", json_pack("[s]", "task")), FS_ERR_ARG);
     exchange_finish(&x);
 }
 
@@ -390,10 +406,32 @@ TEST(test_hub_handle_with_entries_or_audit_that_are_not_arrays_is_arg) {
      * answered as a bare pull */
     exchange x;
     REQUIRE(exchange_start(&x));
-    HANDLE_REFUSED_FREE(x.h, with_member(x.request, "entries", json_string("x")), FS_ERR_ARG);
-    HANDLE_REFUSED_FREE(x.h, with_member(x.request, "entries", json_object()), FS_ERR_ARG);
-    HANDLE_REFUSED_FREE(x.h, with_member(x.request, "audit", json_integer(5)), FS_ERR_ARG);
+    HANDLE_REFUSED_SIGNED(x.h, x.key, with_member(x.request, "entries", json_string("x")), FS_ERR_ARG);
+    HANDLE_REFUSED_SIGNED(x.h, x.key, with_member(x.request, "entries", json_object()), FS_ERR_ARG);
+    HANDLE_REFUSED_SIGNED(x.h, x.key, with_member(x.request, "audit", json_integer(5)), FS_ERR_ARG);
     exchange_finish(&x);
+}
+
+/* `request` as if device `device` sent it: its device_id and the signature
+ * of its audit head (which names the device) made with `k` (free()). */
+static char *sent_as(const test_key *k, const char *request, const char *device) {
+    json_t *r = json_loads(request, 0, NULL);
+    json_t *head = json_object_get(json_object_get(r, "auth"), "audit_head");
+    char *text;
+    if (head != NULL) {
+        char *message = strf("fieldsync audit head\n%s\n%lld\n%s", device, jint(head, "audit_id"), jstr(head, "hash"));
+        uint8_t sig[64];
+        char hex[129];
+        size_t i;
+        CHECK(test_key_sign(k, message, strlen(message), sig) == 0);
+        for (i = 0; i < 64; i++) snprintf(hex + 2 * i, 3, "%02x", sig[i]);
+        json_object_set_new(head, "signature", json_string(hex));
+        free(message);
+    }
+    json_object_set_new(r, "device_id", json_string(device));
+    text = json_dumps(r, JSON_COMPACT);
+    json_decref(r);
+    return text;
 }
 
 TEST(test_hub_handle_of_entries_of_another_device_is_arg_and_applies_nothing) {
@@ -404,13 +442,24 @@ TEST(test_hub_handle_of_entries_of_another_device_is_arg_and_applies_nothing) {
     fs_hub_close(x.h);
     x.h = open_hub("hub2.db", TASK_SCHEMA, NULL);
     REQUIRE(x.h != NULL);
-    HANDLE_REFUSED_FREE(x.h, with_member(x.request, "device_id", json_string("dev-2")), FS_ERR_ARG);
-    HANDLE_REFUSED_FREE(x.h, with_item_member(x.request, "entries", 1, "key", json_string("dev-2-2")),
+    /* the attacker holds dev-1's key and has it enrolled as dev-2 as well:
+     * the signature verifies, the decoder must still see the keys are not
+     * dev-2's */
+    REQUIRE(enroll(x.s, x.h, NULL) == 0);
+    {
+        char *enrollment = strf("{\"device_id\":\"dev-2\",\"public_key\":\"%s\"}", test_key_public(x.key));
+        char *result = NULL;
+        CHECK_OK(fs_hub_enroll(x.h, enrollment, &result));
+        free(enrollment);
+        fs_free(result);
+    }
+    HANDLE_REFUSED_SIGNED(x.h, x.key, sent_as(x.key, x.request, "dev-2"), FS_ERR_ARG);
+    HANDLE_REFUSED_SIGNED(x.h, x.key, with_item_member(x.request, "entries", 1, "key", json_string("dev-2-2")),
                         FS_ERR_ARG);
-    HANDLE_REFUSED_FREE(x.h, with_item_member(x.request, "entries", 1, "key", json_string("dev-10-2")),
+    HANDLE_REFUSED_SIGNED(x.h, x.key, with_item_member(x.request, "entries", 1, "key", json_string("dev-10-2")),
                         FS_ERR_ARG);
     /* key and seq must agree */
-    HANDLE_REFUSED_FREE(x.h, with_item_member(x.request, "entries", 1, "seq", json_integer(7)),
+    HANDLE_REFUSED_SIGNED(x.h, x.key, with_item_member(x.request, "entries", 1, "seq", json_integer(7)),
                         FS_ERR_ARG);
     stats = hub_stats_ok(x.h);
     CHECK_INT_EQ(jint(stats, "entries_applied"), 0);
@@ -426,9 +475,9 @@ TEST(test_hub_handle_of_entries_of_another_device_is_arg_and_applies_nothing) {
 TEST(test_hub_handle_of_a_scope_naming_unknown_types_or_fields_is_schema_error) {
     exchange x;
     REQUIRE(exchange_start(&x));
-    HANDLE_REFUSED_FREE(x.h, with_member(x.request, "scope", json_pack("{s:{s:s}}", "order", "site", "A")),
+    HANDLE_REFUSED_SIGNED(x.h, x.key, with_member(x.request, "scope", json_pack("{s:{s:s}}", "order", "site", "A")),
                         FS_ERR_SCHEMA);
-    HANDLE_REFUSED_FREE(x.h, with_member(x.request, "scope", json_pack("{s:{s:s}}", "task", "aisle", "A")),
+    HANDLE_REFUSED_SIGNED(x.h, x.key, with_member(x.request, "scope", json_pack("{s:{s:s}}", "task", "aisle", "A")),
                         FS_ERR_SCHEMA);
     exchange_finish(&x);
 }
@@ -462,6 +511,7 @@ TEST(test_sync_below_min_client_version_is_upgrade_required_and_keeps_the_outbox
     int64_t wait = 5;
     free(schema);
     REQUIRE(h != NULL && s != NULL);
+    REQUIRE(enroll(s, h, NULL) == 0);
     create_task(s, "T-1", "open");
     json_decref(apply_ok(s, act("T-1", "'inc':{'picked':2}")));
     snap_take(s, &snap);
@@ -526,7 +576,7 @@ TEST(test_hub_refuses_a_newer_protocol_whole_and_the_device_keeps_its_outbox) {
     json_t *r;
     REQUIRE(exchange_start(&x));
     hub_snap_take(x.h, &snap);
-    request = with_member(x.request, "protocol", json_integer(99));
+    request = resigned(x.key, with_member(x.request, "protocol", json_integer(99)));
     CHECK_OK(fs_hub_handle(x.h, request, &response));
     free(request);
     REQUIRE(response != NULL);

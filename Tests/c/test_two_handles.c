@@ -124,6 +124,7 @@ TEST(test_two_handles_applying_and_syncing_at_once_lose_nothing) {
     s[0] = open_device("d", "\"durability\":\"normal\",\"batch_size\":7");
     s[1] = open_device("d", "\"durability\":\"normal\",\"batch_size\":7");
     REQUIRE(h != NULL && s[0] != NULL && s[1] != NULL);
+    REQUIRE(enroll(s[0], h, NULL) == 0); /* one file: both handles sign with its key */
     create_task(s[0], "T-1", "open");
     for (i = 0; i < 2; i++) {
         memset(&w[i], 0, sizeof w[i]);
@@ -173,6 +174,7 @@ TEST(test_two_handles_take_turns_without_reusing_a_sequence_number) {
     json_t *r, *rows, *st;
     long long hlc_a;
     REQUIRE(h != NULL && a != NULL && b != NULL);
+    REQUIRE(enroll(a, h, NULL) == 0);
     create_task(a, "T-1", "open");
     r = apply_ok(a, act("T-1", "'inc':{'picked':1}"));
     CHECK_INT_EQ(jint(r, "seq"), 2);
@@ -220,6 +222,7 @@ TEST(test_two_handles_audit_eviction_on_one_reuses_no_key_on_the_other) {
     json_t *r, *rep, *st;
     int i;
     REQUIRE(h != NULL && a != NULL && b != NULL);
+    REQUIRE(enroll(a, h, NULL) == 0);
     REQUIRE_OK(fs_store_set_clock(a, th_clock, &now));
     REQUIRE_OK(fs_store_set_clock(b, th_clock, &now));
     REQUIRE_OK(fs_hub_set_clock(h, th_clock, &now));
@@ -304,6 +307,7 @@ static void superseded_batch(int b_answer_first) {
     char *ra, *rb, *answer_a, *answer_b;
     json_t *qa, *qb, *rec;
     REQUIRE(h != NULL && a != NULL && b != NULL);
+    REQUIRE(enroll(a, h, NULL) == 0);
     create_task(a, "T-1", "open");
     json_decref(apply_ok(a, act("T-1", "'inc':{'picked':2}")));
     ra = prepare_ok(a);
@@ -355,6 +359,7 @@ TEST(test_two_handles_answer_to_one_is_received_by_the_other) {
     char *request, *answer;
     json_t *sum, *st;
     REQUIRE(h != NULL && a != NULL && b != NULL);
+    REQUIRE(enroll(a, h, NULL) == 0);
     create_task(a, "T-1", "open");
     json_decref(apply_ok(a, act("T-1", "'inc':{'picked':2}")));
     request = prepare_ok(a);
