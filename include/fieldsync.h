@@ -262,7 +262,7 @@ FS_EXTERN fs_status fs_store_query(fs_store *store, const char *query_json, char
  * "records": 10, "outbox_pending": 3, "audit_rows": 12, ...}, with the
  * store's identity: "public_key" (its Ed25519 key, 64 hex digits: what the
  * hub enrolls), "instance_id" (32 hex digits, made with the file), "hub_key"
- * (the pinned hub key, or null), "auth" ("on"/"off"), "signer" ("store", or
+ * (the pinned hub key, or "" when none is), "auth" ("on"/"off"), "signer" ("store", or
  * "host" while fs_store_set_signer's callback signs).
  * @param out_stats_json caller frees with fs_free().
  * @return FS_OK; FS_ERR_ARG, FS_ERR_CLOSED, FS_ERR_IO. Any thread. */

@@ -308,7 +308,8 @@ package final class Store {
         stats["records_evicted"] = .int(try db.scalar("SELECT count(*) FROM fs_evicted") ?? 0)
         stats["public_key"] = .string(publicKey)
         stats["instance_id"] = .string(identity.instance)
-        stats["hub_key"] = try pinnedHubKey().map { JSON.string(Hex.encode($0)) } ?? .null
+        // "" when none is pinned: stats are numbers and strings only, as "last_failure".
+        stats["hub_key"] = .string(try pinnedHubKey().map { Hex.encode($0) } ?? "")
         stats["auth"] = .string(identity.authenticates ? "on" : "off")
         stats["signer"] = .string(identity.signer.external ? "host" : "store")
         stats = stats.merging(syncStats) { a, _ in a }

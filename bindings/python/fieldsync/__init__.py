@@ -196,7 +196,7 @@ class MisuseError(FieldSyncError):
 class AuthError(FieldSyncError):
     """FS_ERR_AUTH: authentication failed: the hub refused the device (unknown,
     revoked, bad signature, another store instance), or a response does not
-    verify with the pinned hub key; nothing was changed."""
+    verify with the pinned hub key; nothing was changed (docs/SECURITY.md)."""
     status = 15
 
 

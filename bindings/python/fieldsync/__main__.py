@@ -409,7 +409,7 @@ def store_info(args: argparse.Namespace) -> int:
         print(json.dumps(info), flush=True)
     else:
         for k, v in info.items():
-            print(f"{k}: {'null' if v is None else v}", flush=True)
+            print(f"{k}: {v if v not in (None, '') else '(none)'}", flush=True)
     return EXIT_OK
 
 
