@@ -567,12 +567,13 @@ class Store(_Handle):
         data = _take_bytes(out)
         return "" if data is None else data.decode("ascii")
 
-    def set_signer(self, public_key: Optional[str], fn: Optional[Callable[[bytes], bytes]]) -> None:
+    def set_signer(self, public_key: Optional[str], fn: Optional[Callable[[bytes], bytes]] = None) -> None:
         """Sign this handle's requests with ``fn(message: bytes) -> signature``
         (64 bytes, Ed25519 of the message by the key `public_key`, 64 hex
         digits) instead of the key in the file: for keys kept in a secure
         element or a TPM. ``set_signer(None, None)`` goes back to the file's
-        key. Not kept in the file: set it after every open::
+        key (so does ``set_signer(None)``). Not kept in the file: set it after
+        every open::
 
             store.set_signer(pub_hex, lambda m: private_key.sign(m))
 

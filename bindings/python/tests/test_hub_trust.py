@@ -38,6 +38,8 @@ def test_a_second_store_with_the_same_device_id_is_refused_key_reused_not_lost(t
     with fieldsync.Hub(str(tmp_path / "hub.db"), SCHEMA, auth="off") as hub, \
             fieldsync.Store(str(tmp_path / "a.db"), SCHEMA, device_id="dev-1") as a, \
             fieldsync.Store(str(tmp_path / "b.db"), SCHEMA, device_id="dev-1") as b:
+        for s in (a, b):
+            s.pin_hub(hub.public_key)  # its responses are signed all the same
         a.apply(task("T-1", set={"status": "open"}))
         fieldsync.sync_once(a, hub)
         b.apply(task("T-2", set={"status": "open"}))
