@@ -63,6 +63,12 @@ def main() -> None:
         with fieldsync.Hub(path("hub.db"), SCHEMA) as hub, \
                 fieldsync.Store(path("a.db"), SCHEMA, device_id="scanner-a") as a, \
                 fieldsync.Store(path("b.db"), SCHEMA, device_id="scanner-b") as b:
+            # Provisioning: the hub enrolls each device's key (and, for a
+            # scanner, its scope), and each device pins the hub's key. From
+            # then on requests and responses are signed: send them as they
+            # are (request.raw over HTTP), not re-encoded.
+            hub.enroll_store(a)
+            hub.enroll_store(b)
             # Both devices work offline on the same task.
             a.apply({"action": "open", "actor": "op-1", "type": "task", "id": "T-1",
                      "set": {"status": "open"}, "add": {"tags": ["cold"]}})
