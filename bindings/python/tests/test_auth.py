@@ -131,6 +131,28 @@ def test_an_impostor_posting_as_tablet_7_is_refused_and_the_real_seq_4_and_5_app
     impostor.close()
 
 
+def test_messages_travel_as_the_bytes_signed_and_an_edited_one_is_refused(tmp_path, hub):
+    with device(tmp_path / "d.db") as s:
+        hub.enroll_store(s)
+        pick(s, 1)
+        request, _ = s.sync_prepare()
+        assert isinstance(request, fieldsync.Message) and request.raw.endswith(b'"}')
+        # Re-encoded with other spacing: the same JSON, other bytes: refused
+        # (the signature member is no longer where the signed text ends).
+        assert refusal(hub.handle(json.dumps(request))) in ("unsigned", "bad_signature")
+        # A Message edited in Python is sent as edited, never as its old bytes.
+        edited = fieldsync.Message(request.raw)
+        edited["entries"][0]["ops"]["inc"]["picked"] = 100
+        assert not edited.unchanged()
+        assert refusal(hub.handle(edited)) == "bad_signature"
+        response = hub.handle(request)  # unchanged: its own bytes
+        assert [r["status"] for r in response["results"]] == ["applied"]
+        with pytest.raises(fieldsync.AuthError):
+            s.sync_receive(json.dumps(response))  # the response re-encoded the same way
+        assert s.sync_receive(response)["applied"] == 1
+        assert picked(hub) == 1
+
+
 def test_an_unknown_device_is_refused_and_told_so(tmp_path, hub):
     with device(tmp_path / "d.db", "tablet-9") as stranger:
         stranger.pin_hub(hub.public_key)
