@@ -69,9 +69,9 @@ def main() -> None:
         store = fieldsync.Store(os.path.join(work, f"{name}.db"), SCHEMA, device_id=f"tablet-{name}",
                                 durability="normal", backoff_base_ms=1000, backoff_cap_ms=30_000)
         store.set_clock(clock)
-        # Provisioning: the hub enrolls the tablet's key and store instance,
-        # the tablet pins the hub's key; every request and response is signed.
-        hub.enroll_store(store, scope={"task": {"site": "WH-3"}})
+        # Provisioning: the hub enrolls the tablet's key, the tablet pins the
+        # hub's (authentication is on: an unenrolled device is refused).
+        hub.enroll_store(store)
         devices[name] = store
     ana, ben, caro = devices["ana"], devices["ben"], devices["caro"]
     print(f"fieldsync {fieldsync.version()} — files in {work}")

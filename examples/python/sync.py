@@ -63,8 +63,10 @@ def main() -> None:
         with fieldsync.Hub(path("hub.db"), SCHEMA) as hub, \
                 fieldsync.Store(path("a.db"), SCHEMA, device_id="scanner-a") as a, \
                 fieldsync.Store(path("b.db"), SCHEMA, device_id="scanner-b") as b:
-            # Each device is enrolled once; from then on requests and
-            # responses are signed (docs/SECURITY.md).
+            # Provisioning: the hub enrolls each device's key (and, for a
+            # scanner, its scope), and each device pins the hub's key. From
+            # then on requests and responses are signed: send them as they
+            # are (request.raw over HTTP), not re-encoded.
             hub.enroll_store(a)
             hub.enroll_store(b)
             # Both devices work offline on the same task.

@@ -41,11 +41,12 @@ import time
 from ctypes import byref, c_int64, c_void_p
 from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple, Union
 
-from ._lib import CLOCK_FN, MAX_DEPTH, MAX_MESSAGE_BYTES, MAX_MESSAGE_DEPTH, RESOLVER_FN, lib, libc
+from ._lib import CLOCK_FN, MAX_DEPTH, MAX_MESSAGE_BYTES, MAX_MESSAGE_DEPTH, RESOLVER_FN, SIGN_FN, lib, libc
 
 __all__ = [
     "Store",
     "Hub",
+    "Message",
     "sync_once",
     "MAX_MESSAGE_BYTES",
     "MAX_DEPTH",
@@ -195,7 +196,7 @@ class MisuseError(FieldSyncError):
 class AuthError(FieldSyncError):
     """FS_ERR_AUTH: authentication failed: the hub refused the device (unknown,
     revoked, bad signature, another store instance), or a response does not
-    verify with the pinned hub key; nothing was changed."""
+    verify with the pinned hub key; nothing was changed (docs/SECURITY.md)."""
     status = 15
 
 
@@ -255,10 +256,33 @@ def _json(value: Union[Mapping[str, Any], str, None]) -> Optional[bytes]:
                       separators=(",", ":")).encode("utf-8")
 
 
+class Message(dict):
+    """A request or response as the library wrote it, decoded: a dict that
+    remembers its exact bytes (``.raw``). Signatures cover those bytes, so a
+    Message handed back to the library unchanged travels as them; once edited
+    (any member, at any depth) it is serialised again, and its signature no
+    longer verifies: the hub refuses such a request, a store such a response.
+    """
+
+    __slots__ = ("raw",)
+
+    def __init__(self, raw: bytes) -> None:
+        super().__init__(json.loads(raw.decode("utf-8")))
+        self.raw = raw
+
+    def unchanged(self) -> bool:
+        """True while the dict still holds exactly what ``raw`` says."""
+        return json.loads(self.raw.decode("utf-8")) == self
+
+
 def _message(value: Union[Mapping[str, Any], str, bytes, bytearray], what: str) -> bytes:
-    """Encode a sync message (request or response): a dict is serialised, str
-    is encoded, bytes are passed as they are (the library checks the UTF-8).
-    The limit is FS_MAX_MESSAGE_BYTES rather than FS_MAX_JSON_BYTES."""
+    """Encode a sync message (request or response): an unchanged Message is
+    its bytes, another dict is serialised, str is encoded, bytes are passed as
+    they are (the library checks the UTF-8). Never re-encode what the library
+    wrote: signatures cover its bytes. The limit is FS_MAX_MESSAGE_BYTES
+    rather than FS_MAX_JSON_BYTES."""
+    if isinstance(value, Message) and value.unchanged():
+        return value.raw
     if isinstance(value, (bytes, bytearray)):
         data = bytes(value)
         if b"\x00" in data:
@@ -391,6 +415,7 @@ class Store(_Handle):
         fetch_ttl_ms: Optional[int] = None,
         max_clock_skew_ms: Optional[int] = None,
         protocol: Optional[int] = None,
+        auth: Optional[str] = None,
     ) -> None:
         """Open (creating if needed) the store at `path`. Options left at None
         take the library's defaults: durability "full", a generated device id,
@@ -411,13 +436,19 @@ class Store(_Handle):
         (default 24 h): stamps pulled from the hub further ahead of this
         device's clock are never adopted by it. protocol (1 or 2, default 2):
         the sync protocol requests are written in; 1 while the hub runs a
-        release older than this library (docs/PROTOCOL.md "Versions")::
+        release older than this library (docs/PROTOCOL.md "Versions").
+        auth ("on", the default, or "off"): "off" neither signs requests nor
+        verifies responses (for a hub opened with auth "off", and for tests
+        that hand-craft messages); with it on, pin the hub's key first
+        (pin_hub(), or Hub.enroll_store()) or every response is refused::
 
             store = fieldsync.Store("device.db", schema, audit_keep_days=90,
                                     hygiene_every=500, fetch_ttl_ms=10 * 60_000)
         """
         self._handle: Optional[int] = None
         self._clock_fn: Optional[Any] = None  # keeps the CFUNCTYPE alive
+        self._signer_fn: Optional[Any] = None  # likewise
+        self._signer_errors: List[BaseException] = []
         self.path = os.fspath(path)
         options = _compact(durability=durability, device_id=device_id,
                            busy_timeout_ms=busy_timeout_ms, batch_size=batch_size, batch_bytes=batch_bytes,
@@ -426,7 +457,7 @@ class Store(_Handle):
                            pull_interval_ms=pull_interval_ms, scope=scope,
                            audit_keep_days=audit_keep_days, hygiene_on_open=hygiene_on_open,
                            hygiene_every=hygiene_every, fetch_ttl_ms=fetch_ttl_ms,
-                           max_clock_skew_ms=max_clock_skew_ms, protocol=protocol)
+                           max_clock_skew_ms=max_clock_skew_ms, protocol=protocol, auth=auth)
         handle = c_void_p()
         _check(lib.fs_store_open(_text(self.path, "path"), _json(schema),
                                  _json(options) if options else None, byref(handle)))
@@ -441,8 +472,9 @@ class Store(_Handle):
             try:
                 _check(lib.fs_store_close(handle))
             finally:
-                # Only now can no call be using the clock: let it go.
+                # Only now can no call be using the clock or signer: let them go.
                 self._clock_fn = None
+                self._signer_fn = None
 
 
     # -- actions and reads -------------------------------------------------
@@ -495,6 +527,93 @@ class Store(_Handle):
     def device_id(self) -> str:
         """This store's device id (kept in the file): ``store.device_id``."""
         return self.stats()["device_id"]
+
+    # -- authentication (docs/SECURITY.md) ----------------------------------
+
+    @property
+    def public_key(self) -> str:
+        """The public key this store signs its requests with (64 hex digits),
+        the one to enroll at the hub: the file's key, or the signer's
+        (set_signer()). ``hub.enroll(store.device_id, store.public_key)``."""
+        return self.stats()["public_key"]
+
+    @property
+    def instance_id(self) -> str:
+        """This store file's instance id (32 hex digits, made with the file):
+        enrolled with the key, it makes the hub refuse a copy of the device id
+        in another store ("instance_mismatch")."""
+        return self.stats()["instance_id"]
+
+    def pin_hub(self, hub_key: str) -> None:
+        """Pin the hub's public key (64 hex digits: what Hub.enroll() returned
+        as "hub_key", or Hub.public_key); kept in the file. Until a key is
+        pinned, sync_receive() refuses every response with AuthError (unless
+        the store was opened with auth="off")::
+
+            store.pin_hub(hub.enroll(store.device_id, store.public_key)["hub_key"])
+
+        Raises ArgError (not 64 hex digits), ClosedError, FieldSyncIOError,
+        FullError, BusyError."""
+        _check(lib.fs_store_pin_hub(self._h(), _text(hub_key, "hub_key")))
+
+    def rotate_key(self) -> str:
+        """Replace the store's key pair with a new one and return the new
+        public key (64 hex digits); a signer set with set_signer() is dropped.
+        Enroll the new key at the hub: until then the hub refuses this
+        device's requests ("bad_signature"), and sync_receive() raises
+        AuthError. Raises ClosedError, FieldSyncIOError, FullError, BusyError."""
+        out = c_void_p()
+        _check(lib.fs_store_rotate_key(self._h(), byref(out)))
+        data = _take_bytes(out)
+        return "" if data is None else data.decode("ascii")
+
+    def set_signer(self, public_key: Optional[str], fn: Optional[Callable[[bytes], bytes]] = None) -> None:
+        """Sign this handle's requests with ``fn(message: bytes) -> signature``
+        (64 bytes, Ed25519 of the message by the key `public_key`, 64 hex
+        digits) instead of the key in the file: for keys kept in a secure
+        element or a TPM. ``set_signer(None, None)`` goes back to the file's
+        key (so does ``set_signer(None)``). Not kept in the file: set it after
+        every open::
+
+            store.set_signer(pub_hex, lambda m: private_key.sign(m))
+
+        `fn` runs inside sync_prepare() / fetch_request() with the store
+        locked: it must not use the store. If it raises or returns something
+        else than 64 bytes, or a signature that does not verify, that call
+        raises ArgError and nothing changes; ``store.signer_errors`` keeps the
+        last few exceptions it raised. Raises ArgError (public_key not 64 hex
+        digits), ClosedError."""
+        handle = self._h()
+        if fn is None:
+            _check(lib.fs_store_set_signer(handle, None, SIGN_FN(), None))
+            self._signer_fn = None
+            return
+        if not callable(fn):
+            raise TypeError("fn must be callable or None")
+        if public_key is None:
+            raise TypeError("public_key is required with a signer")
+        errors = self._signer_errors
+
+        def sign(_ctx: Optional[int], message: Any, length: int, signature: Any) -> int:
+            try:
+                sig = bytes(fn(ctypes.string_at(message, length)))
+                if len(sig) != 64:
+                    raise ValueError(f"a signature is 64 bytes, the signer returned {len(sig)}")
+                ctypes.memmove(signature, sig, 64)
+                return 0
+            except BaseException as e:  # noqa: BLE001 - must not unwind into C
+                errors.append(e)
+                del errors[:-10]
+                return ArgError.status
+
+        c_fn = SIGN_FN(sign)
+        _check(lib.fs_store_set_signer(handle, _text(public_key, "public_key"), c_fn, None))
+        self._signer_fn = c_fn  # referenced for as long as the library may call it
+
+    @property
+    def signer_errors(self) -> List[BaseException]:
+        """The last (up to 10) exceptions the signer raised, oldest first."""
+        return self._signer_errors
 
     # -- outbox ------------------------------------------------------------
 
@@ -587,6 +706,10 @@ class Store(_Handle):
         Raises ArgError (not a non-empty list of refs), SchemaError (unknown
         type), TooBigError (more than 1000 refs), UpgradeRequiredError.
         """
+        data = self._fetch_request_raw(refs)
+        return None if data is None else Message(data)
+
+    def _fetch_request_raw(self, refs: Union[List[Mapping[str, Any]], str]) -> Optional[bytes]:
         _require("fs_fetch_request")
         if isinstance(refs, str):
             data = _text(refs, "refs")
@@ -596,7 +719,7 @@ class Store(_Handle):
                               separators=(",", ":")).encode("utf-8")
         out = c_void_p()
         _check(lib.fs_fetch_request(self._h(), data, byref(out)))
-        return _take(out)
+        return _take_bytes(out)
 
     def fetch_from(self, hub: "Hub", refs: Union[List[Mapping[str, Any]], str]) -> Dict[str, Any]:
         """Fetch records from an in-process hub: fetch_request(refs) ->
@@ -610,11 +733,10 @@ class Store(_Handle):
             # -> (1, [{"type": "task", "id": "T-404"}])
             store.get("task", "T-9")  # cached for fetch_ttl_ms
         """
-        response = json.loads(hub._handle_raw(
-            json.dumps(self.fetch_request(refs), ensure_ascii=False,
-                       separators=(",", ":")).encode("utf-8")).decode("utf-8"))
-        summary = self.sync_receive(response)
-        summary["missing"] = list(response.get("missing") or [])
+        request = self._fetch_request_raw(refs) or b""
+        raw = hub._handle_raw(request)  # bytes to bytes: both are signed
+        summary = self.sync_receive(raw)
+        summary["missing"] = list(json.loads(raw.decode("utf-8")).get("missing") or [])
         return summary
 
     # -- clock -------------------------------------------------------------
@@ -657,7 +779,7 @@ class Store(_Handle):
                 summary = store.sync_receive(post("/sync", request))
         """
         data, wait = self._prepare_raw()
-        return (None if data is None else json.loads(data.decode("utf-8"))), wait
+        return (None if data is None else Message(data)), wait
 
     def sync_receive(self, response: Union[Mapping[str, Any], str, bytes]) -> Dict[str, Any]:
         """Apply the hub's response to the last request; return the summary
@@ -666,7 +788,11 @@ class Store(_Handle):
         the pass hygiene_every ran, when one ran). Raises UpgradeRequiredError when the hub
         requires a newer schema (the outbox is kept), ConflictError when the
         hub refused the request as a whole, ArgError for a response this store
-        cannot have asked for (nothing is changed)."""
+        cannot have asked for, AuthError when the response does not verify
+        with the pinned hub key (or none is pinned) or is the hub's refusal of
+        this device (unknown, revoked, bad signature, another instance); in
+        every case nothing is changed. Pass the response as the bytes (or the
+        Message) the hub produced: re-encoding it breaks its signature."""
         out = c_void_p()
         _check(lib.fs_sync_receive(self._h(), _message(response, "response"), byref(out)))
         return _take(out)
@@ -717,17 +843,21 @@ class Hub(_Handle):
         durability: Optional[str] = None,
         busy_timeout_ms: Optional[int] = None,
         max_clock_skew_ms: Optional[int] = None,
+        auth: Optional[str] = None,
     ) -> None:
         """Open (creating if needed) the hub at `path`. max_clock_skew_ms
         (default 24 h): an entry stamped further ahead of the hub's clock is
-        rejected with reason "clock_skew"."""
+        rejected with reason "clock_skew". auth ("on", the default, or "off"):
+        with it on, only requests signed by an enrolled device are handled
+        (enroll(), enroll_store()); "off" handles any request, shown in
+        stats() and logged in devices()["refusals"] at every open."""
         self._handle: Optional[int] = None
         self._clock_fn: Optional[Any] = None  # keeps the CFUNCTYPE alive
         self._resolvers: Dict[str, Any] = {}  # likewise, by resolver name
         self._resolver_errors: List[BaseException] = []
         self.path = os.fspath(path)
         options = _compact(durability=durability, busy_timeout_ms=busy_timeout_ms,
-                           max_clock_skew_ms=max_clock_skew_ms)
+                           max_clock_skew_ms=max_clock_skew_ms, auth=auth)
         handle = c_void_p()
         _check(lib.fs_hub_open(_text(self.path, "path"), _json(schema),
                                _json(options) if options else None, byref(handle)))
@@ -756,14 +886,96 @@ class Hub(_Handle):
     def handle(self, request: Union[Mapping[str, Any], str, bytes]) -> Dict[str, Any]:
         """Handle one device request (what Store.sync_prepare() produced) in one
         transaction; return the response for Store.sync_receive(). A request the
-        hub refuses as a whole (upgrade required) still gets a response, with
-        "error". Malformed requests raise ArgError/JSONError/TooBigError/
-        SchemaError and apply nothing."""
-        return json.loads(self._handle_raw(_message(request, "request")).decode("utf-8"))
+        hub refuses as a whole still gets a response, with "error": upgrade
+        required, and with auth on "unsigned", "unknown_device", "revoked",
+        "bad_signature", "instance_mismatch" (counted in stats(), logged in
+        devices()). Malformed requests raise ArgError/JSONError/TooBigError/
+        SchemaError and apply nothing. The response is a Message: hand it to
+        Store.sync_receive() unchanged (it is signed)."""
+        return Message(self._handle_raw(_message(request, "request")))
 
     def handle_text(self, request: Union[str, bytes]) -> str:
         """As handle(), JSON text in and out (no decoding): for servers."""
         return self._handle_raw(_message(request, "request")).decode("utf-8")
+
+    def handle_bytes(self, request: bytes) -> bytes:
+        """As handle(), the request's bytes in and the response's bytes out,
+        untouched (both are signed): for transports."""
+        return self._handle_raw(_message(request, "request"))
+
+    # -- authentication (docs/SECURITY.md) ----------------------------------
+
+    @property
+    def public_key(self) -> str:
+        """The hub's public key (64 hex digits), which devices pin
+        (Store.pin_hub()): every response is signed with it."""
+        return self.stats()["public_key"]
+
+    def enroll(
+        self,
+        device_id: str,
+        public_key: str,
+        *,
+        instance: Optional[str] = None,
+        scope: Optional[Mapping[str, Mapping[str, Any]]] = None,
+        write: bool = True,
+    ) -> Dict[str, Any]:
+        """Enroll a device (or re-enroll it: a new key is a rotation, a
+        revoked device becomes active again); return ``{"device_id",
+        "hub_key", "rotated"}``: pin "hub_key" on the device.
+
+        `instance` (32 hex digits, Store.instance_id) binds the device id to
+        that store file (otherwise to the first one that syncs); `scope`
+        (e.g. ``{"task": {"site": "WH-3"}}``: only the types named, each with
+        an equality filter; None: every record) is what the device may pull,
+        fetch and write, whatever it asks; write=False enrolls it read-only::
+
+            hub.enroll("tablet-7", pub_hex, scope={"task": {"site": "WH-3"}})
+
+        Raises ArgError (a member missing or malformed), SchemaError (a scope
+        naming unknown types or fields), ClosedError, FieldSyncIOError,
+        FullError, BusyError."""
+        enrollment: Dict[str, Any] = {"device_id": device_id, "public_key": public_key,
+                                      "write": bool(write)}
+        if instance is not None:
+            enrollment["instance"] = instance
+        if scope is not None:
+            enrollment["scope"] = scope
+        out = c_void_p()
+        _check(lib.fs_hub_enroll(self._h(), _json(enrollment), byref(out)))
+        return _take(out)
+
+    def enroll_store(self, store: "Store", *, scope: Optional[Mapping[str, Mapping[str, Any]]] = None,
+                     write: bool = True) -> Dict[str, Any]:
+        """Enroll an in-process store (its device id, public key and instance)
+        and pin this hub's key into it: what a provisioning step does for a
+        device, in one call. Returns what enroll() returns::
+
+            hub.enroll_store(store, scope={"task": {"site": "WH-3"}})
+            fieldsync.sync_once(store, hub)
+
+        Raises what enroll() and Store.pin_hub() raise."""
+        stats = store.stats()
+        result = self.enroll(stats["device_id"], stats["public_key"],
+                             instance=stats["instance_id"], scope=scope, write=write)
+        store.pin_hub(result["hub_key"])
+        return result
+
+    def revoke(self, device_id: str) -> None:
+        """Revoke a device: its requests are refused ("revoked") until it is
+        enrolled again; what it synced stays, with its audit. Raises
+        NotFoundError (not enrolled), ArgError, ClosedError, FieldSyncIOError,
+        FullError, BusyError."""
+        _check(lib.fs_hub_revoke(self._h(), _text(device_id, "device_id")))
+
+    def devices(self) -> Dict[str, Any]:
+        """The registry: ``{"devices": [{"device_id", "public_key",
+        "instance", "scope", "write", "state", "enrolled_at", "revoked_at",
+        "last_seen_at", "keys"}], "refusals": [{"at", "device_id", "code",
+        "message"}]}`` (the latest 100 refusals, newest first)."""
+        out = c_void_p()
+        _check(lib.fs_hub_devices(self._h(), byref(out)))
+        return _take(out)
 
     # -- reads -------------------------------------------------------------
 

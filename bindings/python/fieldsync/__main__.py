@@ -3,6 +3,17 @@
     python -m fieldsync serve --db hub.db --schema schema.json --port 8080
     python -m fieldsync sync  --db device.db --schema schema.json --server http://127.0.0.1:8080
     python -m fieldsync apply --db device.db --schema schema.json --action '{"action": ...}'
+    python -m fieldsync store info device.db --schema schema.json
+    python -m fieldsync hub enroll hub.db --schema schema.json tablet-7 <public key> [--scope JSON]
+    python -m fieldsync store pin-hub device.db --schema schema.json <hub key>
+    python -m fieldsync verify hub.db
+
+Authentication (docs/SECURITY.md): a hub serves only enrolled devices.
+`store info` shows a device's public key and instance; `hub enroll` enrolls
+them and prints the hub's key, which `store pin-hub` pins on the device.
+`hub revoke` and `hub devices` manage the registry. `verify` checks the
+audit trail a hub stored against the devices' signatures without the
+library (fieldsync/verify.py; it also runs alone: `python3 verify.py hub.db`).
 
 `serve` puts a Hub behind one HTTP endpoint, ``POST /sync`` (request JSON in,
 response JSON out), plus ``GET /stats``. It binds 127.0.0.1 unless --host says
@@ -18,7 +29,13 @@ the body's size), a body must arrive within --body-timeout seconds (default
 until the outbox holds nothing more to send and no page of changes is left,
 backing off (fs_sync_fail) on transport errors. Exit status: 0 drained,
 1 --max-seconds exceeded, 2 usage, 3 the hub requires a newer schema,
-4 any other error (the hub refused the request, a library error).
+4 any other error (the hub refused the request, a library error),
+5 authentication failed (the hub refused this device, or its response did
+not verify with the pinned hub key; the outbox is kept).
+
+`serve` answers a request refused by authentication as the library does (200
+with the signed refusal) and logs one line to stderr naming the device and
+the refusal code.
 """
 
 from __future__ import annotations
@@ -39,6 +56,7 @@ from typing import Any, Dict, Optional, Sequence
 
 from . import (
     ArgError,
+    AuthError,
     FieldSyncError,
     Hub,
     JSONError,
@@ -50,7 +68,7 @@ from . import (
 )
 from ._lib import MAX_MESSAGE_BYTES
 
-EXIT_OK, EXIT_TIMEOUT, EXIT_USAGE, EXIT_UPGRADE, EXIT_ERROR = 0, 1, 2, 3, 4
+EXIT_OK, EXIT_TIMEOUT, EXIT_USAGE, EXIT_UPGRADE, EXIT_ERROR, EXIT_AUTH = 0, 1, 2, 3, 4, 5
 
 #: Library errors that are the client's fault: answered 400, the rest 500.
 CLIENT_ERRORS = (ArgError, JSONError, TooBigError, SchemaError)
@@ -152,7 +170,8 @@ class _HubHandler(http.server.BaseHTTPRequestHandler):
                 self.close_connection = True
                 return
             try:
-                response = self.workers.submit(self.hub.handle_text, body).result().encode("utf-8")
+                # Bytes in, bytes out: both texts are signed over their bytes.
+                response = self.workers.submit(self.hub.handle_bytes, body).result()
             except FieldSyncError as e:
                 self._library_error(e)
                 return
@@ -160,11 +179,27 @@ class _HubHandler(http.server.BaseHTTPRequestHandler):
                 self._error(500, f"{type(e).__name__}: {e}", "internal")
                 return
             del body
+            self._log_refusal(response)
             # Sent inside the turn too: a response can be as large as a request.
             self._send(200, response)
         finally:
             self.connection.settimeout(self.timeout)
             self.turns.release()
+
+    def _log_refusal(self, response: bytes) -> None:
+        """One line on stderr for a request the hub refused as a whole (the
+        library logs it too: fs_hub_devices "refusals"). Refusals are small;
+        a large response is never one, and is not parsed again."""
+        if len(response) > 8192 or b'"error":{' not in response:
+            return
+        try:
+            answer = json.loads(response.decode("utf-8"))
+            error = answer["error"]
+            device, code = answer.get("device_id", "?"), error["code"]
+        except (ValueError, KeyError, TypeError):
+            return
+        print(f"refused {self.client_address[0]} device {device}: {code}: {error.get('message', '')}",
+              file=sys.stderr, flush=True)
 
     def _read_body(self, length: int) -> Optional[bytes]:
         """The body, or None if it did not all arrive within body_timeout.
@@ -198,7 +233,10 @@ def serve(args: argparse.Namespace) -> int:
     for name in ("max_parallel", "body_timeout", "queue_timeout"):
         if getattr(args, name) <= 0:
             raise ValueError(f"--{name.replace('_', '-')} must be > 0")
-    hub = Hub(args.db, _read_schema(args.schema), durability=args.durability)
+    hub = Hub(args.db, _read_schema(args.schema), durability=args.durability, auth=args.auth)
+    if args.auth == "off":
+        print(f"fieldsync hub {args.db}: authentication is OFF: any client is any device",
+              file=sys.stderr, flush=True)
     workers = concurrent.futures.ThreadPoolExecutor(max_workers=args.max_parallel, thread_name_prefix="fieldsync-hub")
     handler = type("HubHandler", (_HubHandler,), {
         "hub": hub, "verbose": args.verbose, "turns": threading.BoundedSemaphore(args.max_parallel),
@@ -336,6 +374,9 @@ def sync(args: argparse.Namespace) -> int:
             except UpgradeRequiredError as e:
                 print(f"upgrade required: {e.message}", file=sys.stderr, flush=True)
                 return EXIT_UPGRADE
+            except AuthError as e:
+                print(f"authentication failed: {e.message}", file=sys.stderr, flush=True)
+                return EXIT_AUTH
             pull_pending = bool(summary["more"])
             print(f"sent {entries} entries, applied {summary['applied']}, "
                   f"duplicate {summary['duplicate']}, rejected {summary['rejected']}, "
@@ -353,6 +394,78 @@ def apply(args: argparse.Namespace) -> int:
     with Store(args.db, _read_schema(args.schema), **options) as store:
         print(json.dumps(store.apply(args.action), ensure_ascii=False), flush=True)
     return EXIT_OK
+
+
+# --------------------------------------------------------------------------
+# store info, store pin-hub (the device side of enrollment)
+# --------------------------------------------------------------------------
+
+
+def store_info(args: argparse.Namespace) -> int:
+    with Store(args.store_db, _read_schema(args.schema)) as store:
+        stats = store.stats()
+    info = {k: stats.get(k) for k in ("device_id", "public_key", "instance_id", "hub_key", "auth", "signer")}
+    if args.json:
+        print(json.dumps(info), flush=True)
+    else:
+        for k, v in info.items():
+            print(f"{k}: {v if v not in (None, '') else '(none)'}", flush=True)
+    return EXIT_OK
+
+
+def store_pin_hub(args: argparse.Namespace) -> int:
+    with Store(args.store_db, _read_schema(args.schema)) as store:
+        store.pin_hub(args.hub_key)
+        print(f"pinned hub key {args.hub_key} in {args.store_db} (device {store.device_id})", flush=True)
+    return EXIT_OK
+
+
+# --------------------------------------------------------------------------
+# hub enroll, hub revoke, hub devices (the registry)
+# --------------------------------------------------------------------------
+
+
+def hub_enroll(args: argparse.Namespace) -> int:
+    scope = None
+    if args.scope is not None:
+        try:
+            scope = json.loads(args.scope)
+        except ValueError as e:
+            raise ValueError(f"--scope is not JSON: {e}") from None
+    with Hub(args.hub_db, _read_schema(args.schema)) as hub:
+        result = hub.enroll(args.device_id, args.public_key, instance=args.instance, scope=scope,
+                            write=not args.read_only)
+    rotated = " (key rotated: requests signed with the old key are refused)" if result["rotated"] else ""
+    print(f"enrolled {result['device_id']}{rotated}; pin this hub key on the device:", flush=True)
+    print(result["hub_key"], flush=True)
+    return EXIT_OK
+
+
+def hub_revoke(args: argparse.Namespace) -> int:
+    with Hub(args.hub_db, _read_schema(args.schema)) as hub:
+        hub.revoke(args.device_id)
+    print(f"revoked {args.device_id}", flush=True)
+    return EXIT_OK
+
+
+def hub_devices(args: argparse.Namespace) -> int:
+    with Hub(args.hub_db, _read_schema(args.schema)) as hub:
+        registry = hub.devices()
+    if args.json:
+        print(json.dumps(registry), flush=True)
+        return EXIT_OK
+    for d in registry["devices"]:
+        scope = "every record" if d.get("scope") is None else json.dumps(d["scope"])
+        print(f"{d['device_id']} {d['state']} key {d['public_key']} instance {d.get('instance') or '-'} "
+              f"{'read-write' if d['write'] else 'read-only'} scope {scope}", flush=True)
+    for r in registry["refusals"]:
+        print(f"refused at {r['at']}: {r['device_id']}: {r['code']}: {r['message']}", flush=True)
+    return EXIT_OK
+
+
+def verify(args: argparse.Namespace) -> int:
+    from . import verify as verifier
+    return verifier.run(args)
 
 
 # --------------------------------------------------------------------------
@@ -378,6 +491,8 @@ def parser() -> argparse.ArgumentParser:
                    help="seconds a request body may take to arrive (default 60)")
     s.add_argument("--queue-timeout", type=float, default=120.0,
                    help="seconds a request may wait for its turn before 503 (default 120)")
+    s.add_argument("--auth", choices=["on", "off"], default="on",
+                   help="off: serve any request, as any device (default on: enrolled devices only)")
     s.set_defaults(run=serve)
 
     y = sub.add_parser("sync", help="sync a device store with a hub until drained")
@@ -397,6 +512,46 @@ def parser() -> argparse.ArgumentParser:
     a.add_argument("--action", required=True, help="the action, as JSON text")
     a.add_argument("--device-id", help="device id (must match the store's)")
     a.set_defaults(run=apply)
+
+    st = sub.add_parser("store", help="a device store's identity: info, pin-hub")
+    st_sub = st.add_subparsers(dest="store_command", required=True)
+    i = st_sub.add_parser("info", help="print the store's device id, public key and instance id")
+    i.add_argument("store_db", help="device store file")
+    i.add_argument("--schema", required=True, help="schema JSON file")
+    i.add_argument("--json", action="store_true", help="print one JSON object")
+    i.set_defaults(run=store_info)
+    pin = st_sub.add_parser("pin-hub", help="pin the hub key `hub enroll` printed")
+    pin.add_argument("store_db", help="device store file")
+    pin.add_argument("hub_key", help="the hub's public key, 64 hex digits")
+    pin.add_argument("--schema", required=True, help="schema JSON file")
+    pin.set_defaults(run=store_pin_hub)
+
+    h = sub.add_parser("hub", help="the hub's device registry: enroll, revoke, devices")
+    h_sub = h.add_subparsers(dest="hub_command", required=True)
+    e = h_sub.add_parser("enroll", help="enroll (or re-enroll, rotating its key) a device; prints the hub key")
+    e.add_argument("hub_db", help="hub database file")
+    e.add_argument("device_id", help="the device's id (store info)")
+    e.add_argument("public_key", help="the device's public key, 64 hex digits (store info)")
+    e.add_argument("--schema", required=True, help="schema JSON file")
+    e.add_argument("--instance", help="bind to this store instance (store info instance_id)")
+    e.add_argument("--scope", help='records the device may pull, fetch and write, e.g. \'{"task": {"site": "WH-3"}}\'')
+    e.add_argument("--read-only", action="store_true", help="the device may pull and fetch, not write")
+    e.set_defaults(run=hub_enroll)
+    r = h_sub.add_parser("revoke", help="refuse a device's requests until it is enrolled again")
+    r.add_argument("hub_db", help="hub database file")
+    r.add_argument("device_id")
+    r.add_argument("--schema", required=True, help="schema JSON file")
+    r.set_defaults(run=hub_revoke)
+    d = h_sub.add_parser("devices", help="list enrolled devices and the latest refusals")
+    d.add_argument("hub_db", help="hub database file")
+    d.add_argument("--schema", required=True, help="schema JSON file")
+    d.add_argument("--json", action="store_true", help="print the registry as JSON")
+    d.set_defaults(run=hub_devices)
+
+    from . import verify as verifier
+    v = sub.add_parser("verify", help="verify a hub's stored audit trail against the devices' signatures")
+    verifier.add_arguments(v)
+    v.set_defaults(run=verify)
     return p
 
 
@@ -407,6 +562,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except UpgradeRequiredError as e:
         print(f"upgrade required: {e.message}", file=sys.stderr)
         return EXIT_UPGRADE
+    except AuthError as e:
+        print(f"authentication failed: {e.message}", file=sys.stderr)
+        return EXIT_AUTH
     except FieldSyncError as e:
         print(f"error: {e}", file=sys.stderr)
         return EXIT_ERROR

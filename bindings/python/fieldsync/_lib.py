@@ -10,7 +10,7 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import os
-from ctypes import CFUNCTYPE, POINTER, c_char_p, c_int32, c_int64, c_size_t, c_void_p
+from ctypes import CFUNCTYPE, POINTER, c_char_p, c_int32, c_int64, c_size_t, c_uint8, c_void_p
 from pathlib import Path
 from typing import List
 
@@ -30,6 +30,10 @@ CLOCK_FN = CFUNCTYPE(c_int64, c_void_p)
 #: ``fs_status (*fs_resolver_fn)(void *ctx, const char *conflict_json,
 #: char **out_value_json)`` as used by fs_hub_set_resolver.
 RESOLVER_FN = CFUNCTYPE(c_int32, c_void_p, c_char_p, POINTER(c_void_p))
+
+#: ``fs_status (*fs_sign_fn)(void *ctx, const uint8_t *message, size_t length,
+#: uint8_t signature[64])`` as used by fs_store_set_signer.
+SIGN_FN = CFUNCTYPE(c_int32, c_void_p, POINTER(c_uint8), c_size_t, POINTER(c_uint8))
 
 #: Functions a library built before they were added may lack; the binding
 #: then raises when they are used, not when it is imported.
@@ -105,6 +109,13 @@ def _declare(lib: ctypes.CDLL) -> None:
         "fs_hub_audit_query": (status, [c_void_p, c_char_p, out_str]),
         "fs_hub_stats": (status, [c_void_p, out_str]),
         "fs_hub_set_resolver": (status, [c_void_p, c_char_p, RESOLVER_FN, c_void_p]),
+        # Authentication (docs/SECURITY.md).
+        "fs_store_pin_hub": (status, [c_void_p, c_char_p]),
+        "fs_store_set_signer": (status, [c_void_p, c_char_p, SIGN_FN, c_void_p]),
+        "fs_store_rotate_key": (status, [c_void_p, out_str]),
+        "fs_hub_enroll": (status, [c_void_p, c_char_p, out_str]),
+        "fs_hub_revoke": (status, [c_void_p, c_char_p]),
+        "fs_hub_devices": (status, [c_void_p, out_str]),
     }
     for name, (restype, argtypes) in protos.items():
         if name in OPTIONAL and not hasattr(lib, name):

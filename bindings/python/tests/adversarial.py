@@ -273,6 +273,17 @@ class Hub:
     def query(self, q: Any) -> Outcome:
         return call_out(f"fs_hub_query({q!r})", lib.fs_hub_query, self.h, encode(q))
 
+    def enroll(self, *devs: "Dev", **more: Any) -> None:
+        """Enroll each device (its key and store instance) and pin this hub's
+        key into it, as provisioning does: with authentication on, a hub
+        serves only enrolled devices (issue 14)."""
+        for dev in devs:
+            stats = dev.stats()
+            enrollment = {"device_id": stats["device_id"], "public_key": stats["public_key"],
+                          "instance": stats["instance_id"], **more}
+            result = ok(call_out("fs_hub_enroll", lib.fs_hub_enroll, self.h, encode(enrollment))).value
+            ok(call("fs_store_pin_hub", lib.fs_store_pin_hub, dev.h, result["hub_key"].encode()))
+
     def audit_query(self, f: Any = None) -> Outcome:
         return call_out(f"fs_hub_audit_query({f!r})", lib.fs_hub_audit_query, self.h, encode(f))
 

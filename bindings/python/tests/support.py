@@ -131,6 +131,16 @@ def kill_child(argv: List[str], log, delay: float, ready: str, env=None) -> tupl
     return first, [line for line in rest.split("\n")[:-1] if line]
 
 
+def enroll_at(hub_path, store, schema: Dict[str, Any] = SCHEMA, **options: Any) -> Dict[str, Any]:
+    """Enroll an open `store` at the hub file `hub_path` (opened here and
+    closed again) and pin the hub's key into the store: the provisioning a
+    device needs before it syncs with `python -m fieldsync serve` on that
+    file. `options` go to Hub.enroll_store (scope, write)."""
+    import fieldsync
+    with fieldsync.Hub(str(hub_path), schema) as hub:
+        return hub.enroll_store(store, **options)
+
+
 def task(id: str, actor: str = "op-1", action: str = "edit", **ops: Any) -> Dict[str, Any]:
     """Build an action on a task: task("T-1", set={"status": "open"})."""
     return {"action": action, "actor": actor, "type": "task", "id": id, **ops}

@@ -51,6 +51,7 @@ def template(tmp_path_factory) -> Path:
     hub = Hub.must_open(d / "hub.db", SCHEMA, {"durability": "normal"})
     a = Dev.must_open(d / "dev-A.db", SCHEMA, A_OPTIONS)
     b = Dev.must_open(d / "dev-B.db", SCHEMA, B_OPTIONS)
+    hub.enroll(a, b)
     ok(b.apply(task("T-2", set={"status": "open", "on_hand": 5})))
     ok(b.apply(task("T-3", set={"status": "new", "lines": [1]})))
     settle(b, hub)
@@ -68,10 +69,15 @@ def template(tmp_path_factory) -> Path:
     return d
 
 
-def opened(template: Path, tmp: Path, **a_options: Any) -> Tuple[Path, Hub, Dev, Dev]:
-    """`a_options`: more store options for dev-A (e.g. protocol=1)."""
+def opened(template: Path, tmp: Path, auth_off: bool = False, **a_options: Any) -> Tuple[Path, Hub, Dev, Dev]:
+    """`a_options`: more store options for dev-A (e.g. protocol=1).
+    auth_off: the hub and dev-A neither sign nor check signatures, for the
+    cases that alter a message member to attack its decoder (a signed
+    message altered is refused before it is decoded: test_auth.py)."""
     d = copy_files(template, tmp / "case")
-    return d, Hub.must_open(d / "hub.db"), Dev.must_open(d / "dev-A.db", SCHEMA, {**A_OPTIONS, **a_options}), \
+    off = {"auth": "off"} if auth_off else {}
+    return d, Hub.must_open(d / "hub.db", SCHEMA, off or None), \
+        Dev.must_open(d / "dev-A.db", SCHEMA, {**A_OPTIONS, **a_options, **off}), \
         Dev.must_open(d / "dev-B.db", SCHEMA, B_OPTIONS)
 
 
@@ -281,6 +287,8 @@ def case_schema_integer(tmp: Path, path: str, value: int) -> None:
     schema = schema_with(path, value)
     os_, dev = Dev.open(tmp / "dev.db", schema, device_options("dev-S"))
     oh, hub = Hub.open(tmp / "hub.db", schema, {"durability": "normal"})
+    if os_.status == FS_OK and oh.status == FS_OK:
+        hub.enroll(dev)
     if schema_must_refuse(path, value):
         refused(os_, f"(schema {path} = {value})")
         refused(oh, f"(schema {path} = {value})")
@@ -480,7 +488,7 @@ def later_writes_win(a: Dev, b: Dev, hub: Hub, ids_: List[str]) -> None:
 def case_request_member(template: Path, tmp: Path, member: str, name: str, value: Any) -> None:
     # Protocol 2 sends an audit row's hlc only in its entry ("entry.hlc");
     # protocol 1, which the hub still serves, sends it in the row.
-    d, hub, a, b = opened(template, tmp, **({"protocol": 1} if member == "audit.hlc" else {}))
+    d, hub, a, b = opened(template, tmp, auth_off=True, **({"protocol": 1} if member == "audit.hlc" else {}))
     ok(a.up())
     p = ok(a.prepare())
     request = p.value
@@ -530,7 +538,7 @@ RESPONSE_CASES = [(f"{m}={name}", m, v) for m in RESPONSE_MEMBERS for name, v in
 
 
 def case_response_member(template: Path, tmp: Path, member: str, value: int) -> None:
-    d, hub, a, b = opened(template, tmp)
+    d, hub, a, b = opened(template, tmp, auth_off=True)
     ok(a.up())
     if member.startswith("fetched"):
         p = ok(a.fetch_request([{"type": "task", "id": "T-4"}, {"type": "task", "id": "T-2"}]))
@@ -562,7 +570,7 @@ def case_hub_audit_id_reuse(template: Path, tmp: Path, what: str) -> None:
     """A reused key or audit id with different content is never acknowledged
     as if it were the first (issue 12). "audit" forges a protocol-1 row sent
     alone; "audit-compact" a protocol-2 row, which travels with its entry."""
-    d, hub, a, b = opened(template, tmp, **({"protocol": 1} if what == "audit" else {}))
+    d, hub, a, b = opened(template, tmp, auth_off=True, **({"protocol": 1} if what == "audit" else {}))
     ok(a.up())
     request = ok(a.prepare()).value
     response = ok(hub.handle(request)).value
@@ -843,6 +851,7 @@ def case_many_large_actions(tmp: Path) -> None:
     message limit, forever. Requests are built by bytes as well as count."""
     hub = Hub.must_open(tmp / "hub.db", SCHEMA, {"durability": "normal"})
     a = Dev.must_open(tmp / "dev-A.db", SCHEMA, A_OPTIONS)
+    hub.enroll(a)
     filler = "x" * (MAX_JSON_BYTES - 400)
     count = MAX_MESSAGE_BYTES // MAX_JSON_BYTES + 3
     for i in range(count):

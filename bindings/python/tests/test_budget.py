@@ -31,6 +31,7 @@ def drain(store, hub, *, rounds=200):
 def test_seventy_actions_of_a_megabyte_drain(tmp_path):
     with fieldsync.Store(str(tmp_path / "dev.db"), SCHEMA, durability="normal", device_id="dev-1") as s, \
             fieldsync.Hub(str(tmp_path / "hub.db"), SCHEMA, durability="normal") as hub:
+        hub.enroll_store(s)
         blob = "x" * 1_000_000
         for n in range(70):
             s.apply({"action": "scan", "actor": "op-1", "type": "task", "id": f"T-{n}",
@@ -60,6 +61,7 @@ def largest_action(n_id):
 def test_the_largest_actions_apply_accepts_drain_one_request_each_at_least(tmp_path):
     with fieldsync.Store(str(tmp_path / "dev.db"), DOC_SCHEMA, durability="normal", device_id="dev-1") as s, \
             fieldsync.Hub(str(tmp_path / "hub.db"), DOC_SCHEMA, durability="normal") as hub:
+        hub.enroll_store(s)
         for n in range(20):
             s.apply(largest_action(0))   # one record: pulled states stay one record's size
         sizes = drain(s, hub)

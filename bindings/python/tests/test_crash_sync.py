@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 
 import fieldsync
-from support import SCHEMA, cli_env, kill_child, run_cli, serve_hub, verify_chain, write_schema
+from support import SCHEMA, cli_env, enroll_at, kill_child, run_cli, serve_hub, verify_chain, write_schema
 
 CHILD = Path(__file__).with_name("crash_sync_child.py")
 KILLS = 60
@@ -37,6 +37,8 @@ def test_kill_9_mid_sync_counts_every_increment_once(tmp_path):
     log = tmp_path / "child-stderr.log"
     phases = {"apply": 0, "sync": 0, "between": 0}
     total = 0
+    with fieldsync.Store(device, SCHEMA, device_id="dev-crash") as store:
+        enroll_at(tmp_path / "hub.db", store)
     with serve_hub(tmp_path / "hub.db", schema, tmp_path / "serve.log") as (url, server):
         for kill in range(KILLS):
             durability = "normal" if kill % 2 == 0 else "full"

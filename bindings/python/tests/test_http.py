@@ -15,7 +15,7 @@ import urllib.request
 import pytest
 
 import fieldsync
-from support import SCHEMA, run_cli, serve_hub, task, write_schema
+from support import SCHEMA, enroll_at, run_cli, serve_hub, task, write_schema
 
 PROGRESS = re.compile(r"^sent (\d+) entries, applied (\d+), duplicate (\d+), rejected (\d+), "
                       r"retry (\d+), pulled (\d+), outbox (\d+) left, cursor (\d+)$")
@@ -29,10 +29,14 @@ def progress(stdout):
             [line for line, m in zip(lines, matched) if not m])
 
 
-def queue(path, device_id, actions):
+def queue(path, device_id, actions, enroll=None, hub_schema=SCHEMA):
+    """Apply `actions` on a new store; with `enroll` (a hub file), enroll
+    the device there and pin the hub's key, as provisioning does."""
     with fieldsync.Store(str(path), SCHEMA, durability="normal", device_id=device_id) as s:
         for action in actions:
             s.apply(action)
+        if enroll is not None:
+            enroll_at(enroll, s, hub_schema)
         return s.outbox_count()
 
 
@@ -66,9 +70,9 @@ def test_cli_sync_drains_the_outbox_and_the_hub_holds_the_records(tmp_path, sche
                  for i in range(23)]
     actions_b = [task("T-1", action="pick", set={"status": "open"}, inc={"picked": 100}),
                  task("T-1", add={"tags": ["cold", "é", "e\u0301"]})]
-    assert queue(dev_a, "dev-A", actions_a) == 23
-    assert queue(dev_b, "dev-B", actions_b) == 2
     hub_db = tmp_path / "hub.db"
+    assert queue(dev_a, "dev-A", actions_a, enroll=hub_db) == 23
+    assert queue(dev_b, "dev-B", actions_b, enroll=hub_db) == 2
     with serve_hub(hub_db, schema_file, tmp_path / "serve.log") as (url, _):
         done = sync_cli(dev_a, schema_file, url, "--batch-size", "10", "--max-seconds", "30")
         assert done.returncode == 0, (done.stdout, done.stderr)
@@ -121,7 +125,9 @@ def test_bad_requests_get_400_and_change_nothing(tmp_path, schema_file):
                          device_id="dev-A") as s:
         s.apply(task("T-1", set={"status": "open"}))
         request, _ = s.sync_prepare()
-    with serve_hub(tmp_path / "hub.db", schema_file, tmp_path / "serve.log") as (url, _):
+    # A hub without authentication, so that the altered requests below reach
+    # the decoder; signed, they are refused before it (test_auth.py).
+    with serve_hub(tmp_path / "hub.db", schema_file, tmp_path / "serve.log", "--auth", "off") as (url, _):
         sync = url + "/sync"
         cases = [
             (b"{not json", "FS_ERR_JSON"),
@@ -190,7 +196,7 @@ def test_sync_exits_3_when_the_hub_requires_an_upgrade(tmp_path):
     newer = copy.deepcopy(SCHEMA)
     newer.update(version=2, min_client_version=2)
     db = tmp_path / "d.db"
-    queue(db, "dev-A", [task("T-1", set={"status": "open"})])
+    queue(db, "dev-A", [task("T-1", set={"status": "open"})], enroll=tmp_path / "hub.db", hub_schema=newer)
     old_schema = write_schema(tmp_path / "v1.json")
     with serve_hub(tmp_path / "hub.db", write_schema(tmp_path / "v2.json", newer),
                    tmp_path / "serve.log") as (url, _):
@@ -226,6 +232,7 @@ def test_sync_ends_when_only_stuck_entries_and_their_followers_are_left(tmp_path
     db = str(tmp_path / "d.db")
     with fieldsync.Hub(str(tmp_path / "hub.db"), SCHEMA) as hub, \
             fieldsync.Store(db, newer, durability="normal", max_attempts=1) as s:
+        hub.enroll_store(s)
         s.apply(task("T-1", set={"status": "open"}))
         fieldsync.sync_once(s, hub)
         assert s.stats()["outbox_stuck"] == 1
@@ -245,7 +252,7 @@ def test_sync_backs_off_on_5xx_and_lost_answers_and_applies_once(tmp_path):
     schema_file = write_schema(tmp_path / "schema.json")
     db = tmp_path / "d.db"
     queue(db, "dev-A", [task(f"T-{i % 4}", set={"status": "open"}, inc={"picked": 1})
-                        for i in range(40)])
+                        for i in range(40)], enroll=tmp_path / "hub.db")
     hub = fieldsync.Hub(str(tmp_path / "hub.db"), SCHEMA, durability="normal")
     calls = {"n": 0}
 
@@ -260,7 +267,7 @@ def test_sync_backs_off_on_5xx_and_lost_answers_and_applies_once(tmp_path):
             if n % 3 == 1:
                 code, answer = 503, b'{"error": "busy"}'
             else:
-                answer = hub.handle_text(body).encode()
+                answer = hub.handle_bytes(body)  # signed: carried byte for byte
                 code = 200
                 if n % 3 == 2 and n < 20:
                     if n % 2:

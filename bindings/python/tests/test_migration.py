@@ -10,7 +10,6 @@ migration (the store is wholly v1 or wholly v3, never in between).
 
 import contextlib
 import copy
-import json
 import os
 import random
 import shutil
@@ -25,7 +24,7 @@ from pathlib import Path
 import pytest
 
 import fieldsync
-from support import kill_child, run_cli, serve_hub, strip_fs, verify_chain, write_schema
+from support import enroll_at, kill_child, run_cli, serve_hub, strip_fs, verify_chain, write_schema
 
 # -- the schemas -----------------------------------------------------------------------
 
@@ -77,13 +76,13 @@ def by_id(records):
 # -- transports: the hub in-process, or `python -m fieldsync serve` over HTTP ------------
 
 def http_post(url, request):
-    body = json.dumps(request).encode("utf-8")
+    body = request.raw  # the bytes the store signed, not a re-encoding
     req = urllib.request.Request(url, data=body, method="POST",
                                  headers={"Content-Type": "application/json"})
     try:
         with urllib.request.urlopen(req, timeout=20) as answer:
             assert answer.status == 200
-            return json.loads(answer.read())
+            return fieldsync.Message(answer.read())  # kept as signed, decoded too
     except urllib.error.HTTPError as e:  # pragma: no cover - shown in the failure
         raise AssertionError(f"HTTP {e.code}: {e.read()[:500]!r}") from None
 
@@ -140,6 +139,7 @@ def test_a_stale_v1_device_goes_through_v3_and_the_forced_upgrade_to_v4(tmp_path
 
     # v1 everywhere, online.
     device = fieldsync.Store(dev_db, V1, durability="normal", device_id=DEVICE)
+    enroll_at(hub_db, device, V1)
     apply(device, "T-1", set={"status": "a", "note": "n1", "legacy": "l1"}, inc={"qty": 2},
           add={"tags": ["x"]})
     apply(device, "T-2", set={"status": "a"}, inc={"qty": 1})
@@ -431,6 +431,7 @@ def test_kill_9_during_the_local_migration_leaves_v1_or_v3_never_half(tmp_path):
     # A v1 store with RECORDS synced records and OFFLINE pending entries.
     with fieldsync.Hub(hub_db, V1, durability="normal") as hub, \
             fieldsync.Store(pristine, V1, durability="normal", device_id=DEVICE) as store:
+        hub.enroll_store(store)
         for i in range(RECORDS):
             n = rng.randint(1, 9)
             incs[f"T-{i}"] = n

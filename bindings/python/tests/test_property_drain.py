@@ -69,6 +69,7 @@ def play(program: List[Tuple[Any, ...]]) -> None:
         hub = Hub.must_open(d / "hub.db", SCHEMA, {"durability": "normal"})
         a = Dev.must_open(d / "a.db", SCHEMA, device_options("dev-A", batch_size=3))
         b = Dev.must_open(d / "b.db", SCHEMA, device_options("dev-B"))
+        hub.enroll(a, b)
         # What each accepted action meant, by outbox key, in apply order.
         done: List[Tuple[str, str, str, Any]] = []  # (key, record, field, value)
         pushed: List[Tuple[str, str, str, Any]] = []  # dev-B's increments, the same way

@@ -26,9 +26,11 @@ def hub(tmp_path):
 
 
 @pytest.fixture
-def devices(tmp_path):
+def devices(tmp_path, hub):
     stores = [fieldsync.Store(str(tmp_path / f"dev-{n}.db"), SCHEMA, durability="normal",
                               device_id=f"dev-{n}") for n in "ABC"]
+    for s in stores:
+        hub.enroll_store(s)
     yield stores
     for s in stores:
         s.close()
@@ -152,10 +154,12 @@ def test_prepare_marks_entries_inflight_and_receive_acks_them(devices, hub):
 def test_nothing_due_gives_a_wait(tmp_path, hub):
     with fieldsync.Store(str(tmp_path / "d.db"), SCHEMA, durability="normal",
                          pull_interval_ms=0) as s:
+        hub.enroll_store(s)
         fieldsync.sync_once(s, hub)
         assert s.sync_prepare() == (None, -1)  # nothing pending, no pull will fall due
     with fieldsync.Store(str(tmp_path / "e.db"), SCHEMA, durability="normal",
                          pull_interval_ms=30_000) as s:
+        hub.enroll_store(s)
         fieldsync.sync_once(s, hub)
         request, wait = s.sync_prepare()
         assert request is None and 0 < wait <= 30_000
@@ -185,6 +189,7 @@ def test_lost_response_is_resent_and_applied_once(devices, hub):
 def test_fail_returns_entries_to_pending_and_backs_off(tmp_path, hub):
     with fieldsync.Store(str(tmp_path / "d.db"), SCHEMA, durability="normal",
                          backoff_base_ms=1000, backoff_cap_ms=4000) as s:
+        hub.enroll_store(s)
         open_task(s, "T-1")
         request, _ = s.sync_prepare()
         assert request is not None
@@ -220,6 +225,7 @@ def test_offline_sends_nothing(tmp_path, hub):
 def test_batch_size_and_pull_limit_page_the_exchange(tmp_path, hub):
     with fieldsync.Store(str(tmp_path / "a.db"), SCHEMA, durability="normal",
                          batch_size=3) as a:
+        hub.enroll_store(a)
         for i in range(10):
             open_task(a, f"T-{i}")
         summaries = fieldsync.sync_once(a, hub)
@@ -227,6 +233,7 @@ def test_batch_size_and_pull_limit_page_the_exchange(tmp_path, hub):
         assert summaries[-1]["outbox"] == 0
     with fieldsync.Store(str(tmp_path / "b.db"), SCHEMA, durability="normal",
                          pull_limit=4) as b:
+        hub.enroll_store(b)
         summaries = fieldsync.sync_once(b, hub)
         assert [s["pulled"] for s in summaries] == [4, 4, 2]
         assert [s["more"] for s in summaries] == [True, True, False]
@@ -235,11 +242,13 @@ def test_batch_size_and_pull_limit_page_the_exchange(tmp_path, hub):
 
 def test_scope_limits_what_is_pulled(tmp_path, hub):
     with fieldsync.Store(str(tmp_path / "a.db"), SCHEMA, durability="normal") as a:
+        hub.enroll_store(a)
         open_task(a, "T-1", site="WH-3")
         open_task(a, "T-2", site="WH-4")
         fieldsync.sync_once(a, hub)
     with fieldsync.Store(str(tmp_path / "b.db"), SCHEMA, durability="normal",
                          scope={"task": {"site": "WH-3"}}) as b:
+        hub.enroll_store(b)
         fieldsync.sync_once(b, hub)
         assert [r["id"] for r in b.query("task")] == ["T-1"]
         assert b.query("task") == hub.query("task", where={"site": "WH-3"})
@@ -358,6 +367,7 @@ def test_upgrade_required_keeps_the_outbox(tmp_path):
     newer["min_client_version"] = 2
     with fieldsync.Hub(str(tmp_path / "hub.db"), newer) as hub, \
             fieldsync.Store(str(tmp_path / "d.db"), SCHEMA, durability="normal") as s:
+        hub.enroll_store(s)
         open_task(s, "T-1")
         request, _ = s.sync_prepare()
         response = hub.handle(request)
@@ -370,12 +380,18 @@ def test_upgrade_required_keeps_the_outbox(tmp_path):
         assert s.sync_prepare() == (None, -1)
         s.set_connectivity(True)
         assert s.sync_prepare() == (None, -1)
+        e = fieldsync.Store(str(tmp_path / "e.db"), SCHEMA)
+        hub.enroll_store(e)
         with pytest.raises(fieldsync.UpgradeRequiredError):
-            fieldsync.sync_once(fieldsync.Store(str(tmp_path / "e.db"), SCHEMA), hub)
+            fieldsync.sync_once(e, hub)
 
 
 def test_receive_refuses_a_response_it_did_not_ask_for(devices, hub):
     a, b, _ = devices
+    # dev-A checks no signature, so that the altered responses below reach
+    # the decoder; signed, they are refused before it (test_auth.py).
+    a.close()
+    a = fieldsync.Store(a.path, SCHEMA, durability="normal", auth="off")
     open_task(a, "T-1")
     open_task(b, "T-1")
     request, _ = b.sync_prepare()
@@ -396,7 +412,10 @@ def test_receive_refuses_a_response_it_did_not_ask_for(devices, hub):
     assert snapshot(a) == before
 
 
-def test_hub_refuses_what_is_not_a_request(devices, hub):
+def test_hub_refuses_what_is_not_a_request(devices, tmp_path):
+    # A hub without authentication, so that the altered requests below reach
+    # the decoder; signed, they are refused before it (test_auth.py).
+    hub = fieldsync.Hub(str(tmp_path / "open-hub.db"), SCHEMA, durability="normal", auth="off")
     a = devices[0]
     open_task(a, "T-1")
     request, _ = a.sync_prepare()
@@ -473,6 +492,8 @@ def test_random_actions_and_syncs_converge(program):
     stores = [fieldsync.Store(os.path.join(workdir, f"d{n}.db"), SCHEMA, durability="normal",
                               device_id=f"dev-{n}", batch_size=4, pull_limit=3)
               for n in range(DEVICES)]
+    for store in stores:
+        hub.enroll_store(store)
     try:
         increments = {id: 0 for id in IDS}
         status_writes = {id: [] for id in IDS}   # ((hlc, device), value)
@@ -603,6 +624,7 @@ def test_retries_end_stuck_and_hold_back_their_record(tmp_path, hub):
     newer["version"] = 2
     with fieldsync.Store(str(tmp_path / "d.db"), newer, durability="normal", max_attempts=2,
                          backoff_base_ms=1, backoff_cap_ms=1) as s:
+        hub.enroll_store(s)
         open_task(s, "T-1")
         s.apply(task("T-1", inc={"picked": 1}))
         open_task(s, "T-2")

@@ -39,6 +39,7 @@ def test_two_processes_applying_and_syncing_at_once_lose_nothing(tmp_path):
     schema_file = write_schema(tmp_path / "schema.json")
     with fieldsync.Store(db, SCHEMA, device_id="dev-A", durability="normal") as s:
         s.apply(task("T-1", set={"status": "open"}))
+        support.enroll_at(hub_db, s)
     with serve_hub(hub_db, schema_file, tmp_path / "serve.log") as (url, _):
         children = [
             subprocess.Popen([sys.executable, str(HERE / "two_process_child.py"), db, url + "/sync",
@@ -87,6 +88,7 @@ def test_cli_apply_on_a_store_an_app_holds_loses_nothing(tmp_path):
     schema_file = write_schema(tmp_path / "schema.json")
     hub = fieldsync.Hub(str(tmp_path / "hub.db"), SCHEMA, durability="normal")
     with hub, fieldsync.Store(db, SCHEMA, device_id="dev-A", durability="normal") as app:
+        hub.enroll_store(app)
         app.apply(task("T-1", set={"status": "open"}))
         for _ in range(2):
             done = run_cli("apply", "--db", db, "--schema", schema_file,
