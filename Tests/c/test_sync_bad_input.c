@@ -570,7 +570,7 @@ TEST(test_hub_refuses_a_newer_protocol_whole_and_the_device_keeps_its_outbox) {
     /* docs/PROTOCOL.md: a request with a newer protocol gets an
      * "error": {"code": "protocol_unsupported"} answer (FS_OK); the device
      * treats any refusal but upgrade_required as FS_ERR_CONFLICT */
-    exchange x;
+    exchange x, y;
     hub_snap snap;
     char *request, *response = NULL, *out = SENTINEL;
     json_t *r;
@@ -585,10 +585,27 @@ TEST(test_hub_refuses_a_newer_protocol_whole_and_the_device_keeps_its_outbox) {
     CHECK(json_object_get(r, "results") == NULL);
     json_decref(r);
     CHECK_HUB_UNCHANGED(x.h, &snap);
-    CHECK_STATUS(fs_sync_receive(x.s, response, &out), FS_ERR_CONFLICT);
+    /* The answer names the text it answers (request_hash): a store that
+     * verifies believes it only for a request it sent, and the edited one it
+     * did not send. */
+    CHECK_STATUS(fs_sync_receive(x.s, response, &out), FS_ERR_AUTH);
+    CHECK(out == NULL);
+    fs_free(response);
+    response = NULL;
+    CHECK_INT_EQ(outbox_count(x.s), 2);
+    exchange_finish(&x);
+    /* A store that verifies nothing reads the refusal itself: any refusal but
+     * upgrade_required is FS_ERR_CONFLICT, and the outbox is kept. */
+    REQUIRE(exchange_start_unverified(&y));
+    request = with_member(y.request, "protocol", json_integer(99));
+    CHECK_OK(fs_hub_handle(y.h, request, &response));
+    free(request);
+    REQUIRE(response != NULL);
+    out = SENTINEL;
+    CHECK_STATUS(fs_sync_receive(y.s, response, &out), FS_ERR_CONFLICT);
     CHECK_ERROR_MESSAGE();
     CHECK(out == NULL);
     fs_free(response);
-    CHECK_INT_EQ(outbox_count(x.s), 2);
-    exchange_finish(&x);
+    CHECK_INT_EQ(outbox_count(y.s), 2);
+    exchange_finish(&y);
 }

@@ -122,6 +122,18 @@ int enroll_key_at(const char *file, int line, fs_hub *h, const char *device, con
     return 0;
 }
 
+/* What a signed text's signature covers (docs/PROTOCOL.md "Signatures"):
+ * "fieldsync signed message\n" and the SHA-256, in hex, of the signed bytes. */
+static int sign_text(const test_key *k, const char *bytes, size_t n, uint8_t sig[64]) {
+    unsigned char digest[32];
+    unsigned int dn = 0;
+    char message[25 + 65];
+    if (EVP_Digest(bytes, n, digest, &dn, EVP_sha256(), NULL) != 1 || dn != 32) return -1;
+    memcpy(message, "fieldsync signed message\n", 25);
+    to_hex(digest, 32, message + 25);
+    return test_key_sign(k, message, 25 + 64, sig);
+}
+
 char *resigned(const test_key *k, char *text) {
     json_t *v = json_loads(text, 0, NULL);
     char *body, *out;
@@ -136,7 +148,7 @@ char *resigned(const test_key *k, char *text) {
     body = json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY);
     json_decref(v);
     n = strlen(body);
-    if (n < 2 || body[n - 1] != '}' || test_key_sign(k, body, n - 1, sig) != 0) {
+    if (n < 2 || body[n - 1] != '}' || sign_text(k, body, n - 1, sig) != 0) {
         free(body);
         return text;
     }
