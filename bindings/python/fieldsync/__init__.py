@@ -552,8 +552,8 @@ class Store(_Handle):
 
             store.pin_hub(hub.enroll(store.device_id, store.public_key)["hub_key"])
 
-        Raises ArgError (not 64 hex digits), ClosedError, FieldSyncIOError,
-        FullError, BusyError."""
+        Raises ArgError (not 64 hex digits, or a key of small order),
+        ClosedError, FieldSyncIOError, FullError, BusyError."""
         _check(lib.fs_store_pin_hub(self._h(), _text(hub_key, "hub_key")))
 
     def rotate_key(self) -> str:
@@ -932,9 +932,10 @@ class Hub(_Handle):
 
             hub.enroll("tablet-7", pub_hex, scope={"task": {"site": "WH-3"}})
 
-        Raises ArgError (a member missing or malformed), SchemaError (a scope
-        naming unknown types or fields), ClosedError, FieldSyncIOError,
-        FullError, BusyError."""
+        Raises ArgError (a member missing or malformed, or a public key of
+        small order, which anyone can sign for), SchemaError (a scope naming
+        unknown types or fields), ClosedError, FieldSyncIOError, FullError,
+        BusyError."""
         enrollment: Dict[str, Any] = {"device_id": device_id, "public_key": public_key,
                                       "write": bool(write)}
         if instance is not None:
