@@ -91,6 +91,34 @@ static int check(fs_status st, const char *what) {
     return 1;
 }
 
+/* Copies the `digits` hex digits of member `name` out of the JSON text
+ * `json` (the library's output: compact, no spaces) into `out`. */
+static int hex_member(const char *json, const char *name, size_t digits, char *out) {
+    char key[64];
+    snprintf(key, sizeof key, "\"%s\":\"", name);
+    const char *at = strstr(json, key);
+    if (!at || strlen(at + strlen(key)) < digits) return 0;
+    memcpy(out, at + strlen(key), digits);
+    out[digits] = '\0';
+    return 1;
+}
+
+/* Provisioning: the hub enrolls the device's public key and store instance
+ * (fs_store_stats), the device pins the hub's key. With authentication on
+ * (the default) a hub serves only enrolled devices. */
+static int enroll(fs_hub *hub, fs_store *store, const char *device_id) {
+    char *stats = NULL, *result = NULL, key[65], instance[33], hub_key[65], enrollment[256];
+    int ok = check(fs_store_stats(store, &stats), "fs_store_stats") &&
+             hex_member(stats, "public_key", 64, key) && hex_member(stats, "instance_id", 32, instance);
+    fs_free(stats);
+    if (!ok) return 0;
+    snprintf(enrollment, sizeof enrollment,
+             "{\"device_id\": \"%s\", \"public_key\": \"%s\", \"instance\": \"%s\"}", device_id, key, instance);
+    ok = check(fs_hub_enroll(hub, enrollment, &result), "fs_hub_enroll") && hex_member(result, "hub_key", 64, hub_key);
+    fs_free(result);
+    return ok && check(fs_store_pin_hub(store, hub_key), "fs_store_pin_hub");
+}
+
 static int apply(fs_store *store, const char *action_json) {
     char *result = NULL;
     if (!check(fs_store_apply(store, action_json, &result), "fs_store_apply")) return 0;
@@ -150,7 +178,8 @@ int main(int argc, char **argv) {
     snprintf(b_path, sizeof b_path, "%s/tablet-2.db", dir);
     if (!check(fs_hub_open(hub_path, SCHEMA, NULL, &hub), "fs_hub_open") ||
         !check(fs_store_open(a_path, SCHEMA, "{\"device_id\": \"tablet-1\"}", &a), "fs_store_open") ||
-        !check(fs_store_open(b_path, SCHEMA, "{\"device_id\": \"tablet-2\"}", &b), "fs_store_open")) {
+        !check(fs_store_open(b_path, SCHEMA, "{\"device_id\": \"tablet-2\"}", &b), "fs_store_open") ||
+        !enroll(hub, a, "tablet-1") || !enroll(hub, b, "tablet-2")) {
         ok = 0;
         goto done;
     }
