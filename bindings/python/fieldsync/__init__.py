@@ -17,7 +17,15 @@ to a ``Hub`` (in-process with ``Hub.handle``, or over HTTP with
 the answer::
 
     >>> with fieldsync.Hub("hub.db", schema) as hub:
+    ...     hub.enroll_store(store)           # once: enroll its key, pin the hub's
     ...     fieldsync.sync_once(store, hub)   # prepare/handle/receive until done
+
+Authentication is on by default: a hub serves only enrolled devices
+(``Hub.enroll``/``enroll_store``), a store believes only responses signed
+with its pinned hub key (``Store.pin_hub``), and requests and responses are
+signed over their exact bytes: pass them on as the library produced them
+(``Message.raw``), never re-encoded. ``python -m fieldsync verify`` checks a
+hub's stored audit against the devices' signatures.
 
 Storage hygiene keeps a long-lived device database small: ``Store.hygiene()``
 evicts what the hub has acknowledged and the schema's ``retention`` lets go,
@@ -825,6 +833,7 @@ class Hub(_Handle):
     serves it over HTTP), or hand requests to it directly::
 
         with fieldsync.Hub("hub.db", schema) as hub:
+            hub.enroll_store(store)  # with authentication on, once per device
             request, _ = store.sync_prepare()
             store.sync_receive(hub.handle(request))
             hub.query("task", where={"status": "open"})
