@@ -455,7 +455,8 @@ FS_EXTERN fs_status fs_sync_fail(fs_store *store, const char *reason);
  * (unless the store was opened with "auth": "off"); pinning another key later
  * moves the device to another hub.
  * @param hub_key borrowed.
- * @return FS_OK; FS_ERR_ARG (not 64 hex digits), FS_ERR_CLOSED, FS_ERR_IO,
+ * @return FS_OK; FS_ERR_ARG (not 64 hex digits, or a key of small order),
+ *         FS_ERR_CLOSED, FS_ERR_IO,
  *         FS_ERR_FULL, FS_ERR_BUSY. Any thread. */
 FS_EXTERN fs_status fs_store_pin_hub(fs_store *store, const char *hub_key);
 
@@ -630,7 +631,8 @@ FS_EXTERN fs_status fs_hub_audit_query(fs_hub *hub, const char *filter_json, cha
  * "scope" option only narrows what it pulls).
  * @param out_result_json receives {"device_id", "hub_key": "<64 hex: pin
  *        this on the device>", "rotated": bool}; caller frees.
- * @return FS_OK; FS_ERR_ARG (a member missing or malformed), FS_ERR_JSON,
+ * @return FS_OK; FS_ERR_ARG (a member missing or malformed, or a public key
+ *         of small order, which anyone can sign for), FS_ERR_JSON,
  *         FS_ERR_TOO_BIG, FS_ERR_SCHEMA (a scope naming unknown types or
  *         fields), FS_ERR_CLOSED, FS_ERR_IO, FS_ERR_FULL, FS_ERR_BUSY.
  * Any thread. */

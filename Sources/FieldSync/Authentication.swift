@@ -120,6 +120,9 @@ extension Hub {
         guard let keyText = o["public_key"]?.string, let keyBytes = Hex.decode(keyText, count: Ed25519.publicKeyBytes) else {
             throw .arg("enrollment: \"public_key\" must be the device's Ed25519 public key, 64 hex digits (fs_store_stats \"public_key\")")
         }
+        guard !Ed25519.isWeak(publicKey: keyBytes) else {
+            throw .arg("enrollment: \"public_key\" is a point of small order, for which anyone can make signatures: not a device's key")
+        }
         var instance: String?
         if let i = o["instance"], !i.isNull {
             guard let s = i.string, isInstanceId(s) else { throw .arg("enrollment: \"instance\" must be a store's instance_id (32 hex digits)") }

@@ -57,6 +57,9 @@ extension Store {
         guard let key = Hex.decode(hex, count: Ed25519.publicKeyBytes) else {
             throw .arg("hub_key must be the hub's Ed25519 public key, 64 hex digits (fs_hub_stats \"public_key\")")
         }
+        guard !Ed25519.isWeak(publicKey: key) else {
+            throw .arg("hub_key is a point of small order, for which anyone can make signatures: not a hub's key")
+        }
         try write { () throws(FieldSyncError) in try setMeta("hub_key", .string(Hex.encode(key))) }
     }
 

@@ -35,6 +35,28 @@ enum Ed25519 {
     static func verify(publicKey: [UInt8], signature: [UInt8], message: [UInt8]) -> Bool {
         message.withUnsafeBytes { verify(publicKey: publicKey, signature: signature, message: $0) }
     }
+
+    /// Whether `publicKey` is a point of small order (libsodium's list, either
+    /// sign bit): OpenSSL verifies signatures by such a key that anyone can
+    /// make without a private key, so trusting one lets anyone sign as it.
+    static func isWeak(publicKey: [UInt8]) -> Bool {
+        guard publicKey.count == publicKeyBytes else { return true }
+        return smallOrder.contains { bad in
+            (0..<31).allSatisfy { publicKey[$0] == bad[$0] } && publicKey[31] & 0x7F == bad[31]
+        }
+    }
+
+    private static let smallOrder: [[UInt8]] = [
+        [UInt8](repeating: 0, count: 32),
+        [0x01] + [UInt8](repeating: 0, count: 31),
+        [0x26, 0xE8, 0x95, 0x8F, 0xC2, 0xB2, 0x27, 0xB0, 0x45, 0xC3, 0xF4, 0x89, 0xF2, 0xEF, 0x98, 0xF0,
+         0xD5, 0xDF, 0xAC, 0x05, 0xD3, 0xC6, 0x33, 0x39, 0xB1, 0x38, 0x02, 0x88, 0x6D, 0x53, 0xFC, 0x05],
+        [0xC7, 0x17, 0x6A, 0x70, 0x3D, 0x4D, 0xD8, 0x4F, 0xBA, 0x3C, 0x0B, 0x76, 0x0D, 0x10, 0x67, 0x0F,
+         0x2A, 0x20, 0x53, 0xFA, 0x2C, 0x39, 0xCC, 0xC6, 0x4E, 0xC7, 0xFD, 0x77, 0x92, 0xAC, 0x03, 0x7A],
+        [0xEC] + [UInt8](repeating: 0xFF, count: 30) + [0x7F],
+        [0xED] + [UInt8](repeating: 0xFF, count: 30) + [0x7F],
+        [0xEE] + [UInt8](repeating: 0xFF, count: 30) + [0x7F],
+    ]
 }
 
 /// A private key the library holds (a store's or a hub's, kept in its file as

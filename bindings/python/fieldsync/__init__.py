@@ -17,7 +17,15 @@ to a ``Hub`` (in-process with ``Hub.handle``, or over HTTP with
 the answer::
 
     >>> with fieldsync.Hub("hub.db", schema) as hub:
+    ...     hub.enroll_store(store)           # once: enroll its key, pin the hub's
     ...     fieldsync.sync_once(store, hub)   # prepare/handle/receive until done
+
+Authentication is on by default: a hub serves only enrolled devices
+(``Hub.enroll``/``enroll_store``), a store believes only responses signed
+with its pinned hub key (``Store.pin_hub``), and requests and responses are
+signed over their exact bytes: pass them on as the library produced them
+(``Message.raw``), never re-encoded. ``python -m fieldsync verify`` checks a
+hub's stored audit against the devices' signatures.
 
 Storage hygiene keeps a long-lived device database small: ``Store.hygiene()``
 evicts what the hub has acknowledged and the schema's ``retention`` lets go,
@@ -552,8 +560,8 @@ class Store(_Handle):
 
             store.pin_hub(hub.enroll(store.device_id, store.public_key)["hub_key"])
 
-        Raises ArgError (not 64 hex digits), ClosedError, FieldSyncIOError,
-        FullError, BusyError."""
+        Raises ArgError (not 64 hex digits, or a key of small order),
+        ClosedError, FieldSyncIOError, FullError, BusyError."""
         _check(lib.fs_store_pin_hub(self._h(), _text(hub_key, "hub_key")))
 
     def rotate_key(self) -> str:
@@ -825,6 +833,7 @@ class Hub(_Handle):
     serves it over HTTP), or hand requests to it directly::
 
         with fieldsync.Hub("hub.db", schema) as hub:
+            hub.enroll_store(store)  # with authentication on, once per device
             request, _ = store.sync_prepare()
             store.sync_receive(hub.handle(request))
             hub.query("task", where={"status": "open"})
@@ -932,9 +941,10 @@ class Hub(_Handle):
 
             hub.enroll("tablet-7", pub_hex, scope={"task": {"site": "WH-3"}})
 
-        Raises ArgError (a member missing or malformed), SchemaError (a scope
-        naming unknown types or fields), ClosedError, FieldSyncIOError,
-        FullError, BusyError."""
+        Raises ArgError (a member missing or malformed, or a public key of
+        small order, which anyone can sign for), SchemaError (a scope naming
+        unknown types or fields), ClosedError, FieldSyncIOError, FullError,
+        BusyError."""
         enrollment: Dict[str, Any] = {"device_id": device_id, "public_key": public_key,
                                       "write": bool(write)}
         if instance is not None:

@@ -1,6 +1,7 @@
 """Verifies a hub's stored audit trail without libfieldsync (docs/AUDIT.md).
 
     python -m fieldsync verify hub.db [--json]
+    python3 verify.py hub.db [--json]        (this file alone, no library)
 
 Reads the hub's SQLite file with the standard ``sqlite3`` module, recomputes
 every audit row's hash from its canonical bytes, checks each device's
@@ -122,6 +123,24 @@ def _libcrypto_verifier() -> Callable[[bytes, bytes, bytes], bool]:
     return verify
 
 
+#: Public keys of small order (libsodium's list; the sign bit, the top bit of
+#: the last byte, either way): OpenSSL verifies signatures by them that anyone
+#: can make, so a head "signed" by one vouches for nothing.
+SMALL_ORDER = [bytes.fromhex(h) for h in (
+    "00" * 32,
+    "01" + "00" * 31,
+    "26e8958fc2b227b045c3f489f2ef98f0d5dfac05d3c63339b13802886d53fc05",
+    "c7176a703d4dd84fba3c0b760d10670f2a2053fa2c39ccc64ec7fd7792ac037a",
+    "ec" + "ff" * 30 + "7f",
+    "ed" + "ff" * 30 + "7f",
+    "ee" + "ff" * 30 + "7f",
+)]
+
+
+def small_order(public_key: bytes) -> bool:
+    return any(public_key[:31] == bad[:31] and public_key[31] & 0x7F == bad[31] for bad in SMALL_ORDER)
+
+
 def _hex(text: Any, size: int) -> Optional[bytes]:
     try:
         data = bytes.fromhex(str(text))
@@ -194,6 +213,8 @@ def verify_hub(path: str, verify: Optional[Callable[[bytes, bytes, bytes], bool]
             why = "signed with a key never enrolled for this device"
         elif public_key is None or signature is None:
             why = "its public key or signature is not hex of the right length"
+        elif small_order(public_key):
+            why = "its key is a point of small order, for which anyone can make signatures"
         elif not verify(public_key, signature, head_message(device, audit_id, head["hash"])):
             why = "its signature does not verify with the device's key"
         elif audit_id not in by_device.get(device, {}):
@@ -234,6 +255,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--json", action="store_true", help="print the report as JSON")
 
 
+def _shown(text: str) -> str:
+    """A device id as printable text, even one damaged into bytes that are not UTF-8."""
+    return text.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+
+
 def run(args: argparse.Namespace) -> int:
     try:
         report = verify_hub(args.hub_db)
@@ -244,9 +270,9 @@ def run(args: argparse.Namespace) -> int:
         print(json.dumps(report, indent=2, ensure_ascii=True))
     else:
         for f in report["failures"]:
-            print(f"FAIL {f['what']} {f['device']}/{f['audit_id']}: {f['why']}")
+            print(f"FAIL {f['what']} {_shown(f['device'])}/{f['audit_id']}: {f['why']}")
         for u in report["uncovered"]:
-            print(f"UNCOVERED row {u['device']}/{u['audit_id']}: {u['why']}")
+            print(f"UNCOVERED row {_shown(u['device'])}/{u['audit_id']}: {u['why']}")
         verdict = "ok" if report["ok"] else "FAILED"
         print(f"{verdict}: {report['rows']} rows of {report['devices']} devices, "
               f"{report['rows_covered']} covered by {report['heads_verified']} of {report['heads']} "
@@ -255,7 +281,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m fieldsync.verify", description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     add_arguments(p)
     return run(p.parse_args(argv))
 

@@ -371,6 +371,27 @@ def test_a_host_signer_signs_with_a_key_the_store_never_holds(tmp_path, hub):
             fieldsync.sync_once(s, hub)
 
 
+#: Ed25519 public keys of small order, with and without the sign bit:
+#: OpenSSL accepts signatures by them that need no private key.
+SMALL_ORDER = ["00" * 32, "01" + "00" * 31,
+               "26e8958fc2b227b045c3f489f2ef98f0d5dfac05d3c63339b13802886d53fc05",
+               "c7176a703d4dd84fba3c0b760d10670f2a2053fa2c39ccc64ec7fd7792ac037a",
+               "ec" + "ff" * 30 + "7f", "ed" + "ff" * 30 + "7f", "ee" + "ff" * 30 + "7f"]
+SMALL_ORDER += [k[:62] + format(int(k[62:], 16) | 0x80, "02x") for k in SMALL_ORDER]
+
+
+def test_a_key_of_small_order_is_never_trusted(tmp_path, hub):
+    # With the identity point enrolled, a request signed R = identity, S = 0
+    # (no private key) verified: anyone could act as the device.
+    with device(tmp_path / "d.db") as s:
+        for weak in SMALL_ORDER:
+            with pytest.raises(fieldsync.ArgError, match="small order"):
+                hub.enroll("weak", weak)
+            with pytest.raises(fieldsync.ArgError, match="small order"):
+                s.pin_hub(weak)
+        assert hub.devices()["devices"] == [] and s.stats()["hub_key"] == ""
+
+
 # -- a second store with the device's key; a copied store file ------------------------------------
 
 
@@ -641,10 +662,38 @@ def test_one_byte_changed_in_a_head_signature_is_named(tmp_path):
 
 def test_a_row_the_operator_adds_is_not_covered(tmp_path):
     hub_db = synced_hub(tmp_path)
+    add_a_fifth_row(hub_db)
+    report = json.loads(verify(hub_db, "--json").stdout)
+    assert report["failures"] == []
+    assert [(u["device"], u["audit_id"]) for u in report["uncovered"]] == [("tablet-7", 5)]
+    assert not report["ok"]
+
+
+def test_a_head_the_operator_signs_with_a_key_of_small_order_is_refused(tmp_path):
+    # The identity point as a "key" of tablet-7, and R = identity, S = 0 as
+    # the head's signature: OpenSSL verifies it, the verifier must not.
+    hub_db = synced_hub(tmp_path)
+    row_hash = add_a_fifth_row(hub_db)
+    weak = "01" + "00" * 31
+    con = sqlite3.connect(str(hub_db))
+    with con:
+        con.execute("INSERT INTO fs_device_keys(device_id, public_key, since, until) VALUES('tablet-7', ?, 0, NULL)",
+                    (weak,))
+        con.execute("INSERT INTO fs_audit_heads(device, audit_id, hash, public_key, signature, received_at) "
+                    "VALUES('tablet-7', 5, ?, ?, ?, 1)", (row_hash, weak, "01" + "00" * 63))
+    con.close()
+    report = json.loads(verify(hub_db, "--json").stdout)
+    assert [(f["device"], f["audit_id"], f["what"]) for f in report["failures"]] == [("tablet-7", 5, "head")]
+    assert "small order" in report["failures"][0]["why"]
+    assert [(u["device"], u["audit_id"]) for u in report["uncovered"]] == [("tablet-7", 5)]
+
+
+def add_a_fifth_row(hub_db):
+    """A well-formed fifth row of tablet-7, hash and link right: what an
+    operator can write without the device's key. Returns its hash."""
     con = sqlite3.connect(str(hub_db))
     with con:
         row = con.execute("SELECT * FROM fs_hub_audit WHERE device = 'tablet-7' ORDER BY audit_id DESC").fetchone()
-        # A well-formed fifth row, hash and link right: only no signature covers it.
         sys.path.insert(0, str(BINDING_DIR / "fieldsync"))
         try:
             import verify as verifier  # the file alone, as the verify() runs
@@ -658,10 +707,7 @@ def test_a_row_the_operator_adds_is_not_covered(tmp_path):
         con.execute(f"INSERT INTO fs_hub_audit({','.join(cols)}) VALUES({','.join('?' * len(cols))})",
                     [new[c] for c in cols])
     con.close()
-    report = json.loads(verify(hub_db, "--json").stdout)
-    assert report["failures"] == []
-    assert [(u["device"], u["audit_id"]) for u in report["uncovered"]] == [("tablet-7", 5)]
-    assert not report["ok"]
+    return new["hash"]
 
 
 # -- property: a signed request changed in any one byte is refused and changes nothing ---------------
