@@ -23,6 +23,8 @@ public func fs_store_set_signer(_ p: OpaquePointer?, _ publicKey: CString?, _ fn
         }
         let hex = try text(publicKey, "public_key")
         guard let key = Hex.decode(hex, count: 32) else { throw .arg("public_key must be an Ed25519 public key, 64 hex digits") }
+        // A key of small order verifies signatures nobody made.
+        if Ed25519.isWeak(publicKey: key) { throw .arg("public_key is a key of small order, which anyone can sign for") }
         nonisolated(unsafe) let ctx = ctx
         let signer = Signer(publicKey: key) { (message) throws(FieldSyncError) -> [UInt8] in
             var signature = [UInt8](repeating: 0, count: 64)

@@ -4,7 +4,7 @@
 // OpenSSL's EVP calls; this file only owns the handles.
 import CCrypto
 
-enum Ed25519 {
+package enum Ed25519 {
     static let publicKeyBytes = 32
     static let signatureBytes = 64
     static let seedBytes = 32
@@ -39,7 +39,7 @@ enum Ed25519 {
     /// Whether `publicKey` is a point of small order (libsodium's list, either
     /// sign bit): OpenSSL verifies signatures by such a key that anyone can
     /// make without a private key, so trusting one lets anyone sign as it.
-    static func isWeak(publicKey: [UInt8]) -> Bool {
+    package static func isWeak(publicKey: [UInt8]) -> Bool {
         guard publicKey.count == publicKeyBytes else { return true }
         return smallOrder.contains { bad in
             (0..<31).allSatisfy { publicKey[$0] == bad[$0] } && publicKey[31] & 0x7F == bad[31]
