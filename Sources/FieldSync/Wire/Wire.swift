@@ -25,6 +25,10 @@ enum Wire {
     static let maxPullLimit: Int64 = 10_000
     /// Records one fetch may name.
     static let maxFetch = 1000
+    /// Audit rows one response may acknowledge: as many as a response of the
+    /// greatest size could name one object a row (37 bytes at least), so that
+    /// the runs of protocol 2 cannot make a short text a large list.
+    static let maxAckedRows = Int64(Limits.maxResponseBytes / 37)
 
     static func batchId(device: String, number: Int64) -> String { "\(device)-b\(number)" }
 
