@@ -145,6 +145,20 @@ import Testing
         #expect(try Wire.Response(JSON.parse(one)).auditAcks.map(\.auditId) == [3])
     }
 
+    /// A run cannot make a short text a long list: a response names at most
+    /// Wire.maxAckedRows rows, however it writes them.
+    @Test func aResponseAcknowledgesAtMostTheRowsARequestCarries() throws {
+        func acks(_ runs: String) -> String {
+            #"{"protocol":2,"device_id":"d","batch":"d-b1","server_time":7,"audit_acks":[\#(runs)]}"#
+        }
+        let most = #"{"audit_id":1,"through":\#(Wire.maxAckedRows),"server_received_at":7}"#
+        #expect(try Wire.Response(JSON.parse(acks(most))).auditAcks.count == Int(Wire.maxAckedRows))
+        let more = #"{"audit_id":1,"through":\#(Wire.maxAckedRows - 1),"server_received_at":7},{"audit_id":9,"through":10,"server_received_at":7}"#
+        #expect(throws: FieldSyncError.self) { _ = try Wire.Response(JSON.parse(acks(more))) }
+        let backwards = #"{"audit_id":5,"through":4,"server_received_at":7}"#
+        #expect(throws: FieldSyncError.self) { _ = try Wire.Response(JSON.parse(acks(backwards))) }
+    }
+
     /// A record state in a response is read in one place, every member checked.
     @Test(arguments: [
         #"{"versions":{"a":-1}}"#, #"{"versions":{"a":9007199254740992}}"#, #"{"versions":{"a":"1"}}"#,

@@ -25,10 +25,11 @@ enum Wire {
     static let maxPullLimit: Int64 = 10_000
     /// Records one fetch may name.
     static let maxFetch = 1000
-    /// Audit rows one response may acknowledge: as many as a response of the
-    /// greatest size could name one object a row (37 bytes at least), so that
-    /// the runs of protocol 2 cannot make a short text a large list.
-    static let maxAckedRows = Int64(Limits.maxResponseBytes / 37)
+    /// Audit rows one response may acknowledge: a request carries at most
+    /// twice the greatest `batch_size` (100,000) of them, its entries' rows
+    /// and as many older unacknowledged ones, and a hub acknowledges only
+    /// those. Bounds what the runs of protocol 2 make of a short text.
+    static let maxAckedRows: Int64 = 200_000
 
     static func batchId(device: String, number: Int64) -> String { "\(device)-b\(number)" }
 
