@@ -41,22 +41,24 @@ extension JSON {
         case .string(let s): JSON.writeString(s, to: &out)
         case .array(let items):
             out.append(UInt8(ascii: "["))
-            var first = true
-            for item in items {
-                if !first { out.append(UInt8(ascii: ",")) }
-                first = false
-                item.write(to: &out)
+            // Through the buffer: the elements are borrowed, not copied
+            // (a retain and a release each).
+            items.withUnsafeBufferPointer { items in
+                for i in items.indices {
+                    if i > 0 { out.append(UInt8(ascii: ",")) }
+                    items[i].write(to: &out)
+                }
             }
             out.append(UInt8(ascii: "]"))
         case .object(let object):
             out.append(UInt8(ascii: "{"))
-            var first = true
-            for member in object.members {
-                if !first { out.append(UInt8(ascii: ",")) }
-                first = false
-                JSON.writeString(member.key, to: &out)
-                out.append(UInt8(ascii: ":"))
-                member.value.write(to: &out)
+            object.members.withUnsafeBufferPointer { members in
+                for i in members.indices {
+                    if i > 0 { out.append(UInt8(ascii: ",")) }
+                    JSON.writeString(members[i].key, to: &out)
+                    out.append(UInt8(ascii: ":"))
+                    members[i].value.write(to: &out)
+                }
             }
             out.append(UInt8(ascii: "}"))
         }
@@ -78,34 +80,38 @@ extension JSON {
     }
 
     static func writeString(_ s: String, to out: inout ByteWriter) {
+        // Native strings (the engine's) are read in place; others copied once.
+        if s.utf8.withContiguousStorageIfAvailable({ writeUTF8($0, to: &out) }) != nil { return }
         var s = s
-        s.withUTF8 { bytes in
-            // Most strings need no escape: quotes and bytes in one pass.
-            let plain = out.append(reserving: bytes.count &+ 2) { p in
-                p[0] = UInt8(ascii: "\"")
-                for i in 0..<bytes.count {
-                    let byte = bytes[i]
-                    if byte < 0x20 || byte == 0x22 || byte == 0x5C { return nil }
-                    p[i &+ 1] = byte
-                }
-                p[bytes.count &+ 1] = UInt8(ascii: "\"")
-                return bytes.count &+ 2
-            }
-            if plain { return }
-            out.append(UInt8(ascii: "\""))
-            guard let base = bytes.baseAddress else { return }
-            var start = 0
+        s.withUTF8 { writeUTF8($0, to: &out) }
+    }
+
+    private static func writeUTF8(_ bytes: UnsafeBufferPointer<UInt8>, to out: inout ByteWriter) {
+        // Most strings need no escape: quotes and bytes in one pass.
+        let plain = out.append(reserving: bytes.count &+ 2) { p in
+            p[0] = UInt8(ascii: "\"")
             for i in 0..<bytes.count {
-                let byte = base[i]
-                guard byte < 0x20 || byte == 0x22 || byte == 0x5C else { continue }
-                // Copy the run before the byte that needs escaping in one go.
-                if i > start { out.append(UnsafeBufferPointer(start: base + start, count: i - start)) }
-                start = i + 1
-                escape(byte, to: &out)
+                let byte = bytes[i]
+                if byte < 0x20 || byte == 0x22 || byte == 0x5C { return nil }
+                p[i &+ 1] = byte
             }
-            if bytes.count > start { out.append(UnsafeBufferPointer(start: base + start, count: bytes.count - start)) }
-            out.append(UInt8(ascii: "\""))
+            p[bytes.count &+ 1] = UInt8(ascii: "\"")
+            return bytes.count &+ 2
         }
+        if plain { return }
+        out.append(UInt8(ascii: "\""))
+        guard let base = bytes.baseAddress else { return }
+        var start = 0
+        for i in 0..<bytes.count {
+            let byte = base[i]
+            guard byte < 0x20 || byte == 0x22 || byte == 0x5C else { continue }
+            // Copy the run before the byte that needs escaping in one go.
+            if i > start { out.append(UnsafeBufferPointer(start: base + start, count: i - start)) }
+            start = i + 1
+            escape(byte, to: &out)
+        }
+        if bytes.count > start { out.append(UnsafeBufferPointer(start: base + start, count: bytes.count - start)) }
+        out.append(UInt8(ascii: "\""))
     }
 
     private static func escape(_ byte: UInt8, to out: inout ByteWriter) {

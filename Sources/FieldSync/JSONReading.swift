@@ -137,36 +137,53 @@ struct TreeReader {
 
     init(releasing: Bool) { self.releasing = releasing }
 
+    /// One member of a jansson object, by jansson's pointers.
+    struct Member {
+        let key: UnsafePointer<CChar>, count: Int
+        let value: UnsafeMutablePointer<json_t>, iter: UnsafeMutableRawPointer
+
+        /// Byte order of the keys (= code point order); jansson's are unique.
+        func precedes(_ other: Member) -> Bool {
+            let c = memcmp(key, other.key, Swift.min(count, other.count))
+            return c < 0 || (c == 0 && count < other.count)
+        }
+    }
+
     mutating func value(of j: UnsafeMutablePointer<json_t>) -> JSON {
         switch fs_json_type(j) {
         case Int32(JSON_OBJECT.rawValue):
-            var items: [JSONObject.Element] = []
-            items.reserveCapacity(json_object_size(j))
-            // jansson keeps insertion order; canonical writers (ours, a
-            // peer's) send sorted keys. Their order is checked on jansson's
-            // bytes, without a String comparison per member.
-            var ordered = true
-            var previous: (key: UnsafePointer<CChar>, count: Int)?
-            var iter = json_object_iter(j)
-            while let it = iter {
-                if let key = json_object_iter_key(it), let item = json_object_iter_value(it) {
-                    let count = json_object_iter_key_len(it)
-                    if ordered, let p = previous {
-                        let c = memcmp(p.key, key, min(p.count, count))
-                        ordered = c < 0 || (c == 0 && p.count < count)
+            // jansson keeps insertion order and one entry per key; canonical
+            // writers (ours, a peer's) send sorted keys, others (hosts) often
+            // do not. The order is checked, and if need be made, on jansson's
+            // key bytes, before any String exists: no String comparisons.
+            let n = json_object_size(j)
+            return withUnsafeTemporaryAllocation(of: Member.self, capacity: Swift.max(n, 1)) { buf in
+                var k = 0, ordered = true
+                var iter = json_object_iter(j)
+                while let it = iter, k < n {
+                    if let key = json_object_iter_key(it), let item = json_object_iter_value(it) {
+                        let m = Member(key: key, count: json_object_iter_key_len(it), value: item, iter: it)
+                        if ordered && k > 0 { ordered = buf[k - 1].precedes(m) }
+                        buf.initializeElement(at: k, to: m)
+                        k += 1
                     }
-                    previous = (key, count)
-                    let name = key.withMemoryRebound(to: UInt8.self, capacity: 1) {
-                        String(decoding: UnsafeBufferPointer(start: $0, count: count), as: UTF8.self)
-                    }
-                    items.append((name, value(of: item)))
-                    if releasing { json_object_iter_set_new(j, it, json_null()) }
+                    iter = json_object_iter_next(j, it)
                 }
-                iter = json_object_iter_next(j, it)
+                var found = UnsafeMutableBufferPointer(rebasing: buf[0..<k])
+                if !ordered { found.sort { $0.precedes($1) } }
+                var items: [JSONObject.Element] = []
+                items.reserveCapacity(k)
+                for m in found {
+                    let name = m.key.withMemoryRebound(to: UInt8.self, capacity: 1) {
+                        String(decoding: UnsafeBufferPointer(start: $0, count: m.count), as: UTF8.self)
+                    }
+                    items.append((name, value(of: m.value)))
+                    if releasing { json_object_iter_set_new(j, m.iter, json_null()) }
+                }
+                found.deinitialize()
+                members &+= k  // safe: at most one member per byte of text
+                return .object(JSONObject(sortedMembers: items))
             }
-            members &+= items.count  // safe: at most one member per byte of text
-            if !ordered { JSONObject.sortAndDeduplicate(&items) }
-            return .object(JSONObject(sortedMembers: items))
         case Int32(JSON_ARRAY.rawValue):
             let n = json_array_size(j)
             var items: [JSON] = []

@@ -39,8 +39,22 @@ final class LocalView {
     }
 
     func save(_ id: String, _ fields: JSONObject, db: Connection) throws(FieldSyncError) {
-        var values: [SQLValue] = [.text(id)]
-        for f in spec.fields { values.append(f.sqlValue(fields[f.name] ?? .null)) }
+        var values: [SQLValue] = []
+        values.reserveCapacity(spec.fields.count + 1)
+        values.append(.text(id))
+        // Both are sorted by name: one walk instead of a search per field.
+        let members = fields.members
+        var next = 0
+        for f in spec.fields {
+            var value = JSON.null
+            while next < members.count {
+                let c = compareUTF8(members[next].key, f.name)
+                if c > 0 { break }
+                next += 1
+                if c == 0 { value = members[next - 1].value; break }
+            }
+            values.append(f.sqlValue(value))
+        }
         try db.run(upsert, values)
     }
 
@@ -49,9 +63,11 @@ final class LocalView {
     }
 
     func fields(_ row: Statement, from offset: Int32) -> JSONObject {
-        var fields = JSONObject(minimumCapacity: spec.fields.count)
-        for (i, f) in spec.fields.enumerated() { fields[f.name] = f.jsonValue(row, offset + Int32(i)) }
-        return fields
+        // The spec's fields are sorted and unique by name, as an object's members.
+        var members: [JSONObject.Element] = []
+        members.reserveCapacity(spec.fields.count)
+        for (i, f) in spec.fields.enumerated() { members.append((f.name, f.jsonValue(row, offset + Int32(i)))) }
+        return JSONObject(sortedMembers: members)
     }
 
     func count(db: Connection) throws(FieldSyncError) -> Int64 {

@@ -127,6 +127,38 @@ import Testing
         #expect(try Wire.Response(JSON.parse(refused.json.text)) == refused)
     }
 
+    /// Protocol 2 acknowledges consecutive rows received at one time in one
+    /// object; protocol 1 one object a row. Both read back to the same rows.
+    @Test(arguments: [1, 2] as [Int64])
+    func auditAcknowledgementsTravelAsRunsInProtocolTwo(proto: Int64) throws {
+        var r = Wire.Response(proto: proto, device: "dev-7f3a", batch: "dev-7f3a-b42", serverTime: 7)
+        r.auditAcks = (1...500).map { ($0, 7) } + [(501, 8), (503, 8), (504, 8), (2, 7)]
+        let acks = r.json["audit_acks"]?.array ?? []
+        #expect(acks.count == (proto == 1 ? 504 : 4))
+        if proto == 2 {
+            #expect(acks.first == .object(["audit_id": .int(1), "server_received_at": .int(7), "through": .int(500)]))
+            #expect(acks[1] == .object(["audit_id": .int(501), "server_received_at": .int(8)]))
+        }
+        #expect(try Wire.Response(JSON.parse(r.json.text)) == r)
+        // A protocol-1 answer is read as protocol 1 was: one row an object.
+        let one = #"{"protocol":1,"device_id":"d","batch":"d-b1","server_time":7,"audit_acks":[{"audit_id":3,"through":9,"server_received_at":7}]}"#
+        #expect(try Wire.Response(JSON.parse(one)).auditAcks.map(\.auditId) == [3])
+    }
+
+    /// A run cannot make a short text a long list: a response names at most
+    /// Wire.maxAckedRows rows, however it writes them.
+    @Test func aResponseAcknowledgesAtMostTheRowsARequestCarries() throws {
+        func acks(_ runs: String) -> String {
+            #"{"protocol":2,"device_id":"d","batch":"d-b1","server_time":7,"audit_acks":[\#(runs)]}"#
+        }
+        let most = #"{"audit_id":1,"through":\#(Wire.maxAckedRows),"server_received_at":7}"#
+        #expect(try Wire.Response(JSON.parse(acks(most))).auditAcks.count == Int(Wire.maxAckedRows))
+        let more = #"{"audit_id":1,"through":\#(Wire.maxAckedRows - 1),"server_received_at":7},{"audit_id":9,"through":10,"server_received_at":7}"#
+        #expect(throws: FieldSyncError.self) { _ = try Wire.Response(JSON.parse(acks(more))) }
+        let backwards = #"{"audit_id":5,"through":4,"server_received_at":7}"#
+        #expect(throws: FieldSyncError.self) { _ = try Wire.Response(JSON.parse(acks(backwards))) }
+    }
+
     /// A record state in a response is read in one place, every member checked.
     @Test(arguments: [
         #"{"versions":{"a":-1}}"#, #"{"versions":{"a":9007199254740992}}"#, #"{"versions":{"a":"1"}}"#,

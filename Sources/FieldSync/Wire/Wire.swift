@@ -25,6 +25,11 @@ enum Wire {
     static let maxPullLimit: Int64 = 10_000
     /// Records one fetch may name.
     static let maxFetch = 1000
+    /// Audit rows one response may acknowledge: a request carries at most
+    /// twice the greatest `batch_size` (100,000) of them, its entries' rows
+    /// and as many older unacknowledged ones, and a hub acknowledges only
+    /// those. Bounds what the runs of protocol 2 make of a short text.
+    static let maxAckedRows: Int64 = 200_000
 
     static func batchId(device: String, number: Int64) -> String { "\(device)-b\(number)" }
 
