@@ -42,9 +42,11 @@ from __future__ import annotations
 
 import argparse
 import concurrent.futures
+import hmac
 import http.client
 import http.server
 import json
+import os
 import signal
 import socket
 import sys
@@ -95,6 +97,7 @@ class _HubHandler(http.server.BaseHTTPRequestHandler):
     timeout = 120  # seconds a silent connection may hold a thread
     hub: Hub  # set on the subclass made by serve()
     verbose = False
+    stats_token = ""
     # Set by serve(): at most `turns` bodies are read and handled at once.
     # A body's parse costs several times its size, so without this N clients
     # sending 60 MiB each cost N times that (four took the server to 3 GB).
@@ -133,6 +136,17 @@ class _HubHandler(http.server.BaseHTTPRequestHandler):
     def do_GET(self) -> None:  # noqa: N802 - http.server's naming
         if self.path.split("?", 1)[0] != "/stats":
             self._error(404, f"no such resource: GET {self.path}", "not_found")
+            return
+        # Stats are the operator's, not the devices' (docs/SECURITY.md): with
+        # --stats-token only a request bearing it, without one only this host.
+        if self.stats_token:
+            given = self.headers.get("Authorization", "")
+            if not hmac.compare_digest(given.encode("utf-8", "replace"), f"Bearer {self.stats_token}".encode("utf-8")):
+                self._error(401, "GET /stats needs the operator's token: Authorization: Bearer <--stats-token>", "unauthorized")
+                return
+        elif self.client_address[0] not in ("127.0.0.1", "::1", "::ffff:127.0.0.1"):
+            self._error(403, "GET /stats is served to this host only; start serve with --stats-token to allow others",
+                        "forbidden")
             return
         try:
             self._send(200, json.dumps(self.hub.stats()).encode("utf-8"))
@@ -240,6 +254,7 @@ def serve(args: argparse.Namespace) -> int:
     workers = concurrent.futures.ThreadPoolExecutor(max_workers=args.max_parallel, thread_name_prefix="fieldsync-hub")
     handler = type("HubHandler", (_HubHandler,), {
         "hub": hub, "verbose": args.verbose, "turns": threading.BoundedSemaphore(args.max_parallel),
+        "stats_token": args.stats_token or os.environ.get("FIELDSYNC_STATS_TOKEN", ""),
         "workers": workers,
         "body_timeout": args.body_timeout, "queue_timeout": args.queue_timeout})
     server = _Server((args.host, args.port), handler)
@@ -491,6 +506,9 @@ def parser() -> argparse.ArgumentParser:
                    help="seconds a request body may take to arrive (default 60)")
     s.add_argument("--queue-timeout", type=float, default=120.0,
                    help="seconds a request may wait for its turn before 503 (default 120)")
+    s.add_argument("--stats-token", default="",
+                   help="GET /stats answers only requests with 'Authorization: Bearer TOKEN' "
+                        "(default: only this host; also FIELDSYNC_STATS_TOKEN)")
     s.add_argument("--auth", choices=["on", "off"], default="on",
                    help="off: serve any request, as any device (default on: enrolled devices only)")
     s.set_defaults(run=serve)

@@ -152,11 +152,17 @@ def _hex(text: Any, size: int) -> Optional[bytes]:
 # -- the verification ------------------------------------------------------------
 
 
-def verify_hub(path: str, verify: Optional[Callable[[bytes, bytes, bytes], bool]] = None) -> Dict[str, Any]:
+def verify_hub(path: str, verify: Optional[Callable[[bytes, bytes, bytes], bool]] = None,
+               trusted: Optional[Dict[str, List[str]]] = None) -> Dict[str, Any]:
     """Verify the hub file at `path`; return ``{"ok", "rows", "devices",
     "heads", "heads_verified", "rows_covered", "failures": [{"device",
     "audit_id", "what": "row"|"head", "why"}], "uncovered": [{"device",
-    "audit_id", "why"}]}``. Raises sqlite3.Error for a file that is not a hub."""
+    "audit_id", "why"}]}``. Raises sqlite3.Error for a file that is not a hub.
+
+    `trusted` maps device ids to the public keys (hex) the verifier knows
+    from elsewhere (provisioning records): heads are then checked against
+    those only, not against the keys the hub file lists, which its operator
+    could have enrolled himself."""
     verify = verify or _verifier()
     # Read-only: a verifier never changes the evidence it checks.
     db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
@@ -204,12 +210,17 @@ def verify_hub(path: str, verify: Optional[Callable[[bytes, bytes, bytes], bool]
     for head in heads:
         device, audit_id = head["device"], int(head["audit_id"])
         why = None
-        held = [k for k in keys.get(device, []) if k[0] == head["public_key"]]
+        if trusted is not None:
+            held = [k for k in trusted.get(device, []) if k.lower() == str(head["public_key"]).lower()]
+        else:
+            held = [k[0] for k in keys.get(device, []) if k[0] == head["public_key"]]
         public_key = _hex(head["public_key"], 32)
         signature = _hex(head["signature"], 64)
         # Any key the device was enrolled with: since/until are the hub's
         # clock, which the party this checks controls.
-        if not held:
+        if not held and trusted is not None:
+            why = "signed with a key that is not among this device's trusted keys (--keys)"
+        elif not held:
             why = "signed with a key never enrolled for this device"
         elif public_key is None or signature is None:
             why = "its public key or signature is not hex of the right length"
@@ -253,6 +264,9 @@ def verify_hub(path: str, verify: Optional[Callable[[bytes, bytes, bytes], bool]
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("hub_db", help="hub database file (read only)")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
+    p.add_argument("--keys", metavar="FILE",
+                   help="JSON {device_id: public key hex or [keys]} known from provisioning: heads must be "
+                        "signed by these, not merely by a key the hub file lists")
 
 
 def _shown(text: str) -> str:
@@ -261,8 +275,19 @@ def _shown(text: str) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
+    trusted: Optional[Dict[str, List[str]]] = None
+    if args.keys:
+        try:
+            with open(args.keys, encoding="utf-8") as f:
+                given = json.load(f)
+            if not isinstance(given, dict):
+                raise ValueError("not an object of device_id: key")
+            trusted = {str(d): [k] if isinstance(k, str) else [str(x) for x in k] for d, k in given.items()}
+        except (OSError, ValueError) as e:
+            print(f"error: cannot read trusted keys from {args.keys}: {e}", file=sys.stderr)
+            return EXIT_USAGE
     try:
-        report = verify_hub(args.hub_db)
+        report = verify_hub(args.hub_db, trusted=trusted)
     except (sqlite3.Error, OSError) as e:
         print(f"error: cannot read the hub's audit in {args.hub_db}: {e}", file=sys.stderr)
         return EXIT_USAGE

@@ -742,3 +742,50 @@ def test_any_single_byte_change_of_a_signed_request_is_refused_and_changes_nothi
                 assert "error" in response, f"byte {i} -> {b!r} accepted: {response}"
             assert hub_state(hub) == before
             assert hub.handle(raw)["results"][0]["status"] == "applied"
+
+
+def test_an_operator_who_enrolls_a_key_of_his_own_cannot_pass_trusted_keys(tmp_path):
+    """The hub file lists the devices' keys, so an operator could enroll a key
+    he holds, rewrite a device's rows and sign a new head with it: the file
+    then verifies against itself. Against the keys known from provisioning
+    (--keys) the forged head and every row it claims to cover are named."""
+    import importlib.util
+
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+    from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+
+    spec = importlib.util.spec_from_file_location("standalone_verify", VERIFY)
+    verifier = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(verifier)
+    hub_db = synced_hub(tmp_path)
+    con = sqlite3.connect(str(hub_db))
+    trusted = {d: k for d, k in con.execute("SELECT device_id, public_key FROM fs_devices")}
+    rogue = Ed25519PrivateKey.generate()
+    rogue_hex = rogue.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw).hex()
+    with con:
+        con.execute("INSERT INTO fs_device_keys(device_id, public_key, since) VALUES('tablet-8', ?, 0)", (rogue_hex,))
+        con.row_factory = sqlite3.Row
+        rows = [dict(r) for r in con.execute(
+            "SELECT device, audit_id, actor, action, type, id, input, device_time, hlc, outbox_keys, prev_hash, hash "
+            "FROM fs_hub_audit WHERE device = 'tablet-8' ORDER BY audit_id")]
+        previous = verifier.GENESIS
+        for row in rows:  # the operator's story: another actor did the work
+            row["actor"], row["prev_hash"] = "op-forged", previous
+            row["hash"] = previous = verifier.row_hash(row)
+            con.execute("UPDATE fs_hub_audit SET actor = ?, prev_hash = ?, hash = ? WHERE device = ? AND audit_id = ?",
+                        (row["actor"], row["prev_hash"], row["hash"], row["device"], row["audit_id"]))
+        con.execute("DELETE FROM fs_audit_heads WHERE device = 'tablet-8'")
+        last = rows[-1]
+        signature = rogue.sign(verifier.head_message("tablet-8", last["audit_id"], last["hash"])).hex()
+        con.execute("INSERT INTO fs_audit_heads(device, audit_id, hash, public_key, signature, received_at) "
+                    "VALUES('tablet-8', ?, ?, ?, ?, 0)", (last["audit_id"], last["hash"], rogue_hex, signature))
+    con.close()
+    assert verify(hub_db).returncode == 0   # the file agrees with itself
+    keys = tmp_path / "keys.json"
+    keys.write_text(json.dumps(trusted))
+    done = verify(hub_db, "--json", "--keys", str(keys))
+    assert done.returncode == 1, (done.stdout, done.stderr)
+    report = json.loads(done.stdout)
+    assert ("tablet-8", rows[-1]["audit_id"], "head") in {(f["device"], f["audit_id"], f["what"]) for f in report["failures"]}
+    assert {u["audit_id"] for u in report["uncovered"] if u["device"] == "tablet-8"} == {r["audit_id"] for r in rows}
+    assert not any(f["device"] == "tablet-7" for f in report["failures"] + report["uncovered"])

@@ -299,3 +299,18 @@ def test_sync_backs_off_on_5xx_and_lost_answers_and_applies_once(tmp_path):
         server.shutdown()
         server.server_close()
         hub.close()
+
+
+def test_stats_are_the_operators_with_a_token_nobody_else_reads_them(tmp_path):
+    """GET /stats was open to anyone who reached the hub (issue 14): with
+    --stats-token only a request bearing it is answered."""
+    schema_path = write_schema(tmp_path / "schema.json")
+    with serve_hub(tmp_path / "hub.db", schema_path, tmp_path / "serve.log", "--stats-token", "s3cret") as (url, _):
+        base = url
+        for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": "s3cret"}):
+            with pytest.raises(urllib.error.HTTPError) as refused:
+                urllib.request.urlopen(urllib.request.Request(base + "/stats", headers=headers), timeout=10)
+            assert refused.value.code == 401
+        with urllib.request.urlopen(urllib.request.Request(base + "/stats", headers={"Authorization": "Bearer s3cret"}),
+                                    timeout=10) as answer:
+            assert answer.status == 200 and json.loads(answer.read())["auth"] == "on"
