@@ -6,7 +6,7 @@
  *      and off (hub and store {"auth":"off"}), alternating, per request and
  *      per action. Local actions (fs_store_apply) sign nothing: their cost
  *      does not change.
- * Usage: auth_cost [--actions N] [--runs N] [--dir DIR] [--keep] */
+ * Usage: auth_cost [--actions N] [--runs N] [--only on|off] [--dir DIR] [--keep] */
 #include "harness.h"
 
 #include <openssl/evp.h>
@@ -14,6 +14,7 @@
 
 static long g_actions = 10000;
 static int g_runs = 3;
+static const char *g_only = NULL; /* "on" or "off": one side only (for callgrind) */
 
 static double ed25519_us(size_t bytes, int verify) {
     unsigned char seed[32], sig[64], *msg = malloc(bytes);
@@ -78,10 +79,15 @@ static side drain(const char *dir, int run, int on) {
 }
 
 int main(int argc, char **argv) {
-    h_opt opts[] = {{"--actions", 'l', &g_actions}, {"--runs", 'i', &g_runs}, {NULL, 0, NULL}};
-    h_args(argc, argv, opts, "[--actions N] [--runs N]");
+    h_opt opts[] = {{"--actions", 'l', &g_actions}, {"--runs", 'i', &g_runs}, {"--only", 's', &g_only}, {NULL, 0, NULL}};
+    h_args(argc, argv, opts, "[--actions N] [--runs N] [--only on|off]");
     char dir[PATH_MAX + 64];
     h_begin("auth_cost", "authentication: signing and verifying per request and per action", dir, sizeof dir);
+    if (g_only) { /* one side, for instruction counts: callgrind --toggle-collect=fs_sync_prepare ... */
+        side one = drain(dir, 0, strcmp(g_only, "on") == 0);
+        printf("auth %s: %ld requests, %.0f ms\n", g_only, one.requests, one.wall);
+        return h_end(dir);
+    }
     printf("libcrypto Ed25519 (p50): sign 64 B %.1f us, verify 64 B %.1f us; sign 190 KB %.1f us, verify 190 KB %.1f us\n",
            ed25519_us(64, 0), ed25519_us(64, 1), ed25519_us(190 * 1024, 0), ed25519_us(190 * 1024, 1));
     double on_ms[16], off_ms[16], on_req[3][16], off_req[3][16];

@@ -33,14 +33,20 @@ extension Hub {
         guard let base = text.baseAddress, !text.isEmpty else { throw .json("request_json is not valid JSON: it is empty") }
         let json = try JSON.parse(bytes: base, count: text.count, what: "request_json", limit: Limits.maxRequestBytes,
                                   depth: Limits.maxMessageDepth)
-        // The answer names the request it answers (its SHA-256, as sent):
-        // a device believes no other.
-        var end = text.count
-        while end > 0, [0x20, 0x0A, 0x0D, 0x09].contains(text[end - 1]) { end -= 1 }
-        let digest = try SHA256.hex(UnsafeBufferPointer(start: base.assumingMemoryBound(to: UInt8.self), count: end))
+        // The answer names the request it answers: the SHA-256 its signature
+        // covers (of the whole text when unsigned); a device believes no other.
+        let split = Wire.Signature.split(text)
+        let digest: String
+        if let split {
+            digest = try Wire.Signature.digest(split.signed)
+        } else {
+            var end = text.count
+            while end > 0, [0x20, 0x0A, 0x0D, 0x09].contains(text[end - 1]) { end -= 1 }
+            digest = try SHA256.hex(UnsafeBufferPointer(start: base.assumingMemoryBound(to: UInt8.self), count: end))
+        }
         var principal: Principal?
         if authenticates {
-            switch try authenticate(text, json) {
+            switch try authenticate(json, signature: split?.signature, digest: digest) {
             case .success(let p): principal = p
             case .failure(let refusal): return try signed(refusal.response, answering: digest)
             }
@@ -54,7 +60,7 @@ extension Hub {
         var response: JSON
     }
 
-    private func authenticate(_ text: UnsafeRawBufferPointer, _ json: JSON) throws(FieldSyncError) -> Result<Principal, Refusal> {
+    private func authenticate(_ json: JSON, signature: [UInt8]?, digest: String) throws(FieldSyncError) -> Result<Principal, Refusal> {
         guard let r = json.object else { throw .arg("request must be a JSON object, got \(json.kind)") }
         let m = Wire.Members(context: "request")
         let proto = try m.requiredInt(r["protocol"], "protocol", 1...Int64.max)
@@ -68,7 +74,7 @@ extension Hub {
             let answer = Wire.Response.error(code, message, proto: min(proto, Wire.version), device: device, batch: batch, serverTime: now)
             return .failure(Refusal(response: answer.json))
         }
-        guard let (signed, signature) = Wire.Signature.split(text) else {
+        guard let signature else {
             return try refuse("unsigned", "the request carries no signature; this hub authenticates every device (docs/SECURITY.md)")
         }
         guard let enrolled = try storage.enrollment(device) else {
@@ -78,7 +84,7 @@ extension Hub {
         guard let publicKey = Hex.decode(enrolled.publicKey, count: Ed25519.publicKeyBytes) else {
             throw .corrupt("fs_devices.public_key of \(device) is not 32 bytes of hex")
         }
-        guard Ed25519.verify(publicKey: publicKey, signature: signature, message: try Wire.Signature.message(signed)) else {
+        guard Ed25519.verify(publicKey: publicKey, signature: signature, message: Wire.Signature.message(digest: digest)) else {
             return try refuse("bad_signature", "the request's signature does not verify with the key enrolled for '\(device)'")
         }
         let credentials = try Wire.Credentials(r["auth"])

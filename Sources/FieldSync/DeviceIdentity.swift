@@ -109,9 +109,9 @@ extension Store {
     func signed(_ text: [UInt8], batch: Int64) throws(FieldSyncError) -> [UInt8] {
         guard identity.authenticates else { return text }
         var text = text
-        try Wire.Signature.sign(&text, with: identity.signer)
+        let digest = try Wire.Signature.sign(&text, with: identity.signer)
         var ring = try Store.meta("request_hashes", db: db)?.string.flatMap { try? JSON.parse($0, what: "request_hashes").object } ?? [:]
-        ring[String(batch)] = .string(try SHA256.hex(text))
+        ring[String(batch)] = .string(digest)
         let numbers = ring.map(\.key).compactMap { Int64($0) }.sorted(by: >)
         for old in numbers.dropFirst(Store.rememberedRequests) { ring[String(old)] = nil }
         try setMeta("request_hashes", .string(JSON.object(ring).text))
@@ -139,7 +139,7 @@ extension Store {
             guard let (signed, signature) = Wire.Signature.split(text) else {
                 throw .auth("the response is not signed; nothing was changed")
             }
-            guard Ed25519.verify(publicKey: hubKey, signature: signature, message: try Wire.Signature.message(signed)) else {
+            guard Ed25519.verify(publicKey: hubKey, signature: signature, message: Wire.Signature.message(digest: try Wire.Signature.digest(signed))) else {
                 throw .auth("the response's signature does not verify with the pinned hub key; nothing was changed")
             }
             // Signed by the hub, but for which request? Only an answer to a

@@ -16,14 +16,18 @@ extension Wire {
         static let suffixBytes = marker.count + 2 * Ed25519.signatureBytes + 2
 
         /// Ends `text` (a JSON object as the engine wrote it: its last byte
-        /// is the closing brace) with its signature.
-        static func sign(_ text: inout [UInt8], with signer: Signer) throws(FieldSyncError) {
+        /// is the closing brace) with its signature. Returns the digest of
+        /// the signed bytes: what the answer to a request names (`request_hash`).
+        @discardableResult
+        static func sign(_ text: inout [UInt8], with signer: Signer) throws(FieldSyncError) -> String {
             guard text.last == UInt8(ascii: "}"), text.count >= 2 else { throw .internal("signing a text that is not an object") }
             text.removeLast()
-            let signature = try signer.sign(try message(text))
+            let digest = try Signature.digest(text)
+            let signature = try signer.sign(message(digest: digest))
             text.append(contentsOf: marker)
             text.append(contentsOf: Hex.encode(signature).utf8)
             text.append(contentsOf: [UInt8(ascii: "\""), UInt8(ascii: "}")])
+            return digest
         }
 
         /// The signed bytes and the signature of a text ending with a
@@ -45,13 +49,15 @@ extension Wire {
         /// What is signed for a text: a context line and the SHA-256 of its
         /// signed bytes (so a signature of a message cannot pass for one of
         /// an audit head, or the other way round).
-        static func message(_ signed: UnsafeRawBufferPointer) throws(FieldSyncError) -> [UInt8] {
-            let digest = try SHA256.hex(UnsafeBufferPointer(start: signed.baseAddress?.assumingMemoryBound(to: UInt8.self), count: signed.count))
-            return Array("fieldsync signed message\n\(digest)".utf8)
+        static func message(digest: String) -> [UInt8] { Array("fieldsync signed message\n\(digest)".utf8) }
+
+        /// SHA-256 (hex) of a message's signed bytes: signed, and named by the answer.
+        static func digest(_ signed: UnsafeRawBufferPointer) throws(FieldSyncError) -> String {
+            try SHA256.hex(UnsafeBufferPointer(start: signed.baseAddress?.assumingMemoryBound(to: UInt8.self), count: signed.count))
         }
 
-        static func message(_ signed: [UInt8]) throws(FieldSyncError) -> [UInt8] {
-            try signed.withUnsafeBytes { b in Swift.Result { () throws(FieldSyncError) -> [UInt8] in try message(b) } }.get()
+        static func digest(_ signed: [UInt8]) throws(FieldSyncError) -> String {
+            try signed.withUnsafeBytes { b in Swift.Result { () throws(FieldSyncError) -> String in try digest(b) } }.get()
         }
 
         /// What a device signs to vouch for its audit trail up to a row: the
