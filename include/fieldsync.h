@@ -268,6 +268,16 @@ FS_EXTERN fs_status fs_store_query(fs_store *store, const char *query_json, char
  * @return FS_OK; FS_ERR_ARG, FS_ERR_CLOSED, FS_ERR_IO. Any thread. */
 FS_EXTERN fs_status fs_store_stats(fs_store *store, char **out_stats_json);
 
+/* Writes a consistent copy of the store file to `path` (a device image),
+ * as fs_hub_backup() does for a hub: written beside `path` and renamed into
+ * place when complete; other handles keep writing meanwhile. A store opened
+ * from such a copy later is the same device (key, instance): if its hub has
+ * moved on, it recovers by itself (docs/SECURITY.md "Restored stores").
+ * @param path borrowed; must not exist.
+ * @return FS_OK; FS_ERR_ARG, FS_ERR_IO, FS_ERR_FULL, FS_ERR_BUSY,
+ *         FS_ERR_CLOSED. Any thread. */
+FS_EXTERN fs_status fs_store_backup(fs_store *store, const char *path);
+
 /* Runs a storage-hygiene pass (docs/HYGIENE.md) in one transaction, then
  * reclaims space (WAL checkpoint and incremental vacuum). It evicts records
  * the hub has acknowledged that have no outbox entry in any state and are
@@ -652,6 +662,19 @@ FS_EXTERN fs_status fs_hub_revoke(fs_hub *hub, const char *device_id);
  * @param out_devices_json caller frees.
  * @return FS_OK; FS_ERR_ARG, FS_ERR_CLOSED, FS_ERR_IO. Any thread. */
 FS_EXTERN fs_status fs_hub_devices(fs_hub *hub, char **out_devices_json);
+
+/* Writes a consistent copy of the hub file to `path` while the hub serves
+ * (SQLite's online backup: one read transaction's view; other handles and
+ * processes keep writing meanwhile). The copy is written as "<path>.partial"
+ * and renamed to `path` only once complete, so a crash or a full disk never
+ * leaves a half backup under `path`. It is a standalone file (no -wal) that
+ * fs_hub_open opens as it is. Blocks this handle for the copy (about a
+ * second per few hundred MiB on a 2-core VM).
+ * @param path borrowed; must not exist (a backup never overwrites).
+ * @return FS_OK; FS_ERR_ARG (NULL or empty path, or it exists), FS_ERR_IO
+ *         (cannot create or rename it), FS_ERR_FULL, FS_ERR_BUSY,
+ *         FS_ERR_CLOSED. Any thread. */
+FS_EXTERN fs_status fs_hub_backup(fs_hub *hub, const char *path);
 
 /* Reports the hub's counters as a flat JSON object (keys in docs/ABI.md):
  * records, devices, entries applied and rejected (and of those, refused for

@@ -552,6 +552,14 @@ class Store(_Handle):
         in another store ("instance_mismatch")."""
         return self.stats()["instance_id"]
 
+    def backup(self, path: "os.PathLike[str] | str") -> None:
+        """Write a consistent copy of the store file to `path` (a device
+        image; other handles keep writing meanwhile). Opened later, the copy
+        is the same device and recovers by itself if its hub has moved on.
+        `path` must not exist. Raises ArgError, FieldSyncIOError, FullError,
+        BusyError, ClosedError."""
+        _check(lib.fs_store_backup(self._h(), _text(os.fspath(path), "path")))
+
     def pin_hub(self, hub_key: str) -> None:
         """Pin the hub's public key (64 hex digits: what Hub.enroll() returned
         as "hub_key", or Hub.public_key); kept in the file. Until a key is
@@ -970,6 +978,13 @@ class Hub(_Handle):
                              instance=stats["instance_id"], scope=scope, write=write)
         store.pin_hub(result["hub_key"])
         return result
+
+    def backup(self, path: "os.PathLike[str] | str") -> None:
+        """Write a consistent copy of the hub file to `path` while it serves
+        (SQLite's online backup; written as ``<path>.partial`` and renamed
+        when complete). `path` must not exist. Raises ArgError (it exists),
+        FieldSyncIOError, FullError, BusyError, ClosedError."""
+        _check(lib.fs_hub_backup(self._h(), _text(os.fspath(path), "path")))
 
     def revoke(self, device_id: str) -> None:
         """Revoke a device: its requests are refused ("revoked") until it is

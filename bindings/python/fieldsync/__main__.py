@@ -463,6 +463,13 @@ def hub_revoke(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def hub_backup(args: argparse.Namespace) -> int:
+    with Hub(args.hub_db, _read_schema(args.schema)) as hub:
+        hub.backup(args.dest)
+    print(f"backed up {args.hub_db} to {args.dest}", flush=True)
+    return EXIT_OK
+
+
 def hub_devices(args: argparse.Namespace) -> int:
     with Hub(args.hub_db, _read_schema(args.schema)) as hub:
         registry = hub.devices()
@@ -544,7 +551,7 @@ def parser() -> argparse.ArgumentParser:
     pin.add_argument("--schema", required=True, help="schema JSON file")
     pin.set_defaults(run=store_pin_hub)
 
-    h = sub.add_parser("hub", help="the hub's device registry: enroll, revoke, devices")
+    h = sub.add_parser("hub", help="the hub's device registry (enroll, revoke, devices) and backups")
     h_sub = h.add_subparsers(dest="hub_command", required=True)
     e = h_sub.add_parser("enroll", help="enroll (or re-enroll, rotating its key) a device; prints the hub key")
     e.add_argument("hub_db", help="hub database file")
@@ -565,6 +572,11 @@ def parser() -> argparse.ArgumentParser:
     d.add_argument("--schema", required=True, help="schema JSON file")
     d.add_argument("--json", action="store_true", help="print the registry as JSON")
     d.set_defaults(run=hub_devices)
+    b = h_sub.add_parser("backup", help="a consistent copy of the hub file, taken while it serves")
+    b.add_argument("hub_db", help="hub database file")
+    b.add_argument("dest", help="the copy's path; must not exist")
+    b.add_argument("--schema", required=True, help="schema JSON file")
+    b.set_defaults(run=hub_backup)
 
     from . import verify as verifier
     v = sub.add_parser("verify", help="verify a hub's stored audit trail against the devices' signatures")

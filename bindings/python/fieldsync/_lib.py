@@ -115,6 +115,8 @@ def _declare(lib: ctypes.CDLL) -> None:
         "fs_store_rotate_key": (status, [c_void_p, out_str]),
         "fs_hub_enroll": (status, [c_void_p, c_char_p, out_str]),
         "fs_hub_revoke": (status, [c_void_p, c_char_p]),
+        "fs_hub_backup": (status, [c_void_p, c_char_p]),
+        "fs_store_backup": (status, [c_void_p, c_char_p]),
         "fs_hub_devices": (status, [c_void_p, out_str]),
     }
     for name, (restype, argtypes) in protos.items():

@@ -789,3 +789,4 @@ def test_an_operator_who_enrolls_a_key_of_his_own_cannot_pass_trusted_keys(tmp_p
     assert ("tablet-8", rows[-1]["audit_id"], "head") in {(f["device"], f["audit_id"], f["what"]) for f in report["failures"]}
     assert {u["audit_id"] for u in report["uncovered"] if u["device"] == "tablet-8"} == {r["audit_id"] for r in rows}
     assert not any(f["device"] == "tablet-7" for f in report["failures"] + report["uncovered"])
+
