@@ -31,7 +31,7 @@ test: build
 	$(MAKE) test-c
 	$(MAKE) test-python
 	$(MAKE) examples
-	$(MAKE) fuzz FUZZ_SECONDS=20
+	$(MAKE) fuzz FUZZ_SECONDS=10
 
 test-swift: deps
 	$(SWIFT) test
