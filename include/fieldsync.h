@@ -476,7 +476,8 @@ FS_EXTERN fs_status fs_store_pin_hub(fs_store *store, const char *hub_key);
  * short (under 400 bytes: a context line with a SHA-256 digest, or an audit
  * head; docs/PROTOCOL.md "Signatures"). `message` is valid only during the
  * call. */
-typedef fs_status (*fs_sign_fn)(void *ctx, const uint8_t *message, size_t length, uint8_t signature[64]);
+typedef fs_status
+    (*fs_sign_fn)(void *ctx, const uint8_t *message, size_t length, uint8_t signature[64]);
 
 /* Makes `fn` (with `ctx`) sign this handle's requests instead of the key in
  * the store file; `public_key` (64 hex digits, borrowed) is the key it signs
