@@ -31,7 +31,6 @@ test: build
 	$(MAKE) test-c
 	$(MAKE) test-python
 	$(MAKE) examples
-	$(MAKE) fuzz FUZZ_SECONDS=10
 
 test-swift: deps
 	$(SWIFT) test
