@@ -160,9 +160,31 @@ def main() -> None:
     print(f"  audit rows at hub: {stats['audit_rows']}, hash failures {stats['audit_hash_failures']}, "
           f"chain breaks {stats['audit_chain_breaks']}")
 
+    title("A stranger's laptop claims to be Ben's tablet")
+    laptop = fieldsync.Store(os.path.join(work, "laptop.db"), SCHEMA, device_id="tablet-ben", durability="normal")
+    laptop.set_clock(clock)
+    laptop.pin_hub(hub.public_key)  # it knows the hub's public key: that is no secret
+    laptop.apply({"action": "create_task", "actor": "mallory", "type": "task", "id": "T-1",
+                  "set": {"status": "open"}})
+    laptop.apply({"action": "pick_item", "actor": "mallory", "type": "task", "id": "T-1", "inc": {"picked": -100}})
+    try:
+        laptop.sync_with(hub)
+    except fieldsync.AuthError as e:
+        print(f"  refused: {e.message}")
+    refusal = hub.devices()["refusals"][0]
+    print(f"  the hub logged it: {refusal['device_id']} {refusal['code']}; "
+          f"T-1 picked is still {hub.query('task', where={'id': 'T-1'})[0]['picked']}")
+    laptop.close()
+
     for store in devices.values():
         store.close()
     hub.close()
+    # The hub's audit, checked against the tablets' signatures by a verifier
+    # that does not load the library (fieldsync/verify.py).
+    from fieldsync import verify
+    report = verify.verify_hub(os.path.join(work, "hub.db"))
+    print(f"  verify: {report['rows_covered']} of {report['rows']} audit rows covered by "
+          f"{report['heads_verified']} signed chain heads; ok={report['ok']}")
 
 
 if __name__ == "__main__":
