@@ -51,6 +51,23 @@ extension Store {
             }
             guard rows.count < Wire.maxSeq - top else { throw .corrupt("no seq is left above the hub's high-water mark \(top)") }
             let oldIds = rows.map(\.auditId)
+            // Only rows that meet the hub's numbers move. A late or repeated
+            // answer to a request sent before the recovery names reuses that
+            // are settled: its rows are above its `holds` already, or the
+            // numbers they would take are taken (rows the hub acknowledged
+            // since). Nothing is renumbered twice.
+            if let lowest = oldIds.first {
+                let moving = Set(oldIds)
+                var taken = false
+                try db.query("SELECT audit_id FROM fs_audit WHERE audit_id > ? AND audit_id <= ?",
+                             [.int(top), .int(top + Int64(rows.count))]) { r in
+                    taken = !moving.contains(r.int(0))
+                    return !taken
+                }
+                if lowest > top || taken { return nil }
+            } else if top <= lastSeq {
+                return nil
+            }
             var renumbered: [Int64: Int64] = [:]
             for (i, id) in oldIds.enumerated() { renumbered[id] = top + 1 + Int64(i) }
             func key(_ k: String) -> String {

@@ -247,6 +247,50 @@ import Testing
         #expect(throws: FieldSyncError.self) { _ = try hub.handle(.object(request)) }
         #expect(try hub.stats()["entries_applied"]?.int == 0)
     }
+
+    /// The answer that made a restored copy recover, delivered again later
+    /// (a duplicate or late delivery, after newer actions were acknowledged),
+    /// renumbers nothing and changes nothing.
+    @Test func theAnswerThatStartedARecoveryDeliveredAgainChangesNothing() throws {
+        let hub = try Hub(path: tempPath("hub.db"), schemaJSON: taskSchema, optionsJSON: nil)
+        let path = tempPath("tablet.db")
+        var store: Store? = try openStore(path)
+        try enroll(try #require(store), hub)
+        _ = try store?.apply(action(#"{"type":"task","id":"T-1","actor":"op","action":"create","set":{"status":"open"}}"#))
+        try syncText(try #require(store), hub)
+        store?.close()
+        store = nil
+        #expect(system("cp \(path) \(path).bak") == 0)
+        store = try openStore(path)
+        try inc(try #require(store), 3)
+        try syncText(try #require(store), hub)
+        store?.close()
+        store = nil
+        #expect(system("cp \(path).bak \(path)") == 0)
+        let restored = try openStore(path)
+        try inc(restored, 2)
+        try restored.connectivity(up: true)
+        let request = try #require(try restored.prepareText().request)
+        let first = try request.withUnsafeBytes { (r) throws(FieldSyncError) -> [UInt8] in try hub.handle(text: r) }
+        #expect(String(decoding: first, as: UTF8.self).contains("key_reused"))
+        _ = try first.withUnsafeBytes { (r) throws(FieldSyncError) -> JSON in try restored.receive(text: r) }
+        try syncText(restored, hub)
+        try inc(restored)
+        try syncText(restored, hub)
+        #expect(try picked(hub) == 6)
+        try inc(restored)                        // not yet sent when the old answer comes again
+        let before = try restored.stats()
+        _ = try? first.withUnsafeBytes { (r) throws(FieldSyncError) -> JSON in try restored.receive(text: r) }
+        let after = try restored.stats()
+        #expect(after["restored_recoveries"]?.int == 1)
+        #expect(after["last_seq"] == before["last_seq"])
+        #expect(try restored.outboxCount() == 1)
+        try syncText(restored, hub)
+        #expect(try picked(hub) == 7)
+        #expect(try hub.stats()["audit_chain_breaks"]?.int == 0)
+        #expect(try hub.stats()["entries_rejected"]?.int == 0)
+        #expect(try hub.stats()["entries_key_reused"]?.int == 2)
+    }
 }
 
 extension String {
