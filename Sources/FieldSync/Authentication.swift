@@ -40,9 +40,7 @@ extension Hub {
         if let split {
             digest = try Wire.Signature.digest(split.signed)
         } else {
-            var end = text.count
-            while end > 0, [0x20, 0x0A, 0x0D, 0x09].contains(text[end - 1]) { end -= 1 }
-            digest = try SHA256.hex(UnsafeBufferPointer(start: base.assumingMemoryBound(to: UInt8.self), count: end))
+            digest = try Wire.Signature.digest(UnsafeRawBufferPointer(start: base, count: Wire.Signature.trimmedCount(text)))
         }
         var principal: Principal?
         if authenticates {

@@ -20,8 +20,7 @@ struct DeviceIdentity {
     static func load(db: Connection, authenticates: Bool) throws(FieldSyncError) -> DeviceIdentity {
         let key: SigningKey
         if let stored = try Store.meta("signing_key", db: db)?.string {
-            guard let seed = Hex.decode(stored, count: Ed25519.seedBytes) else { throw .corrupt("fs_meta.signing_key is not a 32-byte hex seed") }
-            key = try SigningKey(seed: seed)
+            key = try SigningKey(stored: stored)
         } else {
             key = try SigningKey.generate()
             try db.run("INSERT INTO fs_meta(key, value) VALUES('signing_key', ?)", [.text(Hex.encode(key.seed))])
@@ -87,8 +86,7 @@ extension Store {
         // Another handle on the file may have rotated the key (read in the
         // prepare's transaction, so the head and the request agree).
         if !identity.signer.external, let stored = try Store.meta("signing_key", db: db)?.string, stored != Hex.encode(identity.key.seed) {
-            guard let seed = Hex.decode(stored, count: Ed25519.seedBytes) else { throw .corrupt("fs_meta.signing_key is not a 32-byte hex seed") }
-            identity.key = try SigningKey(seed: seed)
+            identity.key = try SigningKey(stored: stored)
             identity.signer = Signer(key: identity.key)
         }
         let signed = try head.map { (h) throws(FieldSyncError) -> Wire.Credentials.Head in

@@ -82,6 +82,12 @@ final class SigningKey: @unchecked Sendable {
         self.publicKey = publicKey
     }
 
+    /// The key as a file keeps it: its seed in hex (fs_meta "signing_key").
+    convenience init(stored hex: String) throws(FieldSyncError) {
+        guard let seed = Hex.decode(hex, count: Ed25519.seedBytes) else { throw .corrupt("fs_meta.signing_key is not a 32-byte hex seed") }
+        try self.init(seed: seed)
+    }
+
     static func generate() throws(FieldSyncError) -> SigningKey { try SigningKey(seed: Ed25519.randomBytes(Ed25519.seedBytes)) }
 
     deinit { EVP_PKEY_free(key) }

@@ -55,8 +55,7 @@ extension HubStorage {
     /// made before keys existed).
     func signingKey() throws(FieldSyncError) -> SigningKey {
         if let stored = try meta("signing_key")?.string {
-            guard let seed = Hex.decode(stored, count: Ed25519.seedBytes) else { throw .corrupt("fs_meta.signing_key is not a 32-byte hex seed") }
-            return try SigningKey(seed: seed)
+            return try SigningKey(stored: stored)
         }
         let key = try SigningKey.generate()
         try setMeta("signing_key", .string(Hex.encode(key.seed)))

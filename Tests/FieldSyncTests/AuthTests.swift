@@ -106,28 +106,34 @@ import Testing
         #expect(try store.outboxCount() == 1)
     }
 
-    @Test func aStoreRestoredFromAnOlderCopyRecoversAboveTheHubAndLosesNothing() throws {
-        let hub = try Hub(path: tempPath("hub.db"), schemaJSON: taskSchema, optionsJSON: nil)
+    /// A tablet that created T-1, made `before` increments and synced; its
+    /// file copied (the backup); then `after` more increments synced before
+    /// it was lost. Returns its image, restored from the copy and opened.
+    func restoredImage(_ hub: Hub, options: String = #"{"durability":"normal","device_id":"dev-a"}"#,
+                       before: Int, after: Int) throws -> Store {
         let path = tempPath("tablet.db")
-        var store: Store? = try openStore(path)
+        var store: Store? = try openStore(path, options: options)
         try enroll(try #require(store), hub)
         _ = try store?.apply(action(#"{"type":"task","id":"T-1","actor":"op","action":"create","set":{"status":"open"}}"#))
-        try inc(try #require(store), 1)
+        try inc(try #require(store), before)
         try syncText(try #require(store), hub)
-        // The backup: a copy of the file as it is now (seq 2).
         store?.close()
         store = nil
-        let backup = path + ".bak"
-        #expect(system("cp \(path) \(backup)") == 0)
-        store = try openStore(path)
-        try inc(try #require(store), 3)          // seqs 3, 4, 5
+        #expect(system("cp \(path) \(path).bak") == 0)
+        store = try openStore(path, options: options)
+        try inc(try #require(store), after)
         try syncText(try #require(store), hub)
+        store?.close()
+        store = nil
+        #expect(system("cp \(path).bak \(path)") == 0)
+        return try openStore(path, options: options)
+    }
+
+    @Test func aStoreRestoredFromAnOlderCopyRecoversAboveTheHubAndLosesNothing() throws {
+        let hub = try Hub(path: tempPath("hub.db"), schemaJSON: taskSchema, optionsJSON: nil)
+        // Synced at seq 2 when copied, seqs 3, 4, 5 synced before it was lost.
+        let restored = try restoredImage(hub, before: 1, after: 3)
         #expect(try picked(hub) == 4)
-        store?.close()
-        store = nil
-        // The tablet is lost; its image is restored from the backup and used.
-        #expect(system("cp \(backup) \(path)") == 0)
-        let restored = try openStore(path)
         try inc(restored, 2)                     // seqs 3 and 4 again, other actions
         try syncText(restored, hub)
         #expect(try picked(hub) == 6)            // 1 + 3 + 2: every action once
@@ -150,22 +156,8 @@ import Testing
     /// increment reaches the hub once.
     @Test func aRestoredCopyWithABacklogLargerThanABatchAppliesEachActionOnce() throws {
         let hub = try Hub(path: tempPath("hub.db"), schemaJSON: taskSchema, optionsJSON: nil)
-        let path = tempPath("tablet.db")
-        let options = #"{"durability":"normal","device_id":"dev-a","batch_size":2}"#
-        var store: Store? = try openStore(path, options: options)
-        try enroll(try #require(store), hub)
-        _ = try store?.apply(action(#"{"type":"task","id":"T-1","actor":"op","action":"create","set":{"status":"open"}}"#))
-        try syncText(try #require(store), hub)
-        store?.close()
-        store = nil
-        #expect(system("cp \(path) \(path).bak") == 0)
-        store = try openStore(path, options: options)
-        try inc(try #require(store), 4)          // seqs 2...5 at the hub
-        try syncText(try #require(store), hub)
-        store?.close()
-        store = nil
-        #expect(system("cp \(path).bak \(path)") == 0)
-        let restored = try openStore(path, options: options)
+        // seqs 2...5 at the hub after the copy
+        let restored = try restoredImage(hub, options: #"{"durability":"normal","device_id":"dev-a","batch_size":2}"#, before: 0, after: 4)
         try inc(restored, 7)                     // seqs 2...8 again: 4 collide, 3 do not
         try syncText(restored, hub, rounds: 20)
         #expect(try picked(hub) == 11)
@@ -253,21 +245,7 @@ import Testing
     /// renumbers nothing and changes nothing.
     @Test func theAnswerThatStartedARecoveryDeliveredAgainChangesNothing() throws {
         let hub = try Hub(path: tempPath("hub.db"), schemaJSON: taskSchema, optionsJSON: nil)
-        let path = tempPath("tablet.db")
-        var store: Store? = try openStore(path)
-        try enroll(try #require(store), hub)
-        _ = try store?.apply(action(#"{"type":"task","id":"T-1","actor":"op","action":"create","set":{"status":"open"}}"#))
-        try syncText(try #require(store), hub)
-        store?.close()
-        store = nil
-        #expect(system("cp \(path) \(path).bak") == 0)
-        store = try openStore(path)
-        try inc(try #require(store), 3)
-        try syncText(try #require(store), hub)
-        store?.close()
-        store = nil
-        #expect(system("cp \(path).bak \(path)") == 0)
-        let restored = try openStore(path)
+        let restored = try restoredImage(hub, before: 0, after: 3)
         try inc(restored, 2)
         try restored.connectivity(up: true)
         let request = try #require(try restored.prepareText().request)

@@ -12,6 +12,14 @@
 extension Wire {
     enum Signature {
         static let marker: [UInt8] = Array(",\"signature\":\"".utf8)
+
+        /// The text's length without the trailing whitespace a transport may
+        /// add, which is neither signed nor hashed.
+        static func trimmedCount(_ text: UnsafeRawBufferPointer) -> Int {
+            var end = text.count
+            while end > 0, [0x20, 0x0A, 0x0D, 0x09].contains(text[end - 1]) { end -= 1 }
+            return end
+        }
         /// `,"signature":"<128 hex>"}`
         static let suffixBytes = marker.count + 2 * Ed25519.signatureBytes + 2
 
@@ -34,8 +42,7 @@ extension Wire {
         /// signature member (trailing whitespace, as a transport may add,
         /// is not part of either), or nil.
         static func split(_ text: UnsafeRawBufferPointer) -> (signed: UnsafeRawBufferPointer, signature: [UInt8])? {
-            var end = text.count
-            while end > 0, [0x20, 0x0A, 0x0D, 0x09].contains(text[end - 1]) { end -= 1 }
+            let end = trimmedCount(text)
             guard end > suffixBytes else { return nil }
             let start = end - suffixBytes
             for (i, b) in marker.enumerated() where text[start + i] != b { return nil }
