@@ -6,7 +6,7 @@ PYTHON     ?= python3
 BUILD      := $(CURDIR)/build
 APT_NEEDS  := libsqlite3-dev libjansson-dev libssl-dev pkg-config
 
-.PHONY: all build deps test test-swift test-c test-python examples demo bench soak fuzz fuzz-engine fuzz-doors sanitize clean
+.PHONY: all build deps test test-swift test-c test-cpp test-python examples demo bench soak fuzz fuzz-engine fuzz-doors sanitize clean
 
 all: build
 
@@ -29,6 +29,7 @@ build: deps
 test: build
 	$(MAKE) test-swift
 	$(MAKE) test-c
+	$(MAKE) test-cpp
 	$(MAKE) test-python
 	$(MAKE) examples
 
@@ -38,11 +39,16 @@ test-swift: deps
 test-c: build
 	$(MAKE) -C Tests/c test BUILD=$(BUILD) INCLUDE=$(CURDIR)/include
 
+# The C++ wrapper (include/fieldsync.hpp) as C++17.
+test-cpp: build
+	$(MAKE) -C Tests/cpp test BUILD=$(BUILD) INCLUDE=$(CURDIR)/include
+
 test-python: build
 	cd bindings/python && FIELDSYNC_LIB=$(BUILD)/libfieldsync.so $(PYTHON) -m pytest -q tests
 
 examples: build
 	$(MAKE) -C examples/c run BUILD=$(BUILD) INCLUDE=$(CURDIR)/include
+	$(MAKE) -C examples/cpp run BUILD=$(BUILD) INCLUDE=$(CURDIR)/include
 	FIELDSYNC_LIB=$(BUILD)/libfieldsync.so $(PYTHON) examples/python/quickstart.py
 
 demo: build

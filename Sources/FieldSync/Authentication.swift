@@ -60,7 +60,7 @@ extension Hub {
 
     private func authenticate(_ json: JSON, signature: [UInt8]?, digest: String) throws(FieldSyncError) -> Result<Principal, Refusal> {
         guard let r = json.object else { throw .arg("request must be a JSON object, got \(json.kind)") }
-        let m = Wire.Members(context: "request")
+        let m = Wire.Members("request")
         let proto = try m.requiredInt(r["protocol"], "protocol", 1...Int64.max)
         guard let device = try m.text(r["device_id"], "device_id", maxBytes: 64), isDeviceId(device) else {
             throw .arg("request: \"device_id\" is missing or invalid")

@@ -13,7 +13,7 @@ extension Wire {
     static func auditRow(_ json: JSON, device: String, index: Int, entries: [Int64: Entry]?,
                          previousHash: String? = nil) throws(FieldSyncError) -> AuditRow {
         guard let o = json.object else { throw .arg("request: audit[\(index)] must be an object, got \(json.kind)") }
-        let m = Members(context: "request: audit[\(index)]")
+        let m = Members("request: audit", index)
         var auditId, deviceTime, hlc: Int64?
         var actor, action, type, id, prevHash, hash: String?
         var keys: [JSON]?

@@ -29,7 +29,7 @@ extension Wire {
 
         init(_ json: JSON, index: Int) throws(FieldSyncError) {
             guard let o = json.object else { throw .arg("request: entries[\(index)] must be an object, got \(json.kind)") }
-            let m = Members(context: "request: entries[\(index)]")
+            let m = Members("request: entries", index)
             var key, type, id: String?
             var seq: Int64?
             for (name, value) in o {

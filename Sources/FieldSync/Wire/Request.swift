@@ -23,7 +23,7 @@ extension Wire {
 
         init(_ json: JSON) throws(FieldSyncError) {
             guard let r = json.object else { throw .arg("request must be a JSON object, got \(json.kind)") }
-            let m = Members(context: "request")
+            let m = Members("request")
             proto = try m.requiredInt(r["protocol"], "protocol", 1...Int64.max)
             guard let device = try m.text(r["device_id"], "device_id", maxBytes: 64), isDeviceId(device) else {
                 throw .arg("request: \"device_id\" is missing or invalid")
@@ -61,7 +61,7 @@ extension Wire {
             let refs = try m.array(r["fetch"], "fetch")
             if refs.count > Wire.maxFetch { throw .tooBig("request: at most \(Wire.maxFetch) records per fetch") }
             for (i, ref) in refs.enumerated() {
-                let f = Members(context: "request: fetch[\(i)]")
+                let f = Members("request: fetch", i)
                 guard let o = ref.object else { throw .arg("request: fetch[\(i)] must be {\"type\", \"id\"}, got \(ref.kind)") }
                 fetch.append(Ref(type: try f.requiredText(o["type"], "type"), id: try f.requiredText(o["id"], "id")))
             }

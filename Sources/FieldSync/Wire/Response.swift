@@ -72,7 +72,7 @@ extension Wire {
             guard let device = r["device_id"]?.string else { throw .arg("response: \"device_id\" is missing") }
             self.device = device
             batch = r["batch"]?.string
-            let m = Members(context: "response")
+            let m = Members("response")
             if let error = r["error"], !error.isNull {
                 serverTime = r["server_time"]?.int
                 self.error = (error["code"]?.string ?? "error", error["message"]?.string ?? "the hub refused the request")
@@ -80,12 +80,12 @@ extension Wire {
             }
             serverTime = try m.int(r["server_time"], "server_time", Int64.min...Int64.max)
             for (i, item) in try m.array(r["results"], "results").enumerated() { results.append(try Result(item, index: i)) }
-            if r["changes"] != nil { changes = try Response.records(m.array(r["changes"], "changes"), "changes") }
-            if r["fetched"] != nil { fetched = try Response.records(m.array(r["fetched"], "fetched"), "fetched") }
-            if r["missing"] != nil { missing = try Response.refs(m.array(r["missing"], "missing"), "missing") }
-            deferred = try Response.refs(m.array(r["deferred"], "deferred"), "deferred")
+            if r["changes"] != nil { changes = try Response.records(m.array(r["changes"], "changes"), "response: changes") }
+            if r["fetched"] != nil { fetched = try Response.records(m.array(r["fetched"], "fetched"), "response: fetched") }
+            if r["missing"] != nil { missing = try Response.refs(m.array(r["missing"], "missing"), "response: missing") }
+            deferred = try Response.refs(m.array(r["deferred"], "deferred"), "response: deferred")
             for (i, item) in try m.array(r["own"], "own").enumerated() {
-                let o = Members(context: "response: own[\(i)]")
+                let o = Members("response: own", i)
                 guard let type = try o.text(item["type"], "type"), let id = try o.text(item["id"], "id"),
                       let seq = try o.int(item["seq"], "seq", 1...Wire.maxSeq),
                       let prior = try o.int(item["prior"], "prior", 0...(seq - 1)) else {   // safe: seq >= 1
@@ -95,7 +95,7 @@ extension Wire {
             }
             var ackable = Wire.maxAckedRows
             for (i, ack) in try m.array(r["audit_acks"], "audit_acks").enumerated() {
-                let a = Members(context: "response: audit_acks[\(i)]")
+                let a = Members("response: audit_acks", i)
                 let first = try a.requiredInt(ack["audit_id"], "audit_id", 1...Wire.maxSeq)
                 let at = try a.requiredInt(ack["server_received_at"], "server_received_at", 0...HybridClock.maxPhysical)
                 var last = first
@@ -106,14 +106,14 @@ extension Wire {
                 for id in first...last { auditAcks.append((id, at)) }
             }
             for (i, item) in try m.array(r["audit_refused"], "audit_refused").enumerated() {
-                let a = Members(context: "response: audit_refused[\(i)]")
+                let a = Members("response: audit_refused", i)
                 auditRefused.append((try a.requiredInt(item["audit_id"], "audit_id", 1...Wire.maxSeq),
                                      try a.text(item["reason"], "reason") ?? "refused"))
             }
             cursor = try m.int(r["cursor"], "cursor", 0...Wire.maxSeq)
             more = try m.bool(r["more"], "more")
             if let h = try m.object(r["holds"], "holds") {
-                let hm = Members(context: "response: holds")
+                let hm = Members("response: holds")
                 holds = Holds(seq: try hm.int(h["seq"], "seq", 0...Wire.maxSeq) ?? 0,
                               auditId: try hm.int(h["audit_id"], "audit_id", 0...Wire.maxSeq) ?? 0,
                               auditHash: try hm.text(h["audit_hash"], "audit_hash"))
@@ -124,12 +124,12 @@ extension Wire {
             var out: [Record] = []
             out.reserveCapacity(list.count)
             for (i, record) in list.enumerated() {
-                let m = Members(context: "response: \(name)[\(i)]")
+                let m = Members(name, i)
                 guard let type = try m.text(record["type"], "type"), let id = try m.text(record["id"], "id"),
                       let seq = try m.int(record["seq"], "seq", 1...Wire.maxSeq), let state = try m.object(record["state"], "state") else {
                     throw .arg("response: each change needs \"type\", \"id\", \"seq\" and \"state\"")
                 }
-                out.append(Record(type: type, id: id, seq: seq, state: try Wire.state(state, "response: \(name)[\(i)]: state")))
+                out.append(Record(type: type, id: id, seq: seq, state: try Wire.state(state, Members(name, i, ": state"))))
             }
             return out
         }
@@ -137,7 +137,7 @@ extension Wire {
         private static func refs(_ list: [JSON], _ name: String) throws(FieldSyncError) -> [Ref] {
             var out: [Ref] = []
             for (i, ref) in list.enumerated() {
-                let m = Members(context: "response: \(name)[\(i)]")
+                let m = Members(name, i)
                 out.append(Ref(type: try m.requiredText(ref["type"], "type"), id: try m.requiredText(ref["id"], "id")))
             }
             return out

@@ -23,7 +23,7 @@ extension Wire {
 
         init(_ json: JSON, index: Int) throws(FieldSyncError) {
             guard let o = json.object else { throw .arg("response: results[\(index)] must be an object, got \(json.kind)") }
-            let m = Members(context: "response: results[\(index)]")
+            let m = Members("response: results", index)
             var key, status: String?
             for (name, value) in o {
                 switch name {
@@ -35,7 +35,7 @@ extension Wire {
                 case "record_seq": recordSeq = try m.int(value, "record_seq", 0...Wire.maxSeq)
                 case "resolutions": resolutions = try m.object(value, "resolutions") ?? [:]
                 case "state":
-                    if let o = try m.object(value, "state") { state = try Wire.state(o, "response: results[\(index)]: state") }
+                    if let o = try m.object(value, "state") { state = try Wire.state(o, Members("response: results", index, ": state")) }
                 case "detail": detail = value.isNull ? nil : value
                 default: break
                 }

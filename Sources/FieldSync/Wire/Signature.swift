@@ -94,12 +94,12 @@ extension Wire {
         }
 
         init(_ json: JSON?) throws(FieldSyncError) {
-            let m = Members(context: "request: auth")
+            let m = Members("request: auth")
             guard let o = json?.object else { throw .arg("request: \"auth\" must be an object with \"instance\"") }
             instance = try m.requiredText(o["instance"], "instance")
             guard isInstanceId(instance) else { throw .arg("request: auth.instance must be a store instance id (32 hex digits)") }
             if let h = o["audit_head"], !h.isNull {
-                let hm = Members(context: "request: auth.audit_head")
+                let hm = Members("request: auth.audit_head")
                 guard let ho = h.object else { throw .arg("request: auth.audit_head must be an object") }
                 let auditId = try hm.requiredInt(ho["audit_id"], "audit_id", 1...Wire.maxSeq)
                 let hash = try hm.requiredText(ho["hash"], "hash")

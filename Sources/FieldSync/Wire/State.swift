@@ -19,8 +19,7 @@ extension Wire {
     /// `[hlc, device]` pairs (any hlc: a device never adopts one beyond its
     /// skew bound, docs/AUDIT.md), `deleted` a boolean. Field values are
     /// checked against the schema where they are merged.
-    static func state(_ o: JSONObject, _ context: String) throws(FieldSyncError) -> RecordState {
-        let m = Members(context: context)
+    static func state(_ o: JSONObject, _ m: Members) throws(FieldSyncError) -> RecordState {
         var state = RecordState()
         for (name, value) in o {
             switch name {
@@ -41,10 +40,10 @@ extension Wire {
         return state
     }
 
-    private static func stamp(_ value: JSON, _ name: String, _ m: Members) throws(FieldSyncError) -> Stamp {
+    private static func stamp(_ value: JSON, _ name: @autoclosure () -> String, _ m: Members) throws(FieldSyncError) -> Stamp {
         guard let pair = value.array, pair.count == 2 else {
-            throw .arg("\(m.context): \"\(name)\" must be a stamp [hlc, device], got \(value.kind)")
+            throw .arg("\(m.context): \"\(name())\" must be a stamp [hlc, device], got \(value.kind)")
         }
-        return Stamp(hlc: try m.requiredInt(pair[0], name, Int64.min...Int64.max), device: try m.requiredText(pair[1], name))
+        return Stamp(hlc: try m.requiredInt(pair[0], name(), Int64.min...Int64.max), device: try m.requiredText(pair[1], name()))
     }
 }
