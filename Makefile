@@ -43,8 +43,11 @@ test-c: build
 test-cpp: build
 	$(MAKE) -C Tests/cpp test BUILD=$(BUILD) INCLUDE=$(CURDIR)/include
 
+# On every core when pytest-xdist is there (.ci/run installs it): each test
+# has its own directory and port, so they run in any order, at once.
+PYTEST_JOBS = $(shell $(PYTHON) -c "import xdist" 2>/dev/null && echo "-n auto")
 test-python: build
-	cd bindings/python && FIELDSYNC_LIB=$(BUILD)/libfieldsync.so $(PYTHON) -m pytest -q tests
+	cd bindings/python && FIELDSYNC_LIB=$(BUILD)/libfieldsync.so $(PYTHON) -m pytest -q $(PYTEST_JOBS) tests
 
 examples: build
 	$(MAKE) -C examples/c run BUILD=$(BUILD) INCLUDE=$(CURDIR)/include
