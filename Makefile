@@ -6,7 +6,7 @@ PYTHON     ?= python3
 BUILD      := $(CURDIR)/build
 APT_NEEDS  := libsqlite3-dev libjansson-dev libssl-dev pkg-config
 
-.PHONY: all build deps test test-swift test-c test-cpp test-python examples demo bench soak fuzz fuzz-engine fuzz-doors sanitize clean
+.PHONY: all build deps test test-swift test-c test-cpp test-python wheel examples demo bench soak fuzz fuzz-engine fuzz-doors sanitize clean
 
 all: build
 
@@ -56,6 +56,12 @@ examples: build
 
 demo: build
 	FIELDSYNC_LIB=$(BUILD)/libfieldsync.so $(PYTHON) examples/python/demo.py
+
+# A wheel that carries the library (build/dist/): pip install it on any
+# x86_64 Linux with libsqlite3, libjansson and libcrypto, no FIELDSYNC_LIB.
+wheel: build
+	@$(PYTHON) -c "import wheel" 2>/dev/null || $(PYTHON) -m pip install -q wheel
+	$(PYTHON) bindings/python/make_wheel.py $(BUILD)/libfieldsync.so.1 $(BUILD)/dist
 
 bench: build
 	$(MAKE) -C Benchmarks bench BUILD=$(BUILD) INCLUDE=$(CURDIR)/include

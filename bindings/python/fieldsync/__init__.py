@@ -114,6 +114,15 @@ class FieldSyncError(Exception):
             store.get("task", "nope")
         except fieldsync.NotFoundError as e:
             print(e.status, e.message)
+
+    Each subclass also derives from the built-in exception a Python author
+    would catch for it: ``NotFoundError`` is a ``LookupError``, ``FullError``
+    and ``FieldSyncIOError`` are ``OSError``, ``BusyError`` a ``TimeoutError``,
+    ``AuthError`` a ``PermissionError``, ``ArgError``, ``JSONError``,
+    ``SchemaError``, ``TooBigError`` and ``ClosedError`` (as an operation on a
+    closed file) are ``ValueError``, ``InternalError`` and ``MisuseError``
+    ``RuntimeError``. (``OSError``'s ``errno`` is None: these are not errno
+    codes; ``.status`` is.)
     """
 
     status: int = -1
@@ -128,23 +137,23 @@ class FieldSyncError(Exception):
         return f"{status_name(self.status)}: {self.message}" if self.status >= 0 else self.message
 
 
-class ArgError(FieldSyncError):
+class ArgError(FieldSyncError, ValueError):
     """FS_ERR_ARG: bad argument: NULL pointer, wrong JSON shape, bad option."""
     status = 1
 
 
-class JSONError(FieldSyncError):
+class JSONError(FieldSyncError, ValueError):
     """FS_ERR_JSON: text is not valid JSON, not valid UTF-8, or nested past FS_MAX_DEPTH."""
     status = 2
 
 
-class SchemaError(FieldSyncError):
+class SchemaError(FieldSyncError, ValueError):
     """FS_ERR_SCHEMA: violates the schema: unknown type or field, wrong value
     type, missing required field, operation the field's policy forbids."""
     status = 3
 
 
-class NotFoundError(FieldSyncError):
+class NotFoundError(FieldSyncError, LookupError):
     """FS_ERR_NOT_FOUND: no such record, outbox entry or resolver."""
     status = 4
 
@@ -154,12 +163,12 @@ class ConflictError(FieldSyncError):
     status = 5
 
 
-class FieldSyncIOError(FieldSyncError):
+class FieldSyncIOError(FieldSyncError, OSError):
     """FS_ERR_IO: the file could not be opened, read or written."""
     status = 6
 
 
-class FullError(FieldSyncError):
+class FullError(FieldSyncError, OSError):
     """FS_ERR_FULL: the disk (or database size limit) is full; nothing written."""
     status = 7
 
@@ -169,7 +178,7 @@ class CorruptError(FieldSyncError):
     status = 8
 
 
-class BusyError(FieldSyncError):
+class BusyError(FieldSyncError, TimeoutError):
     """FS_ERR_BUSY: another process held the database lock past busy_timeout_ms."""
     status = 9
 
@@ -179,29 +188,29 @@ class UpgradeRequiredError(FieldSyncError):
     status = 10
 
 
-class ClosedError(FieldSyncError):
+class ClosedError(FieldSyncError, ValueError):
     """FS_ERR_CLOSED: the handle was closed."""
     status = 11
 
 
-class InternalError(FieldSyncError):
+class InternalError(FieldSyncError, RuntimeError):
     """FS_ERR_INTERNAL: a defect in libfieldsync; please report the message."""
     status = 12
 
 
-class TooBigError(FieldSyncError):
+class TooBigError(FieldSyncError, ValueError):
     """FS_ERR_TOO_BIG: an argument exceeds FS_MAX_JSON_BYTES or FS_MAX_ID_BYTES."""
     status = 13
 
 
-class MisuseError(FieldSyncError):
+class MisuseError(FieldSyncError, RuntimeError):
     """FS_ERR_MISUSE: the library was called in a way it cannot serve: a clock or
     resolver callback called back into the handle that is calling it (as
     SQLITE_MISUSE); nothing was done."""
     status = 14
 
 
-class AuthError(FieldSyncError):
+class AuthError(FieldSyncError, PermissionError):
     """FS_ERR_AUTH: authentication failed: the hub refused the device (unknown,
     revoked, bad signature, another store instance), or a response does not
     verify with the pinned hub key; nothing was changed (docs/SECURITY.md)."""
@@ -825,9 +834,11 @@ class Store(_Handle):
         sync_prepare() return no request. ``store.set_connectivity(True)``."""
         _check(lib.fs_sync_connectivity(self._h(), 1 if up else 0))
 
-    def sync_with(self, hub: "Hub", *, pull: bool = True, max_rounds: int = 100_000) -> List[Dict[str, Any]]:
-        """Sync with an in-process hub until nothing is due; see sync_once()."""
-        return sync_once(self, hub, pull=pull, max_rounds=max_rounds)
+    def sync_with(self, hub: "Hub", *, pull: bool = True, max_rounds: int = 100_000,
+                  progress: Optional[Callable[[Dict[str, Any]], None]] = None) -> List[Dict[str, Any]]:
+        """Sync with an in-process hub until nothing is due; see sync_once().
+        ``store.sync_with(hub, progress=lambda s: print(s["outbox"], "left"))``."""
+        return sync_once(self, hub, pull=pull, max_rounds=max_rounds, progress=progress)
 
 
 # --------------------------------------------------------------------------
@@ -1123,8 +1134,8 @@ class Hub(_Handle):
         return self._resolver_errors
 
 
-def sync_once(store: Store, hub: Hub, *, pull: bool = True,
-              max_rounds: int = 100_000) -> List[Dict[str, Any]]:
+def sync_once(store: Store, hub: Hub, *, pull: bool = True, max_rounds: int = 100_000,
+              progress: Optional[Callable[[Dict[str, Any]], None]] = None) -> List[Dict[str, Any]]:
     """Sync `store` with an in-process `hub`: prepare -> handle -> receive
     until prepare has nothing more to send; return the receive summaries.
 
@@ -1137,6 +1148,11 @@ def sync_once(store: Store, hub: Hub, *, pull: bool = True,
 
         for summary in fieldsync.sync_once(store, hub):
             print(summary["applied"], summary["pulled"], summary["outbox"])
+
+    `progress`, when given, is called with each summary as soon as its
+    exchange is done (a long drain can show how far it got: ``outbox`` is
+    what is left); an exception it raises stops the sync there, with every
+    exchange before it complete.
     """
     if pull:
         store.set_connectivity(True)
@@ -1146,4 +1162,6 @@ def sync_once(store: Store, hub: Hub, *, pull: bool = True,
         if request is None:
             return summaries
         summaries.append(store.sync_receive(hub._handle_raw(request)))
+        if progress is not None:
+            progress(summaries[-1])
     raise RuntimeError(f"sync_once: still sending after {max_rounds} rounds")

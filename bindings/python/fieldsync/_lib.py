@@ -41,17 +41,24 @@ OPTIONAL = {"fs_hub_set_resolver", "fs_store_hygiene", "fs_fetch_request"}
 
 
 def _candidates() -> List[str]:
-    """Where to look for the library, in order of preference."""
+    """Where to look for the library, in order: the copy a wheel bundles
+    beside this file (`make wheel`), $FIELDSYNC_LIB, the build/ folder of the
+    checkout this file is in, then the system (an installed prefix, by
+    ldconfig's cache: `make install`)."""
+    here = Path(__file__).resolve().parent
+    found = [str(here / name) for name in (f"libfieldsync.so.{ABI_VERSION}", "libfieldsync.so")
+             if (here / name).exists()][:1]
     env = os.environ.get("FIELDSYNC_LIB")
     if env:
-        # An explicit choice is final: never silently fall back to another build.
-        return [env]
-    found = []
+        # An explicit choice ends the search: never silently fall back to
+        # another build (only a wheel's own copy comes before it).
+        return found + [env]
     # bindings/python/fieldsync/_lib.py -> the repository root is parents[3].
-    build = Path(__file__).resolve().parents[3] / "build"
-    for name in ("libfieldsync.so", f"libfieldsync.so.{ABI_VERSION}"):
-        if (build / name).exists():
-            found.append(str(build / name))
+    if len(here.parents) > 2:
+        build = here.parents[2] / "build"
+        for name in ("libfieldsync.so", f"libfieldsync.so.{ABI_VERSION}"):
+            if (build / name).exists():
+                found.append(str(build / name))
     system = ctypes.util.find_library("fieldsync")
     if system:
         found.append(system)
@@ -67,8 +74,9 @@ def _load() -> ctypes.CDLL:
             errors.append(f"{path}: {exc}")
     detail = "; ".join(errors) or "no candidate found"
     raise ImportError(
-        "cannot load libfieldsync (set FIELDSYNC_LIB to the .so path, or build "
-        f"it into the repository's build/ folder): {detail}"
+        "cannot load libfieldsync (install the fieldsync wheel, which carries it; or set "
+        "FIELDSYNC_LIB to the .so path; or build it into the repository's build/ folder; "
+        f"or install it with make install): {detail}"
     )
 
 

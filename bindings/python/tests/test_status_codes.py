@@ -55,3 +55,33 @@ def test_the_abi_document_lists_the_header_codes():
     assert {name: int(code) for name, code in table} == \
         {name: code for name, (code, _) in header_codes().items()}
     assert len(table) == len(header_codes())
+
+
+def test_errors_are_also_the_built_in_exceptions_a_python_author_catches(store, tmp_path):
+    expected = {
+        fieldsync.ArgError: ValueError, fieldsync.JSONError: ValueError, fieldsync.SchemaError: ValueError,
+        fieldsync.NotFoundError: LookupError, fieldsync.FieldSyncIOError: OSError, fieldsync.FullError: OSError,
+        fieldsync.BusyError: TimeoutError, fieldsync.ClosedError: ValueError, fieldsync.InternalError: RuntimeError,
+        fieldsync.TooBigError: ValueError, fieldsync.MisuseError: RuntimeError, fieldsync.AuthError: PermissionError,
+    }
+    for cls, builtin in expected.items():
+        assert issubclass(cls, builtin) and issubclass(cls, fieldsync.FieldSyncError), cls
+    # Raised by the library, caught as the built-in, read as before.
+    try:
+        store.get("task", "nope")
+    except LookupError as e:
+        assert isinstance(e, fieldsync.NotFoundError) and e.status == 4
+        assert str(e).startswith("FS_ERR_NOT_FOUND: ") and e.message in str(e)
+    else:
+        raise AssertionError("no error for a missing record")
+    # An OSError made from a message and a status keeps both as such: errno
+    # is not the message.
+    full = fieldsync.FullError("disk full", 7)
+    assert full.errno is None and full.status == 7 and str(full) == "FS_ERR_FULL: disk full"
+    store.close()
+    try:
+        store.stats()
+    except ValueError as e:
+        assert isinstance(e, fieldsync.ClosedError)
+    else:
+        raise AssertionError("no error on a closed store")

@@ -654,3 +654,22 @@ def test_retries_end_stuck_and_hold_back_their_record(tmp_path, hub):
         s.set_connectivity(True)
         request, _ = s.sync_prepare()
         assert [e["key"] for e in request["entries"]] == [later]
+
+
+def test_sync_with_reports_progress_after_each_exchange(tmp_path):
+    with fieldsync.Store(tmp_path / "d.db", SCHEMA, device_id="dev-p", batch_size=10, auth="off") as s, \
+         fieldsync.Hub(tmp_path / "h.db", SCHEMA, auth="off") as hub:
+        for i in range(35):
+            s.apply({"action": "a", "actor": "op", "type": "task", "id": f"T-{i}", "set": {"status": "open"}})
+        seen = []
+        summaries = s.sync_with(hub, progress=seen.append)
+        assert seen == summaries and len(seen) >= 4
+        assert [x["outbox"] for x in seen[:4]] == [25, 15, 5, 0]
+
+        def stop(summary):
+            raise KeyboardInterrupt
+
+        s.apply({"action": "a", "actor": "op", "type": "task", "id": "late", "set": {"status": "open"}})
+        with pytest.raises(KeyboardInterrupt):
+            s.sync_with(hub, progress=stop)
+        assert s.outbox_count() == 0  # the exchange before the stop is complete
