@@ -47,7 +47,7 @@ import json
 import os
 import time
 from ctypes import byref, c_int64, c_void_p
-from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple, Union
+from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple, TypeVar, Union
 
 from ._lib import CLOCK_FN, MAX_DEPTH, MAX_MESSAGE_BYTES, MAX_MESSAGE_DEPTH, RESOLVER_FN, SIGN_FN, lib, libc
 
@@ -91,7 +91,7 @@ Record = Dict[str, JSONValue]
 
 def version() -> str:
     """Return the loaded library's version, e.g. ``fieldsync.version() -> '0.1.0'``."""
-    return lib.fs_version().decode("ascii")
+    return str(lib.fs_version().decode("ascii"))
 
 
 def abi_version() -> int:
@@ -101,7 +101,7 @@ def abi_version() -> int:
 
 def status_name(status: int) -> str:
     """Return the C name of a status code: ``fieldsync.status_name(3) -> 'FS_ERR_SCHEMA'``."""
-    return lib.fs_status_name(status).decode("ascii")
+    return str(lib.fs_status_name(status).decode("ascii"))
 
 
 class FieldSyncError(Exception):
@@ -252,6 +252,22 @@ def _take(ptr: c_void_p) -> Optional[JSONValue]:
     return None if data is None else json.loads(data.decode("utf-8"))
 
 
+def _take_dict(ptr: c_void_p) -> Dict[str, Any]:
+    """_take() of a call documented to return a JSON object."""
+    value = _take(ptr)
+    if not isinstance(value, dict):
+        raise InternalError(f"the library returned {type(value).__name__} where an object was documented", 12)
+    return value
+
+
+def _take_list(ptr: c_void_p) -> List[Dict[str, Any]]:
+    """_take() of a call documented to return a JSON array (of objects)."""
+    value = _take(ptr)
+    if not isinstance(value, list):
+        raise InternalError(f"the library returned {type(value).__name__} where an array was documented", 12)
+    return value
+
+
 def _text(value: str, what: str) -> bytes:
     """Encode a borrowed C string; an embedded NUL would silently truncate it."""
     if not isinstance(value, str):
@@ -273,7 +289,7 @@ def _json(value: Union[Mapping[str, Any], str, None]) -> Optional[bytes]:
                       separators=(",", ":")).encode("utf-8")
 
 
-class Message(dict):
+class Message(Dict[str, Any]):
     """A request or response as the library wrote it, decoded: a dict that
     remembers its exact bytes (``.raw``). Signatures cover those bytes, so a
     Message handed back to the library unchanged travels as them; once edited
@@ -289,7 +305,7 @@ class Message(dict):
 
     def unchanged(self) -> bool:
         """True while the dict still holds exactly what ``raw`` says."""
-        return json.loads(self.raw.decode("utf-8")) == self
+        return bool(json.loads(self.raw.decode("utf-8")) == self)
 
 
 def _message(value: Union[Mapping[str, Any], str, bytes, bytearray], what: str) -> bytes:
@@ -309,7 +325,7 @@ def _message(value: Union[Mapping[str, Any], str, bytes, bytearray], what: str) 
     if isinstance(value, str):
         return _text(value, what)
     if isinstance(value, Mapping):
-        return _json(value)
+        return json.dumps(value, ensure_ascii=False, allow_nan=False, separators=(",", ":")).encode("utf-8")
     raise TypeError(f"{what} must be a dict, str or bytes, not {type(value).__name__}")
 
 
@@ -348,6 +364,10 @@ def _compact(**items: Any) -> Dict[str, Any]:
 # --------------------------------------------------------------------------
 
 
+#: The handle type a ``with`` statement gives back (Store or Hub).
+_H = TypeVar("_H", bound="_Handle")
+
+
 class _Handle:
     """What Store and Hub share: the context manager, closing on collection,
     and refusing a closed handle before it reaches the library (the Python
@@ -366,7 +386,7 @@ class _Handle:
         """True once close() was called."""
         return self._handle is None
 
-    def __enter__(self):  # type: ignore[no-untyped-def]
+    def __enter__(self: "_H") -> "_H":
         return self
 
     def __exit__(self, *exc_info: Any) -> None:
@@ -505,14 +525,14 @@ class Store(_Handle):
         """
         out = c_void_p()
         _check(lib.fs_store_apply(self._h(), _json(action), byref(out)))
-        return _take(out)
+        return _take_dict(out)
 
     def get(self, type: str, id: str) -> Record:
         """Return one record of the local view: ``store.get("task", "T-1")``.
         Raises NotFoundError if it does not exist or was deleted."""
         out = c_void_p()
         _check(lib.fs_store_get(self._h(), _text(type, "type"), _text(id, "id"), byref(out)))
-        return _take(out)
+        return _take_dict(out)
 
     def query(
         self,
@@ -532,18 +552,18 @@ class Store(_Handle):
             q["desc"] = True
         out = c_void_p()
         _check(lib.fs_store_query(self._h(), _json(q), byref(out)))
-        return _take(out)
+        return _take_list(out)
 
     def stats(self) -> Dict[str, Any]:
         """Return the store's counters: ``store.stats()["outbox_pending"]``."""
         out = c_void_p()
         _check(lib.fs_store_stats(self._h(), byref(out)))
-        return _take(out)
+        return _take_dict(out)
 
     @property
     def device_id(self) -> str:
         """This store's device id (kept in the file): ``store.device_id``."""
-        return self.stats()["device_id"]
+        return str(self.stats()["device_id"])
 
     # -- authentication (docs/SECURITY.md) ----------------------------------
 
@@ -552,14 +572,14 @@ class Store(_Handle):
         """The public key this store signs its requests with (64 hex digits),
         the one to enroll at the hub: the file's key, or the signer's
         (set_signer()). ``hub.enroll(store.device_id, store.public_key)``."""
-        return self.stats()["public_key"]
+        return str(self.stats()["public_key"])
 
     @property
     def instance_id(self) -> str:
         """This store file's instance id (32 hex digits, made with the file):
         enrolled with the key, it makes the hub refuse a copy of the device id
         in another store ("instance_mismatch")."""
-        return self.stats()["instance_id"]
+        return str(self.stats()["instance_id"])
 
     def backup(self, path: "os.PathLike[str] | str") -> None:
         """Write a consistent copy of the store file to `path` (a device
@@ -659,7 +679,7 @@ class Store(_Handle):
         f = _compact(state=state, type=type, id=id, limit=limit)
         out = c_void_p()
         _check(lib.fs_outbox_list(self._h(), _json(f) if f else None, byref(out)))
-        return _take(out)
+        return _take_list(out)
 
     def discard(self, key: str) -> None:
         """Discard a rejected or stuck outbox entry: ``store.discard("dev-42")``.
@@ -687,7 +707,7 @@ class Store(_Handle):
             f["desc"] = True
         out = c_void_p()
         _check(lib.fs_audit_query(self._h(), _json(f) if f else None, byref(out)))
-        return _take(out)
+        return _take_list(out)
 
     # -- storage hygiene and fetch on demand ------------------------------------
 
@@ -714,9 +734,9 @@ class Store(_Handle):
         _require("fs_store_hygiene")
         out = c_void_p()
         _check(lib.fs_store_hygiene(self._h(), byref(out)))
-        return _take(out)
+        return _take_dict(out)
 
-    def fetch_request(self, refs: Union[List[Mapping[str, Any]], str]) -> Dict[str, Any]:
+    def fetch_request(self, refs: Union[List[Mapping[str, Any]], str]) -> "Message":
         """Build a request asking the hub for records this device does not hold
         (evicted by hygiene, or outside its scope); `refs` is a list of
         ``{"type": ..., "id": ...}`` (at most 1000). Send it like a sync
@@ -732,7 +752,9 @@ class Store(_Handle):
         type), TooBigError (more than 1000 refs), UpgradeRequiredError.
         """
         data = self._fetch_request_raw(refs)
-        return None if data is None else Message(data)
+        if data is None:
+            raise InternalError("fs_fetch_request succeeded without a request", 12)
+        return Message(data)
 
     def _fetch_request_raw(self, refs: Union[List[Mapping[str, Any]], str]) -> Optional[bytes]:
         _require("fs_fetch_request")
@@ -820,7 +842,7 @@ class Store(_Handle):
         Message) the hub produced: re-encoding it breaks its signature."""
         out = c_void_p()
         _check(lib.fs_sync_receive(self._h(), _message(response, "response"), byref(out)))
-        return _take(out)
+        return _take_dict(out)
 
     def sync_fail(self, reason: Optional[str] = None) -> None:
         """Report that the last request was not delivered or not answered
@@ -937,7 +959,7 @@ class Hub(_Handle):
     def public_key(self) -> str:
         """The hub's public key (64 hex digits), which devices pin
         (Store.pin_hub()): every response is signed with it."""
-        return self.stats()["public_key"]
+        return str(self.stats()["public_key"])
 
     def enroll(
         self,
@@ -972,7 +994,7 @@ class Hub(_Handle):
             enrollment["scope"] = scope
         out = c_void_p()
         _check(lib.fs_hub_enroll(self._h(), _json(enrollment), byref(out)))
-        return _take(out)
+        return _take_dict(out)
 
     def enroll_store(self, store: "Store", *, scope: Optional[Mapping[str, Mapping[str, Any]]] = None,
                      write: bool = True) -> Dict[str, Any]:
@@ -1011,7 +1033,7 @@ class Hub(_Handle):
         "message"}]}`` (the latest 100 refusals, newest first)."""
         out = c_void_p()
         _check(lib.fs_hub_devices(self._h(), byref(out)))
-        return _take(out)
+        return _take_dict(out)
 
     # -- reads -------------------------------------------------------------
 
@@ -1032,7 +1054,7 @@ class Hub(_Handle):
             q["desc"] = True
         out = c_void_p()
         _check(lib.fs_hub_query(self._h(), _json(q), byref(out)))
-        return _take(out)
+        return _take_list(out)
 
     def audit(
         self,
@@ -1054,13 +1076,13 @@ class Hub(_Handle):
             f["desc"] = True
         out = c_void_p()
         _check(lib.fs_hub_audit_query(self._h(), _json(f) if f else None, byref(out)))
-        return _take(out)
+        return _take_list(out)
 
     def stats(self) -> Dict[str, Any]:
         """Return the hub's counters: ``hub.stats()["audit_chain_breaks"]``."""
         out = c_void_p()
         _check(lib.fs_hub_stats(self._h(), byref(out)))
-        return _take(out)
+        return _take_dict(out)
 
     # -- clock -------------------------------------------------------------
 

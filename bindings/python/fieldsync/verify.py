@@ -115,7 +115,7 @@ def _libcrypto_verifier() -> Callable[[bytes, bytes, bytes], bool]:
         try:
             if not ctx or crypto.EVP_DigestVerifyInit(ctx, None, None, None, pkey) != 1:
                 return False
-            return crypto.EVP_DigestVerify(ctx, signature, 64, message, len(message)) == 1
+            return bool(crypto.EVP_DigestVerify(ctx, signature, 64, message, len(message)) == 1)
         finally:
             crypto.EVP_MD_CTX_free(ctx)
             crypto.EVP_PKEY_free(pkey)
