@@ -41,49 +41,26 @@ the refusal code.
 from __future__ import annotations
 
 import argparse
-import concurrent.futures
-import hmac
 import http.client
-import http.server
 import json
 import os
 import signal
 import socket
+import socketserver
 import sys
-import threading
 import time
 import urllib.error
 import urllib.request
+import wsgiref.simple_server
 from typing import Any, Dict, Optional, Sequence
 
-from . import (
-    ArgError,
-    AuthError,
-    FieldSyncError,
-    Hub,
-    JSONError,
-    SchemaError,
-    Store,
-    TooBigError,
-    UpgradeRequiredError,
-    status_name,
-)
-from ._lib import MAX_MESSAGE_BYTES
+from . import AuthError, FieldSyncError, Hub, Store, UpgradeRequiredError
+from .server import read_schema as _read_schema
 
 EXIT_OK, EXIT_TIMEOUT, EXIT_USAGE, EXIT_UPGRADE, EXIT_ERROR, EXIT_AUTH = 0, 1, 2, 3, 4, 5
 
-#: Library errors that are the client's fault: answered 400, the rest 500.
-CLIENT_ERRORS = (ArgError, JSONError, TooBigError, SchemaError)
-
 #: Longest sleep between two tries of the sync loop, in seconds.
 MAX_SLEEP_S = 5.0
-
-
-def _read_schema(path: str) -> str:
-    with open(path, encoding="utf-8") as f:
-        text = f.read()
-    json.loads(text)  # a clear error here rather than FS_ERR_JSON later
-    return text
 
 
 # --------------------------------------------------------------------------
@@ -91,188 +68,79 @@ def _read_schema(path: str) -> str:
 # --------------------------------------------------------------------------
 
 
-class _HubHandler(http.server.BaseHTTPRequestHandler):
-    server_version = "fieldsync-hub"
-    protocol_version = "HTTP/1.1"
+class _Handler(wsgiref.simple_server.WSGIRequestHandler):
+    """One request per connection, answered by the WSGI app (fieldsync/server.py)."""
+
     timeout = 120  # seconds a silent connection may hold a thread
-    hub: Hub  # set on the subclass made by serve()
     verbose = False
-    stats_token = ""
-    # Set by serve(): at most `turns` bodies are read and handled at once.
-    # A body's parse costs several times its size, so without this N clients
-    # sending 60 MiB each cost N times that (four took the server to 3 GB).
-    turns: threading.BoundedSemaphore
-    # The hub's calls run on `max_parallel` long-lived threads, not on each
-    # connection's own: the C library allocates a parse in the calling
-    # thread's malloc arena, and freed arenas stay resident, so parses spread
-    # over ever new threads cost one body per thread at once (four bodies
-    # took three times one body's memory with two turns).
-    workers: concurrent.futures.ThreadPoolExecutor
-    body_timeout = 60.0   # seconds a whole body may take to arrive
-    queue_timeout = 120.0  # seconds a request may wait for its turn
 
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
-        if self.verbose:
+        if self.verbose:  # the app logs every request as JSON; this is http.server's own line
             super().log_message(format, *args)
 
-    def _send(self, code: int, body: bytes) -> None:
+    def get_environ(self) -> Dict[str, Any]:
+        environ = super().get_environ()
+        # The app sets the socket's timeout while a body arrives (server._read_body).
+        environ["fieldsync.socket"] = self.connection
+        return environ
+
+    def handle(self) -> None:
+        self.raw_requestline = self.rfile.readline(65537)
+        if len(self.raw_requestline) > 65536:
+            self.requestline, self.request_version, self.command = "", "", ""
+            self.send_error(414)
+            return
+        if not self.parse_request():
+            return
+        handler = _ServerHandler(self.rfile, self.wfile, self.get_stderr(), self.get_environ(),
+                                 multithread=True)
+        handler.request_handler = self
         try:
-            self.send_response(code)
-            self.send_header("Content-Type", "application/json; charset=utf-8")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
+            handler.run(self.server.get_app())
         except (BrokenPipeError, ConnectionResetError, socket.timeout):
             # The device went away (killed, timed out): it will resend, and
             # the hub answers the resend "duplicate".
-            self.close_connection = True
-
-    def _error(self, code: int, message: str, status: str) -> None:
-        self._send(code, json.dumps({"error": message, "status": status}).encode("utf-8"))
-
-    def _library_error(self, e: FieldSyncError) -> None:
-        self._error(400 if isinstance(e, CLIENT_ERRORS) else 500, e.message, status_name(e.status))
-
-    def do_GET(self) -> None:  # noqa: N802 - http.server's naming
-        if self.path.split("?", 1)[0] != "/stats":
-            self._error(404, f"no such resource: GET {self.path}", "not_found")
-            return
-        # Stats are the operator's, not the devices' (docs/SECURITY.md): with
-        # --stats-token only a request bearing it, without one only this host.
-        if self.stats_token:
-            given = self.headers.get("Authorization", "")
-            if not hmac.compare_digest(given.encode("utf-8", "replace"), f"Bearer {self.stats_token}".encode("utf-8")):
-                self._error(401, "GET /stats needs the operator's token: Authorization: Bearer <--stats-token>", "unauthorized")
-                return
-        elif self.client_address[0] not in ("127.0.0.1", "::1", "::ffff:127.0.0.1"):
-            self._error(403, "GET /stats is served to this host only; start serve with --stats-token to allow others",
-                        "forbidden")
-            return
-        try:
-            self._send(200, json.dumps(self.hub.stats()).encode("utf-8"))
-        except FieldSyncError as e:
-            self._library_error(e)
-
-    def do_POST(self) -> None:  # noqa: N802
-        if self.path.split("?", 1)[0] != "/sync":
-            self._error(404, f"no such resource: POST {self.path}", "not_found")
-            self.close_connection = True
-            return
-        try:
-            length = int(self.headers.get("Content-Length", ""))
-            if length < 0:
-                raise ValueError
-        except ValueError:
-            self._error(400, "POST /sync needs a Content-Length", "FS_ERR_ARG")
-            self.close_connection = True
-            return
-        if length > MAX_MESSAGE_BYTES:
-            self._error(413, f"the request is {length} bytes; the limit is {MAX_MESSAGE_BYTES}",
-                        "FS_ERR_TOO_BIG")
-            self.close_connection = True  # the body was not read
-            return
-        if not self.turns.acquire(timeout=self.queue_timeout):
-            self._error(503, f"the hub is busy: no turn within {self.queue_timeout:g} s; retry later",
-                        "FS_ERR_BUSY")
-            self.close_connection = True
-            return
-        try:
-            body = self._read_body(length)
-            if body is None:  # too slow, or the device went away mid-request
-                self._error(408, f"the request body did not arrive within {self.body_timeout:g} s",
-                            "FS_ERR_ARG")
-                self.close_connection = True
-                return
-            try:
-                # Bytes in, bytes out: both texts are signed over their bytes.
-                response = self.workers.submit(self.hub.handle_bytes, body).result()
-            except FieldSyncError as e:
-                self._library_error(e)
-                return
-            except Exception as e:  # noqa: BLE001 - a server answers, it does not die
-                self._error(500, f"{type(e).__name__}: {e}", "internal")
-                return
-            del body
-            self._log_refusal(response)
-            # Sent inside the turn too: a response can be as large as a request.
-            self._send(200, response)
-        finally:
-            self.connection.settimeout(self.timeout)
-            self.turns.release()
-
-    def _log_refusal(self, response: bytes) -> None:
-        """One line on stderr for a request the hub refused as a whole (the
-        library logs it too: fs_hub_devices "refusals"). Refusals are small;
-        a large response is never one, and is not parsed again."""
-        if len(response) > 8192 or b'"error":{' not in response:
-            return
-        try:
-            answer = json.loads(response.decode("utf-8"))
-            error = answer["error"]
-            device, code = answer.get("device_id", "?"), error["code"]
-        except (ValueError, KeyError, TypeError):
-            return
-        print(f"refused {self.client_address[0]} device {device}: {code}: {error.get('message', '')}",
-              file=sys.stderr, flush=True)
-
-    def _read_body(self, length: int) -> Optional[bytes]:
-        """The body, or None if it did not all arrive within body_timeout.
-        Read with one receive per step (read1) so that a client trickling
-        bytes cannot stretch the deadline."""
-        deadline = time.monotonic() + self.body_timeout
-        chunks = []
-        got = 0
-        try:
-            while got < length:
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    return None
-                self.connection.settimeout(left)
-                chunk = self.rfile.read1(min(length - got, 1 << 20))
-                if not chunk:
-                    return None
-                chunks.append(chunk)
-                got += len(chunk)
-        except (ConnectionResetError, socket.timeout, TimeoutError):
-            return None
-        return b"".join(chunks)
+            pass
 
 
-class _Server(http.server.ThreadingHTTPServer):
+class _ServerHandler(wsgiref.simple_server.ServerHandler):
+    http_version = "1.1"
+
+    def cleanup_headers(self) -> None:
+        super().cleanup_headers()
+        self.headers["Connection"] = "close"  # one request per connection
+
+
+class _Server(socketserver.ThreadingMixIn, wsgiref.simple_server.WSGIServer):
     daemon_threads = True
     allow_reuse_address = True
 
 
 def serve(args: argparse.Namespace) -> int:
-    for name in ("max_parallel", "body_timeout", "queue_timeout"):
-        if getattr(args, name) <= 0:
-            raise ValueError(f"--{name.replace('_', '-')} must be > 0")
-    hub = Hub(args.db, _read_schema(args.schema), durability=args.durability, auth=args.auth)
-    if args.auth == "off":
-        print(f"fieldsync hub {args.db}: authentication is OFF: any client is any device",
-              file=sys.stderr, flush=True)
-    workers = concurrent.futures.ThreadPoolExecutor(max_workers=args.max_parallel, thread_name_prefix="fieldsync-hub")
-    handler = type("HubHandler", (_HubHandler,), {
-        "hub": hub, "verbose": args.verbose, "turns": threading.BoundedSemaphore(args.max_parallel),
-        "stats_token": args.stats_token or os.environ.get("FIELDSYNC_STATS_TOKEN", ""),
-        "workers": workers,
-        "body_timeout": args.body_timeout, "queue_timeout": args.queue_timeout})
-    server = _Server((args.host, args.port), handler)
+    from . import server
+    app = server.create_app(server.Config(
+        hub=args.db, schema=args.schema, auth=args.auth, durability=args.durability,
+        stats_token=args.stats_token or os.environ.get("FIELDSYNC_STATS_TOKEN", ""),
+        max_parallel=args.max_parallel, body_timeout=args.body_timeout, queue_timeout=args.queue_timeout,
+        log=args.log))
+    app.hub()  # opened now: a file that does not open is an error before listening
+    handler = type("Handler", (_Handler,), {"verbose": args.verbose})
+    httpd = _Server((args.host, args.port), handler)
+    httpd.set_app(app)
 
     def stop(_signum: int, _frame: Any) -> None:
         raise KeyboardInterrupt
 
     signal.signal(signal.SIGTERM, stop)
-    host, port = server.server_address[:2]
+    host, port = httpd.server_address[:2]
     print(f"fieldsync hub {args.db} listening on http://{host}:{port}/sync", flush=True)
     try:
-        server.serve_forever(poll_interval=0.2)
+        httpd.serve_forever(poll_interval=0.2)
     except KeyboardInterrupt:
         pass
     finally:
-        server.server_close()
-        workers.shutdown(wait=True)
-        hub.close()
+        httpd.server_close()
+        app.close()  # waits for the hub calls in flight: each is applied whole
     return EXIT_OK
 
 
@@ -505,7 +373,10 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--port", type=int, required=True, help="TCP port; 0 picks a free one")
     s.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
     s.add_argument("--durability", choices=["full", "normal"], help="hub durability")
-    s.add_argument("--verbose", action="store_true", help="log every request to stderr")
+    s.add_argument("--verbose", action="store_true",
+                   help="also log http.server's plain line per request (the JSON request log is always on)")
+    s.add_argument("--log", default="-",
+                   help="the JSON request log: - for stderr (default), a file to append to, or off")
     s.add_argument("--max-parallel", type=int, default=2,
                    help="requests read and handled at once (default 2); each costs up to "
                         "its body's size times the parse multiple of docs/ABI.md")
