@@ -530,8 +530,8 @@ class HubApp:
         started = time.monotonic()
         method = environ.get("REQUEST_METHOD", "GET")
         path = environ.get("PATH_INFO", "") or "/"
-        record: Dict[str, Any] = {"time": _timestamp(time.time()), "remote": environ.get("REMOTE_ADDR", ""),
-                                  "method": method, "path": path[:200]}
+        record: Dict[str, Any] = {"time": _timestamp(time.time()), "pid": os.getpid(),
+                                  "remote": environ.get("REMOTE_ADDR", ""), "method": method, "path": path[:200]}
         routes = {"/sync": ("POST", "sync", self._sync), "/stats": ("GET", "stats", self._stats),
                   "/metrics": ("GET", "metrics", self._metrics_route), "/healthz": ("GET", "healthz", self._healthz)}
         route = routes.get(path.rstrip("/") or "/")
