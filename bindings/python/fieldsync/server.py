@@ -502,6 +502,14 @@ class HubApp:
         return hub
 
     @staticmethod
+    def _answers(hub: Hub) -> bool:
+        try:
+            hub.stats()
+            return True
+        except FieldSyncError:
+            return False
+
+    @staticmethod
     def _close(process: _Process) -> None:
         if process.pid != os.getpid():
             return
@@ -603,6 +611,13 @@ class HubApp:
                 response = process.pool.submit(hub.handle_bytes, body).result()
             except FieldSyncError as e:
                 record["error"] = status_name(e.status)
+                if isinstance(e, SchemaError) and not self._answers(hub):
+                    # Not the request's fault: another handle migrated the
+                    # file to a newer schema, and this one refuses every call
+                    # until the server restarts with that schema (docs/ABI.md).
+                    self.note_unavailable(e)
+                    return 503, _error("the hub is unavailable; retry later", "unavailable"), \
+                        [("Retry-After", str(config.retry_after))], "unavailable", release
                 client = isinstance(e, CLIENT_ERRORS)
                 return (400 if client else 500), _error(e.message, status_name(e.status)), [], \
                     ("bad_request" if client else "error"), release

@@ -207,3 +207,24 @@ def test_each_process_opens_its_own_hub_handle(tmp_path, schema_file):
     os.waitpid(pid, 0)
     assert app._state().hub is parent
     app.close()
+
+
+def test_a_hub_handle_refusing_its_schema_is_unavailable_not_the_devices_fault(tmp_path, schema_file):
+    """A handle whose file another handle migrated to a newer schema refuses
+    every call with FS_ERR_SCHEMA (docs/ABI.md): that is no reason to refuse
+    the device's request (a 400 ends `sync`), so 503, and /healthz says so
+    until a restart. (The hub handle does not refuse yet: a fake one here.)"""
+    app = make(tmp_path, schema_file)
+
+    class Stale:
+        def __getattr__(self, name):
+            def refuse(*args):
+                raise fieldsync.SchemaError("the file was migrated to schema version 2", 3)
+            return refuse
+
+    app.hub = Stale
+    code, headers, body = call(app, "POST", "/sync", b'{"device_id": "x"}')
+    assert (code, json.loads(body)["status"]) == (503, "unavailable"), body
+    assert headers["Retry-After"] == "5"
+    assert call(app)[0] == 503
+    # A request's own schema error stays 400: test_http.py's bad requests.
