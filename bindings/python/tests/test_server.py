@@ -50,7 +50,8 @@ def gunicorn(hub_db, schema_path, workdir, workers=3, **env):
     metrics = workdir / "metrics"
     environ = dict(cli_env(), FIELDSYNC_HUB=str(hub_db), FIELDSYNC_SCHEMA=str(schema_path),
                    FIELDSYNC_LOG=str(requests_log), PROMETHEUS_MULTIPROC_DIR=str(metrics),
-                   FIELDSYNC_DURABILITY="normal", **env)
+                   FIELDSYNC_DURABILITY="normal")
+    environ.update(env)
     with open(log, "wb") as err:
         proc = subprocess.Popen(gunicorn_argv(workers), stdout=err, stderr=err, env=environ, cwd=str(BINDING_DIR))
     try:
