@@ -238,18 +238,26 @@ class RequestLog:
 
     def __init__(self, where: str) -> None:
         self.fd: Optional[int] = None
+        self.stream: Any = None
         if where == "-":
-            self.fd = sys.stderr.fileno()
+            try:
+                self.fd = sys.stderr.fileno()
+            except (AttributeError, ValueError, OSError):  # a stderr without a descriptor (captured)
+                self.stream = sys.stderr
         elif where != "off":
             self.fd = os.open(where, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o640)
 
     def write(self, record: Dict[str, Any]) -> None:
-        if self.fd is None:
+        if self.fd is None and self.stream is None:
             return
         line = json.dumps(record, ensure_ascii=True, separators=(",", ":")) + "\n"
         try:
-            os.write(self.fd, line.encode("ascii"))
-        except OSError:
+            if self.fd is not None:
+                os.write(self.fd, line.encode("ascii"))
+            else:
+                self.stream.write(line)
+                self.stream.flush()
+        except (OSError, ValueError):
             pass  # a full disk must not fail the request
 
 
@@ -268,7 +276,10 @@ class Metrics:
         from prometheus_client import multiprocess
 
         self.prom = prom
-        self.multiprocess = bool(os.environ.get("PROMETHEUS_MULTIPROC_DIR"))
+        directory = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+        self.multiprocess = bool(directory)
+        if directory:
+            os.makedirs(directory, exist_ok=True)
         # Multiprocess: the values live in the directory, the registry is
         # built at each scrape. Otherwise: this app's own registry, so that
         # two apps in one process (tests) never share a series.
