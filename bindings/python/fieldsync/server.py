@@ -100,9 +100,10 @@ class Config:
     @classmethod
     def from_env(cls, env: Optional[Dict[str, str]] = None) -> "Config":
         env = dict(os.environ if env is None else env)
-        missing = [k for k in ("FIELDSYNC_HUB", "FIELDSYNC_SCHEMA") if not env.get(k)]
+        needed = {"FIELDSYNC_HUB": "the hub file", "FIELDSYNC_SCHEMA": "the schema file"}
+        missing = [f"{k} ({what})" for k, what in needed.items() if not env.get(k)]
         if missing:
-            raise ValueError(f"set {' and '.join(missing)} (the hub file, the schema file) to serve a hub")
+            raise ValueError(f"set {' and '.join(missing)} to serve a hub")
 
         def number(name: str, kind: Callable[[str], Any], default: Any) -> Any:
             text = env.get(name, "")
