@@ -469,6 +469,9 @@ class HubApp:
         self._process: Optional[_Process] = None
         self._process_lock = threading.Lock()
         self._warned = False
+        self._routes = {"/sync": ("POST", "sync", self._sync), "/stats": ("GET", "stats", self._stats),
+                        "/metrics": ("GET", "metrics", self._metrics_route),
+                        "/healthz": ("GET", "healthz", self._healthz)}
         self._metrics: Optional[Metrics] = None
         self._metrics_error = ""
         try:
@@ -552,9 +555,7 @@ class HubApp:
         path = environ.get("PATH_INFO", "") or "/"
         record: Dict[str, Any] = {"time": _timestamp(time.time()), "pid": os.getpid(),
                                   "remote": environ.get("REMOTE_ADDR", ""), "method": method, "path": path[:200]}
-        routes = {"/sync": ("POST", "sync", self._sync), "/stats": ("GET", "stats", self._stats),
-                  "/metrics": ("GET", "metrics", self._metrics_route), "/healthz": ("GET", "healthz", self._healthz)}
-        route = routes.get(path.rstrip("/") or "/")
+        route = self._routes.get(path.rstrip("/") or "/")
         release: Optional[Callable[[], None]] = None
         if route is None:
             name, code, body, headers, outcome = "other", 404, _error(f"no such resource: {method} {path[:200]}",
@@ -585,7 +586,11 @@ class HubApp:
             if self._metrics is not None:
                 self._metrics.observe(name, code, outcome, seconds, summary)
 
-        start_response(f"{code} {_REASONS.get(code, 'Unknown')}", headers)
+        try:
+            start_response(f"{code} {_REASONS.get(code, 'Unknown')}", headers)
+        except BaseException:
+            done()  # the server gives up on the request: the turn is released all the same
+            raise
         return _Body(b"" if method == "HEAD" else body, done)
 
     # -- routes: each returns (code, body, headers, outcome, release) -----------
