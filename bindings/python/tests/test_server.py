@@ -361,8 +361,8 @@ def test_sigterm_during_a_stream_of_requests_loses_nothing_and_finishes_requests
     stores = [device(tmp_path / f"s-{n}.db", f"dev-{n}", batch_size=4) for n in "ABCD"]
     for s in stores:
         enroll_at(hub_db, s)
-        work.act(s, 100)
     slow, streams = stores[0], stores[1:]
+    work.act(slow, 8)
     try:
         with gunicorn(hub_db, schema_path, tmp_path, workers=2) as (url, proc, requests_log):
             # A request in flight: its body is half sent when SIGTERM comes.
@@ -375,13 +375,19 @@ def test_sigterm_during_a_stream_of_requests_loses_nothing_and_finishes_requests
             answered = {s.device_id: 0 for s in streams}
 
             def stream(store):
+                # New actions while the server answers: there is always
+                # something in flight when SIGTERM comes, and something
+                # left over once it has stopped.
+                served = True
                 while not stop.is_set():
+                    if served:
+                        work.act(store, 3)
                     request, wait_ms = store._prepare_raw()
                     if request is None:
                         time.sleep(max(wait_ms, 1) / 1000)
                         continue
-                    if exchange(store, url, request):
-                        answered[store.device_id] += 1
+                    served = exchange(store, url, request) is not None
+                    answered[store.device_id] += served
 
             threads = [threading.Thread(target=stream, args=(s,)) for s in streams]
             for t in threads:
@@ -406,7 +412,7 @@ def test_sigterm_during_a_stream_of_requests_loses_nothing_and_finishes_requests
             for t in threads:
                 t.join(30)
             assert sum(answered.values()) > 0, "no request was served before the stop"
-            assert any(s.outbox_count() for s in stores), "everything synced before the stop: nothing tested"
+            assert any(s.outbox_count() for s in streams), "everything synced before the stop: nothing tested"
         with gunicorn(hub_db, schema_path, tmp_path, workers=2) as (url, proc, _):
             for _ in range(2):
                 for s in stores:
