@@ -1,4 +1,4 @@
-"""Command line of the fieldsync binding (standard library only).
+"""Command line of the fieldsync binding (also installed as the `fieldsync` command).
 
     python -m fieldsync serve --db hub.db --schema schema.json --port 8080
     python -m fieldsync sync  --db device.db --schema schema.json --server http://127.0.0.1:8080
@@ -6,6 +6,8 @@
     python -m fieldsync store info device.db --schema schema.json
     python -m fieldsync hub enroll hub.db --schema schema.json tablet-7 <public key> [--scope JSON]
     python -m fieldsync store pin-hub device.db --schema schema.json <hub key>
+    python -m fieldsync hub stats|devices hub.db          hub backup hub.db copy.db
+    python -m fieldsync inspect hub.db|device.db          outbox discard device.db tablet-7-42
     python -m fieldsync verify hub.db
 
 Authentication (docs/SECURITY.md): a hub serves only enrolled devices.
@@ -15,23 +17,36 @@ them and prints the hub's key, which `store pin-hub` pins on the device.
 audit trail a hub stored against the devices' signatures without the
 library (fieldsync/verify.py; it also runs alone: `python3 verify.py hub.db`).
 
-`serve` puts a Hub behind one HTTP endpoint, ``POST /sync`` (request JSON in,
-response JSON out), plus ``GET /stats``. It binds 127.0.0.1 unless --host says
-otherwise, and prints one line once it listens (with the real port, so that
-``--port 0`` is usable). Its memory is bounded whatever clients send: a body
-over FS_MAX_MESSAGE_BYTES is answered 413 unread, at most --max-parallel
-bodies (default 2) are read and handled at once (a parse costs a multiple of
-the body's size), a body must arrive within --body-timeout seconds (default
-60), and a request that waits longer than --queue-timeout for its turn gets
-503 (the device backs off and resends).
+The operator commands (`hub stats|devices|revoke|backup`, `inspect`, `outbox
+discard`) open an existing file only (never create one) with the schema it
+holds unless --schema says otherwise, and print JSON with --json.
+
+`serve` is the development server: Python's wsgiref, one thread per
+connection, serving the WSGI application of fieldsync/server.py (POST /sync,
+GET /healthz, and for the operator GET /stats and GET /metrics); production
+runs that application under gunicorn (docs/OPERATIONS.md). It binds 127.0.0.1
+unless --host says otherwise, and prints one line once it listens (with the
+real port, so that ``--port 0`` is usable). Its memory is bounded whatever
+clients send: a body over FS_MAX_MESSAGE_BYTES is answered 413 unread, at
+most --max-parallel bodies (default 2) are read and handled at once (a parse
+costs a multiple of the body's size), a body must arrive within
+--body-timeout seconds (default 60), and a request that waits longer than
+--queue-timeout for its turn gets 503 (the device backs off and resends).
+Every request is logged as one JSON line (--log).
 
 `sync` runs the device loop: connectivity up, then prepare -> POST -> receive
 until the outbox holds nothing more to send and no page of changes is left,
-backing off (fs_sync_fail) on transport errors. Exit status: 0 drained,
-1 --max-seconds exceeded, 2 usage, 3 the hub requires a newer schema,
-4 any other error (the hub refused the request, a library error),
-5 authentication failed (the hub refused this device, or its response did
-not verify with the pinned hub key; the outbox is kept).
+backing off (fs_sync_fail) on transport errors, one progress line per exchange.
+
+Exit status of every command: 0 done, 1 a check failed (`verify`) or `sync`
+gave up after --max-seconds, 2 usage (arguments, a file that does not exist
+or is not a fieldsync store or hub of the kind named), 3 the hub requires a
+newer schema, 4 any other error (the library refused: a key not in the
+outbox, an entry that cannot be discarded, a schema file missing or not
+JSON; the hub refused the request), 5 authentication failed (the hub refused
+this device, or its response did not verify with the pinned hub key; the
+outbox is kept), 6 libfieldsync could not be loaded. Errors are one line on
+stderr.
 
 `serve` answers a request refused by authentication as the library does (200
 with the signed refusal) and logs one line to stderr naming the device and
@@ -41,49 +56,31 @@ the refusal code.
 from __future__ import annotations
 
 import argparse
-import concurrent.futures
-import hmac
 import http.client
-import http.server
 import json
 import os
 import signal
 import socket
+import socketserver
+import sqlite3
 import sys
-import threading
 import time
 import urllib.error
 import urllib.request
-from typing import Any, Dict, Optional, Sequence
+import wsgiref.simple_server
+from typing import Any, Dict, Optional, Sequence, Tuple
 
-from . import (
-    ArgError,
-    AuthError,
-    FieldSyncError,
-    Hub,
-    JSONError,
-    SchemaError,
-    Store,
-    TooBigError,
-    UpgradeRequiredError,
-    status_name,
-)
-from ._lib import MAX_MESSAGE_BYTES
+from . import AuthError, FieldSyncError, Hub, Store, UpgradeRequiredError, _lib
+from .server import read_schema as _read_schema
 
-EXIT_OK, EXIT_TIMEOUT, EXIT_USAGE, EXIT_UPGRADE, EXIT_ERROR, EXIT_AUTH = 0, 1, 2, 3, 4, 5
 
-#: Library errors that are the client's fault: answered 400, the rest 500.
-CLIENT_ERRORS = (ArgError, JSONError, TooBigError, SchemaError)
+class UsageError(Exception):
+    """The command line names something that is not there: exit 2."""
+
+EXIT_OK, EXIT_TIMEOUT, EXIT_USAGE, EXIT_UPGRADE, EXIT_ERROR, EXIT_AUTH, EXIT_LIBRARY = 0, 1, 2, 3, 4, 5, 6
 
 #: Longest sleep between two tries of the sync loop, in seconds.
 MAX_SLEEP_S = 5.0
-
-
-def _read_schema(path: str) -> str:
-    with open(path, encoding="utf-8") as f:
-        text = f.read()
-    json.loads(text)  # a clear error here rather than FS_ERR_JSON later
-    return text
 
 
 # --------------------------------------------------------------------------
@@ -91,188 +88,82 @@ def _read_schema(path: str) -> str:
 # --------------------------------------------------------------------------
 
 
-class _HubHandler(http.server.BaseHTTPRequestHandler):
-    server_version = "fieldsync-hub"
-    protocol_version = "HTTP/1.1"
+class _Handler(wsgiref.simple_server.WSGIRequestHandler):
+    """One request per connection, answered by the WSGI app (fieldsync/server.py)."""
+
     timeout = 120  # seconds a silent connection may hold a thread
-    hub: Hub  # set on the subclass made by serve()
     verbose = False
-    stats_token = ""
-    # Set by serve(): at most `turns` bodies are read and handled at once.
-    # A body's parse costs several times its size, so without this N clients
-    # sending 60 MiB each cost N times that (four took the server to 3 GB).
-    turns: threading.BoundedSemaphore
-    # The hub's calls run on `max_parallel` long-lived threads, not on each
-    # connection's own: the C library allocates a parse in the calling
-    # thread's malloc arena, and freed arenas stay resident, so parses spread
-    # over ever new threads cost one body per thread at once (four bodies
-    # took three times one body's memory with two turns).
-    workers: concurrent.futures.ThreadPoolExecutor
-    body_timeout = 60.0   # seconds a whole body may take to arrive
-    queue_timeout = 120.0  # seconds a request may wait for its turn
 
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
-        if self.verbose:
+        if self.verbose:  # the app logs every request as JSON; this is http.server's own line
             super().log_message(format, *args)
 
-    def _send(self, code: int, body: bytes) -> None:
+    def get_environ(self) -> Dict[str, Any]:
+        environ = super().get_environ()
+        # The app sets the socket's timeout while a body arrives (server._read_body).
+        environ["fieldsync.socket"] = self.connection
+        return environ
+
+    def handle(self) -> None:
+        self.raw_requestline = self.rfile.readline(65537)
+        if len(self.raw_requestline) > 65536:
+            self.requestline, self.request_version, self.command = "", "", ""
+            self.send_error(414)
+            return
+        if not self.parse_request():
+            return
+        handler = _ServerHandler(self.rfile, self.wfile, self.get_stderr(), self.get_environ(),  # type: ignore[arg-type]
+                                 multithread=True)
+        handler.request_handler = self  # type: ignore[attr-defined]
+        app = self.server.get_app()  # type: ignore[attr-defined]
         try:
-            self.send_response(code)
-            self.send_header("Content-Type", "application/json; charset=utf-8")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
+            handler.run(app)
         except (BrokenPipeError, ConnectionResetError, socket.timeout):
             # The device went away (killed, timed out): it will resend, and
             # the hub answers the resend "duplicate".
-            self.close_connection = True
-
-    def _error(self, code: int, message: str, status: str) -> None:
-        self._send(code, json.dumps({"error": message, "status": status}).encode("utf-8"))
-
-    def _library_error(self, e: FieldSyncError) -> None:
-        self._error(400 if isinstance(e, CLIENT_ERRORS) else 500, e.message, status_name(e.status))
-
-    def do_GET(self) -> None:  # noqa: N802 - http.server's naming
-        if self.path.split("?", 1)[0] != "/stats":
-            self._error(404, f"no such resource: GET {self.path}", "not_found")
-            return
-        # Stats are the operator's, not the devices' (docs/SECURITY.md): with
-        # --stats-token only a request bearing it, without one only this host.
-        if self.stats_token:
-            given = self.headers.get("Authorization", "")
-            if not hmac.compare_digest(given.encode("utf-8", "replace"), f"Bearer {self.stats_token}".encode("utf-8")):
-                self._error(401, "GET /stats needs the operator's token: Authorization: Bearer <--stats-token>", "unauthorized")
-                return
-        elif self.client_address[0] not in ("127.0.0.1", "::1", "::ffff:127.0.0.1"):
-            self._error(403, "GET /stats is served to this host only; start serve with --stats-token to allow others",
-                        "forbidden")
-            return
-        try:
-            self._send(200, json.dumps(self.hub.stats()).encode("utf-8"))
-        except FieldSyncError as e:
-            self._library_error(e)
-
-    def do_POST(self) -> None:  # noqa: N802
-        if self.path.split("?", 1)[0] != "/sync":
-            self._error(404, f"no such resource: POST {self.path}", "not_found")
-            self.close_connection = True
-            return
-        try:
-            length = int(self.headers.get("Content-Length", ""))
-            if length < 0:
-                raise ValueError
-        except ValueError:
-            self._error(400, "POST /sync needs a Content-Length", "FS_ERR_ARG")
-            self.close_connection = True
-            return
-        if length > MAX_MESSAGE_BYTES:
-            self._error(413, f"the request is {length} bytes; the limit is {MAX_MESSAGE_BYTES}",
-                        "FS_ERR_TOO_BIG")
-            self.close_connection = True  # the body was not read
-            return
-        if not self.turns.acquire(timeout=self.queue_timeout):
-            self._error(503, f"the hub is busy: no turn within {self.queue_timeout:g} s; retry later",
-                        "FS_ERR_BUSY")
-            self.close_connection = True
-            return
-        try:
-            body = self._read_body(length)
-            if body is None:  # too slow, or the device went away mid-request
-                self._error(408, f"the request body did not arrive within {self.body_timeout:g} s",
-                            "FS_ERR_ARG")
-                self.close_connection = True
-                return
-            try:
-                # Bytes in, bytes out: both texts are signed over their bytes.
-                response = self.workers.submit(self.hub.handle_bytes, body).result()
-            except FieldSyncError as e:
-                self._library_error(e)
-                return
-            except Exception as e:  # noqa: BLE001 - a server answers, it does not die
-                self._error(500, f"{type(e).__name__}: {e}", "internal")
-                return
-            del body
-            self._log_refusal(response)
-            # Sent inside the turn too: a response can be as large as a request.
-            self._send(200, response)
-        finally:
-            self.connection.settimeout(self.timeout)
-            self.turns.release()
-
-    def _log_refusal(self, response: bytes) -> None:
-        """One line on stderr for a request the hub refused as a whole (the
-        library logs it too: fs_hub_devices "refusals"). Refusals are small;
-        a large response is never one, and is not parsed again."""
-        if len(response) > 8192 or b'"error":{' not in response:
-            return
-        try:
-            answer = json.loads(response.decode("utf-8"))
-            error = answer["error"]
-            device, code = answer.get("device_id", "?"), error["code"]
-        except (ValueError, KeyError, TypeError):
-            return
-        print(f"refused {self.client_address[0]} device {device}: {code}: {error.get('message', '')}",
-              file=sys.stderr, flush=True)
-
-    def _read_body(self, length: int) -> Optional[bytes]:
-        """The body, or None if it did not all arrive within body_timeout.
-        Read with one receive per step (read1) so that a client trickling
-        bytes cannot stretch the deadline."""
-        deadline = time.monotonic() + self.body_timeout
-        chunks = []
-        got = 0
-        try:
-            while got < length:
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    return None
-                self.connection.settimeout(left)
-                chunk = self.rfile.read1(min(length - got, 1 << 20))
-                if not chunk:
-                    return None
-                chunks.append(chunk)
-                got += len(chunk)
-        except (ConnectionResetError, socket.timeout, TimeoutError):
-            return None
-        return b"".join(chunks)
+            pass
 
 
-class _Server(http.server.ThreadingHTTPServer):
+class _ServerHandler(wsgiref.simple_server.ServerHandler):
+    http_version = "1.1"
+
+    def cleanup_headers(self) -> None:
+        super().cleanup_headers()
+        self.headers["Connection"] = "close"  # type: ignore[attr-defined]  # one request per connection
+
+
+class _Server(socketserver.ThreadingMixIn, wsgiref.simple_server.WSGIServer):
     daemon_threads = True
     allow_reuse_address = True
 
 
 def serve(args: argparse.Namespace) -> int:
-    for name in ("max_parallel", "body_timeout", "queue_timeout"):
-        if getattr(args, name) <= 0:
-            raise ValueError(f"--{name.replace('_', '-')} must be > 0")
-    hub = Hub(args.db, _read_schema(args.schema), durability=args.durability, auth=args.auth)
-    if args.auth == "off":
-        print(f"fieldsync hub {args.db}: authentication is OFF: any client is any device",
-              file=sys.stderr, flush=True)
-    workers = concurrent.futures.ThreadPoolExecutor(max_workers=args.max_parallel, thread_name_prefix="fieldsync-hub")
-    handler = type("HubHandler", (_HubHandler,), {
-        "hub": hub, "verbose": args.verbose, "turns": threading.BoundedSemaphore(args.max_parallel),
-        "stats_token": args.stats_token or os.environ.get("FIELDSYNC_STATS_TOKEN", ""),
-        "workers": workers,
-        "body_timeout": args.body_timeout, "queue_timeout": args.queue_timeout})
-    server = _Server((args.host, args.port), handler)
+    from . import server
+    app = server.create_app(server.Config(
+        hub=args.db, schema=args.schema, auth=args.auth, durability=args.durability,
+        stats_token=args.stats_token or os.environ.get("FIELDSYNC_STATS_TOKEN", ""),
+        max_parallel=args.max_parallel, body_timeout=args.body_timeout, queue_timeout=args.queue_timeout,
+        log=args.log))
+    app.hub()  # opened now: a file that does not open is an error before listening
+    handler = type("Handler", (_Handler,), {"verbose": args.verbose})
+    httpd = _Server((args.host, args.port), handler)
+    httpd.set_app(app)
 
     def stop(_signum: int, _frame: Any) -> None:
         raise KeyboardInterrupt
 
     signal.signal(signal.SIGTERM, stop)
-    host, port = server.server_address[:2]
+    host, port = httpd.server_address[:2]
+    if isinstance(host, bytes):  # AF_UNIX only; typeshed allows it
+        host = host.decode()
     print(f"fieldsync hub {args.db} listening on http://{host}:{port}/sync", flush=True)
     try:
-        server.serve_forever(poll_interval=0.2)
+        httpd.serve_forever(poll_interval=0.2)
     except KeyboardInterrupt:
         pass
     finally:
-        server.server_close()
-        workers.shutdown(wait=True)
-        hub.close()
+        httpd.server_close()
+        app.close()  # waits for the hub calls in flight: each is applied whole
     return EXIT_OK
 
 
@@ -295,7 +186,8 @@ def post(url: str, body: bytes, timeout: float) -> bytes:
                                      headers={"Content-Type": "application/json"})
     try:
         with urllib.request.urlopen(request, timeout=timeout) as answer:
-            return answer.read()
+            answered: bytes = answer.read()
+            return answered
     except urllib.error.HTTPError as e:
         detail = e.read().decode("utf-8", "replace")[:500]
         if 400 <= e.code < 500 and e.code != 408:  # 408: the body was too slow, resend
@@ -319,7 +211,7 @@ def _open_work(store: Store) -> int:
     stats = store.stats()
     work = int(stats.get("outbox_pending", 0)) + int(stats.get("outbox_inflight", 0))
     if work and stats.get("outbox_stuck"):
-        first_stuck: Dict[tuple, int] = {}
+        first_stuck: Dict[Tuple[str, str], int] = {}
         for e in store.outbox(state="stuck"):
             first_stuck.setdefault((e["type"], e["id"]), e["seq"])
         for state in ("pending", "inflight"):
@@ -357,8 +249,14 @@ def sync(args: argparse.Namespace) -> int:
                     if stats.get("outbox_rejected") or stats.get("outbox_stuck"):
                         extra = (f" ({stats.get('outbox_rejected', 0)} rejected, "
                                  f"{stats.get('outbox_stuck', 0)} stuck: see the outbox)")
-                    print(f"drained: outbox {store.outbox_count()} left{extra}, "
-                          f"cursor {stats.get('cursor')}", flush=True)
+                    if args.json:
+                        print(json.dumps({"drained": True, "outbox": store.outbox_count(),
+                                          "rejected": stats.get("outbox_rejected", 0),
+                                          "stuck": stats.get("outbox_stuck", 0), "cursor": stats.get("cursor")}),
+                              flush=True)
+                    else:
+                        print(f"drained: outbox {store.outbox_count()} left{extra}, "
+                              f"cursor {stats.get('cursor')}", flush=True)
                     return EXIT_OK
                 if store.stats().get("sync_state") == "upgrade_required":
                     print("upgrade required: the hub refused this schema version earlier; "
@@ -393,6 +291,10 @@ def sync(args: argparse.Namespace) -> int:
                 print(f"authentication failed: {e.message}", file=sys.stderr, flush=True)
                 return EXIT_AUTH
             pull_pending = bool(summary["more"])
+            if args.json:
+                print(json.dumps({"sent": entries, **{k: summary[k] for k in (
+                    "applied", "duplicate", "rejected", "retry", "pulled", "outbox", "cursor")}}), flush=True)
+                continue
             print(f"sent {entries} entries, applied {summary['applied']}, "
                   f"duplicate {summary['duplicate']}, rejected {summary['rejected']}, "
                   f"retry {summary['retry']}, pulled {summary['pulled']}, "
@@ -450,6 +352,9 @@ def hub_enroll(args: argparse.Namespace) -> int:
     with Hub(args.hub_db, _read_schema(args.schema)) as hub:
         result = hub.enroll(args.device_id, args.public_key, instance=args.instance, scope=scope,
                             write=not args.read_only)
+    if args.json:
+        print(json.dumps(result), flush=True)
+        return EXIT_OK
     rotated = " (key rotated: requests signed with the old key are refused)" if result["rotated"] else ""
     print(f"enrolled {result['device_id']}{rotated}; pin this hub key on the device:", flush=True)
     print(result["hub_key"], flush=True)
@@ -457,21 +362,24 @@ def hub_enroll(args: argparse.Namespace) -> int:
 
 
 def hub_revoke(args: argparse.Namespace) -> int:
-    with Hub(args.hub_db, _read_schema(args.schema)) as hub:
+    with Hub(args.hub_db, _schema_of(args, args.hub_db, "hub")) as hub:
         hub.revoke(args.device_id)
-    print(f"revoked {args.device_id}", flush=True)
+    print(json.dumps({"revoked": args.device_id}) if args.json else f"revoked {args.device_id}", flush=True)
     return EXIT_OK
 
 
 def hub_backup(args: argparse.Namespace) -> int:
-    with Hub(args.hub_db, _read_schema(args.schema)) as hub:
+    with Hub(args.hub_db, _schema_of(args, args.hub_db, "hub")) as hub:
         hub.backup(args.dest)
-    print(f"backed up {args.hub_db} to {args.dest}", flush=True)
+    if args.json:
+        print(json.dumps({"hub": args.hub_db, "backup": args.dest, "bytes": os.path.getsize(args.dest)}), flush=True)
+    else:
+        print(f"backed up {args.hub_db} to {args.dest}", flush=True)
     return EXIT_OK
 
 
 def hub_devices(args: argparse.Namespace) -> int:
-    with Hub(args.hub_db, _read_schema(args.schema)) as hub:
+    with Hub(args.hub_db, _schema_of(args, args.hub_db, "hub")) as hub:
         registry = hub.devices()
     if args.json:
         print(json.dumps(registry), flush=True)
@@ -479,9 +387,176 @@ def hub_devices(args: argparse.Namespace) -> int:
     for d in registry["devices"]:
         scope = "every record" if d.get("scope") is None else json.dumps(d["scope"])
         print(f"{d['device_id']} {d['state']} key {d['public_key']} instance {d.get('instance') or '-'} "
-              f"{'read-write' if d['write'] else 'read-only'} scope {scope}", flush=True)
+              f"{'read-write' if d['write'] else 'read-only'} scope {scope} "
+              f"last seen {_when(d.get('last_seen_at'))}", flush=True)
     for r in registry["refusals"]:
         print(f"refused at {r['at']}: {r['device_id']}: {r['code']}: {r['message']}", flush=True)
+    return EXIT_OK
+
+
+def hub_stats(args: argparse.Namespace) -> int:
+    with Hub(args.hub_db, _schema_of(args, args.hub_db, "hub")) as hub:
+        stats = hub.stats()
+    if args.json:
+        print(json.dumps(stats), flush=True)
+    else:
+        for k, v in stats.items():
+            print(f"{k}: {v}", flush=True)
+    return EXIT_OK
+
+
+# --------------------------------------------------------------------------
+# inspect, outbox discard (operator commands on a store or hub file)
+# --------------------------------------------------------------------------
+
+
+def _when(ms: Any) -> str:
+    """An epoch-ms time as UTC ISO 8601, or "-"."""
+    if not isinstance(ms, int) or ms <= 0:
+        return "-"
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ms / 1000)) + f".{ms % 1000:03d}Z"
+
+
+def _kind(path: str) -> Dict[str, Any]:
+    """What the file at `path` is, read without the library and without
+    changing it: {"kind": "hub"|"store", "schema": text}. A file that does not
+    exist is never created (opening it with the library would)."""
+    if not os.path.exists(path):
+        raise UsageError(f"{path}: no such file")
+    try:
+        db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+        try:
+            meta = dict(db.execute("SELECT key, value FROM fs_meta WHERE key IN ('role', 'schema', 'device_id')"))
+        finally:
+            db.close()
+    except sqlite3.Error as e:
+        raise UsageError(f"{path} is not a fieldsync hub or store: {e}") from None
+    kind = "hub" if meta.get("role") == "hub" else "store" if meta.get("device_id") else None
+    if kind is None or not isinstance(meta.get("schema"), str):
+        raise UsageError(f"{path} is not a fieldsync hub or store")
+    return {"kind": kind, "schema": meta["schema"]}
+
+
+def _schema_of(args: argparse.Namespace, path: str, kind: str) -> str:
+    """The schema to open `path` with: --schema if given, else the one the
+    file holds. The file must exist and be a `kind` file."""
+    found = _kind(path)
+    if found["kind"] != kind:
+        raise UsageError(f"{path} is a fieldsync {found['kind']}, not a {kind}")
+    return _read_schema(args.schema) if getattr(args, "schema", None) else found["schema"]
+
+
+def _rate(part: int, whole: int) -> float:
+    return round(part / whole, 4) if whole else 0.0
+
+
+def inspect(args: argparse.Namespace) -> int:
+    found = _kind(args.db)
+    schema = _read_schema(args.schema) if args.schema else found["schema"]
+    if found["kind"] == "hub":
+        with Hub(args.db, schema) as hub:
+            stats = hub.stats()
+            registry = hub.devices()
+            # The newest rows by server time: each device's latest, merged
+            # (the hub lists its audit by device, then audit id).
+            recent = [r for d in registry["devices"] for r in hub.audit(device_id=d["device_id"], limit=args.recent,
+                                                                         desc=True)] \
+                if registry["devices"] else hub.audit(limit=args.recent, desc=True)
+            recent = sorted(recent, key=lambda r: (r["server_received_at"] or 0, r["audit_id"]),
+                            reverse=True)[:args.recent]
+        fields: Dict[str, Any] = {}
+        for key, value in stats.items():
+            if key.startswith("conflicts."):
+                path, _, what = key[len("conflicts."):].rpartition(".")
+                fields.setdefault(path, {})[what] = value
+        report = {
+            "kind": "hub", "path": args.db, "schema_version": stats["schema_version"], "seq": stats["seq"],
+            "records": stats["records"], "devices_seen": stats["devices"],
+            "devices_enrolled": stats.get("devices_enrolled"), "devices_revoked": stats.get("devices_revoked"),
+            "entries": {k: stats.get(f"entries_{k}", 0)
+                        for k in ("applied", "rejected", "clock_skew", "key_reused", "out_of_scope")},
+            "conflicts": {"field_writes": stats["field_writes"], "concurrent": stats["conflicts"],
+                          "merged": stats["merged"], "rate": stats["conflict_rate"], "fields": fields},
+            "audit": {k: stats.get(f"audit_{k}", 0)
+                      for k in ("rows", "hash_failures", "chain_breaks", "gaps", "reused", "heads")},
+            "auth_refused": stats.get("auth_refused", 0),
+            "last_seen": {d["device_id"]: d.get("last_seen_at") for d in registry["devices"]},
+            "recent_audit": [{k: r.get(k) for k in ("device_id", "audit_id", "actor", "action", "type", "id",
+                                                     "device_time", "server_received_at", "chain_ok")}
+                             for r in recent],
+        }
+        if args.json:
+            print(json.dumps(report), flush=True)
+            return EXIT_OK
+        e, c, a = report["entries"], report["conflicts"], report["audit"]
+        print(f"hub {args.db}: schema v{report['schema_version']}, seq {report['seq']}, "
+              f"{report['records']} records, {report['devices_seen']} devices seen "
+              f"({report['devices_enrolled']} enrolled, {report['devices_revoked']} revoked)")
+        print(f"entries: {e['applied']} applied, {e['rejected']} rejected ({e['clock_skew']} clock skew, "
+              f"{e['out_of_scope']} out of scope), {e['key_reused']} key reused")
+        print(f"conflicts: {c['concurrent']} of {c['field_writes']} field writes concurrent "
+              f"(rate {c['rate']:.4f}), {c['merged']} merged")
+        for path, f in sorted(fields.items()):
+            print(f"  {path}: {f.get('writes', 0)} writes, {f.get('concurrent', 0)} concurrent, "
+                  f"{f.get('won', 0)} won, {f.get('lost', 0)} lost, {f.get('merged', 0)} merged, "
+                  f"{f.get('rejected', 0)} rejected, {f.get('resolved', 0)} resolved (rate {f.get('rate', 0):.4f})")
+        print(f"audit: {a['rows']} rows, {a['chain_breaks']} chain breaks, {a['gaps']} gaps, "
+              f"{a['hash_failures']} hash failures; {report['auth_refused']} requests refused by authentication")
+        print(f"recent audit ({len(recent)}, newest first; device time -> server time):")
+        for r in report["recent_audit"]:
+            print(f"  {r['device_id']} #{r['audit_id']} {_when(r['device_time'])} -> "
+                  f"{_when(r['server_received_at'])} {r['actor']} {r['action']} {r['type']}/{r['id']}"
+                  f"{'' if r['chain_ok'] else ' CHAIN BROKEN'}")
+        return EXIT_OK
+
+    with Store(args.db, schema) as store:
+        stats = store.stats()
+        held = [e for state in ("rejected", "stuck") for e in store.outbox(state=state, limit=args.recent)]
+        recent = store.audit(limit=args.recent, desc=True)
+    decided = sum(stats.get(f"writes_{k}", 0) for k in ("won", "lost", "merged", "resolved", "rejected"))
+    report = {
+        "kind": "store", "path": args.db, "device_id": stats["device_id"], "schema_version": stats["schema_version"],
+        "sync_state": stats["sync_state"], "cursor": stats["cursor"], "last_sync_at": stats["last_sync_at"],
+        "last_failure": stats["last_failure"], "records": stats["records"],
+        "outbox": {k: stats.get(f"outbox_{k}", 0) for k in ("pending", "inflight", "rejected", "stuck", "total")},
+        "held": [{k: e.get(k) for k in ("key", "state", "type", "id", "reason", "attempts")} for e in held],
+        "writes": {k: stats.get(f"writes_{k}", 0) for k in ("won", "lost", "merged", "resolved", "rejected")},
+        "conflict_rate": _rate(stats.get("writes_lost", 0) + stats.get("writes_rejected", 0), decided),
+        "audit": {"rows": stats["audit_rows"], "unacked": stats["audit_unacked"]},
+        "recent_audit": [{k: r.get(k) for k in ("audit_id", "actor", "action", "type", "id", "device_time",
+                                                 "server_received_at", "outcome", "reason")} for r in recent],
+    }
+    if args.json:
+        print(json.dumps(report), flush=True)
+        return EXIT_OK
+    o, w = report["outbox"], report["writes"]
+    print(f"store {args.db}: device {report['device_id']}, schema v{report['schema_version']}, "
+          f"sync {report['sync_state']}, cursor {report['cursor']}, last sync {_when(report['last_sync_at'])}"
+          f"{', last failure: ' + report['last_failure'] if report['last_failure'] else ''}")
+    print(f"outbox: {o['pending']} pending, {o['inflight']} in flight, {o['rejected']} rejected, "
+          f"{o['stuck']} stuck ({o['total']} in all)")
+    for e in report["held"]:
+        print(f"  {e['state']} {e['key']} {e['type']}/{e['id']}: {e['reason'] or '-'} "
+              f"({e['attempts']} attempts; python -m fieldsync outbox discard {args.db} {e['key']})")
+    print(f"writes at the hub: {w['won']} won, {w['lost']} lost, {w['merged']} merged, {w['resolved']} resolved, "
+          f"{w['rejected']} rejected (lost or rejected: {report['conflict_rate']:.4f})")
+    print(f"audit: {report['audit']['rows']} rows, {report['audit']['unacked']} not yet acknowledged by the hub")
+    print(f"recent audit ({len(recent)}, newest first; device time -> server time):")
+    for r in report["recent_audit"]:
+        print(f"  #{r['audit_id']} {_when(r['device_time'])} -> {_when(r['server_received_at'])} "
+              f"{r['actor']} {r['action']} {r['type']}/{r['id']} {r['outcome']}"
+              f"{': ' + r['reason'] if r['reason'] else ''}")
+    return EXIT_OK
+
+
+def outbox_discard(args: argparse.Namespace) -> int:
+    with Store(args.store_db, _schema_of(args, args.store_db, "store")) as store:
+        store.discard(args.key)
+        left = store.outbox_count()
+    if args.json:
+        print(json.dumps({"discarded": args.key, "outbox": left}), flush=True)
+    else:
+        print(f"discarded {args.key} from {args.store_db}; outbox {left} left", flush=True)
     return EXIT_OK
 
 
@@ -495,6 +570,9 @@ def verify(args: argparse.Namespace) -> int:
 # --------------------------------------------------------------------------
 
 
+SCHEMA_HELP = "schema JSON file (default: the schema the file holds)"
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m fieldsync", description=__doc__.split("\n\n")[0])
     sub = p.add_subparsers(dest="command", required=True)
@@ -505,7 +583,10 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--port", type=int, required=True, help="TCP port; 0 picks a free one")
     s.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
     s.add_argument("--durability", choices=["full", "normal"], help="hub durability")
-    s.add_argument("--verbose", action="store_true", help="log every request to stderr")
+    s.add_argument("--verbose", action="store_true",
+                   help="also log http.server's plain line per request (the JSON request log is always on)")
+    s.add_argument("--log", default="-",
+                   help="the JSON request log: - for stderr (default), a file to append to, or off")
     s.add_argument("--max-parallel", type=int, default=2,
                    help="requests read and handled at once (default 2); each costs up to "
                         "its body's size times the parse multiple of docs/ABI.md")
@@ -529,6 +610,7 @@ def parser() -> argparse.ArgumentParser:
     y.add_argument("--max-seconds", type=float, help="give up (exit 1) after this long")
     y.add_argument("--durability", choices=["full", "normal"])
     y.add_argument("--batch-size", type=int, help="entries per request (default 500)")
+    y.add_argument("--json", action="store_true", help="progress and the end as JSON lines")
     y.set_defaults(run=sync)
 
     a = sub.add_parser("apply", help="apply one action to a device store")
@@ -561,22 +643,46 @@ def parser() -> argparse.ArgumentParser:
     e.add_argument("--instance", help="bind to this store instance (store info instance_id)")
     e.add_argument("--scope", help='records the device may pull, fetch and write, e.g. \'{"task": {"site": "WH-3"}}\'')
     e.add_argument("--read-only", action="store_true", help="the device may pull and fetch, not write")
+    e.add_argument("--json", action="store_true", help="print the result (device_id, hub_key, rotated) as JSON")
     e.set_defaults(run=hub_enroll)
     r = h_sub.add_parser("revoke", help="refuse a device's requests until it is enrolled again")
     r.add_argument("hub_db", help="hub database file")
     r.add_argument("device_id")
-    r.add_argument("--schema", required=True, help="schema JSON file")
+    r.add_argument("--schema", help=SCHEMA_HELP)
+    r.add_argument("--json", action="store_true", help="print the result as JSON")
     r.set_defaults(run=hub_revoke)
     d = h_sub.add_parser("devices", help="list enrolled devices and the latest refusals")
     d.add_argument("hub_db", help="hub database file")
-    d.add_argument("--schema", required=True, help="schema JSON file")
+    d.add_argument("--schema", help=SCHEMA_HELP)
     d.add_argument("--json", action="store_true", help="print the registry as JSON")
     d.set_defaults(run=hub_devices)
     b = h_sub.add_parser("backup", help="a consistent copy of the hub file, taken while it serves")
     b.add_argument("hub_db", help="hub database file")
     b.add_argument("dest", help="the copy's path; must not exist")
-    b.add_argument("--schema", required=True, help="schema JSON file")
+    b.add_argument("--schema", help=SCHEMA_HELP)
+    b.add_argument("--json", action="store_true", help="print the copy's path and size as JSON")
     b.set_defaults(run=hub_backup)
+    hs = h_sub.add_parser("stats", help="the hub's counters (fs_hub_stats)")
+    hs.add_argument("hub_db", help="hub database file")
+    hs.add_argument("--schema", help=SCHEMA_HELP)
+    hs.add_argument("--json", action="store_true", help="print them as one JSON object")
+    hs.set_defaults(run=hub_stats)
+
+    n = sub.add_parser("inspect", help="a store's outbox and audit, or a hub's entries, conflicts and audit")
+    n.add_argument("db", help="a store or hub database file")
+    n.add_argument("--schema", help=SCHEMA_HELP)
+    n.add_argument("--recent", type=int, default=10, help="audit rows (and held entries) shown (default 10)")
+    n.add_argument("--json", action="store_true", help="print the report as JSON")
+    n.set_defaults(run=inspect)
+
+    o = sub.add_parser("outbox", help="a device store's outbox: discard a rejected or stuck entry")
+    o_sub = o.add_subparsers(dest="outbox_command", required=True)
+    od = o_sub.add_parser("discard", help="discard a rejected or stuck entry (its audit row stays)")
+    od.add_argument("store_db", help="device store file")
+    od.add_argument("key", help="the entry's key, e.g. tablet-7-42 (inspect lists them)")
+    od.add_argument("--schema", help=SCHEMA_HELP)
+    od.add_argument("--json", action="store_true", help="print the result as JSON")
+    od.set_defaults(run=outbox_discard)
 
     from . import verify as verifier
     v = sub.add_parser("verify", help="verify a hub's stored audit trail against the devices' signatures")
@@ -587,8 +693,18 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     args = parser().parse_args(argv)
+    if _lib.LOAD_ERROR is not None and args.run is not verify:  # verify needs only Python
+        print(f"error: {_lib.LOAD_ERROR}", file=sys.stderr)
+        return EXIT_LIBRARY
+    if getattr(args, "recent", 1) < 0:
+        print("error: --recent must be >= 0", file=sys.stderr)
+        return EXIT_USAGE
     try:
-        return args.run(args)
+        code: int = args.run(args)
+        return code
+    except UsageError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return EXIT_USAGE
     except UpgradeRequiredError as e:
         print(f"upgrade required: {e.message}", file=sys.stderr)
         return EXIT_UPGRADE

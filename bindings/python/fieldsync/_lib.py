@@ -12,7 +12,7 @@ import ctypes.util
 import os
 from ctypes import CFUNCTYPE, POINTER, c_char_p, c_int32, c_int64, c_size_t, c_uint8, c_void_p
 from pathlib import Path
-from typing import List
+from typing import Any, List, Optional
 
 #: ABI version this binding was written against (FS_ABI_VERSION).
 ABI_VERSION = 1
@@ -135,17 +135,40 @@ def _declare(lib: ctypes.CDLL) -> None:
         fn.argtypes = argtypes
 
 
-lib = _load()
-_declare(lib)
+class _Missing:
+    """Stands for the library when it could not be loaded: the package still
+    imports (so `python -m fieldsync` can say why in one line, and `verify`
+    runs without it), and the first call into the library raises the
+    ImportError that says what was tried."""
+
+    def __init__(self, error: ImportError) -> None:
+        self._error = error
+
+    def __getattr__(self, name: str) -> Any:
+        raise ImportError(str(self._error))
+
+
+def _open() -> "tuple[Any, Optional[ImportError]]":
+    try:
+        loaded = _load()
+    except ImportError as e:
+        return _Missing(e), e
+    _declare(loaded)
+    if loaded.fs_abi_version() != ABI_VERSION:
+        mismatch = ImportError(f"libfieldsync ABI {loaded.fs_abi_version()} loaded from {loaded._name}, "
+                               f"this binding needs ABI {ABI_VERSION}")
+        return _Missing(mismatch), mismatch
+    return loaded, None
+
+
+#: The library, or a stand-in raising LOAD_ERROR at the first call.
+lib: Any
+#: Why the library could not be used (None once it is loaded).
+LOAD_ERROR: Optional[ImportError]
+lib, LOAD_ERROR = _open()
 
 #: The C library's malloc: a resolver's answer is released by libfieldsync
 #: with free().
 libc = ctypes.CDLL(None)
 libc.malloc.restype = c_void_p
 libc.malloc.argtypes = [c_size_t]
-
-if lib.fs_abi_version() != ABI_VERSION:
-    raise ImportError(
-        f"libfieldsync ABI {lib.fs_abi_version()} loaded from {lib._name}, "
-        f"this binding needs ABI {ABI_VERSION}"
-    )

@@ -1,16 +1,18 @@
 """The shared library as a file: exported symbols, run-time dependencies,
 SONAME and version, against include/fieldsync.h."""
 
+import os
 import re
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
 import fieldsync
 from fieldsync import lib
-from support import HEADER
+from support import BINDING_DIR, HEADER
 
 LIBRARY = Path(lib._name).resolve()
 
@@ -113,3 +115,21 @@ def test_the_binding_limits_are_the_headers():
         values[name] = eval(expression)  # digits, spaces, parentheses, + and * only
     for name in ("MAX_JSON_BYTES", "MAX_MESSAGE_BYTES", "MAX_DEPTH", "MAX_MESSAGE_DEPTH"):
         assert getattr(_lib, name) == values["FS_" + name], name
+
+
+def test_without_the_library_the_cli_says_so_in_one_line_and_the_api_at_first_use(tmp_path):
+    env = {k: v for k, v in os.environ.items() if k != "FIELDSYNC_LIB"}
+    env["FIELDSYNC_LIB"] = str(tmp_path / "missing" / "libfieldsync.so")
+    env["PYTHONPATH"] = str(BINDING_DIR)
+    cli = subprocess.run([sys.executable, "-m", "fieldsync", "hub", "stats", str(tmp_path / "hub.db")],
+                         capture_output=True, text=True, env=env, cwd=tmp_path)
+    assert cli.returncode == 6, cli
+    assert "Traceback" not in cli.stderr and len(cli.stderr.strip().splitlines()) == 1, cli.stderr
+    assert cli.stderr.startswith("error: cannot load libfieldsync") and "FIELDSYNC_LIB" in cli.stderr
+    helped = subprocess.run([sys.executable, "-m", "fieldsync", "--help"], capture_output=True, text=True, env=env)
+    assert helped.returncode == 0 and "usage" in helped.stdout
+    api = subprocess.run([sys.executable, "-c", "import fieldsync\n"
+                          "try:\n    fieldsync.Store('s.db', {})\n"
+                          "except ImportError as e:\n    print('ImportError', e)\n"],
+                         capture_output=True, text=True, env=env, cwd=tmp_path)
+    assert api.returncode == 0 and api.stdout.startswith("ImportError cannot load libfieldsync"), api
