@@ -9,7 +9,7 @@ APT_NEEDS  := libsqlite3-dev libjansson-dev libssl-dev pkg-config
 APT_NEEDS  += cmake abigail-tools libcurl4-openssl-dev
 
 .PHONY: all build deps test test-swift test-c test-cpp test-python examples demo bench soak fuzz fuzz-engine fuzz-doors sanitize clean
-.PHONY: install install-only test-packaging test-install test-abi abi-baseline
+.PHONY: install install-only test-packaging test-install test-abi test-swift-consumer abi-baseline
 
 all: build
 
@@ -85,11 +85,18 @@ install: build
 install-only:
 	PREFIX=$(PREFIX) DESTDIR=$(DESTDIR) VERSION=$(FS_RELEASE) SONAME=$(SONAME) packaging/install.sh $(BUILD)/$(SONAME)
 
-test-packaging: test-install test-abi
+test-packaging: test-install test-abi test-swift-consumer
 test-install: build
 	Tests/install/run.sh
 test-abi: build
 	abi/check.sh $(BUILD)/$(SONAME)
+# A Swift package depending on this one by path (about 30 s: the engine in
+# debug). SwiftPM refuses unsafeFlags in a dependency pinned by version
+# ("contains unsafe build flags"), which a path does not show: hence the grep.
+test-swift-consumer: deps
+	@! grep -n '\.unsafeFlags' Package.swift || { echo "Package.swift: no unsafeFlags (make build's command line)"; exit 1; }
+	@dir=$$(mktemp -d) && cd examples/swift && $(SWIFT) run FieldApp $$dir > $$dir/out; rc=$$?; cat $$dir/out; \
+	  grep -q '"picked":2' $$dir/out || rc=1; rm -rf $$dir; exit $$rc
 # Takes in a deliberate change of the header's ABI (abi/check.sh says when).
 abi-baseline:
 	abi/check.sh --baseline
