@@ -19,9 +19,6 @@ deps:
 	if [ -n "$$missing" ]; then echo "installing:$$missing"; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; fi
 
-# The shipped library: Swift runtime linked in, so it needs only libc,
-# libstdc++, libsqlite3, libjansson and libcrypto (so no RUNPATH either).
-# build/ holds it under its SONAME.
 # Versions come from the header alone.
 fs_version_macro = $(shell sed -n 's/^\#define FS_$(1) \([0-9]*\)$$/\1/p' include/fieldsync.h)
 FS_ABI     := $(call fs_version_macro,ABI_VERSION)
@@ -38,6 +35,9 @@ SWIFT_LINK := -Xswiftc -use-ld=lld -Xlinker --version-script=$(CURDIR)/Sources/C
 # instructions per apply, 3.3 % per resume (BENCHMARKS.md "A smaller library").
 SWIFT_SIZE := -Xswiftc -Osize --experimental-lto-mode=full
 
+# The shipped library: Swift runtime linked in, so it needs only libc,
+# libstdc++, libsqlite3, libjansson and libcrypto (so no RUNPATH either).
+# build/ holds it under its SONAME.
 build: deps
 	$(SWIFT) build -c release -Xswiftc -static-stdlib $(SWIFT_SIZE) $(SWIFT_LINK) --disable-local-rpath --product fieldsync
 	@mkdir -p $(BUILD)
@@ -151,4 +151,4 @@ soak: deps
 	FIELDSYNC_SOAK_SEEDS=$${SEEDS:-200} $(SWIFT) test --filter soak 2>&1 | grep -E "soak:|passed|failed"
 
 clean:
-	rm -rf .build build
+	rm -rf .build build examples/swift/.build

@@ -19,7 +19,7 @@ let package = Package(
         // No unsafeFlags, so that an app's package can depend on this one: the
         // shipped library's linker flags (lld, the version script, the SONAME)
         // are on `make build`'s command line.
-        .target(name: "CFieldSync", dependencies: ["FieldSync", "CFieldSyncABI"]),
+        .target(name: "CFieldSync", dependencies: ["FieldSync", "CFieldSyncABI"], exclude: ["exports.map"]),
         .testTarget(name: "FieldSyncTests", dependencies: ["FieldSync", "CJansson"]),
     ]
 )
