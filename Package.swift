@@ -1,10 +1,8 @@
 // swift-tools-version:6.0
 // libfieldsync: the engine (FieldSync) behind a thin C boundary (CFieldSync).
-// Build the shipped library with `make build` (adds -static-stdlib, which must
-// stay off this file: here it would break `swift test`).
+// Build the shipped library with `make build`: it adds -static-stdlib (which
+// would break `swift test` here) and the linker flags of the shipped .so.
 import PackageDescription
-
-let exportsMap = Context.packageDirectory + "/Sources/CFieldSync/exports.map"
 
 let package = Package(
     name: "fieldsync",
@@ -18,17 +16,10 @@ let package = Package(
         // The public header, so status codes, limits and versions have one source.
         .systemLibrary(name: "CFieldSyncABI"),
         .target(name: "FieldSync", dependencies: ["CSQLite", "CJansson", "CCrypto", "CFieldSyncABI"]),
-        .target(
-            name: "CFieldSync",
-            dependencies: ["FieldSync", "CFieldSyncABI"],
-            // lld, because GNU ld leaves the engine's cross-module symbols in
-            // .dynsym (as LOCAL entries); with lld only the fs_* functions appear.
-            linkerSettings: [.unsafeFlags([
-                "-use-ld=lld",
-                "-Xlinker", "--version-script=\(exportsMap)",
-                "-Xlinker", "-soname=libfieldsync.so.1",
-            ])]
-        ),
+        // No unsafeFlags, so that an app's package can depend on this one: the
+        // shipped library's linker flags (lld, the version script, the SONAME)
+        // are on `make build`'s command line.
+        .target(name: "CFieldSync", dependencies: ["FieldSync", "CFieldSyncABI"], exclude: ["exports.map"]),
         .testTarget(name: "FieldSyncTests", dependencies: ["FieldSync", "CJansson"]),
     ]
 )
