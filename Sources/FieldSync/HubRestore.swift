@@ -217,6 +217,10 @@ extension Store {
             last["hub_seq"] = .int(hub.seq)
             last["holds_seq"] = holds.map { .int($0.seq) } ?? .null
             last["cursor_was"] = .int(sync.cursor)
+            // Rows audit_keep_days evicted cannot go again: the hub's audit
+            // shows the gap (audit_gaps).
+            let anchor = try auditAnchor().seq
+            last["audit_rows_lost"] = .int(max(0, anchor - auditTop))
             try setMeta("last_hub_recovery", .string(JSON.object(last).text))
             return (reportText, message, lostThrough, auditAcked)
         }

@@ -137,12 +137,8 @@ extension Store {
             return true
         }
         guard let last else { return 0 }
-        // Rejected and stuck entries are still listed for the host, and
-        // acknowledged entries kept for a restored hub are sent again with
-        // their rows: their audit rows stay.
-        let held = try db.scalar("""
-            SELECT min(s) FROM (SELECT min(seq) AS s FROM fs_outbox WHERE seq <= ?1 UNION ALL SELECT min(seq) FROM fs_acked WHERE seq <= ?1)
-            """, [.int(last.id)])
+        // Rejected and stuck entries are still listed for the host: their audit rows stay.
+        let held = try db.scalar("SELECT min(seq) FROM fs_outbox WHERE seq <= ?", [.int(last.id)])
         var upTo = last.id, anchorHash = last.hash
         if let held {
             upTo = held - 1
