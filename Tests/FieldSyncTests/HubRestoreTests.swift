@@ -179,6 +179,34 @@ let drillSchema = """
         #expect(try w.stat(w.a, "hub_recoveries")?.int == 1)
     }
 
+    @Test func anotherHandleOnTheStoreContinuesFromTheRecovery() throws {
+        let w = try World()
+        let a2 = try Store(path: w.dir + "/a.db", schemaJSON: drillSchema, optionsJSON: #"{"durability":"normal"}"#)
+        a2.wallClock = { [clock = w.clock] in clock.now }
+        try w.act(w.a, "x", #""set":{"name":"first"},"inc":{"count":1}"#)
+        try w.sync(w.a)
+        try w.hub.backup(to: w.dir + "/backup.db")
+        for _ in 1...3 {
+            try w.act(a2, "x", #""inc":{"count":1}"#)
+            try w.sync(a2)
+        }
+        try w.restore(from: w.dir + "/backup.db")
+        // The first handle finds the hub restored; the second, which sent
+        // the lost entries, goes on from the file as the first left it.
+        try w.a.connectivity(up: true)
+        let request = try #require(try w.a.prepare().request)
+        _ = try w.a.receive(w.hub.handle(request))
+        #expect(try w.stat(a2, "hub_recoveries")?.int == 1)
+        try w.act(a2, "x", #""inc":{"count":1}"#)
+        try w.sync(a2)
+        try w.sync(w.a)
+        try w.sync(w.b)
+        try w.expectConverged("x", count: 5)
+        #expect(try a2.shadowsDifferingFromStorage().isEmpty)
+        #expect(try w.stat(w.a, "hub_recoveries")?.int == 1)
+        a2.close()
+    }
+
     @Test func aRestoreOlderThanTheWindowIsReportedNeverSilent() throws {
         let w = try World(storeOptions: #","acked_retention_s":60"#)
         try w.act(w.a, "x", #""set":{"name":"first"},"inc":{"count":1}"#)
