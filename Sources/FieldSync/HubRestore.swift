@@ -4,19 +4,23 @@
 // and the entries it acknowledged since are gone. Devices deleted nothing
 // they need: acknowledged entries stay in fs_acked for `acked_retention_s`.
 //
-// Every response says which generation of the hub answers (a copy written
-// by fs_hub_backup is one more), its high-water sequence, and (`holds`) the
-// highest seq it holds of this device. A device learns the hub went back in
-// time when the generation differs from the one it saw last, when its
-// cursor is ahead of the hub's sequence, or when it has acknowledged
-// entries above what the hub holds (the last catches a copy taken by other
-// means, which keeps the generation). Then, in one write transaction, its
-// acknowledged entries above `holds` go back to the outbox under their own
-// seqs (the restored hub never decided those keys, so it applies each once;
-// a key it does hold is answered "duplicate"), their audit rows go back to
-// unsent so the chain continues from the hub's head, and every confirmed
-// state is marked stale and pulled again from cursor 0. Entries older than
-// the window are gone: the loss is counted and reported, never silent.
+// Every protocol-2 answer says which generation of the hub answers (a copy
+// written by fs_hub_backup is one more), its high-water sequence, and
+// (`holds`) the highest seq it holds of this device; every request says the
+// highest seq the device knows acknowledged (`acked`). A hub that does not
+// hold it answers the request's entries "retry" (hub_restored) and applies
+// none: they must not land before the work sent again. A device learns the
+// hub went back in time when the generation differs from the one it saw
+// last, when its cursor is ahead of the hub's sequence, when it keeps an
+// acknowledged entry above `holds`, or when the hub held its entries back
+// (the last two catch a copy taken by other means, which keeps the
+// generation). Then, in one write transaction, every acknowledged entry it
+// kept goes back to the outbox under its own seq (the restored hub applies
+// each it does not hold once, and answers "duplicate" for the others), the
+// audit rows above the hub's head go back to unsent so the chain continues
+// from it, and every confirmed state is marked stale and pulled again from
+// cursor 0. Entries older than the window are gone: the loss is counted and
+// reported, never silent.
 //
 // This is the opposite of Restore.swift (the store went back, the hub did
 // not): there the store is behind its hub, here ahead of it.
@@ -65,7 +69,7 @@ extension HubStorage {
         try increment("devices_recovered")
         try logRefusalRow(device: device, code: "restored_hub", message: """
             the device found this hub restored from an earlier copy (generation \(r.fromGeneration) -> \(r.generation)): \
-            it sends again \(r.resent) entries the hub no longer held, and pulls again from the start
+            it sends again the \(r.resent) acknowledged entries it kept (those this hub holds are duplicates) and pulls again from the start
             """, at: now)
         if r.lost > 0 {
             try increment("devices_restore_incomplete")
