@@ -241,3 +241,65 @@ def test_a_device_on_protocol_1_does_not_learn_of_the_restore(tmp_path):
         assert a.stats()["hub_recoveries"] == 0 and a.stats()["acked_retained"] == 6
     finally:
         close(fleet)
+
+
+def test_kill_9_while_a_device_recovers_from_a_restored_hub_applies_every_action_once(tmp_path):
+    """The device process is killed at random moments from the first answer of
+    the restored hub on (the recovery is one transaction; the entries sent
+    again and new ones follow), then synced cleanly: every action it ever made
+    is applied once and its chain at the hub is whole."""
+    import random
+    import time
+
+    from support import cli_env, enroll_at, kill_child, run_cli, serve_hub, write_schema
+
+    child = Path(__file__).with_name("crash_sync_child.py")
+    rng = random.Random(20261207)
+    started = time.monotonic()
+    device = str(tmp_path / "device.db")
+    schema = write_schema(tmp_path / "schema.json")
+    log = tmp_path / "child-stderr.log"
+    hub_db = tmp_path / "hub.db"
+    with fieldsync.Store(device, SCHEMA, device_id="dev-crash", durability="normal") as store:
+        enroll_at(hub_db, store)
+
+    def sync_cli(url):
+        done = run_cli("sync", "--db", device, "--schema", schema, "--server", url, "--timeout", "10",
+                       "--max-seconds", "30")
+        assert done.returncode == 0, (done.stdout, done.stderr)
+
+    with serve_hub(hub_db, schema, tmp_path / "serve.log") as (url, _server):
+        with fieldsync.Store(device, SCHEMA) as store:
+            for i in range(5):
+                store.apply(task(f"T-{i % 3}", action="pick", set={"status": "open"}, inc={"picked": 1}))
+        sync_cli(url)
+        with fieldsync.Hub(str(hub_db), SCHEMA) as hub:
+            hub.backup(tmp_path / "backup.db")     # while the hub serves
+        with fieldsync.Store(device, SCHEMA) as store:
+            for i in range(10):
+                store.apply(task(f"T-{i % 3}", action="pick", set={"status": "open"}, inc={"picked": 1}))
+        sync_cli(url)
+    for suffix in ("", "-wal", "-shm"):
+        Path(str(hub_db) + suffix).unlink(missing_ok=True)
+    shutil.copyfile(tmp_path / "backup.db", hub_db)
+    with serve_hub(hub_db, schema, tmp_path / "serve.log") as (url, server):
+        for kill in range(15):
+            delay = 0.0 if kill % 5 == 0 else rng.uniform(0, 0.25)
+            kill_child([str(child), device, "normal" if kill % 2 else "full", url, str(kill)], log, delay,
+                       ready="ready ", env=cli_env())
+            assert server.poll() is None, "the hub server died"
+            assert time.monotonic() - started < 90, f"too slow: {kill + 1} kills"
+        sync_cli(url)
+    with fieldsync.Store(device, SCHEMA) as store, fieldsync.Hub(str(hub_db), SCHEMA) as hub:
+        stats = store.stats()
+        total = stats["audit_rows"]                 # every action the device ever made
+        assert total > 15, "the children applied nothing"
+        assert store.outbox_count() == 0, store.outbox(limit=5)
+        hub_stats = hub.stats()
+        assert sum(r["picked"] for r in hub.query("task")) == total
+        assert hub_stats["entries_applied"] == total and hub_stats["entries_rejected"] == 0
+        assert hub_stats["audit_rows"] == total
+        assert hub_stats["audit_chain_breaks"] == hub_stats["audit_gaps"] == hub_stats["audit_hash_failures"] == 0
+        assert store.query("task") == hub.query("task")
+        assert stats["hub_recoveries"] == 1 and stats["entries_lost_in_hub_restore"] == 0
+        assert hub_stats["devices_recovered"] >= 1
