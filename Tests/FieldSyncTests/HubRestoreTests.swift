@@ -240,6 +240,28 @@ let drillSchema = """
         #expect(try w.hub.stats()["devices_restore_incomplete"]?.int == 1)
     }
 
+    @Test func theNewMembersTravelAndAreRangeChecked() throws {
+        var request = Wire.Request(device: "a", batch: "a-b1")
+        request.acked = 42
+        request.recovery = Wire.Request.Recovery(generation: 3, fromGeneration: 2, resent: 7, lost: 1, lostFrom: 5, lostTo: 5)
+        let text = String(decoding: request.bytes, as: UTF8.self)
+        #expect(text.hasPrefix(#"{"acked":42,"audit":[]"#))
+        #expect(try Wire.Request(JSON.parse(text)) == request)
+        var response = Wire.Response(proto: 2, device: "a", batch: "a-b1", serverTime: 1)
+        response.hub = Wire.Response.HubInfo(generation: 3, seq: 9, authenticated: true)
+        #expect(try Wire.Response(response.json) == response)
+        for bad in [#"{"generation":0,"seq":1}"#, #"{"generation":1,"seq":-1}"#, #"{"seq":1}"#, #"{"generation":1,"seq":1,"authenticated":1}"#] {
+            #expect(throws: FieldSyncError.self) {
+                _ = try Wire.Response(JSON.parse(#"{"protocol":2,"device_id":"a","batch":"a-b1","server_time":1,"hub":\#(bad)}"#))
+            }
+        }
+        for bad in [#""acked":-1"#, #""acked":9007199254740992"#, #""recovery":[]"#, #""recovery":{"lost":-1}"#] {
+            #expect(throws: FieldSyncError.self) {
+                _ = try Wire.Request(JSON.parse(#"{"protocol":2,"device_id":"a","batch":"b","schema_version":1,\#(bad)}"#))
+            }
+        }
+    }
+
     @Test func acknowledgedEntriesAreKeptForTheWindowAndNoLonger() throws {
         let w = try World(storeOptions: #","acked_retention_s":3600"#)
         try w.act(w.a, "x", #""set":{"name":"first"}"#)

@@ -100,7 +100,8 @@ extension Wire {
             }
             var out = ByteWriter(capacity: entryText.count + auditText.count + 256)
             Request.write(proto: proto, device: device, batch: batch, schemaVersion: schemaVersion, cursor: cursor, pull: pull,
-                          limit: limit, scope: scope, entries: entryText, audit: auditText, fetch: fetch, to: &out)
+                          limit: limit, scope: scope, entries: entryText, audit: auditText, fetch: fetch,
+                          recovery: recovery?.json, acked: acked, to: &out)
             return out.array
         }
 
@@ -109,8 +110,8 @@ extension Wire {
         static func write(proto: Int64, device: String, batch: String, schemaVersion: Int64, cursor: Int64, pull: Bool,
                           limit: Int64?, scope: JSON?, entries: borrowing ByteWriter, audit: borrowing ByteWriter, fetch: [Ref],
                           auth: Credentials? = nil, recovery: JSON? = nil, acked: Int64 = 0, to out: inout ByteWriter) {
-            out.append(acked > 0 ? "{\"acked\":" : "{")
-            if acked > 0 { JSON.writeInt(acked, to: &out); out.append(",") }
+            out.append("{")
+            if acked > 0 { out.append("\"acked\":"); JSON.writeInt(acked, to: &out); out.append(",") }
             out.append("\"audit\":[")
             audit.withBytes { out.append($0) }
             out.append("]")
