@@ -259,7 +259,10 @@ FS_EXTERN fs_status fs_store_query(fs_store *store, const char *query_json, char
 
 /* Reports the store's counters as a flat JSON object of numbers and strings
  * (keys in docs/ABI.md), e.g. {"device_id": "...", "schema_version": 2,
- * "records": 10, "outbox_pending": 3, "audit_rows": 12, ...}, with the
+ * "records": 10, "outbox_pending": 3, "audit_rows": 12, ...}; for a hub
+ * restored from an earlier copy "acked_retained" (acknowledged entries kept
+ * for the option "acked_retention_s"), "hub_recoveries", "last_hub_recovery",
+ * "entries_lost_in_hub_restore" and "hub_restore_incomplete"; with the
  * store's identity: "public_key" (its Ed25519 key, 64 hex digits: what the
  * hub enrolls), "instance_id" (32 hex digits, made with the file), "hub_key"
  * (the pinned hub key, or "" when none is), "auth" ("on"/"off"), "signer" ("store", or
@@ -291,7 +294,8 @@ FS_EXTERN fs_status fs_store_backup(fs_store *store, const char *path);
  * after each fs_sync_receive) run it automatically.
  * @param out_report_json receives, caller frees:
  *   {"records_evicted": n, "records_evicted_<type>": n, "fetched_expired": n,
- *    "audit_rows_evicted": n, "bytes_before": n, "bytes_after": n,
+ *    "audit_rows_evicted": n, "acked_evicted": n (acknowledged entries kept
+ *    longer than "acked_retention_s"), "bytes_before": n, "bytes_after": n,
  *    "bytes_reclaimed": n}
  * @return FS_OK; FS_ERR_ARG, FS_ERR_CLOSED, FS_ERR_IO, FS_ERR_FULL,
  *         FS_ERR_BUSY. Blocks for one pass: milliseconds per thousand
@@ -387,7 +391,10 @@ FS_EXTERN fs_status fs_audit_query(fs_store *store, const char *filter_json, cha
 /* "scope" ({"task": {"site": "WH-3"}}, checked against the schema at open),*/
 /* "max_clock_skew_ms" (24 h: a stamp pulled from the hub further ahead of  */
 /* the device's clock is kept in the record but never adopted by the clock),*/
-/* "protocol" (2; 1 while the hub runs a release older than this library).  */
+/* "protocol" (2; 1 while the hub runs a release older than this library),  */
+/* "acked_retention_s" (604800 = 7 days, 0 to 10 years: acknowledged        */
+/* entries are kept this long and sent again to a hub restored from an      */
+/* earlier copy; 0 keeps none; docs/OPERATIONS.md "Restoring a hub").       */
 /* Every integer option has a range (docs/ABI.md "Store options"); a value  */
 /* outside it is FS_ERR_ARG at open.                                         */
 /* Each step is one SQLite transaction; a crash at any point loses nothing   */
@@ -666,7 +673,10 @@ FS_EXTERN fs_status fs_hub_devices(fs_hub *hub, char **out_devices_json);
 
 /* Writes a consistent copy of the hub file to `path` while the hub serves
  * (SQLite's online backup: one read transaction's view; other handles and
- * processes keep writing meanwhile). The copy is written as "<path>.partial"
+ * processes keep writing meanwhile). The copy is the hub's next generation
+ * (fs_hub_stats "generation"; the running hub keeps its own): a hub restored
+ * from it tells its devices, which send again what it lost
+ * (docs/OPERATIONS.md "Restoring a hub"). The copy is written as "<path>.partial"
  * and renamed to `path` only once complete, so a crash or a full disk never
  * leaves a half backup under `path`. It is a standalone file (no -wal) that
  * fs_hub_open opens as it is. Blocks this handle for the copy (about a

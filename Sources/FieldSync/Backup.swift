@@ -8,7 +8,8 @@ import CSQLite
 import Glibc
 
 extension Connection {
-    func backup(to path: String) throws(FieldSyncError) {
+    /// `finish` (SQL) runs on the complete copy before it takes its name.
+    func backup(to path: String, finish script: String = "") throws(FieldSyncError) {
         guard !path.isEmpty else { throw .arg("backup path is empty") }
         if access(path, F_OK) == 0 { throw .arg("\(path) exists: a backup never overwrites a file (remove it, or choose another name)") }
         let partial = path + ".partial"
@@ -40,7 +41,7 @@ extension Connection {
             throw Connection.error(code, "backup to \(path) failed: \(message)")
         }
         // A standalone file: no WAL beside it to lose when it is copied on.
-        var closing = sqlite3_exec(copy, "PRAGMA journal_mode=DELETE", nil, nil, nil)
+        var closing = sqlite3_exec(copy, script + "PRAGMA journal_mode=DELETE", nil, nil, nil)
         if closing == SQLITE_OK { closing = sqlite3_close_v2(copy) } else { sqlite3_close_v2(copy) }
         guard closing == SQLITE_OK else {
             for suffix in ["", "-wal", "-shm", "-journal"] { unlink(partial + suffix) }
@@ -56,7 +57,12 @@ extension Connection {
 
 extension Hub {
     /// A consistent copy of the hub file at `path`, taken while it serves.
-    package func backup(to path: String) throws(FieldSyncError) { try storage.db.backup(to: path) }
+    /// The copy is the next generation (HubRestore.swift): a hub restored
+    /// from it tells its devices it went back in time. The running hub
+    /// keeps its own.
+    package func backup(to path: String) throws(FieldSyncError) {
+        try storage.db.backup(to: path, finish: "UPDATE fs_meta SET value = value + 1 WHERE key = 'generation';")
+    }
 }
 
 extension Store {

@@ -51,7 +51,10 @@ extension Store {
             (SELECT value FROM fs_meta WHERE key = 'batches'), (SELECT value FROM fs_meta WHERE key = 'audit_acked_through'),
             (SELECT value FROM fs_meta WHERE key = 'upgrade_required'), (SELECT value FROM fs_meta WHERE key = 'schema_version'),
             (SELECT value FROM fs_meta WHERE key = 'hygiene_pass_seq'),
-            (SELECT value FROM fs_meta WHERE key = 'restore_seq'), (SELECT value FROM fs_meta WHERE key = 'restore_hash')
+            (SELECT value FROM fs_meta WHERE key = 'restore_seq'), (SELECT value FROM fs_meta WHERE key = 'restore_hash'),
+            (SELECT value FROM fs_meta WHERE key = 'hub_generation'), (SELECT value FROM fs_meta WHERE key = 'hub_recovery_batch'),
+            (SELECT value FROM fs_meta WHERE key = 'acked_evicted_through'), (SELECT value FROM fs_meta WHERE key = 'hub_lost_through'),
+            (SELECT value FROM fs_meta WHERE key = 'hub_recovery_report')
         FROM (SELECT 1) LEFT JOIN (SELECT audit_id, hash, hlc FROM fs_audit ORDER BY audit_id DESC LIMIT 1) h ON 1
         """)
 
@@ -87,6 +90,11 @@ extension Store {
             sync.upgradeRequired = text(r, 9)
             storedVersion = int(r, 10)
             hygieneSettings.lastPassSeq = max(hygieneSettings.lastPassSeq, int(r, 11) ?? 0)
+            sync.hubGeneration = int(r, 14)
+            sync.hubRecoveryBatch = int(r, 15) ?? 0
+            sync.ackedEvictedThrough = int(r, 16) ?? 0
+            sync.hubLostThrough = int(r, 17) ?? 0
+            sync.recoveryReport = text(r, 18)
             return false
         }
         // Another handle opened the file with a newer schema and migrated it:

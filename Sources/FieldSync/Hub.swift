@@ -18,6 +18,10 @@ package final class Hub {
     /// Whether requests must be signed by an enrolled device (the `auth` hub
     /// option, on unless "off"; docs/SECURITY.md).
     package let authenticates: Bool
+    /// Which copy of the hub's history this file is: a copy fs_hub_backup
+    /// writes is one generation on, so a hub restored from it tells its
+    /// devices so (HubRestore.swift).
+    let generation: Int64
 
     /// How many bytes of record states one response carries before the hub
     /// stops adding more (`more: true`; docs/PROTOCOL.md): a quarter of
@@ -62,6 +66,7 @@ package final class Hub {
         self.maxClockSkewMs = maxClockSkewMs
         self.seq = try storage.meta("seq")?.int ?? 0
         self.authenticates = authenticates
+        self.generation = try storage.meta("generation")?.int ?? 1
         self.key = try db.transaction { () throws(FieldSyncError) -> SigningKey in
             let key = try storage.signingKey()
             // Said at every open, where an operator looks (fs_hub_devices, the
@@ -75,6 +80,9 @@ package final class Hub {
     }
 
     package func close() { storage.db.close() }
+
+    /// The reason of an entry held back from a device ahead of this hub.
+    static let restoredReason = "hub_restored"
 
     // MARK: handle
 
@@ -126,10 +134,22 @@ package final class Hub {
             var own: [ExactString: OwnRecord] = [:]
             var decisions = try storage.decisions(device: device, seqs: entries.map(\.seq))
             if let principal { try storage.seen(device, instance: principal.credentials.instance, at: now) }
+            // A device ahead of this hub (restored from an earlier copy) gets
+            // its new work back undecided, audit rows too: applied now, it
+            // would land before the acknowledged work the device sends again
+            // once it learns of the restore (HubRestore.swift).
+            var behind = false
+            if request.proto > Wire.full && request.acked > 0 { behind = try storage.decision(device: device, seq: request.acked) == nil }
             // Record states travel in rejections, fetched records and pulled
             // changes; together they stop at the budget (docs/PROTOCOL.md).
             var budget = Hub.responseBudgetBytes
             for e in entries {
+                if behind {
+                    var result = Wire.Result(key: e.key, status: "retry")
+                    result.reason = Hub.restoredReason
+                    response.results.append(result)
+                    continue
+                }
                 let (result, applied) = try apply(entry: e, device: device, enrolled: enrolled, clientVersion: clientVersion, seq: &seq,
                                                   held: &held, own: &own, decisions: &decisions, budget: &budget, now: now)
                 // A record with an entry not applied now (duplicate, retry,
@@ -142,18 +162,24 @@ package final class Hub {
             let owned = own.values.filter(\.eligible).sorted { $0.seq < $1.seq }
             let ownKeys = Set(owned.map { ExactString($0.type, $0.id) })
             try storage.flush()
-            let audit = try storage.storeAudit(request.audit, device: device, receivedAt: now)
-            if let principal, let head = principal.credentials.head {
+            let audit = try storage.storeAudit(behind ? [] : request.audit, device: device, receivedAt: now)
+            if !behind, let principal, let head = principal.credentials.head {
                 try storage.storeHead(head, device: device, publicKey: principal.enrollment.publicKey, at: now)
             }
             if seq != self.seq { try storage.setMeta("seq", .int(seq)) }
 
             response.auditAcks = audit.acks.map { ($0.id, $0.at) }
             response.auditRefused = audit.refused.map { ($0, "audit_id_reused") }
-            // Only to an authenticated device: then reused seqs can only come
-            // from a copy of its own store (a hub without authentication cannot
-            // tell a copy from a second device given the same id).
-            if request.proto > Wire.full, principal != nil { response.holds = try storage.holds(device: device) }
+            // To every device: a device whose hub was restored from an earlier
+            // copy learns what the hub still holds of its work (HubRestore.swift).
+            // Only an authenticated one renumbers from it: then reused seqs can
+            // only come from a copy of its own store (a hub without authentication
+            // cannot tell a copy from a second device given the same id).
+            if request.proto > Wire.full {
+                response.holds = try storage.holds(device: device)
+                response.hub = Wire.Response.HubInfo(generation: generation, seq: seq, authenticated: principal != nil)
+            }
+            if let recovery = request.recovery { try storage.logRecovery(recovery, device: device, at: now) }
             // An enrolled store whose seqs meet other content is a copy
             // restored from an older file (the instance check keeps others
             // out): it recovers from `holds`; the operator is told.
@@ -451,6 +477,9 @@ package final class Hub {
         }
         stats["auth_refused"] = .int(refused)
         stats["devices_restored"] = .int(try storage.meta("devices_restored")?.int ?? 0)
+        stats["generation"] = .int(generation)
+        stats["devices_recovered"] = .int(try storage.meta("devices_recovered")?.int ?? 0)
+        stats["devices_restore_incomplete"] = .int(try storage.meta("devices_restore_incomplete")?.int ?? 0)
         stats["audit_reused"] = .int(try storage.meta("audit_reused")?.int ?? 0)
         stats["audit_rows"] = .int(try db.scalar("SELECT count(*) FROM fs_hub_audit") ?? 0)
         stats["audit_hash_failures"] = .int(try db.scalar("SELECT count(*) FROM fs_hub_audit WHERE hash_ok = 0") ?? 0)

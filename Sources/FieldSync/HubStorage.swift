@@ -50,6 +50,7 @@ final class HubStorage {
         try setMeta("schema", .string(schema.canonical))
         try setMeta("schema_version", .int(schema.version))
         try setMeta("seq", .int(0))
+        try setMeta("generation", .int(1))
     }
 
     func meta(_ key: String) throws(FieldSyncError) -> JSON? { try Store.meta(key, db: db) }
@@ -61,6 +62,8 @@ final class HubStorage {
             try db.exec("ALTER TABLE fs_hub_applied ADD COLUMN digest TEXT")
         }
         for sql in HubStorage.registryDDL { try db.exec(sql) }
+        // A hub made before generations were kept is the first of its line.
+        try db.exec("INSERT OR IGNORE INTO fs_meta(key, value) VALUES('generation', 1)")
     }
 
     /// Counters kept in fs_meta (refusals that leave no row behind).

@@ -10,8 +10,11 @@ struct HygieneSettings {
     var everyActions: Int64 = 0
     var fetchTTLMs: Int64 = 600_000
     var lastPassSeq: Int64 = 0
+    /// How long acknowledged entries are kept, in seconds, to be sent again
+    /// to a hub restored from an earlier copy (HubRestore.swift); 0 keeps none.
+    var ackedRetentionS: Int64 = 604_800
 
-    static let optionKeys: Set<String> = ["audit_keep_days", "hygiene_on_open", "hygiene_every", "fetch_ttl_ms"]
+    static let optionKeys: Set<String> = ["audit_keep_days", "hygiene_on_open", "hygiene_every", "fetch_ttl_ms", "acked_retention_s"]
 
     /// The longest day window (100 years), for audit_keep_days and a
     /// type's keep_days: `days * dayMs` stays far from overflow.
@@ -30,6 +33,8 @@ struct HygieneSettings {
         }
         try integerOption(opts, "hygiene_every", 0...1_000_000_000, into: &everyActions, "0: never after a receive")
         try integerOption(opts, "fetch_ttl_ms", 1...SyncState.maxDurationMs, into: &fetchTTLMs, "10 years")
+        try integerOption(opts, "acked_retention_s", 0...SyncState.maxDurationMs / 1000, into: &ackedRetentionS,
+                          "10 years; 0 keeps no acknowledged entry, so a restored hub loses them")
     }
 }
 
@@ -43,6 +48,7 @@ extension Store {
         var evicted: [String: Int64] = [:]
         var expired: Int64 = 0
         var auditEvicted: Int64 = 0
+        var acked: (count: Int64, through: Int64) = (0, sync.ackedEvictedThrough)
         try write { () throws(FieldSyncError) in
             for name in views.keys.sorted() {
                 guard let view = views[name] else { continue }
@@ -72,6 +78,7 @@ extension Store {
             // Eviction markers only serve a "fetch it" message; after 90 days
             // a plain "not found" will do, and the table stays small.
             try db.run("DELETE FROM fs_evicted WHERE evicted_at < ?", [.int(now - 90 * dayMs)])
+            acked = try evictAcked(now: now)
             if let days = hygieneSettings.auditKeepDays {
                 auditEvicted = try evictAudit(before: now - days * dayMs)
             }
@@ -79,6 +86,8 @@ extension Store {
             try setMeta("hygiene_pass_seq", .int(lastSeq))
         }
         hygieneSettings.lastPassSeq = lastSeq
+        sync.ackedEvictedThrough = acked.through
+        ackedEvictedAt = now
         // Reclaim the freed pages: incremental vacuum moves free pages to the
         // end and truncates, and a checkpoint carries that into the file.
         // PASSIVE: a host reading the file must not make the pass wait; what
@@ -88,7 +97,7 @@ extension Store {
         let bytesAfter = try fileBytes()
         var report: JSONObject = [
             "records_evicted": .int(evicted.values.reduce(0, +)), "fetched_expired": .int(expired),
-            "audit_rows_evicted": .int(auditEvicted), "bytes_before": .int(bytesBefore), "bytes_after": .int(bytesAfter),
+            "audit_rows_evicted": .int(auditEvicted), "acked_evicted": .int(acked.count), "bytes_before": .int(bytesBefore), "bytes_after": .int(bytesAfter),
             "bytes_reclaimed": .int(max(0, bytesBefore - bytesAfter)),
         ]
         for (name, n) in evicted { report["records_evicted_\(name)"] = .int(n) }

@@ -15,7 +15,7 @@ extension Store {
     /// store is behind its hub; removes from it the answers to the entries
     /// and rows it renumbered, which go back to pending.
     func recoverIfRestored(_ response: inout Wire.Response) throws(FieldSyncError) {
-        guard identity.authenticates, let holds = response.holds else { return }
+        guard identity.authenticates, let holds = response.holds, response.hub?.authenticated != false else { return }
         var first: Int64?
         for r in response.results where r.status == "rejected" && r.reason == "key_reused" {
             if let s = Outbox.seq(ofKey: r.key, device: deviceId) { first = min(first ?? s, s) }

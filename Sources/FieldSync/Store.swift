@@ -31,6 +31,8 @@ package final class Store {
     var shadows = StateCache()
 
     var hygieneSettings = HygieneSettings()
+    /// When this handle last evicted acknowledged entries past their window.
+    var ackedEvictedAt: Int64 = 0
     /// Keys, instance id and whether to authenticate (DeviceIdentity.swift).
     var identity: DeviceIdentity
 
@@ -47,6 +49,7 @@ package final class Store {
         // Records hygiene evicted, so a read can say they may be fetched.
         "CREATE TABLE fs_evicted(type TEXT NOT NULL, id TEXT NOT NULL, evicted_at INTEGER NOT NULL, PRIMARY KEY(type, id)) WITHOUT ROWID",
         AuditLog.ddl,
+        Store.ackedDDL,
     ] + Outbox.ddl
 
     package convenience init(path: String, schemaJSON: String, optionsJSON: String?) throws(FieldSyncError) {
@@ -87,6 +90,7 @@ package final class Store {
             }
             let (device, older) = try Store.check(db: db, schema: schema, requestedDevice: requestedDevice)
             try db.exec(Outbox.inflightIndex)
+            try db.exec(Store.ackedDDL)
             return (device, older, try DeviceIdentity.load(db: db, authenticates: authenticates))
         }
 
@@ -264,7 +268,8 @@ package final class Store {
             }
             throw .notFound("no record \(type)/\(id) on this device")
         }
-        let version = try db.scalar("SELECT version FROM fs_shadow WHERE type = ? AND id = ?", [.text(type), .text(id)])
+        // -1: stale since the hub was restored, until pulled again (HubRestore.swift).
+        let version = try db.scalar("SELECT version FROM fs_shadow WHERE type = ? AND id = ?", [.text(type), .text(id)]).flatMap { $0 < 0 ? nil : $0 }
         let pending = try db.scalar("SELECT count(*) FROM fs_outbox WHERE type = ? AND id = ?", [.text(type), .text(id)]) ?? 0
         return view.spec.recordJSON(id: id, fields: fields,
                                     meta: ["server_version": version.map(JSON.int) ?? .null, "pending": .int(pending)])
@@ -314,6 +319,14 @@ package final class Store {
         stats["signer"] = .string(identity.signer.external ? "host" : "store")
         stats["restored_recoveries"] = .int(try Store.meta("restored_recoveries", db: db)?.int ?? 0)
         stats["last_recovery"] = .string(try Store.meta("last_recovery", db: db)?.string ?? "")
+        // A hub restored from an earlier copy (HubRestore.swift).
+        stats["acked_retained"] = .int(try db.scalar("SELECT count(*) FROM fs_acked") ?? 0)
+        stats["acked_retention_s"] = .int(hygieneSettings.ackedRetentionS)
+        stats["hub_generation"] = .int(sync.hubGeneration ?? 0)
+        stats["hub_recoveries"] = .int(try Store.meta("hub_recoveries", db: db)?.int ?? 0)
+        stats["last_hub_recovery"] = .string(try Store.meta("last_hub_recovery", db: db)?.string ?? "")
+        stats["entries_lost_in_hub_restore"] = .int(try Store.meta("entries_lost_in_hub_restore", db: db)?.int ?? 0)
+        stats["hub_restore_incomplete"] = .string(try Store.meta("hub_restore_incomplete", db: db)?.string ?? "")
         stats = stats.merging(syncStats) { a, _ in a }
         for key in Store.writeCounters { stats[key] = .int(try Store.meta(key, db: db)?.int ?? 0) }
         return .object(stats)

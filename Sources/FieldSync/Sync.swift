@@ -33,6 +33,15 @@ struct SyncState {
     var lastSyncAt: Int64 = 0
     var lastFailure: String? = nil
 
+    /// The hub's generation as last seen, and what recovering from a
+    /// restored hub left behind (HubRestore.swift); from fs_meta.
+    var hubGeneration: Int64? = nil
+    var hubRecoveryBatch: Int64 = 0
+    var ackedEvictedThrough: Int64 = 0
+    var hubLostThrough: Int64 = 0
+    /// Sent with every request until one is answered (Wire.Request.Recovery).
+    var recoveryReport: String? = nil
+
     static let optionKeys: Set<String> = ["batch_size", "batch_bytes", "pull_limit", "backoff_base_ms", "backoff_cap_ms",
                                           "max_attempts", "pull_interval_ms", "scope", "protocol"]
 
@@ -111,7 +120,7 @@ extension Store {
 
     static let dueEntries = PreparedSQL("""
         SELECT o.seq, o.type, o.id, o.hlc, o.schema_version, o.ops, o.base, o.cursor, o.state, o.next_attempt_at,
-               o.base_values, a.actor, s.version,
+               o.base_values, a.actor, max(s.version, 0),
                CASE WHEN a.server_received_at IS NULL THEN length(CAST(a.input AS BLOB)) ELSE 0 END
         FROM fs_outbox o LEFT JOIN fs_audit a ON a.audit_id = o.seq
         LEFT JOIN fs_shadow s ON s.type = o.type AND s.id = o.id
@@ -242,7 +251,8 @@ extension Store {
             var out = ByteWriter(capacity: entries.count + audit.count + 256)
             Wire.Request.write(proto: sync.proto, device: deviceId, batch: batch, schemaVersion: schema.version, cursor: sync.cursor,
                                pull: true, limit: sync.pullLimit, scope: sync.scope.isEmpty ? nil : JSON.object(sync.scope),
-                               entries: entries, audit: audit, fetch: [], auth: try credentials(head: head), to: &out)
+                               entries: entries, audit: audit, fetch: [], auth: try credentials(head: head),
+                               recovery: try recoveryMember(), acked: try ackedHigh(), to: &out)
             if entries.failed || audit.failed || out.failed { throw .internal("out of memory writing a request") }
             // Signed inside the transaction: a signer that fails leaves the
             // outbox as it was.
@@ -332,7 +342,7 @@ extension Store {
             Wire.Request.write(proto: sync.proto, device: deviceId, batch: Wire.batchId(device: deviceId, number: number),
                                schemaVersion: schema.version, cursor: sync.cursor, pull: false, limit: nil, scope: nil,
                                entries: ByteWriter(capacity: 0), audit: ByteWriter(capacity: 0), fetch: wanted,
-                               auth: try credentials(head: nil), to: &out)
+                               auth: try credentials(head: nil), recovery: try recoveryMember(), acked: try ackedHigh(), to: &out)
             if out.failed { throw .internal("out of memory writing a request") }
             return (number, try signed(out.array, batch: number))
         }
@@ -387,6 +397,7 @@ extension Store {
         }
 
         try recoverIfRestored(&decoded)
+        try recoverIfHubRestored(&decoded, answered: answered)
         let changes = decoded.changes ?? [], fetched = decoded.fetched ?? []
         var own: [ExactString: Wire.Own] = [:]
         for record in decoded.own { own[ExactString(record.type, record.id)] = record }
@@ -410,9 +421,15 @@ extension Store {
         var writes: [String: Int64] = [:]
         var random = SystemRandomNumberGenerator()
         var acknowledged: Set<Int64> = []
+        var evictedThrough = sync.ackedEvictedThrough
         var committed = false
         defer { shadows.end(committed: committed) }
         let newCursor: Int64 = try write { () throws(FieldSyncError) -> Int64 in
+            // An answer to a batch sent before the hub was restored tells of
+            // its former life: acknowledgements the restored hub never made.
+            if answered < sync.hubRecoveryBatch {
+                throw .arg("response answers batch \(batch), sent before the hub was found restored from an earlier copy; it is ignored")
+            }
             clock = self.clock   // as caught up with the file
             _ = try shadows.begin(db)
             // The answered entries, one query per run of consecutive seqs
@@ -473,13 +490,33 @@ extension Store {
                     }
                 }
             }
-            // Acknowledged entries leave the outbox, and their audit rows
-            // take the hub's time, one statement per run of seqs.
+            // Acknowledged entries leave the outbox for fs_acked, kept for the
+            // window in case the hub is restored from an earlier copy
+            // (HubRestore.swift), and their audit rows take the hub's time,
+            // one statement per run of seqs.
+            let keep = hygieneSettings.ackedRetentionS > 0
+            var dropped: Int64 = 0
             for (at, seqs) in applied {
                 for run in consecutiveRuns(seqs) {
+                    if keep {
+                        try db.run(Store.keepAcked, [.int(now), .int(run.lowerBound), .int(run.upperBound)])
+                    } else {
+                        dropped = max(dropped, run.upperBound)
+                    }
                     try db.run(Store.deleteEntries, [.int(run.lowerBound), .int(run.upperBound)])
                     try db.run(Store.auditApplied, [at.map(SQLValue.int) ?? .null, .int(run.lowerBound), .int(run.upperBound)])
                 }
+            }
+            if dropped > sync.ackedEvictedThrough {
+                try setMeta("acked_evicted_through", .int(dropped))
+                evictedThrough = dropped
+            }
+            if keep && now >= ackedEvictedAt + Store.ackedEvictionIntervalMs { evictedThrough = try evictAcked(now: now).through }
+            if let hub = decoded.hub, sync.hubGeneration == nil { try setMeta("hub_generation", .int(hub.generation)) }
+            // The hub has read the report of a recovery once it answers a
+            // request prepared after it: every such request carried it.
+            if sync.recoveryReport != nil && answered > sync.hubRecoveryBatch {
+                try db.run("DELETE FROM fs_meta WHERE key = 'hub_recovery_report'")
             }
             var rewind: Int64?
             for (key, record) in confirmed {
@@ -547,6 +584,10 @@ extension Store {
         }
         committed = true
         self.clock = clock
+        if hygieneSettings.ackedRetentionS > 0 && now >= ackedEvictedAt + Store.ackedEvictionIntervalMs { ackedEvictedAt = now }
+        sync.ackedEvictedThrough = evictedThrough
+        if sync.hubGeneration == nil { sync.hubGeneration = decoded.hub?.generation }
+        if answered > sync.hubRecoveryBatch { sync.recoveryReport = nil }
         sync.cursor = newCursor
         sync.pullDue = decoded.more ?? false
         sync.lastPullAt = now
@@ -597,6 +638,9 @@ extension Store {
             (state, held) = stored
             shadows.read(key, stored)
         }
+        // Stale since the hub was restored (HubRestore.swift): it may hold
+        // these changes already; the pull that is due replaces it.
+        if held < 0 { return (false, nil) }
         var contained = false
         var exactVersion = exactVersion
         var repull: Int64?

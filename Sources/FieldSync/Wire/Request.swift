@@ -15,6 +15,12 @@ extension Wire {
         var entries: [Entry] = []
         var audit: [AuditRow] = []
         var fetch: [Ref] = []
+        /// A device that found its hub restored from an earlier copy says so
+        /// (HubRestore.swift): what it sends again, and what it lost.
+        var recovery: Recovery?
+        /// The highest seq the device knows the hub acknowledged: a hub that
+        /// does not hold it was restored from an earlier copy.
+        var acked: Int64 = 0
 
         init(device: String, batch: String) {
             self.device = device
@@ -65,6 +71,8 @@ extension Wire {
                 guard let o = ref.object else { throw .arg("request: fetch[\(i)] must be {\"type\", \"id\"}, got \(ref.kind)") }
                 fetch.append(Ref(type: try f.requiredText(o["type"], "type"), id: try f.requiredText(o["id"], "id")))
             }
+            if let o = try m.object(r["recovery"], "recovery") { recovery = try Recovery(o) }
+            acked = try m.int(r["acked"], "acked", 0...Wire.maxSeq) ?? 0
         }
 
         /// As it travels: compact from protocol 2 on (rows without what their
@@ -92,7 +100,8 @@ extension Wire {
             }
             var out = ByteWriter(capacity: entryText.count + auditText.count + 256)
             Request.write(proto: proto, device: device, batch: batch, schemaVersion: schemaVersion, cursor: cursor, pull: pull,
-                          limit: limit, scope: scope, entries: entryText, audit: auditText, fetch: fetch, to: &out)
+                          limit: limit, scope: scope, entries: entryText, audit: auditText, fetch: fetch,
+                          recovery: recovery?.json, acked: acked, to: &out)
             return out.array
         }
 
@@ -100,8 +109,10 @@ extension Wire {
         /// and `audit` are their elements as written, comma-separated.
         static func write(proto: Int64, device: String, batch: String, schemaVersion: Int64, cursor: Int64, pull: Bool,
                           limit: Int64?, scope: JSON?, entries: borrowing ByteWriter, audit: borrowing ByteWriter, fetch: [Ref],
-                          auth: Credentials? = nil, to out: inout ByteWriter) {
-            out.append("{\"audit\":[")
+                          auth: Credentials? = nil, recovery: JSON? = nil, acked: Int64 = 0, to out: inout ByteWriter) {
+            out.append("{")
+            if acked > 0 { out.append("\"acked\":"); JSON.writeInt(acked, to: &out); out.append(",") }
+            out.append("\"audit\":[")
             audit.withBytes { out.append($0) }
             out.append("]")
             if let auth { out.append(",\"auth\":"); auth.write(to: &out) }
@@ -115,6 +126,7 @@ extension Wire {
             if let limit { out.append(",\"limit\":"); JSON.writeInt(limit, to: &out) }
             out.append(",\"protocol\":"); JSON.writeInt(proto, to: &out)
             if pull { out.append(",\"pull\":true") } else { out.append(",\"pull\":false") }
+            if let recovery { out.append(",\"recovery\":"); recovery.write(to: &out) }
             out.append(",\"schema_version\":"); JSON.writeInt(schemaVersion, to: &out)
             if let scope, scope.object?.isEmpty != true, !scope.isNull { out.append(",\"scope\":"); scope.write(to: &out) }
             out.append(UInt8(ascii: "}"))

@@ -43,11 +43,25 @@ extension Wire {
         /// Protocol 2: the highest seq and audit row the hub holds for the
         /// device (a store restored from an older copy learns it is behind).
         var holds: Holds?
+        /// The hub itself: which copy of its history answers, and how far
+        /// that history goes (HubRestore.swift: a device learns the hub was
+        /// restored from an earlier copy).
+        var hub: HubInfo?
 
         struct Holds: Equatable {
             var seq: Int64
             var auditId: Int64
             var auditHash: String?
+        }
+
+        struct HubInfo: Equatable {
+            /// 1 for a new hub; a copy written by fs_hub_backup is one more.
+            var generation: Int64
+            /// The hub's high-water change sequence.
+            var seq: Int64
+            /// Whether the hub authenticated this request: only then may
+            /// `holds` renumber a store's entries (Restore.swift).
+            var authenticated: Bool
         }
 
         init(proto: Int64, device: String, batch: String, serverTime: Int64) {
@@ -118,6 +132,12 @@ extension Wire {
                               auditId: try hm.int(h["audit_id"], "audit_id", 0...Wire.maxSeq) ?? 0,
                               auditHash: try hm.text(h["audit_hash"], "audit_hash"))
             }
+            if let h = try m.object(r["hub"], "hub") {
+                let hm = Members(context: "response: hub")
+                hub = HubInfo(generation: try hm.requiredInt(h["generation"], "generation", 1...Wire.maxSeq),
+                              seq: try hm.requiredInt(h["seq"], "seq", 0...Wire.maxSeq),
+                              authenticated: try hm.bool(h["authenticated"], "authenticated") ?? false)
+            }
         }
 
         private static func records(_ list: [JSON], _ name: String) throws(FieldSyncError) -> [Record] {
@@ -171,6 +191,9 @@ extension Wire {
                 if let hash = holds.auditHash { h["audit_hash"] = .string(hash) }
                 o["holds"] = .object(h)
             }
+            if let hub {
+                o["hub"] = .object(["authenticated": .bool(hub.authenticated), "generation": .int(hub.generation), "seq": .int(hub.seq)])
+            }
             return .object(o)
         }
 
@@ -198,7 +221,7 @@ extension Wire {
                 && a.error?.code == b.error?.code && a.error?.message == b.error?.message && a.results == b.results
                 && a.auditAcks.elementsEqual(b.auditAcks) { $0 == $1 } && a.auditRefused.elementsEqual(b.auditRefused) { $0 == $1 }
                 && a.own == b.own && a.fetched == b.fetched && a.missing == b.missing && a.deferred == b.deferred
-                && a.changes == b.changes && a.cursor == b.cursor && a.more == b.more && a.holds == b.holds
+                && a.changes == b.changes && a.cursor == b.cursor && a.more == b.more && a.holds == b.holds && a.hub == b.hub
         }
     }
 }

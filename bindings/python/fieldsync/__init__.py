@@ -453,6 +453,7 @@ class Store(_Handle):
         max_clock_skew_ms: Optional[int] = None,
         protocol: Optional[int] = None,
         auth: Optional[str] = None,
+        acked_retention_s: Optional[int] = None,
     ) -> None:
         """Open (creating if needed) the store at `path`. Options left at None
         take the library's defaults: durability "full", a generated device id,
@@ -469,7 +470,10 @@ class Store(_Handle):
         (run a pass when the store opens; default False), hygiene_every (run a
         pass after sync_receive() once N actions were applied since the last
         one; 0, the default, never), fetch_ttl_ms (how long records fetched
-        with fetch_request() stay cached; default 600000). max_clock_skew_ms
+        with fetch_request() stay cached; default 600000), acked_retention_s
+        (how long acknowledged entries are kept, to be sent again to a hub
+        restored from an earlier copy; default 604800 = 7 days, 0 keeps none;
+        docs/OPERATIONS.md "Restoring a hub"). max_clock_skew_ms
         (default 24 h): stamps pulled from the hub further ahead of this
         device's clock are never adopted by it. protocol (1 or 2, default 2):
         the sync protocol requests are written in; 1 while the hub runs a
@@ -494,7 +498,8 @@ class Store(_Handle):
                            pull_interval_ms=pull_interval_ms, scope=scope,
                            audit_keep_days=audit_keep_days, hygiene_on_open=hygiene_on_open,
                            hygiene_every=hygiene_every, fetch_ttl_ms=fetch_ttl_ms,
-                           max_clock_skew_ms=max_clock_skew_ms, protocol=protocol, auth=auth)
+                           max_clock_skew_ms=max_clock_skew_ms, protocol=protocol, auth=auth,
+                           acked_retention_s=acked_retention_s)
         handle = c_void_p()
         _check(lib.fs_store_open(_text(self.path, "path"), _json(schema),
                                  _json(options) if options else None, byref(handle)))
