@@ -46,7 +46,7 @@ extension Wire.Request {
         }
 
         init(_ o: JSONObject) throws(FieldSyncError) {
-            let m = Wire.Members(context: "request: recovery")
+            let m = Wire.Members("request: recovery")
             generation = try m.int(o["generation"], "generation", 0...Wire.maxSeq) ?? 0
             fromGeneration = try m.int(o["from_generation"], "from_generation", 0...Wire.maxSeq) ?? 0
             resent = try m.int(o["resent"], "resent", 0...Wire.maxSeq) ?? 0

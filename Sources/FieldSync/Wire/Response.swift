@@ -133,7 +133,7 @@ extension Wire {
                               auditHash: try hm.text(h["audit_hash"], "audit_hash"))
             }
             if let h = try m.object(r["hub"], "hub") {
-                let hm = Members(context: "response: hub")
+                let hm = Members("response: hub")
                 hub = HubInfo(generation: try hm.requiredInt(h["generation"], "generation", 1...Wire.maxSeq),
                               seq: try hm.requiredInt(h["seq"], "seq", 0...Wire.maxSeq),
                               authenticated: try hm.bool(h["authenticated"], "authenticated") ?? false)
