@@ -589,7 +589,9 @@ FS_EXTERN fs_status fs_hub_set_clock(fs_hub *hub, int64_t (*now_ms)(void *ctx), 
  *         keys are not the sender's, audit rows naming another device's
  *         outbox keys), FS_ERR_JSON, FS_ERR_TOO_BIG,
  *         FS_ERR_SCHEMA (a scope naming unknown types or fields, set or json
- *         fields, or values of the wrong type), FS_ERR_CLOSED, FS_ERR_IO,
+ *         fields, or values of the wrong type; or another handle migrated
+ *         the hub file to a newer schema since this one opened it: reopen
+ *         with that schema), FS_ERR_CLOSED, FS_ERR_IO,
  *         FS_ERR_FULL, FS_ERR_BUSY. On error nothing is applied.
  * Blocks for one transaction: about 15 ms of CPU per 100 entries on a 2-core
  * VM (BENCHMARKS.md). Any thread. */

@@ -127,7 +127,15 @@ package final class Hub {
         defer { storage.endRequest(committed: committed) }
         let response = try storage.db.transaction { () throws(FieldSyncError) -> JSON in
             // Another hub handle on this file may have moved the change log on.
-            if try storage.beginRequest() { self.seq = try storage.meta("seq")?.int ?? 0 }
+            if try storage.beginRequest() {
+                self.seq = try storage.meta("seq")?.int ?? 0
+                // Another handle (a worker restarted first) migrated the file:
+                // this one would merge with the old schema's rules over the
+                // new schema's records. Refused before anything is read.
+                if let stored = try storage.meta("schema_version")?.int, stored != schema.version {
+                    throw .schema("another handle moved this hub to schema version \(stored); this handle has version \(schema.version): close it and open the hub with the newer schema")
+                }
+            }
             var seq = self.seq
             var response = Wire.Response(proto: request.proto, device: device, batch: batch, serverTime: now)
             var held: Set<ExactString> = []

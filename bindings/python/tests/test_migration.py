@@ -521,3 +521,24 @@ def test_kill_9_during_the_local_migration_leaves_v1_or_v3_never_half(tmp_path):
         assert [r["hash"] for r in hub_audit] == [r["hash"] for r in device_audit]
         assert stats["audit_chain_breaks"] == 0 and stats["audit_hash_failures"] == 0
         assert by_id(store.query("task")) == records
+
+
+def test_a_hub_handle_refuses_requests_once_another_handle_migrated_the_file(tmp_path):
+    """Two gunicorn workers: one restarted with the new schema migrates the
+    hub file; the other, still on the old schema, must not merge with the
+    old rules over the new records (docs/OPERATIONS.md "Upgrading")."""
+    hub_path = str(tmp_path / "hub.db")
+    with fieldsync.Store(str(tmp_path / "d.db"), V1, device_id=DEVICE, auth="off") as store, \
+         fieldsync.Hub(hub_path, V1, auth="off") as old:
+        store.apply(act("T-1", set={"status": "a"}, inc={"qty": 1}))
+        store.sync_with(old)
+        store.apply(act("T-1", inc={"qty": 1}))
+        request, _ = store.sync_prepare()
+        with fieldsync.Hub(hub_path, V3, auth="off") as new:
+            before = dump(hub_path)
+            with pytest.raises(fieldsync.SchemaError, match="another handle moved this hub to schema version 3"):
+                old.handle(request)
+            assert dump(hub_path) == before  # nothing written
+            # The new handle serves the old device (upcast), as before.
+            store.sync_receive(new.handle(request))
+            assert [r["picked"] for r in new.query("task")] == [2]
