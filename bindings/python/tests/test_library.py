@@ -133,3 +133,15 @@ def test_without_the_library_the_cli_says_so_in_one_line_and_the_api_at_first_us
                           "except ImportError as e:\n    print('ImportError', e)\n"],
                          capture_output=True, text=True, env=env, cwd=tmp_path)
     assert api.returncode == 0 and api.stdout.startswith("ImportError cannot load libfieldsync"), api
+
+
+def test_the_version_is_written_once_in_the_header_and_checked_everywhere_else():
+    header = HEADER.read_text()
+    parts = [int(re.search(rf"#define FS_VERSION_{p} (\d+)", header).group(1)) for p in ("MAJOR", "MINOR", "PATCH")]
+    version = ".".join(map(str, parts))
+    assert f'#define FS_VERSION "{version}"' in header
+    assert fieldsync.version() == version  # the library reports the header it was built from
+    pyproject = (BINDING_DIR / "pyproject.toml").read_text()
+    assert re.search(r'^version = "([^"]+)"', pyproject, re.M).group(1) == version, "pyproject.toml's version"
+    changelog = (HEADER.parents[1] / "CHANGELOG.md").read_text()
+    assert re.search(rf"^## {re.escape(version)}\b", changelog, re.M), "CHANGELOG.md has no section for " + version
