@@ -465,6 +465,13 @@ extension Store {
                     if !pulledRecords.contains(key) {
                         confirmed[key, default: (entry.type, entry.id, [])].changes.append(
                             Confirmed(ops: entry.ops, hlc: entry.hlc, schemaVersion: entry.version, serverSeq: item.serverSeq))
+                    } else {
+                        // The view is rebuilt on the pulled state even when
+                        // that state is no newer than the one held: the held
+                        // one may already hold this change (pulled while the
+                        // change was pending again, after a hub restore), and
+                        // the view counted it twice until now.
+                        touched[key] = (entry.type, entry.id)
                     }
                 case "rejected":
                     writes["writes_rejected", default: 0] += 1
