@@ -167,6 +167,10 @@ package final class Hub {
                 }
                 response.results.append(result)
             }
+            // Resends answered from the ledger: one counter write a request.
+            var duplicates: Int64 = 0
+            for r in response.results where r.status == "duplicate" { duplicates += 1 }
+            if duplicates > 0 { try storage.increment("entries_duplicate", by: duplicates) }
             let owned = own.values.filter(\.eligible).sorted { $0.seq < $1.seq }
             let ownKeys = Set(owned.map { ExactString($0.type, $0.id) })
             try storage.flush()
@@ -472,6 +476,19 @@ package final class Hub {
         stats["entries_clock_skew"] = .int(try db.scalar("SELECT count(*) FROM fs_hub_applied WHERE status = 'rejected' AND reason = 'clock_skew'") ?? 0)
         stats["entries_key_reused"] = .int(try storage.meta("entries_key_reused")?.int ?? 0)
         stats["entries_out_of_scope"] = .int(try db.scalar("SELECT count(*) FROM fs_hub_applied WHERE status = 'rejected' AND reason = 'out_of_scope'") ?? 0)
+        stats["entries_duplicate"] = .int(try storage.meta("entries_duplicate")?.int ?? 0)
+        // Every rejection by its reason's code, the words before a ':'
+        // ("invalid: <why>" is "invalid"), so the keys stay few whatever the
+        // messages say: "entries_rejected.<code>". The keys above stay for
+        // hosts that read them.
+        try db.query("""
+            SELECT CASE WHEN instr(coalesce(reason, 'unknown'), ':') > 0 THEN substr(reason, 1, instr(reason, ':') - 1)
+                        ELSE coalesce(reason, 'unknown') END, count(*)
+            FROM fs_hub_applied WHERE status = 'rejected' GROUP BY 1
+            """) { r in
+            stats["entries_rejected." + r.text(0)] = .int(r.int(1))
+            return true
+        }
         stats["auth"] = .string(authenticates ? "on" : "off")
         stats["public_key"] = .string(publicKey)
         stats["devices_enrolled"] = .int(try db.scalar("SELECT count(*) FROM fs_devices WHERE revoked = 0") ?? 0)

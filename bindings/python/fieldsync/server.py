@@ -329,9 +329,7 @@ class HubCollector:
     COUNTERS = {
         "entries_applied": ("fieldsync_hub_entries", "Entries the hub decided, by outcome", {"outcome": "applied"}),
         "entries_rejected": ("fieldsync_hub_entries", "", {"outcome": "rejected"}),
-        "entries_clock_skew": ("fieldsync_hub_entries_rejected", "Rejected entries, by the reasons the hub counts",
-                               {"reason": "clock_skew"}),
-        "entries_out_of_scope": ("fieldsync_hub_entries_rejected", "", {"reason": "out_of_scope"}),
+        "entries_duplicate": ("fieldsync_hub_entries", "", {"outcome": "duplicate"}),
         "entries_key_reused": ("fieldsync_hub_key_reused", "Resends of a decided key with other content", {}),
         "field_writes": ("fieldsync_hub_field_writes", "Field writes applied", {}),
         "conflicts": ("fieldsync_hub_conflicts", "Concurrent field writes", {}),
@@ -388,8 +386,12 @@ class HubCollector:
                                      labels=["type", "field", "kind"])
         rates = GaugeMetricFamily("fieldsync_hub_field_conflict_rate", "Concurrent writes / writes, per field",
                                   labels=["type", "field"])
+        rejected = CounterMetricFamily("fieldsync_hub_entries_rejected", "Rejected entries, by reason",
+                                       labels=["reason"])
         for key, value in stats.items():
-            if key.startswith("records_"):
+            if key.startswith("entries_rejected."):
+                rejected.add_metric([key[len("entries_rejected."):]], float(value))
+            elif key.startswith("records_"):
                 records.add_metric([key[len("records_"):]], float(value))
             elif key.startswith("auth_refused_"):
                 refused.add_metric([key[len("auth_refused_"):]], float(value))
@@ -400,7 +402,7 @@ class HubCollector:
                     fields.add_metric([type_, field, kind], float(value))
                 elif kind == "rate":
                     rates.add_metric([type_, field], float(value))
-        yield from (records, refused, fields, rates)
+        yield from (rejected, records, refused, fields, rates)
         states = GaugeMetricFamily("fieldsync_hub_devices", "Enrolled devices, by state", labels=["state"])
         states.add_metric(["active"], float(stats.get("devices_enrolled", 0)))
         states.add_metric(["revoked"], float(stats.get("devices_revoked", 0)))

@@ -314,6 +314,12 @@ def test_metrics_sum_the_workers_and_match_the_hub_stats(served):
     assert total(after, "fieldsync_hub_up") == 1
     assert total(after, "fieldsync_hub_entries_total", outcome="applied") == stats["entries_applied"]
     assert total(after, "fieldsync_hub_entries_total", outcome="rejected") == stats["entries_rejected"]
+    # Duplicates and rejections by reason are the hub file's, summed by no worker.
+    assert total(after, "fieldsync_hub_entries_total", outcome="duplicate") == stats["entries_duplicate"] >= 10
+    by_reason = {k[len("entries_rejected."):]: v for k, v in stats.items() if k.startswith("entries_rejected.")}
+    assert sum(by_reason.values()) == stats["entries_rejected"]
+    for reason, n in by_reason.items():
+        assert total(after, "fieldsync_hub_entries_rejected_total", reason=reason) == n
     assert total(after, "fieldsync_hub_seq") == stats["seq"]
     assert total(after, "fieldsync_hub_audit_rows") == stats["audit_rows"]
     assert total(after, "fieldsync_hub_conflicts_total") == stats["conflicts"]
