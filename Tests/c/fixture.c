@@ -104,6 +104,20 @@ json_t *take_json_at(const char *file, int line, char *s) {
     return v;
 }
 
+void open_refused_at(const char *file, int line, const char *const *options, size_t n) {
+    size_t i;
+    for (i = 0; i < n; i++) {
+        fs_store *out = (fs_store *)SENTINEL;
+        fs_status st = fs_store_open(test_path("refused.db"), TASK_SCHEMA, options[i], &out);
+        if (st != FS_ERR_ARG)
+            fs_test_fail(file, line, "options %s: %s (\"%s\"), expected FS_ERR_ARG", options[i],
+                         fs_status_name(st), fs_last_error());
+        if (st != FS_OK && out != NULL)
+            fs_test_fail(file, line, "options %s: out_store not NULL after failure", options[i]);
+        if (st == FS_OK && out != NULL && out != (fs_store *)SENTINEL) fs_store_close(out);
+    }
+}
+
 fs_store *open_store_at(const char *file, int line, const char *name, const char *schema,
                         const char *options) {
     fs_store *s = NULL;

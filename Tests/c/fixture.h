@@ -81,6 +81,12 @@ fs_store *open_store_at(const char *file, int line, const char *name, const char
     open_store_at(__FILE__, __LINE__, (name), (schema), (options))
 #define open_task_store() open_store_at(__FILE__, __LINE__, "store.db", TASK_SCHEMA, NULL)
 
+/* Opening a task store with each of `options` (n of them) must give
+ * FS_ERR_ARG and a NULL handle; records a failure for each that does not. */
+void open_refused_at(const char *file, int line, const char *const *options, size_t n);
+#define open_refused(options) \
+    open_refused_at(__FILE__, __LINE__, (options), sizeof(options) / sizeof((options)[0]))
+
 /* Applies and returns the parsed result (NULL + a failure if not FS_OK). */
 json_t *apply_ok_at(const char *file, int line, fs_store *s, const char *action);
 #define apply_ok(s, action) apply_ok_at(__FILE__, __LINE__, (s), (action))

@@ -23,16 +23,7 @@ TEST(test_acked_retention_extremes_are_refused_at_open) {
     };
     static const char *const good[] = {"{\"acked_retention_s\":0}", "{\"acked_retention_s\":316224000}"};
     size_t i;
-    for (i = 0; i < sizeof bad / sizeof bad[0]; i++) {
-        fs_store *out = (fs_store *)SENTINEL;
-        fs_status st = fs_store_open(test_path("a.db"), TASK_SCHEMA, bad[i], &out);
-        if (st != FS_ERR_ARG)
-            fs_test_fail(__FILE__, __LINE__, "options %s: %s (\"%s\"), expected FS_ERR_ARG",
-                         bad[i], fs_status_name(st), fs_last_error());
-        if (st != FS_OK && out != NULL)
-            fs_test_fail(__FILE__, __LINE__, "options %s: out_store not NULL after failure", bad[i]);
-        if (out != NULL && out != (fs_store *)SENTINEL) fs_store_close(out);
-    }
+    open_refused(bad);
     for (i = 0; i < sizeof good / sizeof good[0]; i++) {
         fs_store *out = NULL;
         CHECK_OK(fs_store_open(test_path("b.db"), TASK_SCHEMA, good[i], &out));

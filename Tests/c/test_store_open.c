@@ -101,17 +101,7 @@ TEST(test_open_rejects_bad_option_values) {
         "{\"busy_timeout_ms\":\"100\"}",  "{\"busy_timeout_ms\":1.5}",
         "{\"busy_timeout_ms\":true}",
     };
-    size_t i;
-    for (i = 0; i < sizeof bad / sizeof bad[0]; i++) {
-        fs_store *out = (fs_store *)SENTINEL;
-        fs_status st = fs_store_open(test_path("a.db"), TASK_SCHEMA, bad[i], &out);
-        if (st != FS_ERR_ARG)
-            fs_test_fail(__FILE__, __LINE__, "options %s: %s (\"%s\"), expected FS_ERR_ARG",
-                         bad[i], fs_status_name(st), fs_last_error());
-        if (st != FS_OK && out != NULL)
-            fs_test_fail(__FILE__, __LINE__, "options %s: out_store not NULL after failure", bad[i]);
-        if (out != NULL && out != (fs_store *)SENTINEL) fs_store_close(out);
-    }
+    open_refused(bad);
 }
 
 TEST(test_open_rejects_null_option_values) {

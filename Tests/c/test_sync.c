@@ -838,15 +838,5 @@ TEST(test_sync_options_with_bad_values_are_refused) {
         "{\"scope\":[]}",             "{\"scope\":\"WH-3\"}",       "{\"scope\":null}",
         "{\"pull_limt\":10}",
     };
-    size_t i;
-    for (i = 0; i < sizeof bad / sizeof bad[0]; i++) {
-        fs_store *out = (fs_store *)SENTINEL;
-        fs_status st = fs_store_open(test_path("a.db"), TASK_SCHEMA, bad[i], &out);
-        if (st != FS_ERR_ARG)
-            fs_test_fail(__FILE__, __LINE__, "options %s: %s (\"%s\"), expected FS_ERR_ARG", bad[i],
-                         fs_status_name(st), fs_last_error());
-        if (st != FS_OK && out != NULL)
-            fs_test_fail(__FILE__, __LINE__, "options %s: out_store not NULL after failure", bad[i]);
-        if (st == FS_OK && out != NULL && out != (fs_store *)SENTINEL) fs_store_close(out);
-    }
+    open_refused(bad);
 }
