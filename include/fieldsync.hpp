@@ -64,6 +64,42 @@ inline std::string take(char *p) {
 
 /* The text of an optional argument: NULL when empty. */
 inline const char *or_null(const std::string &s) { return s.empty() ? nullptr : s.c_str(); }
+
+/* A handle closed with `Close` when it goes out of scope; move-only. */
+template <typename H, fs_status (*Close)(H *)>
+class owned {
+public:
+    owned() = default;
+    ~owned() {
+        if (p_) Close(p_);
+    }
+    owned(const owned &) = delete;
+    owned &operator=(const owned &) = delete;
+    owned(owned &&other) noexcept : p_(std::exchange(other.p_, nullptr)) {}
+    owned &operator=(owned &&other) noexcept {
+        if (this != &other) {
+            if (p_) Close(p_);
+            p_ = std::exchange(other.p_, nullptr);
+        }
+        return *this;
+    }
+    /* Where the open call writes the handle. */
+    H **out() noexcept { return &p_; }
+    H *get() const noexcept { return p_; }
+    /* Closes now, reporting a failure (a destructor cannot); twice is fine. */
+    void close() {
+        if (H *h = std::exchange(p_, nullptr)) check(Close(h));
+    }
+    /* The library would answer a NULL handle FS_ERR_ARG; a wrapper closed
+     * or moved from says so, as a closed C handle does. */
+    H *live(const char *what) const {
+        if (!p_) throw error(FS_ERR_CLOSED, std::string("the ") + what + " was closed or moved from");
+        return p_;
+    }
+
+private:
+    H *p_ = nullptr;
+};
 }  // namespace detail
 
 /* The library's version ("MAJOR.MINOR.PATCH") and ABI version. */
@@ -73,31 +109,17 @@ inline int32_t abi_version() { return fs_abi_version(); }
 /* A device store (fs_store_*). */
 class store {
 public:
-    /* fs_store_open. options_json may be empty (defaults). */
+    /* fs_store_open. options_json may be empty (defaults). Closed with
+     * fs_store_close when it goes out of scope; move-only. */
     store(const std::string &path, const std::string &schema_json, const std::string &options_json = "") {
-        detail::check(fs_store_open(path.c_str(), schema_json.c_str(), detail::or_null(options_json), &handle_));
-    }
-    ~store() {
-        if (handle_) fs_store_close(handle_);
-    }
-    store(const store &) = delete;
-    store &operator=(const store &) = delete;
-    store(store &&other) noexcept : handle_(std::exchange(other.handle_, nullptr)) {}
-    store &operator=(store &&other) noexcept {
-        if (this != &other) {
-            if (handle_) fs_store_close(handle_);
-            handle_ = std::exchange(other.handle_, nullptr);
-        }
-        return *this;
+        detail::check(fs_store_open(path.c_str(), schema_json.c_str(), detail::or_null(options_json), handle_.out()));
     }
 
     /* fs_store_close, reporting a failure (the destructor cannot). Later
      * calls throw FS_ERR_CLOSED. */
-    void close() {
-        if (fs_store *h = std::exchange(handle_, nullptr)) detail::check(fs_store_close(h));
-    }
+    void close() { handle_.close(); }
     /* The C handle, for calls this wrapper does not cover; still owned here. */
-    fs_store *native_handle() const noexcept { return handle_; }
+    fs_store *native_handle() const noexcept { return handle_.get(); }
 
     /* fs_store_apply: the result object. */
     std::string apply(const std::string &action_json) {
@@ -178,14 +200,9 @@ public:
     void set_clock(int64_t (*now_ms)(void *ctx), void *ctx) { detail::check(fs_store_set_clock(live(), now_ms, ctx)); }
 
 private:
-    fs_store *handle_ = nullptr;
+    detail::owned<fs_store, fs_store_close> handle_;
 
-    /* The library would answer a NULL handle FS_ERR_ARG; a wrapper closed
-     * or moved from says so, as a closed C handle does. */
-    fs_store *live() const {
-        if (!handle_) throw error(FS_ERR_CLOSED, "the store was closed or moved from");
-        return handle_;
-    }
+    fs_store *live() const { return handle_.live("store"); }
     std::string text(fs_status (*fn)(fs_store *, const char *, char **), const std::string &arg) {
         char *out = nullptr;
         detail::check(fn(live(), arg.c_str(), &out));
@@ -201,29 +218,15 @@ private:
 /* The hub (fs_hub_*). */
 class hub {
 public:
-    /* fs_hub_open. options_json may be empty (defaults). */
+    /* fs_hub_open. options_json may be empty (defaults). Closed with
+     * fs_hub_close when it goes out of scope; move-only. */
     hub(const std::string &path, const std::string &schema_json, const std::string &options_json = "") {
-        detail::check(fs_hub_open(path.c_str(), schema_json.c_str(), detail::or_null(options_json), &handle_));
-    }
-    ~hub() {
-        if (handle_) fs_hub_close(handle_);
-    }
-    hub(const hub &) = delete;
-    hub &operator=(const hub &) = delete;
-    hub(hub &&other) noexcept : handle_(std::exchange(other.handle_, nullptr)) {}
-    hub &operator=(hub &&other) noexcept {
-        if (this != &other) {
-            if (handle_) fs_hub_close(handle_);
-            handle_ = std::exchange(other.handle_, nullptr);
-        }
-        return *this;
+        detail::check(fs_hub_open(path.c_str(), schema_json.c_str(), detail::or_null(options_json), handle_.out()));
     }
 
     /* fs_hub_close, reporting a failure. */
-    void close() {
-        if (fs_hub *h = std::exchange(handle_, nullptr)) detail::check(fs_hub_close(h));
-    }
-    fs_hub *native_handle() const noexcept { return handle_; }
+    void close() { handle_.close(); }
+    fs_hub *native_handle() const noexcept { return handle_.get(); }
 
     /* fs_hub_handle: the response to send back, byte for byte. */
     std::string handle(const std::string &request_json) { return text(fs_hub_handle, request_json); }
@@ -253,12 +256,9 @@ public:
     }
 
 private:
-    fs_hub *handle_ = nullptr;
+    detail::owned<fs_hub, fs_hub_close> handle_;
 
-    fs_hub *live() const {
-        if (!handle_) throw error(FS_ERR_CLOSED, "the hub was closed or moved from");
-        return handle_;
-    }
+    fs_hub *live() const { return handle_.live("hub"); }
     std::string text(fs_status (*fn)(fs_hub *, const char *, char **), const std::string &arg) {
         char *out = nullptr;
         detail::check(fn(live(), arg.c_str(), &out));
