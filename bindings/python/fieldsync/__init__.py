@@ -892,29 +892,35 @@ class Hub(_Handle):
 
     def __init__(
         self,
-        path: Union[str, "os.PathLike[str]"],
+        path: Union[str, "os.PathLike[str]", None],
         schema: Union[Mapping[str, Any], str],
         *,
         durability: Optional[str] = None,
         busy_timeout_ms: Optional[int] = None,
         max_clock_skew_ms: Optional[int] = None,
         auth: Optional[str] = None,
+        postgres: Optional[str] = None,
     ) -> None:
         """Open (creating if needed) the hub at `path`. max_clock_skew_ms
         (default 24 h): an entry stamped further ahead of the hub's clock is
         rejected with reason "clock_skew". auth ("on", the default, or "off"):
         with it on, only requests signed by an enrolled device are handled
         (enroll(), enroll_store()); "off" handles any request, shown in
-        stats() and logged in devices()["refusals"] at every open."""
+        stats() and logged in devices()["refusals"] at every open.
+        postgres: a libpq connection string; the hub then keeps its state in
+        that PostgreSQL database instead of a file (path must be None), and
+        any number of processes may serve it at once (docs/OPERATIONS.md)."""
         self._handle: Optional[int] = None
         self._clock_fn: Optional[Any] = None  # keeps the CFUNCTYPE alive
         self._resolvers: Dict[str, Any] = {}  # likewise, by resolver name
         self._resolver_errors: List[BaseException] = []
-        self.path = os.fspath(path)
+        self.path = None if path is None else os.fspath(path)
         options = _compact(durability=durability, busy_timeout_ms=busy_timeout_ms,
                            max_clock_skew_ms=max_clock_skew_ms, auth=auth)
+        if postgres is not None:
+            options.update(storage="postgres", dsn=postgres)
         handle = c_void_p()
-        _check(lib.fs_hub_open(_text(self.path, "path"), _json(schema),
+        _check(lib.fs_hub_open(None if self.path is None else _text(self.path, "path"), _json(schema),
                                _json(options) if options else None, byref(handle)))
         self._handle = handle.value
 
