@@ -1,0 +1,132 @@
+"""Where a test's hub keeps its state: a SQLite file or a PostgreSQL database
+(issue 17). The conformance suite opens its hubs through a HubSite, so each
+of its tests runs on both storages with the same assertions (the
+`hub_storage` fixture in conftest.py; docs/TESTING.md lists the suites).
+
+    def test_x(hub_storage):
+        with hub_storage.open(SCHEMA, durability="normal") as hub: ...
+
+A site names its hubs ("hub", "other-hub", ...): one file each in the test's
+directory, or one fresh database each on the test server (pg.py), dropped
+when the site closes. Tests with hypothesis open a site per example.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import shutil
+import sqlite3
+import subprocess
+from pathlib import Path
+from typing import Any, Dict, Iterator, List
+
+import fieldsync
+import pg
+from support import SCHEMA
+
+STORAGES = ("sqlite", "postgres")
+
+# The options that tune SQLite's file: refused with postgres (docs/ABI.md).
+# A test that passes them for speed gets the same hub without them there.
+SQLITE_ONLY = ("durability", "busy_timeout_ms")
+
+
+def examples(storage: str, sqlite: int, postgres: int) -> int:
+    """Hypothesis examples per storage: a PostgreSQL example creates a
+    database and opens connections, so its variant runs fewer (TESTING.md)."""
+    return sqlite if storage == "sqlite" else postgres
+
+
+class HubSite:
+    def __init__(self, storage: str, root: Path) -> None:
+        assert storage in STORAGES, storage
+        self.storage = storage
+        self.root = Path(root)
+        self._databases = contextlib.ExitStack()
+        self._dsns: Dict[str, str] = {}
+
+    @property
+    def postgres(self) -> bool:
+        return self.storage == "postgres"
+
+    def path(self, name: str = "hub") -> str:
+        """The hub's file (SQLite)."""
+        assert not self.postgres, "a PostgreSQL hub has no file"
+        return str(self.root / f"{name}.db")
+
+    def dsn(self, name: str = "hub") -> str:
+        """The hub's database (PostgreSQL), created at first use."""
+        assert self.postgres, "a SQLite hub has no DSN"
+        if name not in self._dsns:
+            self._dsns[name] = self._databases.enter_context(pg.database())
+        return self._dsns[name]
+
+    def open(self, schema: Any = SCHEMA, name: str = "hub", **options: Any) -> fieldsync.Hub:
+        if self.postgres:
+            for option in SQLITE_ONLY:
+                options.pop(option, None)
+            return fieldsync.Hub(None, schema, postgres=self.dsn(name), **options)
+        return fieldsync.Hub(self.path(name), schema, **options)
+
+    def dump(self, name: str = "hub") -> List[str]:
+        """Everything the hub holds, as text: equal before and after means
+        nothing was written."""
+        if self.postgres:
+            out = subprocess.run(["pg_dump", "--no-owner", "--no-privileges", self.dsn(name)],
+                                 check=True, capture_output=True, text=True).stdout
+            # \restrict carries a key drawn at random at every dump.
+            return [line for line in out.splitlines()
+                    if not line.startswith(("\\restrict", "\\unrestrict"))]
+        with contextlib.closing(sqlite3.connect(self.path(name))) as db:
+            return list(db.iterdump())
+
+    def columns(self, table: str, name: str = "hub") -> set:
+        """The columns of the hub's plain table for a type."""
+        if self.postgres:
+            out = pg.psql("SELECT column_name FROM information_schema.columns "
+                          f"WHERE table_schema = current_schema() AND table_name = '{table}'",
+                          self.dsn(name))
+            return set(out.split("\n")) if out else set()
+        with contextlib.closing(sqlite3.connect(self.path(name))) as db:
+            return {row[1] for row in db.execute(f'PRAGMA table_info("{table}")')}
+
+    def backup(self, hub: fieldsync.Hub, to: Path, name: str = "hub") -> None:
+        """The operator's copy of a hub that keeps serving: fs_hub_backup of
+        the file, or `pg_dump -Fc` of the database (docs/OPERATIONS.md)."""
+        if self.postgres:
+            subprocess.run(["pg_dump", "-Fc", "-f", str(to), self.dsn(name)], check=True,
+                           capture_output=True)
+        else:
+            hub.backup(to)
+
+    def restore(self, copy: Path, name: str = "hub") -> None:
+        """Put a backup in the hub's place, its handles closed: the file and
+        its WAL replaced, or the database dropped, created again and
+        `pg_restore`d (a new database to the hub, as after a rebuild)."""
+        if self.postgres:
+            dsn = self.dsn(name)
+            database = dict(part.split("=", 1) for part in dsn.split())["dbname"]
+            pg.psql(f"DROP DATABASE {database} WITH (FORCE)")
+            pg.psql(f"CREATE DATABASE {database}")
+            subprocess.run(["pg_restore", "--no-owner", "-d", dsn, str(copy)], check=True,
+                           capture_output=True)
+            return
+        for suffix in ("", "-wal", "-shm"):
+            Path(self.path(name) + suffix).unlink(missing_ok=True)
+        shutil.copyfile(copy, self.path(name))
+
+    def close(self) -> None:
+        self._databases.close()
+        self._dsns.clear()
+
+
+@contextlib.contextmanager
+def site(storage: str, root: Path) -> Iterator[HubSite]:
+    if storage == "postgres":
+        pg.require()
+    s = HubSite(storage, root)
+    try:
+        yield s
+    finally:
+        s.close()
+
