@@ -18,7 +18,7 @@ import shutil
 import sqlite3
 import subprocess
 from pathlib import Path
-from typing import Any, Dict, Iterator, List
+from typing import Any, Dict, Iterator, List, Tuple
 
 import fieldsync
 import pg
@@ -67,6 +67,15 @@ class HubSite:
                 options.pop(option, None)
             return fieldsync.Hub(None, schema, postgres=self.dsn(name), **options)
         return fieldsync.Hub(self.path(name), schema, **options)
+
+    def c_open(self, options: Any = None, name: str = "hub") -> Tuple[Any, Dict[str, Any]]:
+        """fs_hub_open's path and options, for the tests that call it through ctypes."""
+        options = dict(options or {})
+        if self.postgres:
+            for option in SQLITE_ONLY:
+                options.pop(option, None)
+            return None, {**options, "storage": "postgres", "dsn": self.dsn(name)}
+        return self.path(name), options
 
     def dump(self, name: str = "hub") -> List[str]:
         """Everything the hub holds, as text: equal before and after means

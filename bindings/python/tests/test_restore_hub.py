@@ -202,6 +202,56 @@ def test_a_copy_taken_with_vacuum_into_is_recovered_too(tmp_path):
         close(fleet)
 
 
+def test_a_dump_restored_into_another_database_is_detected_once_by_every_hub_process(tmp_path):
+    """PostgreSQL: the operator restores `pg_dump -Fc` into a new database and
+    points two hub processes at it. The first to open it sees another
+    database than the one it had and starts the next generation; the
+    other opens that same generation. Devices served by either recover
+    once each, and every action is there once."""
+    import subprocess
+
+    pg.require()
+    site = hubs.HubSite("postgres", tmp_path)
+    fleet = Fleet(tmp_path, site)
+    hubs_ = []
+    try:
+        for r in RECORDS:
+            fleet.devices[0].apply(task(r, action="open", set={"status": "open"}))
+            fleet.actions += 1
+        fleet.sync_all()
+        assert fleet.hub.stats()["generation"] == 1
+        fleet.backup(tmp_path / "hub.dump")
+        for kind, device in (("inc", 0), ("inc", 1), ("tag", 2), ("stock", 0), ("lines", 1), ("site", 2)):
+            fieldsync.sync_once(fleet.act(device, kind, "T-1"), fleet.hub)
+        fleet.hub.close()
+        restored = site.dsn("restored")
+        subprocess.run(["pg_restore", "--no-owner", "-d", restored, str(tmp_path / "hub.dump")],
+                       check=True, capture_output=True)
+        for _ in range(2):
+            hub = fieldsync.Hub(None, SCHEMA, postgres=restored)
+            hub.set_resolver("order_lines", merge_lines)
+            hubs_.append(hub)
+        assert [h.stats()["generation"] for h in hubs_] == [2, 2]
+        for device, kind in ((0, "inc"), (1, "lines"), (2, "tag")):
+            fleet.act(device, kind, "T-2")
+        for _ in range(4):
+            for n, s in enumerate(fleet.devices):
+                fieldsync.sync_once(s, hubs_[n % 2])
+        fleet.hub = hubs_[0]
+        stats = fleet.check()
+        assert stats["generation"] == 2 and stats["devices_recovered"] == 3
+        for s in fleet.devices:
+            assert s.stats()["hub_recoveries"] == 1 and s.stats()["hub_generation"] == 2, s.stats()
+        hubs_.pop().close()
+        with fieldsync.Hub(None, SCHEMA, postgres=restored) as again:   # a process restarted
+            assert again.stats()["generation"] == 2
+    finally:
+        for hub in hubs_:
+            hub.close()
+        close(fleet)
+        site.close()
+
+
 def test_a_restore_older_than_the_retention_window_is_reported_never_silent(tmp_path, hub_storage):
     now = [1_700_000_000_000]
     fleet = Fleet(tmp_path, hub_storage, acked_retention_s=60)

@@ -466,6 +466,24 @@ def test_a_hub_file_must_be_a_hub_and_its_options_valid(tmp_path):
         fieldsync.Hub(str(tmp_path / "x.db"), SCHEMA, durability="sometimes")
 
 
+def test_the_storage_is_chosen_by_the_options_and_each_refuses_the_others_settings(tmp_path, hub_storage):
+    with hub_storage.open(SCHEMA) as hub:
+        assert hub.stats()["storage"] == hub_storage.storage
+        if not hub_storage.postgres:
+            return
+        with pytest.raises(fieldsync.ArgError):
+            hub.backup(tmp_path / "copy.db")       # pg_dump or base backups instead
+    assert not (tmp_path / "copy.db").exists()
+    dsn = hub_storage.dsn()
+    for path, options in ((str(tmp_path / "hub.db"), {}), (None, {"durability": "normal"}),
+                          (None, {"busy_timeout_ms": 100})):
+        with pytest.raises(fieldsync.ArgError):
+            fieldsync.Hub(path, SCHEMA, postgres=dsn, **options)
+    assert not (tmp_path / "hub.db").exists()
+    with pytest.raises(fieldsync.FieldSyncIOError, match="no_such_"):     # libpq's message
+        fieldsync.Hub(None, SCHEMA, postgres=dsn.replace("dbname=", "dbname=no_such_"))
+
+
 # -- property: random actions, random sync interleavings ---------------------------------
 
 IDS = ["T-0", "T-1", "T-2"]
