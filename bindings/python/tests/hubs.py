@@ -37,6 +37,13 @@ def examples(storage: str, sqlite: int, postgres: int) -> int:
     return sqlite if storage == "sqlite" else postgres
 
 
+def run(*argv: str) -> str:
+    """A PostgreSQL client program; its stdout. Fails the test with its stderr."""
+    done = subprocess.run(argv, capture_output=True, text=True)
+    assert done.returncode == 0, f"{argv[0]} exited {done.returncode}: {done.stderr}"
+    return done.stdout
+
+
 class HubSite:
     def __init__(self, storage: str, root: Path) -> None:
         assert storage in STORAGES, storage
@@ -81,8 +88,7 @@ class HubSite:
         """Everything the hub holds, as text: equal before and after means
         nothing was written."""
         if self.postgres:
-            out = subprocess.run(["pg_dump", "--no-owner", "--no-privileges", self.dsn(name)],
-                                 check=True, capture_output=True, text=True).stdout
+            out = run("pg_dump", "--no-owner", "--no-privileges", self.dsn(name))
             # \restrict carries a key drawn at random at every dump.
             return [line for line in out.splitlines()
                     if not line.startswith(("\\restrict", "\\unrestrict"))]
@@ -103,8 +109,7 @@ class HubSite:
         """The operator's copy of a hub that keeps serving: fs_hub_backup of
         the file, or `pg_dump -Fc` of the database (docs/OPERATIONS.md)."""
         if self.postgres:
-            subprocess.run(["pg_dump", "-Fc", "-f", str(to), self.dsn(name)], check=True,
-                           capture_output=True)
+            run("pg_dump", "-Fc", "-f", str(to), self.dsn(name))
         else:
             hub.backup(to)
 
@@ -117,8 +122,7 @@ class HubSite:
             database = dict(part.split("=", 1) for part in dsn.split())["dbname"]
             pg.psql(f"DROP DATABASE {database} WITH (FORCE)")
             pg.psql(f"CREATE DATABASE {database}")
-            subprocess.run(["pg_restore", "--no-owner", "-d", dsn, str(copy)], check=True,
-                           capture_output=True)
+            run("pg_restore", "--no-owner", "-d", dsn, str(copy))
             return
         for suffix in ("", "-wal", "-shm"):
             Path(self.path(name) + suffix).unlink(missing_ok=True)

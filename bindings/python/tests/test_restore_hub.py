@@ -208,8 +208,6 @@ def test_a_dump_restored_into_another_database_is_detected_once_by_every_hub_pro
     database than the one it had and starts the next generation; the
     other opens that same generation. Devices served by either recover
     once each, and every action is there once."""
-    import subprocess
-
     pg.require()
     site = hubs.HubSite("postgres", tmp_path)
     fleet = Fleet(tmp_path, site)
@@ -225,8 +223,7 @@ def test_a_dump_restored_into_another_database_is_detected_once_by_every_hub_pro
             fieldsync.sync_once(fleet.act(device, kind, "T-1"), fleet.hub)
         fleet.hub.close()
         restored = site.dsn("restored")
-        subprocess.run(["pg_restore", "--no-owner", "-d", restored, str(tmp_path / "hub.dump")],
-                       check=True, capture_output=True)
+        hubs.run("pg_restore", "--no-owner", "-d", restored, str(tmp_path / "hub.dump"))
         for _ in range(2):
             hub = fieldsync.Hub(None, SCHEMA, postgres=restored)
             hub.set_resolver("order_lines", merge_lines)
