@@ -287,6 +287,47 @@ def test_server_field_conflict_is_rejected_visibly(devices, hub):
     assert b.outbox_count() == 0 and b.audit()[-1]["outcome"] == "discarded"
 
 
+def test_concurrent_writes_are_counted_per_field_by_how_each_policy_resolved_them(devices, hub):
+    """docs/MERGE.md "Conflict accounting": B writes every field after A
+    did, from the same observed state; A's writes met nothing concurrent."""
+    a, b, _ = devices
+    a.set_clock(lambda: T0 + 1_000)
+    b.set_clock(lambda: T0 + 1_000)
+    open_task(a, "T-1", on_hand=1, lines=[1])
+    sync_all([a, b], hub, rounds=1)
+    hub.set_resolver("order_lines", lambda c: sorted(set(c["server"]) | set(c["incoming"])))
+    a.set_clock(lambda: T0 + 20_000)
+    a.apply(task("T-1", set={"status": "a", "site": "A"}, inc={"picked": 1}, add={"tags": ["x"]}))
+    a.apply(task("T-1", set={"on_hand": 2}))
+    a.apply(task("T-1", set={"lines": [1, 2]}))
+    fieldsync.sync_once(a, hub)
+    before = hub.stats()
+    b.set_clock(lambda: T0 + 10_000)             # older than A's: B's site loses
+    b.apply(task("T-1", set={"site": "B"}))
+    b.set_clock(lambda: T0 + 30_000)             # newer than A's: B's status wins
+    b.apply(task("T-1", set={"status": "b"}, inc={"picked": 2}, add={"tags": ["y"]}))
+    b.apply(task("T-1", set={"on_hand": 3}))     # compare-and-set on a changed version
+    b.apply(task("T-1", set={"lines": [1, 3]}))
+    fieldsync.sync_once(b, hub)
+    after = hub.stats()
+
+    def counted(field, kind):
+        key = f"conflicts.task.{field}.{kind}"
+        return after.get(key, 0) - before.get(key, 0)
+
+    expected = {"site": "lost", "status": "won", "picked": "merged", "tags": "merged",
+                "on_hand": "rejected", "lines": "resolved"}
+    kinds = ("concurrent", "won", "lost", "merged", "rejected", "resolved")
+    assert {f: {k: counted(f, k) for k in kinds} for f in expected} == \
+        {f: {k: int(k in ("concurrent", e)) for k in kinds} for f, e in expected.items()}
+    assert after["conflicts"] - before["conflicts"] == 4        # won, lost, rejected, resolved
+    assert after["merged"] - before["merged"] == 2
+    row = hub.query("task")[0]
+    assert (row["site"], row["status"], row["picked"], row["tags"], row["on_hand"], row["lines"]) == \
+        ("A", "b", 3, ["x", "y"], 2, [1, 2, 3])
+    assert [e["reason"].split(":")[0] for e in b.outbox(state="rejected")] == ["conflict"]
+
+
 def test_set_elements_that_differ_only_in_normalization_stay_two_at_the_hub(devices, hub):
     # Like object keys, set ELEMENTS "é" and "e" + U+0301 stay distinct.
     a, b, _ = devices
