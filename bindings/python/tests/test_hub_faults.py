@@ -124,3 +124,51 @@ def test_two_hub_handles_through_dropped_duplicated_and_reordered_requests_apply
             s.close()
         for hub in hubs_:
             hub.close()
+
+
+def test_each_hub_handle_decides_on_what_the_other_committed(tmp_path, hub_storage):
+    """Record states, versions and counters a handle keeps between requests
+    are the other handle's too: a compare-and-set judged on a state another
+    handle has since changed must be rejected, whichever handle judges."""
+    h1, h2 = hub_storage.open(SCHEMA, durability="normal"), hub_storage.open(SCHEMA, durability="normal")
+    a = fieldsync.Store(str(tmp_path / "a.db"), SCHEMA, device_id="dev-A", **FAST)
+    b = fieldsync.Store(str(tmp_path / "b.db"), SCHEMA, device_id="dev-B", **FAST)
+    try:
+        h1.enroll_store(a)
+        h2.enroll_store(b)
+        a.apply(task("T-1", action="open", set={"status": "open", "on_hand": 1}, add={"tags": ["x"]}))
+        fieldsync.sync_once(a, h1)
+        fieldsync.sync_once(b, h2)
+        assert b.get("task", "T-1")["on_hand"] == 1
+        # Each handle read T-1 once; now each writes on the state the other changed.
+        a.apply(task("T-1", set={"on_hand": 2}))
+        fieldsync.sync_once(a, h1)
+        b.apply(task("T-1", set={"on_hand": 3}))       # based on 1: rejected by h2
+        assert fieldsync.sync_once(b, h2)[0]["rejected"] == 1
+        assert b.get("task", "T-1")["on_hand"] == 2
+        b.apply(task("T-1", set={"on_hand": 4}))       # based on 2: applied by h2
+        fieldsync.sync_once(b, h2)
+        a.apply(task("T-1", set={"on_hand": 5}))       # based on 2: rejected by h1
+        assert fieldsync.sync_once(a, h1)[0]["rejected"] == 1
+        # Counters summed and a remove of what A saw, through either handle in turn.
+        for n in range(10):
+            s, hub = (a, h1) if n % 2 else (b, h2)
+            s.apply(task("T-1", inc={"picked": n + 1}))
+            fieldsync.sync_once(s, hub)
+        a.apply(task("T-1", remove={"tags": ["x"]}))
+        b.apply(task("T-1", add={"tags": ["x", "y"]}))  # concurrent: add wins
+        fieldsync.sync_once(b, h2)
+        fieldsync.sync_once(a, h1)
+        for _ in range(2):
+            fieldsync.sync_once(a, h2)
+            fieldsync.sync_once(b, h1)
+        for hub in (h1, h2):
+            row = hub.query("task")[0]
+            assert (row["on_hand"], row["picked"], row["tags"]) == (4, 55, ["x", "y"]), row
+            assert a.query("task") == b.query("task") == hub.query("task")
+            stats = hub.stats()
+            assert stats["entries_applied"] == 1 + 1 + 1 + 10 + 2 and stats["entries_rejected"] == 2
+            assert stats["conflicts.task.on_hand.rejected"] == 2
+    finally:
+        for handle in (a, b, h1, h2):
+            handle.close()
