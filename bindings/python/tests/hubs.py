@@ -7,22 +7,66 @@ of its tests runs on both storages with the same assertions (the
         with hub_storage.open(SCHEMA, durability="normal") as hub: ...
 
 A site names its hubs ("hub", "other-hub", ...): one file each in the test's
-directory, or one fresh database each on the test server (pg.py), dropped
-when the site closes. Tests with hypothesis open a site per example.
+directory, or one empty database each on the test server (pg.py). Creating
+a database costs about a second, so each test process keeps the databases
+its sites used and empties them for the next site (every connection to it
+ended, its schema dropped and created again: what the hub sees is a new
+database but for its oid); they are dropped when the process exits. Tests
+with hypothesis open a site per example.
 """
 
 from __future__ import annotations
 
+import atexit
 import contextlib
+import os
 import shutil
 import sqlite3
 import subprocess
+import uuid
 from pathlib import Path
 from typing import Any, Dict, Iterator, List, Tuple
 
 import fieldsync
 import pg
 from support import SCHEMA
+
+_OWNER = os.getpid()
+_EMPTY: List[str] = []     # databases this process made, emptied, free
+_MADE: List[str] = []
+
+
+def _take_database() -> str:
+    if os.getpid() == _OWNER and _EMPTY:
+        return _EMPTY.pop()
+    name = "fs_" + uuid.uuid4().hex[:16]
+    pg.psql(f"CREATE DATABASE {name}")
+    if os.getpid() == _OWNER:
+        _MADE.append(name)
+    return pg.dsn_of(name)
+
+
+def _give_back(dsn: str) -> None:
+    name = database_of(dsn)
+    if os.getpid() != _OWNER or name not in _MADE:   # a forked child's: not kept
+        pg.psql(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+        return
+    pg.psql("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+            "WHERE datname = current_database() AND pid <> pg_backend_pid(); "
+            "DROP SCHEMA public CASCADE; CREATE SCHEMA public", dsn)
+    _EMPTY.append(dsn)
+
+
+@atexit.register
+def _drop_databases() -> None:
+    if os.getpid() == _OWNER:
+        for name in _MADE:
+            subprocess.run(["psql", pg.DSN, "-XAtq", "-c", f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"],
+                           capture_output=True)
+
+
+def database_of(dsn: str) -> str:
+    return dict(part.split("=", 1) for part in dsn.split())["dbname"]
 
 STORAGES = ("sqlite", "postgres")
 
@@ -49,7 +93,6 @@ class HubSite:
         assert storage in STORAGES, storage
         self.storage = storage
         self.root = Path(root)
-        self._databases = contextlib.ExitStack()
         self._dsns: Dict[str, str] = {}
 
     @property
@@ -65,7 +108,7 @@ class HubSite:
         """The hub's database (PostgreSQL), created at first use."""
         assert self.postgres, "a SQLite hub has no DSN"
         if name not in self._dsns:
-            self._dsns[name] = self._databases.enter_context(pg.database())
+            self._dsns[name] = _take_database()
         return self._dsns[name]
 
     def open(self, schema: Any = SCHEMA, name: str = "hub", **options: Any) -> fieldsync.Hub:
@@ -119,7 +162,7 @@ class HubSite:
         `pg_restore`d (a new database to the hub, as after a rebuild)."""
         if self.postgres:
             dsn = self.dsn(name)
-            database = dict(part.split("=", 1) for part in dsn.split())["dbname"]
+            database = database_of(dsn)
             pg.psql(f"DROP DATABASE {database} WITH (FORCE)")
             pg.psql(f"CREATE DATABASE {database}")
             run("pg_restore", "--no-owner", "-d", dsn, str(copy))
@@ -129,8 +172,9 @@ class HubSite:
         shutil.copyfile(copy, self.path(name))
 
     def close(self) -> None:
-        self._databases.close()
-        self._dsns.clear()
+        dsns, self._dsns = list(self._dsns.values()), {}
+        for dsn in dsns:
+            _give_back(dsn)
 
 
 @contextlib.contextmanager
