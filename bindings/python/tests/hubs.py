@@ -36,7 +36,7 @@ _EMPTY: List[str] = []     # databases this process made, emptied, free
 _MADE: List[str] = []
 
 
-def _take_database() -> str:
+def take_database() -> str:
     if os.getpid() == _OWNER and _EMPTY:
         return _EMPTY.pop()
     name = "fs_" + uuid.uuid4().hex[:16]
@@ -46,7 +46,7 @@ def _take_database() -> str:
     return pg.dsn_of(name)
 
 
-def _give_back(dsn: str) -> None:
+def give_back(dsn: str) -> None:
     name = database_of(dsn)
     if os.getpid() != _OWNER or name not in _MADE:   # a forked child's: not kept
         pg.psql(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
@@ -108,7 +108,7 @@ class HubSite:
         """The hub's database (PostgreSQL), created at first use."""
         assert self.postgres, "a SQLite hub has no DSN"
         if name not in self._dsns:
-            self._dsns[name] = _take_database()
+            self._dsns[name] = take_database()
         return self._dsns[name]
 
     def open(self, schema: Any = SCHEMA, name: str = "hub", **options: Any) -> fieldsync.Hub:
@@ -174,7 +174,7 @@ class HubSite:
     def close(self) -> None:
         dsns, self._dsns = list(self._dsns.values()), {}
         for dsn in dsns:
-            _give_back(dsn)
+            give_back(dsn)
 
 
 @contextlib.contextmanager

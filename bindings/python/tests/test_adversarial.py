@@ -10,16 +10,15 @@ device dev-B) is built once, closed, and copied into each case's directory.
 The cases that reach the hub's storage (request members, hub clocks and
 callbacks, counters at the int64 edges, the deepest actions, reused keys) run
 on both storages (`hub_template`): there the hub is a PostgreSQL database,
-built once and cloned for each case (CREATE DATABASE ... TEMPLATE).
+built once, dumped, and loaded into an empty database for each case.
 """
 
 from __future__ import annotations
 
 import json
 import re
-import uuid
 from pathlib import Path
-from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import pytest
 
@@ -47,8 +46,8 @@ def ids(pairs):
 # -- the shared setup -----------------------------------------------------------------
 
 
-#: In a PostgreSQL template's directory: the name of its hub's database.
-PG_TEMPLATE = "hub.template"
+#: In a PostgreSQL template's directory: its hub's database, as pg_dump wrote it.
+PG_TEMPLATE = "hub.sql"
 #: The database run() cloned for the case running in this child, if any.
 CASE_DSN: Optional[str] = None
 
@@ -102,14 +101,14 @@ def template(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def pg_template(tmp_path_factory) -> Iterator[Path]:
+def pg_template(tmp_path_factory) -> Path:
     """The same with the hub in a PostgreSQL database, named in PG_TEMPLATE."""
     pg.require()
     d = tmp_path_factory.mktemp("adversarial-pg-template")
     with pg.database() as dsn:
         build_template(d, Hub.must_open(None, SCHEMA, {"storage": "postgres", "dsn": dsn}))
-        (d / PG_TEMPLATE).write_text(dsn.rsplit("dbname=", 1)[1])
-        yield d
+        (d / PG_TEMPLATE).write_text(hubs.run("pg_dump", "--no-owner", "--no-privileges", dsn))
+    return d
 
 
 @pytest.fixture(params=hubs.STORAGES)
@@ -130,20 +129,22 @@ def opened(template: Path, tmp: Path, auth_off: bool = False, **a_options: Any) 
 
 def run(fn: Callable[..., None], *args: Any) -> None:
     """fn(*args) in a forked child; with a PostgreSQL template (args[0]), on
-    a clone of its database made for the case and dropped after it."""
+    an empty database its dump is loaded into for the case. Without its
+    identity: the case's hub is the template's, as a copied file is, not a
+    restored one (that would start the next generation)."""
     global CASE_DSN
-    marker = args[0] / PG_TEMPLATE if args and isinstance(args[0], Path) else None
-    if marker is None or not marker.exists():
+    dump = args[0] / PG_TEMPLATE if args and isinstance(args[0], Path) else None
+    if dump is None or not dump.exists():
         in_child(fn, *args)
         return
-    name = "fs_" + uuid.uuid4().hex[:16]
-    pg.psql(f"CREATE DATABASE {name} TEMPLATE {marker.read_text()}")
-    CASE_DSN = pg.dsn_of(name)
+    CASE_DSN = hubs.take_database()
     try:
+        hubs.run("psql", CASE_DSN, "-XAtq", "-v", "ON_ERROR_STOP=1", "-f", str(dump),
+                 "-c", "DELETE FROM public.fs_meta WHERE key = 'identity'")  # the dump empties search_path
         in_child(fn, *args)
     finally:
+        hubs.give_back(CASE_DSN)
         CASE_DSN = None
-        pg.psql(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
 
 
 # -- what a device does in a day --------------------------------------------------------
