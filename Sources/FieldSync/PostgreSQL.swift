@@ -230,7 +230,9 @@ final class PGConnection: SQLDatabase {
             case .int(let v): types.append(20); texts.append(Array(String(v).utf8CString))
             case .double(let v): types.append(701); texts.append(Array(pgDouble(v).utf8CString))
             case .text(let s):
-                // PostgreSQL text cannot hold U+0000; stopping there would store another value.
+                // PostgreSQL text cannot hold U+0000, and stopping there would
+                // store another value. (Messages never carry it: jansson refuses
+                // \u0000, so this guards the engine's own text.)
                 if s.utf8.contains(0) { throw .arg("a PostgreSQL hub cannot store text containing U+0000") }
                 types.append(0); texts.append(Array(s.utf8CString))
             case .bytes(let b):
