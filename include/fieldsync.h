@@ -539,8 +539,9 @@ typedef struct fs_hub fs_hub;
  * "auth": "on"|"off", "storage": "sqlite"|"postgres", "dsn": "..."}.
  * With "storage": "postgres" the hub keeps its state in the PostgreSQL
  * database "dsn" names (a libpq connection string, at most 4096 bytes);
- * `path` must then be NULL or "", and "durability" and "busy_timeout_ms"
- * (SQLite's) are refused. Any number of handles in any number of processes
+ * `path` must then be NULL or "", "durability" (SQLite's) is refused, and
+ * "busy_timeout_ms" bounds the wait for another process's lock (then
+ * FS_ERR_BUSY). Any number of handles in any number of processes
  * on any hosts may serve one such database at once: they share the ledger,
  * the records, the change log, the registry, the audit and the counters
  * (docs/OPERATIONS.md "PostgreSQL hub"). libpq.so.5 is loaded with dlopen

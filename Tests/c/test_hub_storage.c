@@ -35,7 +35,9 @@ TEST(test_storage_options_extremes_are_refused_with_nothing_made) {
     refused(NULL, "{\"storage\":\"postgres\",\"dsn\":\"\"}", FS_ERR_ARG);
     refused(NULL, "{\"storage\":\"postgres\",\"dsn\":{}}", FS_ERR_ARG);
     refused(NULL, "{\"storage\":\"postgres\",\"dsn\":\"port=1\",\"durability\":\"full\"}", FS_ERR_ARG);
-    refused(NULL, "{\"storage\":\"postgres\",\"dsn\":\"port=1\",\"busy_timeout_ms\":0}", FS_ERR_ARG);
+    refused(NULL, "{\"storage\":\"postgres\",\"dsn\":\"port=1\",\"busy_timeout_ms\":-1}", FS_ERR_ARG);
+    refused(NULL, "{\"storage\":\"postgres\",\"dsn\":\"port=1\",\"busy_timeout_ms\":2147483648}", FS_ERR_ARG);
+    refused(NULL, "{\"storage\":\"postgres\",\"dsn\":\"port=1\",\"busy_timeout_ms\":1e300}", FS_ERR_ARG);
     refused(NULL, long_dsn, FS_ERR_TOO_BIG);
     refused(NULL, NULL, FS_ERR_ARG);
     refused(NULL, "{\"storage\":\"sqlite\"}", FS_ERR_ARG);

@@ -30,7 +30,8 @@ def test_storage_options_are_checked_and_refused_with_a_reason(tmp_path, pg_dsn)
         (dict(path=None, storage="postgres", dsn=7), fieldsync.ArgError, 'needs "dsn"'),
         (dict(path=None, storage="postgres", dsn="x" * 5000), fieldsync.TooBigError, "dsn"),
         (dict(path=None, storage="postgres", dsn=pg_dsn, durability="full"), fieldsync.ArgError, "durability"),
-        (dict(path=None, storage="postgres", dsn=pg_dsn, busy_timeout_ms=1), fieldsync.ArgError, "busy_timeout_ms"),
+        (dict(path=None, storage="postgres", dsn=pg_dsn, busy_timeout_ms=-1), fieldsync.ArgError, "busy_timeout_ms"),
+        (dict(path=None, storage="postgres", dsn=pg_dsn, busy_timeout_ms=2**31), fieldsync.ArgError, "busy_timeout_ms"),
         (dict(path=str(tmp_path / "h.db"), dsn=pg_dsn), fieldsync.ArgError, '"dsn" needs'),
         (dict(path=None), fieldsync.ArgError, "path is NULL"),
         # Nothing listens there: the connection is refused, reported, nothing made.
@@ -96,3 +97,56 @@ def test_processes_opening_one_new_database_at_once_make_it_once(pg_dsn):
         assert p.returncode == 0, err
         keys.add(out.strip())
     assert len(keys) == 1   # one hub, one key
+
+
+def test_a_writer_stuck_holding_the_sequence_makes_others_busy_not_blocked(tmp_path, pg_dsn):
+    # One process's request stays open (its custom resolver hangs): the
+    # others' writes wait busy_timeout_ms for the change sequence's lock,
+    # then get FS_ERR_BUSY at once, not after retries, and apply nothing;
+    # pulls never wait. Once the stuck request commits, the write goes through.
+    import threading
+    import time
+    from support import task
+    release = threading.Event()
+    entered = threading.Event()
+
+    def stuck(conflict):
+        entered.set()
+        release.wait(30)
+        return {**(conflict["server"] or {}), **(conflict["incoming"] or {})}
+
+    with fieldsync.Hub(None, SCHEMA, postgres=pg_dsn, auth="off") as h1, \
+            fieldsync.Hub(None, SCHEMA, postgres=pg_dsn, auth="off", busy_timeout_ms=300) as h2, \
+            fieldsync.Store(str(tmp_path / "a.db"), SCHEMA, device_id="dev-A") as a, \
+            fieldsync.Store(str(tmp_path / "b.db"), SCHEMA, device_id="dev-B") as b, \
+            fieldsync.Store(str(tmp_path / "c.db"), SCHEMA, device_id="dev-C") as c, \
+            fieldsync.Store(str(tmp_path / "d.db"), SCHEMA, device_id="dev-D") as d:
+        h1.set_resolver("order_lines", stuck)
+        a.apply(task("T-1", set={"status": "open", "lines": {"a": 1}}))
+        b.apply(task("T-1", set={"status": "open", "lines": {"b": 1}}))
+        fieldsync.sync_once(a, h1)
+        request, _ = b.sync_prepare()
+        answer = {}
+        worker = threading.Thread(target=lambda: answer.update(r=h1.handle(request)))
+        worker.start()
+        assert entered.wait(10)
+        c.apply(task("T-2", set={"status": "open"}))
+        write, _ = c.sync_prepare()
+        started = time.monotonic()
+        with pytest.raises(fieldsync.BusyError, match="lock"):
+            h2.handle(write)
+        assert time.monotonic() - started < 3
+        c.sync_fail("busy")
+        assert h2.stats()["entries_applied"] == 1
+        started = time.monotonic()
+        fieldsync.sync_once(d, h2)   # a pull: no lock, what is committed
+        assert time.monotonic() - started < 3
+        assert d.get("task", "T-1")["lines"] == {"a": 1}
+        release.set()
+        worker.join(30)
+        b.sync_receive(answer["r"])
+        fieldsync.sync_once(c, h2)
+        assert sorted(r["id"] for r in h2.query("task")) == ["T-1", "T-2"]
+        assert h2.stats()["entries_applied"] == 3
+        fieldsync.sync_once(d, h2)
+        assert d.get("task", "T-1")["lines"] == {"a": 1, "b": 1}
