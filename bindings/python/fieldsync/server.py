@@ -132,13 +132,12 @@ class Config:
         env = dict(os.environ if env is None else env)
         if env.get("FIELDSYNC_HUB") and env.get("FIELDSYNC_POSTGRES"):
             raise ValueError("set FIELDSYNC_HUB (a hub file) or FIELDSYNC_POSTGRES (a PostgreSQL database), not both")
-        needed = {"FIELDSYNC_HUB": "the hub file", "FIELDSYNC_SCHEMA": "the schema file"}
-        if env.get("FIELDSYNC_POSTGRES"):
-            del needed["FIELDSYNC_HUB"]
-        missing = [f"{k} ({what})" for k, what in needed.items() if not env.get(k)]
+        missing = []
+        if not env.get("FIELDSYNC_HUB") and not env.get("FIELDSYNC_POSTGRES"):
+            missing.append("FIELDSYNC_HUB (the hub file) or FIELDSYNC_POSTGRES (a PostgreSQL database)")
+        if not env.get("FIELDSYNC_SCHEMA"):
+            missing.append("FIELDSYNC_SCHEMA (the schema file)")
         if missing:
-            if "FIELDSYNC_HUB" in needed and not env.get("FIELDSYNC_HUB"):
-                missing[0] += " or FIELDSYNC_POSTGRES (a PostgreSQL database)"
             raise ValueError(f"set {' and '.join(missing)} to serve a hub")
 
         def number(name: str, kind: Callable[[str], Any], default: Any) -> Any:
