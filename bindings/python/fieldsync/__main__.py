@@ -465,10 +465,13 @@ def _postgres_kind(dsn: str) -> Dict[str, Any]:
     """As _kind, for a PostgreSQL database: read through libpq (fieldsync/_pq.py)
     without the library, which would create a hub's tables where none are."""
     from . import _pq
-    exists, = _pq.query(dsn, "SELECT to_regclass('fs_meta') IS NOT NULL")
-    if exists != [("t",)]:
+    # Where the library looks: the connection's current schema. Values are
+    # JSONB there; #>> '{}' gives a string's text unquoted.
+    exists, = _pq.query(dsn, "SELECT count(*) FROM pg_tables WHERE schemaname = current_schema() "
+                             "AND tablename = 'fs_meta'")
+    if exists != [("1",)]:
         raise UsageError(f"{_redact(dsn)}: no fieldsync hub in this database (no fs_meta table)")
-    rows, = _pq.query(dsn, "SELECT key, value::text FROM fs_meta WHERE key IN ('role', 'schema')")
+    rows, = _pq.query(dsn, "SELECT key, value #>> '{}' FROM fs_meta WHERE key IN ('role', 'schema')")
     meta: Dict[str, Optional[str]] = {str(k): v for k, v in rows}
     if meta.get("role") != "hub" or not meta.get("schema"):
         raise UsageError(f"{_redact(dsn)}: this database's fs_meta is not a fieldsync hub's")

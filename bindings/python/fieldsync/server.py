@@ -20,8 +20,8 @@ what was not answered.
 
 A hub in a PostgreSQL database (FIELDSYNC_POSTGRES) is served the same way
 by any number of processes on any number of hosts: each worker holds one
-connection, and a worker whose database stopped answering drops its handle
-and connects again at the next request.
+connection, which the library makes again at the next call once it is lost;
+meanwhile the database's FS_ERR_IO is answered 503, as an unavailable file.
 
 Settings (create_app(Config(...)) or the environment, read by Config.from_env):
 
@@ -395,12 +395,11 @@ class HubCollector:
         from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
         up = GaugeMetricFamily("fieldsync_hub_up", "1 when the hub opened and answered this scrape")
-        hub = None
         try:
             hub = self.app.hub()
             stats, registry = hub.stats(), hub.devices()
         except (FieldSyncError, OSError) as e:
-            self.app.unavailable(hub, e)
+            self.app.note_unavailable(e)
             up.add_metric([], 0)
             yield up
             return
@@ -464,8 +463,6 @@ class _Process:
         self.pid = os.getpid()
         self.hub: Optional[Hub] = None
         self.identity: Optional[Tuple[int, int]] = None
-        self.registered = False  # atexit closes the hub
-        self.warned = False      # authentication off, said once
         # At most max_parallel bodies are read and handled at once: a body's
         # parse costs several times its size, so without this N clients
         # sending 60 MiB each cost N times that.
@@ -550,13 +547,10 @@ class HubApp:
                     st = os.stat(str(config.hub))
                     process.identity = (st.st_dev, st.st_ino)
                 process.hub = hub
-                if config.auth == "off" and not process.warned:
-                    process.warned = True
+                if config.auth == "off":
                     print(f"fieldsync hub {config.where}: authentication is OFF: any client is any device",
                           file=sys.stderr, flush=True)
-                if not process.registered:
-                    process.registered = True
-                    atexit.register(self._close, process)
+                atexit.register(self._close, process)
             hub = process.hub
             identity = process.identity
         if config.hub:
@@ -565,18 +559,6 @@ class HubApp:
                 raise FileNotFoundError(f"{config.hub} is not the file this worker opened (moved or replaced): "
                                         "restart the server")
         return hub
-
-    def unavailable(self, hub: Optional[Hub], e: BaseException) -> None:
-        """Logs that the hub did not answer. A PostgreSQL hub's FS_ERR_IO says
-        its database did not (stopped, restarted, failed over, unreachable):
-        this process drops the handle, closed once the calls still using it
-        return, and connects again at the next request."""
-        self.note_unavailable(e)
-        if hub is not None and self.config.postgres and isinstance(e, FieldSyncIOError):
-            process = self._state()
-            with process.lock:
-                if process.hub is hub:
-                    process.hub = None
 
     @staticmethod
     def _answers(hub: Hub) -> bool:
@@ -682,7 +664,7 @@ class HubApp:
             try:
                 hub = self.hub()
             except (FieldSyncError, OSError) as e:
-                self.unavailable(None, e)
+                self.note_unavailable(e)
                 return 503, _error("the hub is unavailable; retry later", "unavailable"), \
                     [("Retry-After", str(config.retry_after))], "unavailable", release
             try:
@@ -693,7 +675,7 @@ class HubApp:
                 if self.config.postgres and isinstance(e, FieldSyncIOError):
                     # The database did not answer: the request is applied whole or
                     # not at all, and the device resends it ("duplicate" if it was).
-                    self.unavailable(hub, e)
+                    self.note_unavailable(e)
                     return 503, _error("the hub is unavailable; retry later", "unavailable"), \
                         [("Retry-After", str(config.retry_after))], "unavailable", release
                 if isinstance(e, SchemaError) and not self._answers(hub):
@@ -743,13 +725,11 @@ class HubApp:
         refused = self._operator(environ, "/stats")
         if refused:
             return refused
-        hub = None
         try:
-            hub = self.hub()
-            return 200, json.dumps(hub.stats()).encode("utf-8"), [], "ok", None
+            return 200, json.dumps(self.hub().stats()).encode("utf-8"), [], "ok", None
         except FieldSyncError as e:
             if self.config.postgres and isinstance(e, FieldSyncIOError):
-                self.unavailable(hub, e)
+                self.note_unavailable(e)
                 return 503, _error("the hub is unavailable", "unavailable"), [], "unavailable", None
             return (400 if isinstance(e, CLIENT_ERRORS) else 500), _error(e.message, status_name(e.status)), [], \
                 "error", None
@@ -767,12 +747,10 @@ class HubApp:
         return 200, text, [("Content-Type", content_type)], "ok", None
 
     def _healthz(self, environ: Dict[str, Any], record: Dict[str, Any]) -> Tuple[int, bytes, List[Tuple[str, str]], str, Any]:
-        hub = None
         try:
-            hub = self.hub()
-            stats = hub.stats()
+            stats = self.hub().stats()
         except (FieldSyncError, OSError) as e:
-            self.unavailable(hub, e)
+            self.note_unavailable(e)
             return 503, json.dumps({"status": "unavailable", "error": _brief(e)}).encode("utf-8"), [], \
                 "unavailable", None
         return 200, json.dumps({"status": "ok", "schema_version": stats.get("schema_version"),

@@ -5,12 +5,14 @@ syncing through one and then the other has its work applied once and seen
 through both, a request applied through one and resent through the other is
 answered duplicate, and /stats and /metrics answer the same hub-wide figures
 on every server. /healthz answers 503 while the database does not answer (a
-wrong port; a server stopped) and 200 again once it does. The operator
+wrong port; a server stopped) and 200 again once it does, without a restart. The operator
 commands take --postgres and never create a hub in a database without one.
 
 Skipped without a PostgreSQL server (FIELDSYNC_PG_DSN), except under CI."""
 
+import glob
 import json
+import os
 import random
 import socket
 import subprocess
@@ -241,10 +243,22 @@ def server_sh(*args):
     return subprocess.run([SERVER_SH, *args], check=True, capture_output=True, text=True).stdout.strip()
 
 
+def pg_ctl(directory, *args):
+    """pg_ctl on the cluster Tests/pg/server.sh made in `directory` (as the
+    postgres user when root, as server.sh does)."""
+    bins = glob.glob("/usr/lib/postgresql/*/bin")
+    newest = max(bins, key=lambda b: int(b.split("/")[-2].split(".")[0]))
+    argv = [f"{newest}/pg_ctl", "-D", f"{directory}/data", "-w", "-t", "60", *args]
+    if os.getuid() == 0:
+        argv = ["runuser", "-u", "postgres", "--", *argv]
+    subprocess.run(argv, check=True, capture_output=True)
+
+
 def test_healthz_is_503_while_the_database_server_is_down_and_200_once_it_is_back(tmp_path):
-    """A server of this test's own, stopped under the running app: its
-    handle's connection is gone, so the app drops it and connects again once
-    a server answers on that port (here a new one)."""
+    """A server of this test's own, stopped under the running app and
+    started again: 503 meanwhile, then 200 without restarting the app (the
+    library makes the lost connection again at the next call), and the
+    hub's data and generation are unchanged."""
     pg.require()
     directory = tempfile.mkdtemp(prefix="fieldsync-pg-")  # /tmp: the postgres user must reach it
     port = free_port()
@@ -254,15 +268,34 @@ def test_healthz_is_503_while_the_database_server_is_down_and_200_once_it_is_bac
                                               postgres=dsn, log="off"))
         code, _, body = call(app)
         assert code == 200 and json.loads(body)["status"] == "ok", body
-        server_sh("stop", directory)
+        before = json.loads(call(app, path="/stats")[2])
+        store = device(tmp_path / "a.db", "dev-A")
+        with fieldsync.Hub(None, SCHEMA, postgres=dsn) as hub:
+            hub.enroll_store(store)
+        store.apply(task("T-1", set={"status": "open"}, inc={"picked": 2}))
+        request = prepare(store)
+        pg_ctl(directory, "-m", "fast", "stop")
+        # The first call finds the connection lost (reported as the library
+        # reads it: FS_ERR_INTERNAL "server closed the connection" today), the
+        # next ones that it cannot be made again.
         code, _, body = call(app)
         assert code == 503 and json.loads(body)["status"] == "unavailable", body
-        code, headers, _ = call(app, "POST", "/sync", b"{}")
+        code, _, body = call(app)
+        assert code == 503 and json.loads(body) == {"status": "unavailable", "error": "FS_ERR_IO"}, body
+        code, headers, _ = call(app, "POST", "/sync", request)
         assert code == 503 and headers["Retry-After"] == "5"
-        assert call(app)[0] == 503
-        server_sh("start", directory, str(port))
+        store.sync_fail("HTTP 503")
+        assert call(app, path="/stats")[0] == 503
+        pg_ctl(directory, "-l", f"{directory}/server.log", "-o",
+               f"-c listen_addresses=127.0.0.1 -p {port} -k {directory} -c fsync=off", "start")
         code, _, body = call(app)
         assert code == 200, body
+        code, _, body = call(app, "POST", "/sync", prepare(store))
+        assert code == 200 and store.sync_receive(body)["applied"] == 1
+        after = json.loads(call(app, path="/stats")[2])
+        assert (after["public_key"], after["generation"]) == (before["public_key"], before["generation"])
+        assert after["entries_applied"] == 1
+        store.close()
         app.close()
     finally:
         server_sh("stop", directory)
