@@ -7,8 +7,8 @@ that case only. The contract each case checks is in adversarial.py.
 
 The setup every case shares (a hub, device dev-A with three actions waiting,
 device dev-B) is built once, closed, and copied into each case's directory.
-The cases that reach the hub's storage (request members, hub clocks and
-callbacks, counters at the int64 edges, the deepest actions, reused keys) run
+The cases that reach the hub's storage (its options, request members, hub
+clocks and callbacks, counters at the int64 edges, the deepest actions, reused keys) run
 on both storages (`hub_template`): there the hub is a PostgreSQL database,
 built once, dumped, and loaded into an empty database for each case.
 """
@@ -256,7 +256,7 @@ HUB_OPTION_CASES = [(f"{k}={name}", k, v) for k in HUB_OPTIONS for name, v in EX
 
 def case_hub_option(template: Path, tmp: Path, key: str, value: int) -> None:
     d = copy_files(template, tmp / "case")
-    o, hub = Hub.open(d / "hub.db", SCHEMA, {"durability": "normal", key: value})
+    o, hub = case_hub(d, {"durability": "normal", key: value})
     if (key, value) in MUST_ACCEPT:
         ok(o, "(a value inside the documented range)")
     if (key, value) in MUST_REFUSE or value < HUB_OPTIONS[key]:
@@ -269,8 +269,8 @@ def case_hub_option(template: Path, tmp: Path, key: str, value: int) -> None:
 
 
 @pytest.mark.parametrize("key,value", [c[1:] for c in HUB_OPTION_CASES], ids=[c[0] for c in HUB_OPTION_CASES])
-def test_hub_option(template, tmp_path, key, value):
-    run(case_hub_option, template, tmp_path, key, value)
+def test_hub_option(hub_template, tmp_path, key, value):
+    run(case_hub_option, hub_template, tmp_path, key, value)
 
 
 SCOPES = [
