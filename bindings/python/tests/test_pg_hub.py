@@ -117,10 +117,10 @@ def test_a_writer_stuck_holding_the_sequence_makes_others_busy_not_blocked(tmp_p
 
     with fieldsync.Hub(None, SCHEMA, postgres=pg_dsn, auth="off") as h1, \
             fieldsync.Hub(None, SCHEMA, postgres=pg_dsn, auth="off", busy_timeout_ms=300) as h2, \
-            fieldsync.Store(str(tmp_path / "a.db"), SCHEMA, device_id="dev-A") as a, \
-            fieldsync.Store(str(tmp_path / "b.db"), SCHEMA, device_id="dev-B") as b, \
-            fieldsync.Store(str(tmp_path / "c.db"), SCHEMA, device_id="dev-C") as c, \
-            fieldsync.Store(str(tmp_path / "d.db"), SCHEMA, device_id="dev-D") as d:
+            fieldsync.Store(str(tmp_path / "a.db"), SCHEMA, device_id="dev-A", auth="off") as a, \
+            fieldsync.Store(str(tmp_path / "b.db"), SCHEMA, device_id="dev-B", auth="off") as b, \
+            fieldsync.Store(str(tmp_path / "c.db"), SCHEMA, device_id="dev-C", auth="off") as c, \
+            fieldsync.Store(str(tmp_path / "d.db"), SCHEMA, device_id="dev-D", auth="off") as d:
         h1.set_resolver("order_lines", stuck)
         a.apply(task("T-1", set={"status": "open", "lines": {"a": 1}}))
         b.apply(task("T-1", set={"status": "open", "lines": {"b": 1}}))
