@@ -590,12 +590,10 @@ def test_a_hub_process_left_on_the_old_schema_refuses_requests_once_another_proc
             assert [r["picked"] for r in new.query("task")] == [2]
 
 
-def test_a_hub_handle_left_on_the_old_schema_refuses_every_request_not_only_the_first(
-        tmp_path, hub_storage, request):
-    if not hub_storage.postgres:
-        request.applymarker(pytest.mark.xfail(strict=True, reason=(
-            "engine: after its first refusal the handle skips the check (nothing changed since) "
-            "and writes with the old schema: FS_ERR_INTERNAL 'table task has no column named legacy'")))
+def test_a_hub_handle_left_on_the_old_schema_refuses_every_request_not_only_the_first(tmp_path, hub_storage):
+    # Before the fix, a SQLite hub handle refused only the first request: the
+    # next saw no change since and wrote with the old schema (FS_ERR_INTERNAL
+    # "table task has no column named legacy").
     with fieldsync.Store(str(tmp_path / "d.db"), V1, device_id=DEVICE, auth="off") as store, \
          hub_storage.open(V1, auth="off") as old:
         store.apply(act("T-1", set={"status": "a"}, inc={"qty": 1}))
