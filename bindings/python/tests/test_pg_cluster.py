@@ -15,7 +15,6 @@ pg.py) and, as the reference the PostgreSQL hub must match, on one SQLite file.
 import contextlib
 import http.client
 import json
-import os
 import queue
 import random
 import signal
