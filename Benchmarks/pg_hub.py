@@ -249,6 +249,7 @@ def main() -> int:
     print(f"workload: {args.devices} devices x {args.actions} actions, batch {args.batch}; devices sync at once,"
           f" one thread each, each request to a random hub process")
     tmp = Path(tempfile.mkdtemp(prefix="fieldsync-pg-"))
+    tmp.chmod(0o755)  # as root, server.sh runs the server as "postgres", which must reach pg/
     pg_dir = tmp / "pg"
     dsn: Optional[str] = args.dsn
     started = False
