@@ -51,7 +51,8 @@ public func fs_hub_open(_ path: CString?, _ schema: CString?, _ options: CString
                         _ outHub: UnsafeMutablePointer<OpaquePointer?>?) -> Int32 {
     boundary("fs_hub_open") { () throws(FieldSyncError) in
         let out = try output(outHub, "out_hub")
-        let path = try text(path, "path", limit: 4096)
+        // NULL for a PostgreSQL hub (its options name its database).
+        let path = try path.map { (p) throws(FieldSyncError) -> String in try text(p, "path", limit: 4096) }
         let schema = try Schema(json: json(schema, "schema_json"))
         let engine = try Hub(path: path, schema: schema, options: json(options, "options_json", optional: true))
         out.pointee = register(Handle(engine, kind: "hub"), kind: "hub")

@@ -123,7 +123,7 @@ struct AuditLog {
 }
 
 /// " ORDER BY <column> [DESC] LIMIT ?" from a filter's "desc" and "limit",
-/// with the limit to bind (-1, no limit, when the filter has none): the SQL
+/// with the limit to bind (the largest, when the filter has none): the SQL
 /// text is the same whatever the limit.
 func orderAndLimit(_ f: JSONObject, column: String, tieBreak: String? = nil, context: String) throws(FieldSyncError) -> (String, SQLValue) {
     var sql = " ORDER BY \(column)"
@@ -132,7 +132,8 @@ func orderAndLimit(_ f: JSONObject, column: String, tieBreak: String? = nil, con
         if desc { sql += " DESC" }
     }
     if let tieBreak { sql += ", \(tieBreak)" }
-    var limit: Int64 = -1
+    // No limit is the largest: `LIMIT -1` is SQLite's alone.
+    var limit = Int64.max
     if let l = f["limit"], !l.isNull {
         guard let n = l.int, n >= 0 else { throw .arg("\(context): \"limit\" must be an integer >= 0") }
         limit = n

@@ -61,7 +61,10 @@ extension Hub {
     /// from it tells its devices it went back in time. The running hub
     /// keeps its own.
     package func backup(to path: String) throws(FieldSyncError) {
-        try storage.db.backup(to: path, finish: "UPDATE fs_meta SET value = value + 1 WHERE key = 'generation';")
+        guard let db = storage.db as? Connection else {
+            throw .arg("a PostgreSQL hub is backed up by its server (pg_dump, base backups): docs/OPERATIONS.md \"PostgreSQL hub\"")
+        }
+        try db.backup(to: path, finish: "UPDATE fs_meta SET value = value + 1 WHERE key = 'generation';")
     }
 }
 

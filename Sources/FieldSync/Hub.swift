@@ -2,6 +2,8 @@
 // SQLite file. It deduplicates, merges per field with the same rules devices
 // use, numbers changes, keeps the audit trail and answers pulls.
 
+import Glibc
+
 package final class Hub {
     let storage: HubStorage
     package let schema: Schema
@@ -21,7 +23,9 @@ package final class Hub {
     /// Which copy of the hub's history this file is: a copy fs_hub_backup
     /// writes is one generation on, so a hub restored from it tells its
     /// devices so (HubRestore.swift).
-    let generation: Int64
+    /// (A PostgreSQL hub finds it went back to another copy by itself:
+    /// HubStorage.checkIdentity.)
+    private(set) var generation: Int64
 
     /// How many bytes of record states one response carries before the hub
     /// stops adding more (`more: true`; docs/PROTOCOL.md): a quarter of
@@ -29,24 +33,31 @@ package final class Hub {
     /// change past it and the rest of the response still fit.
     package static let responseBudgetBytes = 16 * 1024 * 1024
 
-    package convenience init(path: String, schemaJSON: String, optionsJSON: String?) throws(FieldSyncError) {
+    package convenience init(path: String?, schemaJSON: String, optionsJSON: String?) throws(FieldSyncError) {
         let options = try optionsJSON.map { (text) throws(FieldSyncError) -> JSON in try JSON.parse(text, what: "options") } ?? .null
         try self.init(path: path, schema: Schema(json: schemaJSON), options: options)
     }
 
-    package init(path: String, schema: Schema, options: JSON) throws(FieldSyncError) {
+    /// `path` is the SQLite file; a PostgreSQL hub (`"storage": "postgres"`)
+    /// takes none and opens its `"dsn"`.
+    package init(path: String?, schema: Schema, options: JSON) throws(FieldSyncError) {
         guard let opts = options.isNull ? [:] : options.object else { throw .arg("options must be a JSON object, got \(options.kind)") }
-        try checkKeys(opts, allowed: ["durability", "busy_timeout_ms", "max_clock_skew_ms", "auth"], in: "hub options", code: FieldSyncError.arg)
+        try checkKeys(opts, allowed: ["durability", "busy_timeout_ms", "max_clock_skew_ms", "auth", "storage", "dsn"],
+                      in: "hub options", code: FieldSyncError.arg)
         let maxClockSkewMs = try HybridClock.skewOption(opts)
         let authenticates = try authOption(opts, in: "hub options")
-        let db = try Connection.openDatabase(path: path, options: opts)
-        let storage = HubStorage(db: db, schema: schema)
+        let (db, path) = try Hub.openDatabase(path: path, options: opts)
+        let storage = try HubStorage(db: db, schema: schema)
         try db.transaction { () throws(FieldSyncError) in
-            if try db.scalar("SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = 'fs_meta'") == 0 {
-                if try db.scalar("SELECT count(*) FROM sqlite_master") ?? 0 > 0 {
+            // Processes opening one PostgreSQL hub at once: one makes the
+            // tables or migrates them, the others then find them made.
+            if db.dialect == .postgres { try db.exec("SELECT pg_advisory_xact_lock(\(HubStorage.openLock))") }
+            if try !storage.exists() {
+                if try storage.holdsTables() {
                     throw .corrupt("\(path) holds tables but is not a fieldsync hub (no fs_meta)")
                 }
                 try storage.create(schema: schema)
+                _ = try storage.checkIdentity(at: HybridClock.clampWall(systemWallClock()))
                 return
             }
             guard try storage.meta("role")?.string == "hub", let stored = try storage.meta("schema")?.string,
@@ -55,6 +66,7 @@ package final class Hub {
             }
             try storage.upgrade()
             if schema.version < version { throw .schema("the hub holds schema version \(version); version \(schema.version) is older (no downgrade)") }
+            _ = try storage.checkIdentity(at: HybridClock.clampWall(systemWallClock()))
             if schema.version > version {
                 try storage.migrate(from: Schema.stored(stored), to: schema)
                 return
@@ -81,6 +93,27 @@ package final class Hub {
 
     package func close() { storage.db.close() }
 
+    /// The hub's database from its path and options: a SQLite file, or the
+    /// PostgreSQL database `"dsn"` names. Returns it with how errors name it.
+    private static func openDatabase(path: String?, options opts: JSONObject) throws(FieldSyncError) -> (any SQLDatabase, String) {
+        let storage = opts["storage"]
+        if storage == nil || storage?.string == "sqlite" {
+            guard let path else { throw .arg("path is NULL (a SQLite hub needs its file; a PostgreSQL hub takes \"storage\": \"postgres\")") }
+            if opts["dsn"] != nil { throw .arg("options: \"dsn\" needs \"storage\": \"postgres\"") }
+            return (try Connection.openDatabase(path: path, options: opts), path)
+        }
+        guard storage?.string == "postgres" else { throw .arg("options: \"storage\" must be \"sqlite\" or \"postgres\"") }
+        if let path, !path.isEmpty { throw .arg("a PostgreSQL hub takes no path (pass NULL): its database is options \"dsn\"") }
+        for key in ["durability", "busy_timeout_ms"] where opts[key] != nil {
+            throw .arg("options: \"\(key)\" is for a SQLite hub; a PostgreSQL hub's durability is its server's")
+        }
+        guard let dsn = opts["dsn"]?.string, !dsn.isEmpty else {
+            throw .arg("options: \"storage\": \"postgres\" needs \"dsn\", a libpq connection string")
+        }
+        if dsn.utf8.count > 4096 { throw .tooBig("options: \"dsn\" is \(dsn.utf8.count) bytes; the limit is 4096") }
+        return (try PGConnection(dsn: dsn), "the PostgreSQL database")
+    }
+
     /// The reason of an entry held back from a device ahead of this hub.
     static let restoredReason = "hub_restored"
 
@@ -93,6 +126,30 @@ package final class Hub {
 
     func handle(_ json: JSON, principal: Principal?) throws(FieldSyncError) -> JSON {
         let request = try Wire.Request(json)
+        guard let pg = storage.db as? PGConnection else { return try handle(request, principal: principal) }
+        // Processes sharing a PostgreSQL hub: a request another one got in
+        // the way of was rolled back whole; it is handled again, up to a point.
+        var attempt = 0
+        while true {
+            do {
+                if pg.reconnected {
+                    pg.reconnected = false
+                    generation = try pg.transaction { () throws(FieldSyncError) -> Int64 in
+                        try storage.checkIdentity(at: HybridClock.clampWall(wallClock()))
+                    }
+                }
+                return try handle(request, principal: principal)
+            } catch .busy(let message) {
+                attempt += 1
+                if attempt >= Hub.attempts { throw .busy("\(message) (tried \(attempt) times)") }
+                usleep(UInt32(1000 << min(attempt, 6)))
+            }
+        }
+    }
+    /// How often a PostgreSQL hub handles a request that met another again.
+    static let attempts = 8
+
+    private func handle(_ request: Wire.Request, principal: Principal?) throws(FieldSyncError) -> JSON {
         let enrolled = principal?.enrollment
         let device = request.device, batch = request.batch, clientVersion = request.schemaVersion
         let entries = request.entries, cursor = request.cursor, limit = request.limit
@@ -127,7 +184,8 @@ package final class Hub {
         defer { storage.endRequest(committed: committed) }
         let response = try storage.db.transaction { () throws(FieldSyncError) -> JSON in
             // Another hub handle on this file may have moved the change log on.
-            if try storage.beginRequest() {
+            // A request that writes waits here for those writing before it (PostgreSQL).
+            if try storage.beginRequest(locking: !entries.isEmpty || !request.audit.isEmpty) {
                 self.seq = try storage.meta("seq")?.int ?? 0
                 // Another handle (a worker restarted first) migrated the file:
                 // this one would merge with the old schema's rules over the
@@ -178,7 +236,7 @@ package final class Hub {
             if !behind, let principal, let head = principal.credentials.head {
                 try storage.storeHead(head, device: device, publicKey: principal.enrollment.publicKey, at: now)
             }
-            if seq != self.seq { try storage.setMeta("seq", .int(seq)) }
+            if seq != self.seq { try storage.setSequence(seq) }
 
             response.auditAcks = audit.acks.map { ($0.id, $0.at) }
             response.auditRefused = audit.refused.map { ($0, "audit_id_reused") }
@@ -462,7 +520,10 @@ package final class Hub {
 
     package func stats() throws(FieldSyncError) -> JSON {
         let db = storage.db
-        var stats: JSONObject = ["schema_version": .int(schema.version), "seq": .int(seq)]
+        // Other processes move a PostgreSQL hub's sequence on too.
+        let seq = db.dialect == .postgres ? try storage.meta("seq")?.int ?? seq : seq
+        var stats: JSONObject = ["schema_version": .int(schema.version), "seq": .int(seq),
+                                 "storage": .string(db.dialect == .postgres ? "postgres" : "sqlite")]
         var records: Int64 = 0
         for (name, view) in storage.views {
             let n = try view.count(db: db)
@@ -481,11 +542,10 @@ package final class Hub {
         // ("invalid: <why>" is "invalid"), so the keys stay few whatever the
         // messages say: "entries_rejected.<code>". The keys above stay for
         // hosts that read them.
-        try db.query("""
-            SELECT CASE WHEN instr(coalesce(reason, 'unknown'), ':') > 0 THEN substr(reason, 1, instr(reason, ':') - 1)
-                        ELSE coalesce(reason, 'unknown') END, count(*)
-            FROM fs_hub_applied WHERE status = 'rejected' GROUP BY 1
-            """) { r in
+        let code = db.dialect == .postgres
+            ? "CASE WHEN strpos(coalesce(reason, 'unknown'), ':') > 0 THEN split_part(reason, ':', 1) ELSE coalesce(reason, 'unknown') END"
+            : "CASE WHEN instr(coalesce(reason, 'unknown'), ':') > 0 THEN substr(reason, 1, instr(reason, ':') - 1) ELSE coalesce(reason, 'unknown') END"
+        try db.select("SELECT \(code), count(*) FROM fs_hub_applied WHERE status = 'rejected' GROUP BY 1") { r in
             stats["entries_rejected." + r.text(0)] = .int(r.int(1))
             return true
         }
@@ -510,12 +570,13 @@ package final class Hub {
         stats["audit_hash_failures"] = .int(try db.scalar("SELECT count(*) FROM fs_hub_audit WHERE hash_ok = 0") ?? 0)
         stats["audit_chain_breaks"] = .int(try db.scalar("SELECT count(*) FROM fs_hub_audit WHERE link_ok = 0") ?? 0)
         // audit_id <= Wire.maxSeq (2^53): the sum cannot overflow below 1024 devices at that bound; total() never does.
-        stats["audit_gaps"] = .int(try db.scalar("SELECT CAST(total(m - n) AS INTEGER) FROM (SELECT max(audit_id) AS m, count(*) AS n FROM fs_hub_audit GROUP BY device)") ?? 0)
+        let sum = db.dialect == .postgres ? "coalesce(sum(m - n), 0)::bigint" : "CAST(total(m - n) AS INTEGER)"
+        stats["audit_gaps"] = .int(try db.scalar("SELECT \(sum) FROM (SELECT max(audit_id) AS m, count(*) AS n FROM fs_hub_audit GROUP BY device) AS per_device") ?? 0)
         // A conflict is a concurrent write where one value had to give way
         // (lww won/lost, server rejected); concurrent counter increments and
         // set changes merge and are counted apart as "merged".
         var writes: Int64 = 0, conflicts: Int64 = 0, merged: Int64 = 0
-        try db.query("SELECT type, field, writes, concurrent, won, lost, merged, rejected, resolved FROM fs_hub_conflicts") { r in
+        try db.select("SELECT type, field, writes, concurrent, won, lost, merged, rejected, resolved FROM fs_hub_conflicts") { r in
             let prefix = "conflicts.\(r.text(0)).\(r.text(1))."
             for (i, name) in ["writes", "concurrent", "won", "lost", "merged", "rejected", "resolved"].enumerated() {
                 stats[prefix + name] = .int(r.int(Int32(i + 2)))

@@ -1,9 +1,17 @@
-// The hub's storage: every SQL statement the hub runs, behind one type, so a
-// PostgreSQL-backed hub later replaces this file and not the merge logic.
+// The hub's storage: every SQL statement the hub runs, behind one type, over
+// either database (SQLDatabase.swift): a SQLite file, or a PostgreSQL
+// database that several hub processes share (docs/ARCHITECTURE.md "Hub
+// storage"). The merge logic never sees which.
 
 final class HubStorage {
-    let db: Connection
+    let db: any SQLDatabase
     let views: [String: LocalView]
+    /// Ours alone: written with the change sequence, so a PostgreSQL hub
+    /// process knows whether the last records written were its own.
+    private let writer: String
+    /// The change sequence, its writer and the schema version as this
+    /// process last saw them.
+    private var seen: (seq: Int64, writer: String, schema: String)?
 
     static let ddl = [
         "CREATE TABLE fs_meta(key TEXT PRIMARY KEY NOT NULL, value) WITHOUT ROWID",
@@ -37,14 +45,15 @@ final class HubStorage {
         """,
     ]
 
-    init(db: Connection, schema: Schema) {
+    init(db: any SQLDatabase, schema: Schema) throws(FieldSyncError) {
         self.db = db
+        writer = Hex.encode(try Ed25519.randomBytes(16))
         self.views = schema.types.mapValues(LocalView.init(spec:))
     }
 
     func create(schema: Schema) throws(FieldSyncError) {
-        for sql in HubStorage.ddl + HubStorage.registryDDL { try db.exec(sql) }
-        for name in views.keys.sorted() { try db.exec(views[name]?.ddl ?? "") }
+        for sql in HubStorage.ddl + HubStorage.registryDDL { try db.exec(db.dialect.ddl(sql)) }
+        for name in views.keys.sorted() { try db.exec(views[name]?.ddl(db.dialect) ?? "") }
         try setMeta("format", .int(1))
         try setMeta("role", .string("hub"))
         try setMeta("schema", .string(schema.canonical))
@@ -53,11 +62,23 @@ final class HubStorage {
         try setMeta("generation", .int(1))
     }
 
-    func meta(_ key: String) throws(FieldSyncError) -> JSON? { try Store.meta(key, db: db) }
+    /// A value of fs_meta: integers and strings in SQLite, JSON in PostgreSQL.
+    func meta(_ key: String) throws(FieldSyncError) -> JSON? {
+        if let sqlite = db as? Connection { return try Store.meta(key, db: sqlite) }
+        var value: JSON?
+        try db.select(HubStorage.pgMeta, [.text(key)]) { (r) throws(FieldSyncError) -> Bool in
+            value = r.isNull(0) ? .null : try r.storedJSON(0, "fs_meta.value of \(key)")
+            return false
+        }
+        return value
+    }
+    private static let pgMeta = PreparedSQL("SELECT value FROM fs_meta WHERE key = ?")
 
     /// Brings a hub file made by an older version up to today's tables
     /// (inside the caller's transaction).
     func upgrade() throws(FieldSyncError) {
+        // A PostgreSQL hub's tables were made as they are today.
+        guard db.dialect == .sqlite else { return }
         if try db.scalar("SELECT count(*) FROM pragma_table_info('fs_hub_applied') WHERE name = 'digest'") == 0 {
             try db.exec("ALTER TABLE fs_hub_applied ADD COLUMN digest TEXT")
         }
@@ -68,8 +89,17 @@ final class HubStorage {
 
     /// Counters kept in fs_meta (refusals that leave no row behind).
     func increment(_ key: String, by n: Int64 = 1) throws(FieldSyncError) {
-        try db.run("INSERT INTO fs_meta(key, value) VALUES(?, ?) ON CONFLICT(key) DO UPDATE SET value = value + excluded.value",
-                   [.text(key), .int(n)])
+        switch db.dialect {
+        case .sqlite:
+            try db.run("INSERT INTO fs_meta(key, value) VALUES(?, ?) ON CONFLICT(key) DO UPDATE SET value = value + excluded.value",
+                       [.text(key), .int(n)])
+        case .postgres:
+            // One statement: the row is locked and added to, never read and written back.
+            try db.run("""
+                INSERT INTO fs_meta(key, value) VALUES(?, to_jsonb(?)) ON CONFLICT(key)
+                DO UPDATE SET value = to_jsonb(fs_meta.value::bigint + excluded.value::bigint)
+                """, [.text(key), .int(n)])
+        }
     }
 
     func countKeyReused() throws(FieldSyncError) { try increment("entries_key_reused") }
@@ -80,7 +110,7 @@ final class HubStorage {
     func migrate(from old: Schema, to schema: Schema) throws(FieldSyncError) {
         kept.forgetAll()
         var rows: [(type: String, id: String, seq: Int64, state: RecordState)] = []
-        try db.query("SELECT type, id, seq, state FROM fs_hub_records") { (r) throws(FieldSyncError) -> Bool in
+        try db.select("SELECT type, id, seq, state FROM fs_hub_records") { (r) throws(FieldSyncError) -> Bool in
             let (type, id) = (r.text(0), r.text(1))
             rows.append((type, id, r.int(2), RecordState(json: try r.storedObject(3, "fs_hub_records.state of \(type)/\(id)"))))
             return true
@@ -102,7 +132,12 @@ final class HubStorage {
     }
 
     func setMeta(_ key: String, _ value: JSON) throws(FieldSyncError) {
-        try db.run("INSERT OR REPLACE INTO fs_meta(key, value) VALUES(?, ?)", [.text(key), value.sqlLiteral])
+        switch db.dialect {
+        case .sqlite: try db.run("INSERT OR REPLACE INTO fs_meta(key, value) VALUES(?, ?)", [.text(key), value.sqlLiteral])
+        case .postgres:
+            try db.run("INSERT INTO fs_meta(key, value) VALUES(?, CAST(? AS JSONB)) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+                       [.text(key), .text(value.text)])
+        }
     }
 
     // MARK: idempotency ledger
@@ -113,7 +148,7 @@ final class HubStorage {
 
     func decision(device: String, seq: Int64) throws(FieldSyncError) -> Decisions.Decision? {
         var found: Decisions.Decision?
-        try db.query(HubStorage.selectDecision, [.text(device), .int(seq)]) { r in
+        try db.select(HubStorage.selectDecision, [.text(device), .int(seq)]) { r in
             found = (r.text(0), r.optionalText(1), r.optionalInt(2), r.optionalText(3))
             return false
         }
@@ -147,7 +182,7 @@ final class HubStorage {
     func decisions(device: String, seqs: [Int64]) throws(FieldSyncError) -> Decisions {
         var decisions = Decisions(device: device, covered: consecutiveRuns(seqs), known: [:])
         for run in decisions.covered {
-            try db.query(HubStorage.selectDecisions, [.text(device), .int(run.lowerBound), .int(run.upperBound)]) { r in
+            try db.select(HubStorage.selectDecisions, [.text(device), .int(run.lowerBound), .int(run.upperBound)]) { r in
                 decisions.known[r.int(0)] = (r.text(1), r.optionalText(2), r.optionalInt(3), r.optionalText(4))
                 return true
             }
@@ -173,7 +208,7 @@ final class HubStorage {
         if let cached = dirty[key] { return (cached.state, cached.seq) }
         if let cached = kept[key] { return (cached.state, cached.version) }
         var found: (state: RecordState, seq: Int64)?
-        try db.query(HubStorage.selectRecord, [.text(type), .text(id)]) { (r) throws(FieldSyncError) -> Bool in
+        try db.select(HubStorage.selectRecord, [.text(type), .text(id)]) { (r) throws(FieldSyncError) -> Bool in
             found = (RecordState(json: try r.storedObject(0, "fs_hub_records.state of \(type)/\(id)")), r.int(1))
             return false
         }
@@ -184,12 +219,53 @@ final class HubStorage {
     /// Call first in each request's transaction: forgets the kept states if
     /// another connection has committed since, and says so (the caller then
     /// rereads what it keeps too).
-    func beginRequest() throws(FieldSyncError) -> Bool { try kept.begin(db) }
+    ///
+    /// In PostgreSQL, a request that writes (`locking`) first locks the
+    /// change sequence's row until it commits: writers take numbers one at a
+    /// time, in the order they commit, so a pull (which never waits) sees
+    /// every change up to the last it returns and none is ever passed over
+    /// by a cursor (docs/ARCHITECTURE.md "Hub storage"). Kept states stay
+    /// valid while the sequence still stands where this process left it.
+    func beginRequest(locking: Bool) throws(FieldSyncError) -> Bool {
+        if let sqlite = db as? Connection { return try kept.begin(sqlite) }
+        var now: (seq: Int64, writer: String, schema: String) = (0, "", "")
+        try db.select(locking ? HubStorage.lockSequence : HubStorage.readSequence) { r in
+            switch r.text(0) {
+            case "seq": now.seq = r.int(1)
+            case "writer": now.writer = r.text(1)
+            default: now.schema = r.text(1)
+            }
+            return true
+        }
+        defer { seen = now }
+        guard let seen, seen == now else {
+            kept.forgetAll()
+            return true
+        }
+        return false
+    }
+    private static let lockSequence = PreparedSQL(
+        "SELECT key, value #>> '{}' FROM fs_meta WHERE key IN ('seq', 'writer', 'schema_version') ORDER BY key FOR UPDATE")
+    private static let readSequence = PreparedSQL(
+        "SELECT key, value #>> '{}' FROM fs_meta WHERE key IN ('seq', 'writer', 'schema_version')")
+
+    /// Moves the change sequence on (inside the request's transaction).
+    func setSequence(_ seq: Int64) throws(FieldSyncError) {
+        try setMeta("seq", .int(seq))
+        if db.dialect == .postgres {
+            try setMeta("writer", .string(writer))
+            pending = (seq, writer, seen?.schema ?? "")
+        }
+    }
+    private var pending: (seq: Int64, writer: String, schema: String)?
 
     /// After each request: what it wrote becomes the kept state if it
     /// committed; if not, nothing kept can be trusted.
     func endRequest(committed: Bool) {
         kept.end(committed: committed)
+        if committed, let pending { seen = pending }
+        if !committed { seen = nil }
+        pending = nil
         dirty = [:]
         counts = [:]
     }
@@ -210,18 +286,21 @@ final class HubStorage {
         dirty = [:]
         for (_, c) in counts {
             try db.run("""
-                INSERT INTO fs_hub_conflicts(type, field, policy, writes, concurrent, won, lost, merged, rejected, resolved)
+                INSERT INTO fs_hub_conflicts AS c(type, field, policy, writes, concurrent, won, lost, merged, rejected, resolved)
                 VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-                ON CONFLICT(type, field) DO UPDATE SET writes = writes + excluded.writes,
-                    concurrent = concurrent + excluded.concurrent, won = won + excluded.won, lost = lost + excluded.lost,
-                    merged = merged + excluded.merged, rejected = rejected + excluded.rejected, resolved = resolved + excluded.resolved
+                ON CONFLICT(type, field) DO UPDATE SET writes = c.writes + excluded.writes,
+                    concurrent = c.concurrent + excluded.concurrent, won = c.won + excluded.won, lost = c.lost + excluded.lost,
+                    merged = c.merged + excluded.merged, rejected = c.rejected + excluded.rejected, resolved = c.resolved + excluded.resolved
                 """, [.text(c.type), .text(c.field), .text(c.policy)] + c.columns.map(SQLValue.int))
         }
         counts = [:]
     }
 
     static let selectRecord = PreparedSQL("SELECT state, seq FROM fs_hub_records WHERE type = ? AND id = ?")
-    static let upsertRecord = PreparedSQL("INSERT OR REPLACE INTO fs_hub_records(type, id, seq, state) VALUES(?, ?, ?, ?)")
+    static let upsertRecord = PreparedSQL("""
+        INSERT INTO fs_hub_records(type, id, seq, state) VALUES(?, ?, ?, ?)
+        ON CONFLICT(type, id) DO UPDATE SET seq = excluded.seq, state = excluded.state
+        """)
 
     /// A page of the change log after `cursor`, oldest change first: the
     /// records (their state is read only for those not `skipped`), the
@@ -234,7 +313,7 @@ final class HubStorage {
         var count: Int64 = 0
         var bytes = 0
         var full = false
-        try db.query(HubStorage.selectChanges, [.int(cursor), .int(limit)]) { (r) throws(FieldSyncError) -> Bool in
+        try db.select(HubStorage.selectChanges, [.int(cursor), .int(limit)]) { (r) throws(FieldSyncError) -> Bool in
             if bytes >= budget && count > 0 {
                 full = true
                 return false
@@ -279,7 +358,7 @@ final class HubStorage {
             var before: String? = row.auditId == 1 ? AuditRow.genesis : nil
             if let previous, previous.id == row.auditId - 1 { before = previous.hash }
             if before == nil {
-                try db.query(HubStorage.hashOf, [.text(device), .int(row.auditId - 1)]) { r in
+                try db.select(HubStorage.hashOf, [.text(device), .int(row.auditId - 1)]) { r in
                     before = r.text(0)
                     return false
                 }
@@ -292,7 +371,7 @@ final class HubStorage {
                 .int(try row.computedHash(input: inputText) == row.hash ? 1 : 0), linkOK])
             // A row after this one may have arrived first: its link can be checked now.
             if row.auditId < highest {
-                try db.run("UPDATE fs_hub_audit SET link_ok = (prev_hash = ?) WHERE device = ? AND audit_id = ?",
+                try db.run("UPDATE fs_hub_audit SET link_ok = CASE WHEN prev_hash = ? THEN 1 ELSE 0 END WHERE device = ? AND audit_id = ?",
                            [.text(row.hash), .text(device), .int(row.auditId + 1)])
             }
             previous = (row.auditId, row.hash)
@@ -308,7 +387,7 @@ final class HubStorage {
         -> (at: Int64, same: Bool)? {
         var found: (Int64, Bool)?
         let keys = AuditLog.keysText(row.outboxKeys)
-        try db.query(HubStorage.storedAudit, [.text(device), .int(id)]) { r in
+        try db.select(HubStorage.storedAudit, [.text(device), .int(id)]) { r in
             let same = equalUTF8(r.text(1), row.hash) && equalUTF8(r.text(2), row.prevHash) && equalUTF8(r.text(3), row.actor) && equalUTF8(r.text(4), row.action)
                 && equalUTF8(r.text(5), row.type) && equalUTF8(r.text(6), row.id) && r.int(7) == row.deviceTime && r.int(8) == row.hlc
                 && r.bytes(9).map(Array.init) == input && r.bytes(10).map(Array.init) == keys
@@ -340,7 +419,7 @@ final class HubStorage {
         let desc = filter["desc"]?.bool == true
         let (order, limit) = try orderAndLimit(filter, column: "a.device", tieBreak: "a.audit_id\(desc ? " DESC" : "")", context: "audit filter")
         var rows: [JSON] = []
-        try db.queryOnce(sql + order, values + [limit]) { (r) throws(FieldSyncError) -> Bool in
+        try db.selectOnce(sql + order, values + [limit]) { (r) throws(FieldSyncError) -> Bool in
             let place = "fs_hub_audit row \(r.text(0))/\(r.int(1))"
             let keys = try r.storedJSON(9, "\(place): outbox_keys")
             guard keys.array != nil else { throw .corrupt("\(place): outbox_keys is \(keys.kind), not an array") }
@@ -379,4 +458,68 @@ final class HubStorage {
             counts[key] = entry
         }
     }
+}
+
+// MARK: the database itself
+
+extension HubStorage {
+    /// The advisory lock PostgreSQL hub processes take to open the database
+    /// one at a time (making the tables, migrating them).
+    static let openLock: Int64 = 0x6673_6875_6200   // "fshub"
+
+    /// Whether the database holds a hub's tables.
+    func exists() throws(FieldSyncError) -> Bool {
+        switch db.dialect {
+        case .sqlite: try db.scalar("SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = 'fs_meta'") ?? 0 > 0
+        case .postgres: try db.scalar("SELECT count(*) FROM pg_tables WHERE schemaname = current_schema() AND tablename = 'fs_meta'") ?? 0 > 0
+        }
+    }
+
+    /// Whether it holds anything at all (then it is not ours to make a hub in).
+    func holdsTables() throws(FieldSyncError) -> Bool {
+        switch db.dialect {
+        case .sqlite: try db.scalar("SELECT count(*) FROM sqlite_master") ?? 0 > 0
+        case .postgres: try db.scalar("SELECT count(*) FROM pg_class WHERE relnamespace = current_schema()::regnamespace") ?? 0 > 0
+        }
+    }
+
+    /// A PostgreSQL hub's answer to "was I restored?" (HubRestore.swift): the
+    /// database's identity (its cluster's system identifier, its own oid,
+    /// the timeline) is kept; a database restored with pg_restore into a new
+    /// database, or by point-in-time recovery, or promoted from a replica
+    /// that may lag, has another one, and is then the next generation, as a
+    /// SQLite hub's backup copy is. Returns the generation. (A SQLite hub's
+    /// copies are made by fs_hub_backup, which numbers them.)
+    func checkIdentity(at now: Int64) throws(FieldSyncError) -> Int64 {
+        guard db.dialect == .postgres else { return try meta("generation")?.int ?? 1 }
+        var identity = ""
+        try db.select(HubStorage.identity) { r in
+            identity = r.text(0)
+            return false
+        }
+        let generation = try meta("generation")?.int ?? 1
+        guard let stored = try meta("identity")?.string else {
+            try setMeta("identity", .string(identity))
+            return generation
+        }
+        guard stored != identity else { return generation }
+        try increment("generation")
+        try setMeta("identity", .string(identity))
+        try logRefusalRow(device: "", code: "restored_hub", message: """
+            the database is another copy than the one this hub last ran on (identity \(stored) -> \(identity)): \
+            generation \(generation) -> \(generation + 1); devices send again what it lost
+            """, at: now)
+        return generation + 1
+    }
+
+    // Each part only when this role may read it (pg_control_* are for
+    // superusers and pg_monitor by default); the database's oid always.
+    private static let identity = PreparedSQL("""
+        SELECT concat_ws(':',
+            CASE WHEN has_function_privilege('pg_control_system()', 'execute')
+                 THEN (SELECT system_identifier::text FROM pg_control_system()) END,
+            (SELECT oid::text FROM pg_database WHERE datname = current_database()),
+            CASE WHEN has_function_privilege('pg_control_checkpoint()', 'execute')
+                 THEN (SELECT timeline_id::text FROM pg_control_checkpoint()) END)
+        """)
 }

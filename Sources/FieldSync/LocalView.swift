@@ -29,16 +29,18 @@ final class LocalView {
         return "CREATE TABLE \(quoted(spec.name))(id TEXT PRIMARY KEY NOT NULL, \(cols)) WITHOUT ROWID"
     }
 
-    func load(_ id: String, db: Connection) throws(FieldSyncError) -> JSONObject? {
+    func ddl(_ dialect: SQLDialect) -> String { dialect.ddl(ddl) }
+
+    func load(_ id: String, db: some SQLDatabase) throws(FieldSyncError) -> JSONObject? {
         var fields: JSONObject?
-        try db.query(selectOne, [.text(id)]) { row in
+        try db.select(selectOne, [.text(id)]) { row in
             fields = self.fields(row, from: 0)
             return false
         }
         return fields
     }
 
-    func save(_ id: String, _ fields: JSONObject, db: Connection) throws(FieldSyncError) {
+    func save(_ id: String, _ fields: JSONObject, db: some SQLDatabase) throws(FieldSyncError) {
         var values: [SQLValue] = []
         values.reserveCapacity(spec.fields.count + 1)
         values.append(.text(id))
@@ -58,11 +60,11 @@ final class LocalView {
         try db.run(upsert, values)
     }
 
-    func delete(_ id: String, db: Connection) throws(FieldSyncError) {
+    func delete(_ id: String, db: some SQLDatabase) throws(FieldSyncError) {
         try db.run(deleteOne, [.text(id)])
     }
 
-    func fields(_ row: Statement, from offset: Int32) -> JSONObject {
+    func fields(_ row: some SQLRow, from offset: Int32) -> JSONObject {
         // The spec's fields are sorted and unique by name, as an object's members.
         var members: [JSONObject.Element] = []
         members.reserveCapacity(spec.fields.count)
@@ -70,7 +72,7 @@ final class LocalView {
         return JSONObject(sortedMembers: members)
     }
 
-    func count(db: Connection) throws(FieldSyncError) -> Int64 {
+    func count(db: some SQLDatabase) throws(FieldSyncError) -> Int64 {
         try db.scalar("SELECT count(*) FROM \(quoted(spec.name))") ?? 0
     }
 
@@ -78,7 +80,7 @@ final class LocalView {
 
     static let operators: [String: String] = ["=": "=", "!=": "!=", "<": "<", "<=": "<=", ">": ">", ">=": ">="]
 
-    func query(_ q: JSONObject, db: Connection) throws(FieldSyncError) -> JSON {
+    func query(_ q: JSONObject, db: some SQLDatabase) throws(FieldSyncError) -> JSON {
         var clauses: [String] = []
         var values: [SQLValue] = []
         if let w = q["where"], !w.isNull {
@@ -116,7 +118,7 @@ final class LocalView {
         // id breaks ties so that equal keys come back in a stable order.
         let (order, limit) = try orderAndLimit(q, column: orderColumn, tieBreak: orderColumn == "id" ? nil : "id", context: "query")
         var rows: [JSON] = []
-        try db.queryOnce(sql + order, values + [limit]) { row in
+        try db.selectOnce(sql + order, values + [limit]) { row in
             rows.append(spec.recordJSON(id: row.text(0), fields: fields(row, from: 1)))
             return true
         }

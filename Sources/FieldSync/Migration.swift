@@ -185,7 +185,7 @@ extension Schema {
     /// the types recreated, which the caller refills from the migrated record
     /// states. Runs inside the caller's transaction: a crash leaves the old
     /// version whole.
-    func migrateTables(db: Connection, from old: Schema, views: [String: LocalView]) throws(FieldSyncError) -> Set<String> {
+    func migrateTables(db: some SQLDatabase, from old: Schema, views: [String: LocalView]) throws(FieldSyncError) -> Set<String> {
         var rebuilt: Set<String> = []
         for name in old.types.keys.sorted() where types[name] == nil {
             try db.exec("DROP TABLE IF EXISTS \(quoted(name))")
@@ -194,7 +194,7 @@ extension Schema {
             guard let view = views[name] else { continue }
             if let before = old.types[name], before.fields == types[name]?.fields { continue }
             try db.exec("DROP TABLE IF EXISTS \(quoted(name))")
-            try db.exec(view.ddl)
+            try db.exec(view.ddl(db.dialect))
             rebuilt.insert(name)
         }
         return rebuilt

@@ -64,7 +64,7 @@ extension HubStorage {
 
     func enrollment(_ device: String) throws(FieldSyncError) -> Enrollment? {
         var found: Enrollment?
-        try db.query("SELECT public_key, instance, scope, can_write, revoked FROM fs_devices WHERE device_id = ?", [.text(device)]) {
+        try db.select("SELECT public_key, instance, scope, can_write, revoked FROM fs_devices WHERE device_id = ?", [.text(device)]) {
             (r) throws(FieldSyncError) -> Bool in
             var scope: [String: JSONObject]?
             if let text = r.optionalText(2) {
@@ -92,7 +92,7 @@ extension HubStorage {
         let rotated = old != nil && old?.publicKey != e.publicKey
         try db.run("UPDATE fs_device_keys SET until = ? WHERE device_id = ? AND public_key <> ? AND until IS NULL",
                    [.int(now), .text(e.device), .text(e.publicKey)])
-        try db.run("INSERT INTO fs_device_keys(device_id, public_key, since) VALUES(?,?,?) ON CONFLICT DO UPDATE SET until = NULL",
+        try db.run("INSERT INTO fs_device_keys(device_id, public_key, since) VALUES(?,?,?) ON CONFLICT(device_id, public_key) DO UPDATE SET until = NULL",
                    [.text(e.device), .text(e.publicKey), .int(now)])
         return rotated
     }
@@ -119,8 +119,9 @@ extension HubStorage {
     /// that hash (a row refused as reused is not vouched for here).
     func storeHead(_ head: Wire.Credentials.Head, device: String, publicKey: String, at now: Int64) throws(FieldSyncError) {
         try db.run("""
-            INSERT OR IGNORE INTO fs_audit_heads(device, audit_id, hash, public_key, signature, received_at)
-            SELECT device, audit_id, hash, ?, ?, ? FROM fs_hub_audit WHERE device = ? AND audit_id = ? AND hash = ?
+            INSERT INTO fs_audit_heads(device, audit_id, hash, public_key, signature, received_at)
+            SELECT device, audit_id, hash, CAST(? AS TEXT), CAST(? AS TEXT), CAST(? AS BIGINT) FROM fs_hub_audit
+            WHERE device = ? AND audit_id = ? AND hash = ? ON CONFLICT DO NOTHING
             """, [.text(publicKey), .text(Hex.encode(head.signature)), .int(now), .text(device), .int(head.auditId), .text(head.hash)])
     }
 
@@ -128,7 +129,7 @@ extension HubStorage {
     func holds(device: String) throws(FieldSyncError) -> Wire.Response.Holds {
         var holds = Wire.Response.Holds(seq: try db.scalar("SELECT max(seq) FROM fs_hub_applied WHERE device = ?", [.text(device)]) ?? 0,
                                         auditId: 0, auditHash: nil)
-        try db.query("SELECT audit_id, hash FROM fs_hub_audit WHERE device = ? ORDER BY audit_id DESC LIMIT 1", [.text(device)]) { r in
+        try db.select("SELECT audit_id, hash FROM fs_hub_audit WHERE device = ? ORDER BY audit_id DESC LIMIT 1", [.text(device)]) { r in
             holds.auditId = r.int(0)
             holds.auditHash = r.text(1)
             return false
@@ -155,14 +156,14 @@ extension HubStorage {
     /// The registry for the operator: devices with their keys, and the latest refusals.
     func devices() throws(FieldSyncError) -> JSON {
         var keys: [String: [JSON]] = [:]
-        try db.query("SELECT device_id, public_key, since, until FROM fs_device_keys ORDER BY device_id, since") { r in
+        try db.select("SELECT device_id, public_key, since, until FROM fs_device_keys ORDER BY device_id, since") { r in
             var k: JSONObject = ["public_key": .string(r.text(1)), "since": .int(r.int(2))]
             k["until"] = r.optionalInt(3).map(JSON.int) ?? .null
             keys[r.text(0), default: []].append(.object(k))
             return true
         }
         var devices: [JSON] = []
-        try db.query("""
+        try db.select("""
             SELECT device_id, public_key, instance, scope, can_write, revoked, enrolled_at, revoked_at, last_seen_at
             FROM fs_devices ORDER BY device_id
             """) { (r) throws(FieldSyncError) -> Bool in
@@ -178,7 +179,7 @@ extension HubStorage {
             return true
         }
         var refusals: [JSON] = []
-        try db.query("SELECT at, device_id, code, message FROM fs_auth_log ORDER BY rowid DESC LIMIT 100") { r in
+        try db.select("SELECT at, device_id, code, message FROM fs_auth_log ORDER BY rowid DESC LIMIT 100") { r in
             refusals.append(.object(["at": .int(r.int(0)), "device_id": .string(r.text(1)), "code": .string(r.text(2)),
                                      "message": .string(r.text(3))]))
             return true

@@ -76,9 +76,6 @@ final class Statement {
         guard let p = sqlite3_column_text(handle, column) else { return nil }
         return UnsafeBufferPointer(start: p, count: Int(sqlite3_column_bytes(handle, column)))
     }
-    func text(_ column: Int32) -> String { bytes(column).map { String(decoding: $0, as: UTF8.self) } ?? "" }
-    func optionalText(_ column: Int32) -> String? { isNull(column) ? nil : text(column) }
-
     /// Copies JSON text the engine stored into `out` as it is. A column that
     /// is NULL, empty or does not start as expected (`opening`: "{" or "[")
     /// gives `orElse` instead, as reading it back as JSON would have.
@@ -90,27 +87,6 @@ final class Statement {
         }
     }
 
-    /// JSON text the engine stored, parsed from SQLite's buffer without a
-    /// String in between. Text that does not read back as JSON is damage to
-    /// the file: FS_ERR_CORRUPT naming `place` (table, column and key), never
-    /// an empty value that would silently lose what was stored.
-    func storedJSON(_ column: Int32, _ place: @autoclosure () -> String) throws(FieldSyncError) -> JSON {
-        guard let text = bytes(column), let base = text.baseAddress else { throw .corrupt("\(place()) is NULL, not JSON") }
-        do {
-            return try JSON.parse(bytes: base, count: text.count, what: "stored JSON", limit: Int.max, depth: Limits.maxMessageDepth)
-        } catch {
-            throw .corrupt("\(place()) cannot be read: \(error.message)")
-        }
-    }
-
-    /// A stored JSON object (a record state, an entry's ops): anything else is damage.
-    func storedObject(_ column: Int32, _ place: @autoclosure () -> String) throws(FieldSyncError) -> JSON {
-        let value = try storedJSON(column, place())
-        guard value.object != nil else { throw .corrupt("\(place()) is \(value.kind), not a JSON object") }
-        return value
-    }
-
-    func optionalInt(_ column: Int32) -> Int64? { isNull(column) ? nil : int(column) }
 }
 
 /// SQL text with an identity: statements on hot paths are found by it rather

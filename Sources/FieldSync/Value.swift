@@ -69,7 +69,7 @@ extension FieldSpec {
         }
     }
 
-    func jsonValue(_ row: Statement, _ column: Int32) -> JSON {
+    func jsonValue(_ row: some SQLRow, _ column: Int32) -> JSON {
         if row.isNull(column) { return .null }
         switch type {
         case .string: return .string(row.text(column))
