@@ -494,7 +494,8 @@ def test_a_pull_never_passes_a_change_a_slower_transaction_still_holds(tmp_path,
     """Request A (device Y: a new record R-1, then a custom write on T-1 whose
     resolver waits for a gate) takes change number h+1 in process 0 and stays
     uncommitted. Meanwhile request B (device W writes R-2) goes to process 1,
-    and pulls C run there for device Z, whose cursor is h. While A is open, C
+    and pulls C for device Z, whose cursor is h, to process 2 (not to
+    process 1: a hub handle serves one request at a time, and B holds it). While A is open, C
     must return nothing and keep cursor h: the classic trap (sequence numbers
     handed out in one order, committed in another) would let B take h+3 and
     commit, C return R-2 with cursor h+3, and Z never see R-1 nor T-1 again,
@@ -503,7 +504,7 @@ def test_a_pull_never_passes_a_change_a_slower_transaction_still_holds(tmp_path,
     (B waits for A). Once A commits, the pull from h brings A's two changes
     then B's, in that order."""
     storage = ("postgres", pg_dsn)
-    with cluster_of(tmp_path, storage, n=2) as cluster:
+    with cluster_of(tmp_path, storage, n=3) as cluster:
         x, y, w, z = (device(tmp_path, cluster, n) for n in ("dev-X", "dev-Y", "dev-W", "dev-Z"))
         try:
             x.apply(task("T-1", set={"status": "open", "lines": [1]}))
@@ -531,7 +532,7 @@ def test_a_pull_never_passes_a_change_a_slower_transaction_still_holds(tmp_path,
                 z.set_connectivity(True)
                 request, _ = z._prepare_raw()
                 assert json.loads(request)["cursor"] == h
-                status, body = cluster.post(request, 1, timeout=30)
+                status, body = cluster.post(request, 2, timeout=30)
                 assert status == 200, body
                 z.sync_receive(body)
                 answer = json.loads(body)
