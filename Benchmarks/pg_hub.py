@@ -3,7 +3,9 @@
 (requests/s, entries/s) and p50/p99 request latency with 1, 2 and 3 hub
 processes on one PostgreSQL database, and 1 and 3 on one SQLite file
 (durability full), same workload, same run, each configuration `--repeat`
-times in turn.
+times in turn; and, for what the storage alone costs, the same exchanges
+handed to an in-process hub on each (one device after the other, the
+handle call alone timed).
 
 Each hub process holds one Hub handle and serves POST /sync over HTTP
 (http.server, a thread per connection: the same small server for both
@@ -20,7 +22,7 @@ durable as the SQLite hub's "full"; or --dsn for one you started (then say
 how it is configured). A fresh database per run.
 
     python3 Benchmarks/pg_hub.py [--devices 6] [--actions 600] [--batch 50]
-                                 [--pg 1,2,3] [--sqlite 1,3] [--repeat 2] [--dsn DSN]
+                                 [--pg 0,1,2,3] [--sqlite 0,1,3] [--repeat 2] [--dsn DSN]
 Needs the library (FIELDSYNC_LIB or build/), PostgreSQL's server binaries
 (apt-get install postgresql) unless --dsn, and psql.
 """
@@ -160,8 +162,45 @@ def start_processes(d: Path, target: Tuple[str, str], n: int) -> List[Tuple[subp
     return procs
 
 
+def in_process(stores: List[fieldsync.Store], target: Tuple[str, str]) -> Tuple[float, List[float]]:
+    """The same exchanges handed to one Hub handle in this process, one
+    device after the other: the storage's cost alone (no HTTP, no waiting)."""
+    latencies: List[float] = []
+    with open_hub(target) as hub:
+        start = time.perf_counter()
+        for s in stores:
+            s.set_connectivity(True)
+            while True:
+                request, _ = s._prepare_raw()
+                if request is None:
+                    break
+                t = time.perf_counter()
+                response = hub._handle_raw(request)
+                latencies.append(time.perf_counter() - t)
+                s.sync_receive(response)
+        return time.perf_counter() - start, latencies
+
+
+def check(target: Tuple[str, str], args: argparse.Namespace) -> None:
+    with open_hub(target) as hub:
+        applied = hub.stats()["entries_applied"]
+        picked = sum(r["picked"] or 0 for r in hub.query("task"))
+    want = args.devices * args.actions
+    if applied != want or picked != want:
+        raise SystemExit(f"hub applied {applied} entries, picked sums to {picked}; expected {want}")
+
+
 def run(d: Path, target: Tuple[str, str], processes: int, args: argparse.Namespace) -> Dict[str, Any]:
     stores = make_devices(d, target, args)
+    load = os.getloadavg()[0]
+    if processes == 0:
+        try:
+            total, latencies = in_process(stores, target)
+        finally:
+            for s in stores:
+                s.close()
+        check(target, args)
+        return {"requests": len(latencies), "seconds": total, "latencies": latencies, "refused": 0, "load": load}
     procs = start_processes(d, target, processes)
     ports = [port for _, port in procs]
     latencies: List[float] = []
@@ -197,7 +236,6 @@ def run(d: Path, target: Tuple[str, str], processes: int, args: argparse.Namespa
         with lock:
             latencies.extend(mine)
 
-    load = os.getloadavg()[0]
     threads = [threading.Thread(target=device, args=(s, i)) for i, s in enumerate(stores)]
     try:
         start = time.perf_counter()
@@ -215,12 +253,7 @@ def run(d: Path, target: Tuple[str, str], processes: int, args: argparse.Namespa
             s.close()
     if errors:
         raise SystemExit("; ".join(errors))
-    with open_hub(target) as hub:
-        applied = hub.stats()["entries_applied"]
-        picked = sum(r["picked"] or 0 for r in hub.query("task"))
-    want = args.devices * args.actions
-    if applied != want or picked != want:
-        raise SystemExit(f"hub applied {applied} entries, picked sums to {picked}; expected {want}")
+    check(target, args)
     return {"requests": len(latencies), "seconds": total, "latencies": latencies, "refused": refused[0],
             "load": load}
 
@@ -230,8 +263,8 @@ def main() -> int:
     ap.add_argument("--devices", type=int, default=6)
     ap.add_argument("--actions", type=int, default=600)
     ap.add_argument("--batch", type=int, default=50)
-    ap.add_argument("--pg", default="1,2,3", help="hub processes on PostgreSQL, one run each")
-    ap.add_argument("--sqlite", default="1,3", help="hub processes on one SQLite file, one run each")
+    ap.add_argument("--pg", default="0,1,2,3", help="hub processes on PostgreSQL, one run each (0: in-process)")
+    ap.add_argument("--sqlite", default="0,1,3", help="hub processes on one SQLite file, one run each (0: in-process)")
     ap.add_argument("--repeat", type=int, default=2)
     ap.add_argument("--dsn", help="an existing server (default: start one with fsync on)")
     ap.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
@@ -299,7 +332,8 @@ def main() -> int:
     print(f"\n{'':24}| requests | req/s (each run) | entries/s (each run) | latency p50 / p99 ms (each run)"
           f" | not 200 | load avg before")
     for (kind, n), runs in results.items():
-        name = f"{'PostgreSQL' if kind == 'postgres' else 'SQLite'}, {n} process{'es' if n > 1 else ''}"
+        name = f"{'PostgreSQL' if kind == 'postgres' else 'SQLite'}, " + (
+            "in-process" if n == 0 else f"{n} process{'es' if n > 1 else ''}")
         rps = ", ".join(f"{x['requests'] / x['seconds']:.1f}" for x in runs)
         eps = ", ".join(f"{entries / x['seconds']:,.0f}" for x in runs)
         lat = ", ".join(f"{percentile(x['latencies'], 50) * 1e3:.1f} / {percentile(x['latencies'], 99) * 1e3:.1f}"
