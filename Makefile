@@ -8,7 +8,7 @@ APT_NEEDS  := libsqlite3-dev libjansson-dev libssl-dev pkg-config
 # Packaging checks and the HTTP example.
 APT_NEEDS  += cmake abigail-tools libcurl4-openssl-dev
 
-.PHONY: all build deps test test-swift test-c test-cpp test-python wheel examples demo bench soak fuzz fuzz-engine fuzz-doors sanitize clean
+.PHONY: all build deps test test-suites test-swift test-c test-cpp test-python wheel examples demo bench soak fuzz fuzz-engine fuzz-doors sanitize clean
 .PHONY: install install-only test-packaging test-install test-abi test-swift-consumer abi-baseline
 
 all: build
@@ -46,7 +46,14 @@ build: deps
 	@ln -sf $(SONAME) $(BUILD)/libfieldsync.so
 	@echo "built $(BUILD)/libfieldsync.so"
 
+# The PostgreSQL hub's tests need a server (docs/TESTING.md "PostgreSQL
+# tests"): with FIELDSYNC_PG_DSN unset, Tests/pg/with-server.sh starts a
+# throwaway one for the run when the server binaries are installed, and
+# stops it after; without them those tests skip.
 test: build
+	Tests/pg/with-server.sh $(MAKE) test-suites
+
+test-suites:
 	$(MAKE) test-swift
 	$(MAKE) test-c
 	$(MAKE) test-cpp
@@ -68,7 +75,7 @@ test-cpp: build
 # has its own directory and port, so they run in any order, at once.
 PYTEST_JOBS = $(shell $(PYTHON) -c "import xdist" 2>/dev/null && echo "-n auto")
 test-python: build
-	cd bindings/python && FIELDSYNC_LIB=$(BUILD)/libfieldsync.so $(PYTHON) -m pytest -q $(PYTEST_JOBS) tests
+	cd bindings/python && FIELDSYNC_LIB=$(BUILD)/libfieldsync.so ../../Tests/pg/with-server.sh $(PYTHON) -m pytest -q $(PYTEST_JOBS) tests
 
 examples: build
 	$(MAKE) -C examples/c run BUILD=$(BUILD) INCLUDE=$(CURDIR)/include

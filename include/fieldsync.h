@@ -523,7 +523,8 @@ FS_EXTERN fs_status fs_sync_connectivity(fs_store *store, int32_t up);
 /* The hub                                                                   */
 /*                                                                           */
 /* The server side, in the same library: a request -> response function over */
-/* its own SQLite file. It deduplicates entries (a resend is answered         */
+/* its own SQLite file, or over a PostgreSQL database that several hub        */
+/* processes share. It deduplicates entries (a resend is answered             */
 /* "duplicate" with the original outcome), merges per field with the same     */
 /* rules devices use, numbers every change, keeps every device's audit rows   */
 /* with server_received_at and verifies their hash chains, and answers pulls. */
@@ -535,7 +536,18 @@ typedef struct fs_hub fs_hub;
 /* Opens (creating if needed) the hub database at `path`.
  * options_json may be NULL or {"durability": "full"|"normal",
  * "busy_timeout_ms": 5000 (0 to 2147483647), "max_clock_skew_ms": 86400000,
- * "auth": "on"|"off"}. With "auth" on (the default) only requests signed by
+ * "auth": "on"|"off", "storage": "sqlite"|"postgres", "dsn": "..."}.
+ * With "storage": "postgres" the hub keeps its state in the PostgreSQL
+ * database "dsn" names (a libpq connection string, at most 4096 bytes);
+ * `path` must then be NULL or "", "durability" (SQLite's) is refused, and
+ * "busy_timeout_ms" bounds the wait for another process's lock (then
+ * FS_ERR_BUSY). Any number of handles in any number of processes
+ * on any hosts may serve one such database at once: they share the ledger,
+ * the records, the change log, the registry, the audit and the counters
+ * (docs/OPERATIONS.md "PostgreSQL hub"). libpq.so.5 is loaded with dlopen
+ * at the first such open; this library does not link it. The database must
+ * hold no tables but the hub's (in its current schema; search_path chooses
+ * another). With "auth" on (the default) only requests signed by
  * an enrolled device are handled (fs_hub_enroll; docs/SECURITY.md); "off"
  * is shown in fs_hub_stats and logged in fs_hub_devices "refusals" at every
  * open. The hub makes its key pair with the file and signs every response.
@@ -544,8 +556,11 @@ typedef struct fs_hub fs_hub;
  * (docs/ABI.md). A hub file made by an older version is brought up to date
  * when opened.
  * @param out_hub receives the handle; release with fs_hub_close().
+ * @param path borrowed; NULL only with "storage": "postgres".
  * @return FS_OK; FS_ERR_ARG, FS_ERR_JSON, FS_ERR_TOO_BIG, FS_ERR_SCHEMA,
- *         FS_ERR_IO, FS_ERR_CORRUPT (not a hub database), FS_ERR_BUSY.
+ *         FS_ERR_IO (also: libpq missing, the server refused or unreachable,
+ *         with libpq's message), FS_ERR_CORRUPT (not a hub database),
+ *         FS_ERR_BUSY.
  * Any thread. */
 FS_EXTERN fs_status fs_hub_open(const char *path, const char *schema_json,
                                 const char *options_json, fs_hub **out_hub);
@@ -682,9 +697,12 @@ FS_EXTERN fs_status fs_hub_devices(fs_hub *hub, char **out_devices_json);
  * and renamed to `path` only once complete, so a crash or a full disk never
  * leaves a half backup under `path`. It is a standalone file (no -wal) that
  * fs_hub_open opens as it is. Blocks this handle for the copy (about a
- * second per few hundred MiB on a 2-core VM).
+ * second per few hundred MiB on a 2-core VM). A PostgreSQL hub is backed up
+ * by its server (pg_dump, base backups): FS_ERR_ARG; a database restored
+ * from one is found at the next open and becomes the next generation.
  * @param path borrowed; must not exist (a backup never overwrites).
- * @return FS_OK; FS_ERR_ARG (NULL or empty path, or it exists), FS_ERR_IO
+ * @return FS_OK; FS_ERR_ARG (NULL or empty path, or it exists, or a
+ *         PostgreSQL hub), FS_ERR_IO
  *         (cannot create or rename it), FS_ERR_FULL, FS_ERR_BUSY,
  *         FS_ERR_CLOSED. Any thread. */
 FS_EXTERN fs_status fs_hub_backup(fs_hub *hub, const char *path);
@@ -694,7 +712,7 @@ FS_EXTERN fs_status fs_hub_backup(fs_hub *hub, const char *path);
  * clock skew), resends refused for a reused key, audit rows, rows refused for
  * a reused audit id, hash failures, chain breaks and gaps, and per type and field "conflicts.<type>.<field>.*"
  * (writes, concurrent, won, lost, merged, rejected, rate) with the overall
- * "conflict_rate".
+ * "conflict_rate", and "storage": "sqlite" or "postgres".
  * @return FS_OK; FS_ERR_ARG, FS_ERR_CLOSED, FS_ERR_IO. */
 FS_EXTERN fs_status fs_hub_stats(fs_hub *hub, char **out_stats_json);
 

@@ -104,14 +104,14 @@ package final class Hub {
         }
         guard storage?.string == "postgres" else { throw .arg("options: \"storage\" must be \"sqlite\" or \"postgres\"") }
         if let path, !path.isEmpty { throw .arg("a PostgreSQL hub takes no path (pass NULL): its database is options \"dsn\"") }
-        for key in ["durability", "busy_timeout_ms"] where opts[key] != nil {
-            throw .arg("options: \"\(key)\" is for a SQLite hub; a PostgreSQL hub's durability is its server's")
-        }
+        if opts["durability"] != nil { throw .arg("options: \"durability\" is for a SQLite hub; a PostgreSQL hub's durability is its server's") }
+        var lockTimeout: Int64 = 5000
+        try integerOption(opts, "busy_timeout_ms", 0...Int64(Int32.max), into: &lockTimeout, "about 24.8 days")
         guard let dsn = opts["dsn"]?.string, !dsn.isEmpty else {
             throw .arg("options: \"storage\": \"postgres\" needs \"dsn\", a libpq connection string")
         }
         if dsn.utf8.count > 4096 { throw .tooBig("options: \"dsn\" is \(dsn.utf8.count) bytes; the limit is 4096") }
-        return (try PGConnection(dsn: dsn), "the PostgreSQL database")
+        return (try PGConnection(dsn: dsn, lockTimeoutMs: lockTimeout), "the PostgreSQL database")
     }
 
     /// The reason of an entry held back from a device ahead of this hub.
@@ -140,6 +140,7 @@ package final class Hub {
                 }
                 return try handle(request, principal: principal)
             } catch .busy(let message) {
+                guard pg.lastErrorRetryable else { throw .busy(message) }
                 attempt += 1
                 if attempt >= Hub.attempts { throw .busy("\(message) (tried \(attempt) times)") }
                 usleep(UInt32(1000 << min(attempt, 6)))

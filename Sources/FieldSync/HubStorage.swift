@@ -251,12 +251,14 @@ final class HubStorage {
 
     /// Moves the change sequence on (inside the request's transaction).
     func setSequence(_ seq: Int64) throws(FieldSyncError) {
-        try setMeta("seq", .int(seq))
-        if db.dialect == .postgres {
-            try setMeta("writer", .string(writer))
-            pending = (seq, writer, seen?.schema ?? "")
-        }
+        guard db.dialect == .postgres else { return try setMeta("seq", .int(seq)) }
+        try db.run(HubStorage.pgSetSequence, [.int(seq), .text(JSON.string(writer).text)])
+        pending = (seq, writer, seen?.schema ?? "")
     }
+    private static let pgSetSequence = PreparedSQL("""
+        INSERT INTO fs_meta(key, value) VALUES('seq', to_jsonb(?)), ('writer', CAST(? AS JSONB))
+        ON CONFLICT(key) DO UPDATE SET value = excluded.value
+        """)
     private var pending: (seq: Int64, writer: String, schema: String)?
 
     /// After each request: what it wrote becomes the kept state if it
@@ -485,10 +487,11 @@ extension HubStorage {
 
     /// A PostgreSQL hub's answer to "was I restored?" (HubRestore.swift): the
     /// database's identity (its cluster's system identifier, its own oid,
-    /// the timeline) is kept; a database restored with pg_restore into a new
-    /// database, or by point-in-time recovery, or promoted from a replica
-    /// that may lag, has another one, and is then the next generation, as a
-    /// SQLite hub's backup copy is. Returns the generation. (A SQLite hub's
+    /// fs_meta's oid, the timeline) is kept; a database restored with
+    /// pg_restore (into a new database, or over this one with --clean: the
+    /// tables are made again), or by point-in-time recovery, or promoted
+    /// from a replica that may lag, has another one, and is then the next
+    /// generation, as a SQLite hub's backup copy is. Returns the generation. (A SQLite hub's
     /// copies are made by fs_hub_backup, which numbers them.)
     func checkIdentity(at now: Int64) throws(FieldSyncError) -> Int64 {
         guard db.dialect == .postgres else { return try meta("generation")?.int ?? 1 }
@@ -519,6 +522,7 @@ extension HubStorage {
             CASE WHEN has_function_privilege('pg_control_system()', 'execute')
                  THEN (SELECT system_identifier::text FROM pg_control_system()) END,
             (SELECT oid::text FROM pg_database WHERE datname = current_database()),
+            to_regclass('fs_meta')::oid::text,
             CASE WHEN has_function_privilege('pg_control_checkpoint()', 'execute')
                  THEN (SELECT timeline_id::text FROM pg_control_checkpoint()) END)
         """)

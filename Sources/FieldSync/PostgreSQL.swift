@@ -117,14 +117,19 @@ final class PGConnection: SQLDatabase {
     /// Set when the connection was lost and made again: the database may be
     /// another copy now (restored), which the hub checks (HubStorage.identity).
     var reconnected = false
+    /// Whether the last error means "do the request again": another
+    /// transaction got in the way (a serialization failure, a deadlock, a
+    /// unique key taken meanwhile). A lock waited for longer than the lock
+    /// timeout is FS_ERR_BUSY too, but not retried: the holder is stuck.
+    private(set) var lastErrorRetryable = false
+    private static let retryable: Set<String> = ["40001", "40P01", "23505"]
+    private let lockTimeoutMs: Int64
     var dialect: SQLDialect { .postgres }
 
-    // SQLSTATE codes that mean "do the request again": another transaction
-    // got in the way (serialization failure, deadlock, a unique key taken
-    // meanwhile, a lock not available).
-    private static let retryable: Set<String> = ["40001", "40P01", "23505", "55P03"]
-
-    init(dsn: String) throws(FieldSyncError) {
+    /// `lockTimeoutMs`: how long a request waits for another's lock (the
+    /// hub's busy_timeout_ms; PostgreSQL's lock_timeout).
+    init(dsn: String, lockTimeoutMs: Int64) throws(FieldSyncError) {
+        self.lockTimeoutMs = lockTimeoutMs
         pq = try LibPQ.shared.get()
         if dsn.utf8.contains(0) { throw .arg("options: \"dsn\" cannot contain U+0000") }
         guard let conn = pq.connectdb(dsn) else { throw .internal("libpq: out of memory connecting") }
@@ -134,8 +139,13 @@ final class PGConnection: SQLDatabase {
             throw .io("cannot connect to PostgreSQL: \(message.trimmingSuffix())")
         }
         self.conn = conn
+        try configure()
+    }
+
+    private func configure() throws(FieldSyncError) {
         // Notices ("already exists, skipping") are not the host's to see.
-        try exec("SET client_min_messages TO warning")
+        // lock_timeout 0 would wait for ever; busy_timeout_ms 0 means "don't wait".
+        try exec("SET client_min_messages TO warning; SET lock_timeout = \(max(lockTimeoutMs, 1))")
     }
 
     deinit { close() }
@@ -155,7 +165,7 @@ final class PGConnection: SQLDatabase {
                 throw .io("the PostgreSQL connection was lost and cannot be made again: \(errorText(conn))")
             }
             reconnected = true
-            try exec("SET client_min_messages TO warning")
+            try configure()
         }
         return conn
     }
@@ -173,7 +183,10 @@ final class PGConnection: SQLDatabase {
         let message = (pq.resultErrorMessage(result).map { String(cString: $0) } ?? "").trimmingSuffix()
         pq.clear(result)
         let text = "\(doing): \(message)"
-        if PGConnection.retryable.contains(state) { throw .busy(text) }
+        lastErrorRetryable = PGConnection.retryable.contains(state)
+        if lastErrorRetryable || state == "55P03" { throw .busy(text) }
+        // No SQLSTATE: libpq's own failure, the connection lost mid-call.
+        if state.isEmpty, let conn, pq.status(conn) != 0 { throw .io(text) }
         switch state.prefix(2) {
         case "53": throw state == "53100" ? .full(text) : .io(text)   // insufficient resources: disk full, memory, connections
         case "08", "57": throw .io(text)                              // connection lost, server shutting down
@@ -230,7 +243,9 @@ final class PGConnection: SQLDatabase {
             case .int(let v): types.append(20); texts.append(Array(String(v).utf8CString))
             case .double(let v): types.append(701); texts.append(Array(pgDouble(v).utf8CString))
             case .text(let s):
-                // PostgreSQL text cannot hold U+0000; stopping there would store another value.
+                // PostgreSQL text cannot hold U+0000, and stopping there would
+                // store another value. (Messages never carry it: jansson refuses
+                // \u0000, so this guards the engine's own text.)
                 if s.utf8.contains(0) { throw .arg("a PostgreSQL hub cannot store text containing U+0000") }
                 types.append(0); texts.append(Array(s.utf8CString))
             case .bytes(let b):

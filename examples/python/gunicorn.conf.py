@@ -3,6 +3,9 @@
     export FIELDSYNC_HUB=/var/lib/fieldsync/hub.db FIELDSYNC_SCHEMA=/etc/fieldsync/schema.json
     gunicorn -c gunicorn.conf.py 'fieldsync.server:app'
 
+or, on each of several hosts sharing one PostgreSQL database, FIELDSYNC_POSTGRES
+(a libpq connection string) in place of FIELDSYNC_HUB.
+
 Every FIELDSYNC_* variable of fieldsync/server.py applies; FIELDSYNC_BIND and
 FIELDSYNC_WORKERS are read here. Options on gunicorn's command line override
 this file.
@@ -18,6 +21,7 @@ bind = os.environ.get("FIELDSYNC_BIND", "127.0.0.1:8080")
 
 # One hub file takes one writer at a time (SQLite): workers beyond the cores
 # only queue on its lock. Two to four per host is the range; see "Sizing".
+# With PostgreSQL each worker holds one connection: hosts x workers of them.
 workers = int(os.environ.get("FIELDSYNC_WORKERS", "3"))
 worker_class = "sync"  # a request is CPU work in the engine; the proxy absorbs slow clients
 

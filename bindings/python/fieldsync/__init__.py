@@ -375,7 +375,8 @@ class _Handle:
 
     _kind = "handle"
     _handle: Optional[int] = None
-    path = ""
+    #: The file; a hub in a PostgreSQL database has none.
+    path: Optional[str] = None
 
     @staticmethod
     def _close_handle(handle: int) -> int:
@@ -428,6 +429,7 @@ class Store(_Handle):
     """
 
     _kind = "store"
+    path: str
     _close_handle = staticmethod(lambda handle: lib.fs_store_close(handle))
 
     def __init__(

@@ -1,6 +1,7 @@
 """Command line of the fieldsync binding (also installed as the `fieldsync` command).
 
     python -m fieldsync serve --db hub.db --schema schema.json --port 8080
+    python -m fieldsync serve --postgres 'host=db1 dbname=fieldsync' --schema schema.json --port 8080
     python -m fieldsync sync  --db device.db --schema schema.json --server http://127.0.0.1:8080
     python -m fieldsync apply --db device.db --schema schema.json --action '{"action": ...}'
     python -m fieldsync store info device.db --schema schema.json
@@ -19,7 +20,12 @@ library (fieldsync/verify.py; it also runs alone: `python3 verify.py hub.db`).
 
 The operator commands (`hub stats|devices|revoke|backup`, `inspect`, `outbox
 discard`) open an existing file only (never create one) with the schema it
-holds unless --schema says otherwise, and print JSON with --json.
+holds unless --schema says otherwise, and print JSON with --json. The hub
+commands and `inspect` take `--postgres DSN` (a libpq connection string)
+instead of a hub file: a hub kept in a PostgreSQL database, likewise never
+created by them (except by `hub enroll`, as with a file); `hub backup` and
+`verify` are for hub files (a database is backed up with pg_dump or base
+backups, docs/OPERATIONS.md).
 
 `serve` is the development server: Python's wsgiref, one thread per
 connection, serving the WSGI application of fieldsync/server.py (POST /sync,
@@ -72,6 +78,7 @@ from typing import Any, Dict, Optional, Sequence, Tuple
 
 from . import AuthError, FieldSyncError, Hub, Store, UpgradeRequiredError, _lib
 from .server import read_schema as _read_schema
+from .server import redact as _redact
 
 
 class UsageError(Exception):
@@ -139,12 +146,17 @@ class _Server(socketserver.ThreadingMixIn, wsgiref.simple_server.WSGIServer):
 
 def serve(args: argparse.Namespace) -> int:
     from . import server
-    app = server.create_app(server.Config(
-        hub=args.db, schema=args.schema, auth=args.auth, durability=args.durability,
+    config = server.Config(
+        hub=args.db, schema=args.schema, auth=args.auth, durability=args.durability, postgres=args.postgres,
         stats_token=args.stats_token or os.environ.get("FIELDSYNC_STATS_TOKEN", ""),
         max_parallel=args.max_parallel, body_timeout=args.body_timeout, queue_timeout=args.queue_timeout,
-        log=args.log))
-    app.hub()  # opened now: a file that does not open is an error before listening
+        log=args.log)
+    try:
+        config.check()
+    except ValueError as e:
+        raise UsageError(str(e)) from None
+    app = server.create_app(config)
+    app.hub()  # opened now: a file that does not open, a database that does not answer: an error before listening
     handler = type("Handler", (_Handler,), {"verbose": args.verbose})
     httpd = _Server((args.host, args.port), handler)
     httpd.set_app(app)
@@ -156,7 +168,7 @@ def serve(args: argparse.Namespace) -> int:
     host, port = httpd.server_address[:2]
     if isinstance(host, bytes):  # AF_UNIX only; typeshed allows it
         host = host.decode()
-    print(f"fieldsync hub {args.db} listening on http://{host}:{port}/sync", flush=True)
+    print(f"fieldsync hub {config.where} listening on http://{host}:{port}/sync", flush=True)
     try:
         httpd.serve_forever(poll_interval=0.2)
     except KeyboardInterrupt:
@@ -349,7 +361,7 @@ def hub_enroll(args: argparse.Namespace) -> int:
             scope = json.loads(args.scope)
         except ValueError as e:
             raise ValueError(f"--scope is not JSON: {e}") from None
-    with Hub(args.hub_db, _read_schema(args.schema)) as hub:
+    with _open_hub(args, create=True) as hub:
         result = hub.enroll(args.device_id, args.public_key, instance=args.instance, scope=scope,
                             write=not args.read_only)
     if args.json:
@@ -362,14 +374,17 @@ def hub_enroll(args: argparse.Namespace) -> int:
 
 
 def hub_revoke(args: argparse.Namespace) -> int:
-    with Hub(args.hub_db, _schema_of(args, args.hub_db, "hub")) as hub:
+    with _open_hub(args) as hub:
         hub.revoke(args.device_id)
     print(json.dumps({"revoked": args.device_id}) if args.json else f"revoked {args.device_id}", flush=True)
     return EXIT_OK
 
 
 def hub_backup(args: argparse.Namespace) -> int:
-    with Hub(args.hub_db, _schema_of(args, args.hub_db, "hub")) as hub:
+    if args.postgres:
+        raise UsageError("hub backup copies a hub file; back up a PostgreSQL hub with pg_dump or base backups "
+                         "(docs/OPERATIONS.md \"PostgreSQL hub\")")
+    with _open_hub(args) as hub:
         hub.backup(args.dest)
     if args.json:
         print(json.dumps({"hub": args.hub_db, "backup": args.dest, "bytes": os.path.getsize(args.dest)}), flush=True)
@@ -379,7 +394,7 @@ def hub_backup(args: argparse.Namespace) -> int:
 
 
 def hub_devices(args: argparse.Namespace) -> int:
-    with Hub(args.hub_db, _schema_of(args, args.hub_db, "hub")) as hub:
+    with _open_hub(args) as hub:
         registry = hub.devices()
     if args.json:
         print(json.dumps(registry), flush=True)
@@ -395,7 +410,7 @@ def hub_devices(args: argparse.Namespace) -> int:
 
 
 def hub_stats(args: argparse.Namespace) -> int:
-    with Hub(args.hub_db, _schema_of(args, args.hub_db, "hub")) as hub:
+    with _open_hub(args) as hub:
         stats = hub.stats()
     if args.json:
         print(json.dumps(stats), flush=True)
@@ -446,15 +461,51 @@ def _schema_of(args: argparse.Namespace, path: str, kind: str) -> str:
     return _read_schema(args.schema) if getattr(args, "schema", None) else found["schema"]
 
 
+def _postgres_kind(dsn: str) -> Dict[str, Any]:
+    """As _kind, for a PostgreSQL database: read through libpq (fieldsync/_pq.py)
+    without the library, which would create a hub's tables where none are."""
+    from . import _pq
+    # Where the library looks: the connection's current schema. Values are
+    # JSONB there; #>> '{}' gives a string's text unquoted.
+    exists, = _pq.query(dsn, "SELECT count(*) FROM pg_tables WHERE schemaname = current_schema() "
+                             "AND tablename = 'fs_meta'")
+    if exists != [("1",)]:
+        raise UsageError(f"{_redact(dsn)}: no fieldsync hub in this database (no fs_meta table)")
+    rows, = _pq.query(dsn, "SELECT key, value #>> '{}' FROM fs_meta WHERE key IN ('role', 'schema')")
+    meta: Dict[str, Optional[str]] = {str(k): v for k, v in rows}
+    if meta.get("role") != "hub" or not meta.get("schema"):
+        raise UsageError(f"{_redact(dsn)}: this database's fs_meta is not a fieldsync hub's")
+    return {"kind": "hub", "schema": meta["schema"]}
+
+
+def _open_hub(args: argparse.Namespace, create: bool = False) -> Hub:
+    """The hub a command names: the file `hub_db` or the database of
+    --postgres, exactly one of them; opened with --schema, else the schema
+    it holds. Never created, unless `create` (hub enroll, which needs
+    --schema)."""
+    path, dsn = args.hub_db, args.postgres
+    if bool(path) == bool(dsn):
+        raise UsageError(f"{path} and --postgres name two hubs: give one" if path
+                         else "name the hub: a hub file, or --postgres DSN for a PostgreSQL hub")
+    if dsn:
+        held = "" if create else _postgres_kind(dsn)["schema"]
+        return Hub(None, _read_schema(args.schema) if args.schema else held, postgres=dsn)
+    return Hub(path, _read_schema(args.schema) if create else _schema_of(args, path, "hub"))
+
+
 def _rate(part: int, whole: int) -> float:
     return round(part / whole, 4) if whole else 0.0
 
 
 def inspect(args: argparse.Namespace) -> int:
-    found = _kind(args.db)
+    if bool(args.db) == bool(args.postgres):
+        raise UsageError(f"{args.db} and --postgres name two files: give one" if args.db
+                         else "name a store or hub file, or --postgres DSN for a PostgreSQL hub")
+    found = _postgres_kind(args.postgres) if args.postgres else _kind(args.db)
     schema = _read_schema(args.schema) if args.schema else found["schema"]
+    where = f"postgres {_redact(args.postgres)}" if args.postgres else args.db
     if found["kind"] == "hub":
-        with Hub(args.db, schema) as hub:
+        with (Hub(None, schema, postgres=args.postgres) if args.postgres else Hub(args.db, schema)) as hub:
             stats = hub.stats()
             registry = hub.devices()
             # The newest rows by server time: each device's latest, merged
@@ -471,6 +522,7 @@ def inspect(args: argparse.Namespace) -> int:
                 fields.setdefault(path, {})[what] = value
         report = {
             "kind": "hub", "path": args.db, "schema_version": stats["schema_version"], "seq": stats["seq"],
+            "storage": stats.get("storage", "sqlite"), "where": where,
             "records": stats["records"], "devices_seen": stats["devices"],
             "devices_enrolled": stats.get("devices_enrolled"), "devices_revoked": stats.get("devices_revoked"),
             "entries": {k: stats.get(f"entries_{k}", 0)
@@ -489,7 +541,7 @@ def inspect(args: argparse.Namespace) -> int:
             print(json.dumps(report), flush=True)
             return EXIT_OK
         e, c, a = report["entries"], report["conflicts"], report["audit"]
-        print(f"hub {args.db}: schema v{report['schema_version']}, seq {report['seq']}, "
+        print(f"hub {where}: schema v{report['schema_version']}, seq {report['seq']}, "
               f"{report['records']} records, {report['devices_seen']} devices seen "
               f"({report['devices_enrolled']} enrolled, {report['devices_revoked']} revoked)")
         print(f"entries: {e['applied']} applied, {e['rejected']} rejected ({e['clock_skew']} clock skew, "
@@ -571,6 +623,12 @@ def verify(args: argparse.Namespace) -> int:
 
 
 SCHEMA_HELP = "schema JSON file (default: the schema the file holds)"
+POSTGRES_HELP = "a hub kept in this PostgreSQL database (a libpq connection string) instead of a file"
+
+
+def _hub_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("hub_db", nargs="?", help="hub database file (or --postgres)")
+    p.add_argument("--postgres", metavar="DSN", help=POSTGRES_HELP)
 
 
 def parser() -> argparse.ArgumentParser:
@@ -578,11 +636,15 @@ def parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True)
 
     s = sub.add_parser("serve", help="serve a hub over HTTP (POST /sync, GET /stats)")
-    s.add_argument("--db", required=True, help="hub database file")
+    where = s.add_mutually_exclusive_group(required=True)
+    where.add_argument("--db", help="hub database file")
+    where.add_argument("--postgres", metavar="DSN",
+                       help="serve the hub kept in this PostgreSQL database (a libpq connection string), "
+                            "which other servers may serve at once")
     s.add_argument("--schema", required=True, help="schema JSON file")
     s.add_argument("--port", type=int, required=True, help="TCP port; 0 picks a free one")
     s.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
-    s.add_argument("--durability", choices=["full", "normal"], help="hub durability")
+    s.add_argument("--durability", choices=["full", "normal"], help="hub durability (a hub file's)")
     s.add_argument("--verbose", action="store_true",
                    help="also log http.server's plain line per request (the JSON request log is always on)")
     s.add_argument("--log", default="-",
@@ -636,7 +698,7 @@ def parser() -> argparse.ArgumentParser:
     h = sub.add_parser("hub", help="the hub's device registry (enroll, revoke, devices) and backups")
     h_sub = h.add_subparsers(dest="hub_command", required=True)
     e = h_sub.add_parser("enroll", help="enroll (or re-enroll, rotating its key) a device; prints the hub key")
-    e.add_argument("hub_db", help="hub database file")
+    _hub_arguments(e)
     e.add_argument("device_id", help="the device's id (store info)")
     e.add_argument("public_key", help="the device's public key, 64 hex digits (store info)")
     e.add_argument("--schema", required=True, help="schema JSON file")
@@ -646,30 +708,31 @@ def parser() -> argparse.ArgumentParser:
     e.add_argument("--json", action="store_true", help="print the result (device_id, hub_key, rotated) as JSON")
     e.set_defaults(run=hub_enroll)
     r = h_sub.add_parser("revoke", help="refuse a device's requests until it is enrolled again")
-    r.add_argument("hub_db", help="hub database file")
+    _hub_arguments(r)
     r.add_argument("device_id")
     r.add_argument("--schema", help=SCHEMA_HELP)
     r.add_argument("--json", action="store_true", help="print the result as JSON")
     r.set_defaults(run=hub_revoke)
     d = h_sub.add_parser("devices", help="list enrolled devices and the latest refusals")
-    d.add_argument("hub_db", help="hub database file")
+    _hub_arguments(d)
     d.add_argument("--schema", help=SCHEMA_HELP)
     d.add_argument("--json", action="store_true", help="print the registry as JSON")
     d.set_defaults(run=hub_devices)
     b = h_sub.add_parser("backup", help="a consistent copy of the hub file, taken while it serves")
-    b.add_argument("hub_db", help="hub database file")
+    _hub_arguments(b)
     b.add_argument("dest", help="the copy's path; must not exist")
     b.add_argument("--schema", help=SCHEMA_HELP)
     b.add_argument("--json", action="store_true", help="print the copy's path and size as JSON")
     b.set_defaults(run=hub_backup)
     hs = h_sub.add_parser("stats", help="the hub's counters (fs_hub_stats)")
-    hs.add_argument("hub_db", help="hub database file")
+    _hub_arguments(hs)
     hs.add_argument("--schema", help=SCHEMA_HELP)
     hs.add_argument("--json", action="store_true", help="print them as one JSON object")
     hs.set_defaults(run=hub_stats)
 
     n = sub.add_parser("inspect", help="a store's outbox and audit, or a hub's entries, conflicts and audit")
-    n.add_argument("db", help="a store or hub database file")
+    n.add_argument("db", nargs="?", help="a store or hub database file")
+    n.add_argument("--postgres", metavar="DSN", help=POSTGRES_HELP)
     n.add_argument("--schema", help=SCHEMA_HELP)
     n.add_argument("--recent", type=int, default=10, help="audit rows (and held entries) shown (default 10)")
     n.add_argument("--json", action="store_true", help="print the report as JSON")

@@ -3,10 +3,11 @@
     gunicorn -c gunicorn.conf.py 'fieldsync.server:app'           (settings from FIELDSYNC_* variables)
     gunicorn 'fieldsync.server:create_app()'                      (the same, gunicorn's factory syntax)
     python -m fieldsync serve --db hub.db --schema schema.json    (the development server: this app too)
+    python -m fieldsync serve --postgres 'host=db1 dbname=fieldsync' --schema schema.json
 
 Routes: ``POST /sync`` (a device's request in, the hub's signed response out,
-byte for byte), ``GET /healthz`` (200 when the hub file opens and answers, 503
-otherwise), and for the operator only ``GET /stats`` (fs_hub_stats as JSON)
+byte for byte), ``GET /healthz`` (200 when the hub file or database opens
+and answers, 503 otherwise), and for the operator only ``GET /stats`` (fs_hub_stats as JSON)
 and ``GET /metrics`` (Prometheus text format). docs/OPERATIONS.md tells how to
 deploy it, what every setting and metric means, and what to alert on.
 
@@ -17,12 +18,18 @@ transaction in the engine: a worker stopped at any point (SIGTERM, --timeout,
 SIGKILL) leaves a request applied whole or not at all, and the device resends
 what was not answered.
 
+A hub in a PostgreSQL database (FIELDSYNC_POSTGRES) is served the same way
+by any number of processes on any number of hosts: each worker holds one
+connection, which the library makes again at the next call once it is lost;
+meanwhile the database's FS_ERR_IO is answered 503, as an unavailable file.
+
 Settings (create_app(Config(...)) or the environment, read by Config.from_env):
 
-    FIELDSYNC_HUB            hub database file (required)
+    FIELDSYNC_HUB            hub database file, or:
+    FIELDSYNC_POSTGRES       a libpq connection string (the hub's PostgreSQL database); one of the two
     FIELDSYNC_SCHEMA         schema JSON file (required)
     FIELDSYNC_AUTH           on (default) | off
-    FIELDSYNC_DURABILITY     full (default) | normal
+    FIELDSYNC_DURABILITY     full (default) | normal (a hub file's; not with FIELDSYNC_POSTGRES)
     FIELDSYNC_STATS_TOKEN    /stats and /metrics also answer 'Authorization: Bearer TOKEN'
     FIELDSYNC_MAX_BODY       request body limit in bytes (default and maximum FS_MAX_MESSAGE_BYTES)
     FIELDSYNC_MAX_PARALLEL   bodies read and handled at once per process (default 2)
@@ -49,7 +56,7 @@ import threading
 import time
 from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional, Tuple
 
-from . import ArgError, FieldSyncError, Hub, JSONError, SchemaError, TooBigError, status_name
+from . import ArgError, FieldSyncError, FieldSyncIOError, Hub, JSONError, SchemaError, TooBigError, status_name
 from ._lib import MAX_MESSAGE_BYTES
 
 #: Library errors that are the client's fault: answered 400, the rest 500.
@@ -72,9 +79,19 @@ def read_schema(path: str) -> str:
     return text
 
 
+def redact(dsn: str) -> str:
+    """A libpq connection string fit for a log: any password masked, in the
+    key=value form and in a URI."""
+    dsn = re.sub(r"(password\s*=\s*)('(?:[^'\\]|\\.)*'|[^\s&]*)", r"\1***", dsn)
+    return re.sub(r"^(postgres(?:ql)?://[^:/@?]*):[^@/]*@", r"\1:***@", dsn)
+
+
 @dataclasses.dataclass
 class Config:
-    hub: str
+    """Where the hub is: a file (`hub`) or a PostgreSQL database (`postgres`,
+    a libpq connection string, with hub=None), never both."""
+
+    hub: Optional[str]
     schema: str
     auth: str = "on"
     durability: Optional[str] = None
@@ -85,8 +102,21 @@ class Config:
     queue_timeout: float = 120.0
     retry_after: int = 5
     log: str = "-"
+    postgres: Optional[str] = None
+
+    @property
+    def where(self) -> str:
+        """The hub as logs name it: the file, or the database without its password."""
+        return f"postgres {redact(self.postgres)}" if self.postgres else str(self.hub)
 
     def check(self) -> None:
+        if bool(self.hub) == bool(self.postgres):
+            raise ValueError("a hub is a file (hub, FIELDSYNC_HUB, --db) or a PostgreSQL database "
+                             "(postgres, FIELDSYNC_POSTGRES, --postgres): " +
+                             ("not both" if self.hub else "name one"))
+        if self.postgres and self.durability is not None:
+            raise ValueError("durability is a hub file's setting; a PostgreSQL hub's commits are as durable "
+                             "as its server makes them (synchronous_commit)")
         if self.auth not in ("on", "off"):
             raise ValueError(f"auth must be on or off, not {self.auth!r}")
         if self.durability not in (None, "full", "normal"):
@@ -100,8 +130,13 @@ class Config:
     @classmethod
     def from_env(cls, env: Optional[Dict[str, str]] = None) -> "Config":
         env = dict(os.environ if env is None else env)
-        needed = {"FIELDSYNC_HUB": "the hub file", "FIELDSYNC_SCHEMA": "the schema file"}
-        missing = [f"{k} ({what})" for k, what in needed.items() if not env.get(k)]
+        if env.get("FIELDSYNC_HUB") and env.get("FIELDSYNC_POSTGRES"):
+            raise ValueError("set FIELDSYNC_HUB (a hub file) or FIELDSYNC_POSTGRES (a PostgreSQL database), not both")
+        missing = []
+        if not env.get("FIELDSYNC_HUB") and not env.get("FIELDSYNC_POSTGRES"):
+            missing.append("FIELDSYNC_HUB (the hub file) or FIELDSYNC_POSTGRES (a PostgreSQL database)")
+        if not env.get("FIELDSYNC_SCHEMA"):
+            missing.append("FIELDSYNC_SCHEMA (the schema file)")
         if missing:
             raise ValueError(f"set {' and '.join(missing)} to serve a hub")
 
@@ -112,7 +147,8 @@ class Config:
             except ValueError:
                 raise ValueError(f"{name}={text!r} is not a number") from None
 
-        return cls(hub=env["FIELDSYNC_HUB"], schema=env["FIELDSYNC_SCHEMA"],
+        return cls(hub=env.get("FIELDSYNC_HUB") or None, schema=env["FIELDSYNC_SCHEMA"],
+                   postgres=env.get("FIELDSYNC_POSTGRES") or None,
                    auth=env.get("FIELDSYNC_AUTH") or "on",
                    durability=env.get("FIELDSYNC_DURABILITY") or None,
                    stats_token=env.get("FIELDSYNC_STATS_TOKEN", ""),
@@ -322,8 +358,8 @@ class Metrics:
 
 
 class HubCollector:
-    """The hub file's counters, read at each scrape: every worker shares the
-    file, so every worker answers the same figures."""
+    """The hub's counters, read at each scrape: every worker shares the file
+    or the database, so every worker (on every host) answers the same figures."""
 
     #: fs_hub_stats key -> (metric, help, labels). Counters only grow.
     COUNTERS = {
@@ -358,7 +394,7 @@ class HubCollector:
     def collect(self) -> Iterator[Any]:
         from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
-        up = GaugeMetricFamily("fieldsync_hub_up", "1 when the hub file opened and answered this scrape")
+        up = GaugeMetricFamily("fieldsync_hub_up", "1 when the hub opened and answered this scrape")
         try:
             hub = self.app.hub()
             stats, registry = hub.stats(), hub.devices()
@@ -496,26 +532,32 @@ class HubApp:
 
     def hub(self) -> Hub:
         """This process's hub handle, opened on first use. Raises
-        FieldSyncError (the file does not open) or OSError (the file at the
-        configured path is gone, or is another file than the one open: a
-        restored copy put in place needs a restart)."""
+        FieldSyncError (the file does not open, the database does not
+        answer) or OSError (the file at the configured path is gone, or is
+        another file than the one open: a restored copy put in place needs a
+        restart)."""
+        config = self.config
         process = self._state()
         with process.lock:
             if process.hub is None:
-                hub = Hub(self.config.hub, self.schema_text, durability=self.config.durability,
-                          auth=self.config.auth)
-                st = os.stat(self.config.hub)
-                process.hub, process.identity = hub, (st.st_dev, st.st_ino)
-                if self.config.auth == "off":
-                    print(f"fieldsync hub {self.config.hub}: authentication is OFF: any client is any device",
+                if config.postgres:
+                    hub = Hub(None, self.schema_text, auth=config.auth, postgres=config.postgres)
+                else:
+                    hub = Hub(config.hub, self.schema_text, durability=config.durability, auth=config.auth)
+                    st = os.stat(str(config.hub))
+                    process.identity = (st.st_dev, st.st_ino)
+                process.hub = hub
+                if config.auth == "off":
+                    print(f"fieldsync hub {config.where}: authentication is OFF: any client is any device",
                           file=sys.stderr, flush=True)
                 atexit.register(self._close, process)
             hub = process.hub
             identity = process.identity
-        st = os.stat(self.config.hub)
-        if (st.st_dev, st.st_ino) != identity:
-            raise FileNotFoundError(f"{self.config.hub} is not the file this worker opened (moved or replaced): "
-                                    "restart the server")
+        if config.hub:
+            st = os.stat(config.hub)
+            if (st.st_dev, st.st_ino) != identity:
+                raise FileNotFoundError(f"{config.hub} is not the file this worker opened (moved or replaced): "
+                                        "restart the server")
         return hub
 
     @staticmethod
@@ -547,7 +589,7 @@ class HubApp:
             self._close(process)
 
     def note_unavailable(self, e: BaseException) -> None:
-        print(f"fieldsync hub {self.config.hub} unavailable: {e}", file=sys.stderr, flush=True)
+        print(f"fieldsync hub {self.config.where} unavailable: {e}", file=sys.stderr, flush=True)
 
     # -- WSGI -----------------------------------------------------------------
 
@@ -630,6 +672,12 @@ class HubApp:
                 response = process.pool.submit(hub.handle_bytes, body).result()
             except FieldSyncError as e:
                 record["error"] = status_name(e.status)
+                if self.config.postgres and isinstance(e, FieldSyncIOError):
+                    # The database did not answer: the request is applied whole or
+                    # not at all, and the device resends it ("duplicate" if it was).
+                    self.note_unavailable(e)
+                    return 503, _error("the hub is unavailable; retry later", "unavailable"), \
+                        [("Retry-After", str(config.retry_after))], "unavailable", release
                 if isinstance(e, SchemaError) and not self._answers(hub):
                     # Not the request's fault: another handle migrated the
                     # file to a newer schema, and this one refuses every call
@@ -680,6 +728,9 @@ class HubApp:
         try:
             return 200, json.dumps(self.hub().stats()).encode("utf-8"), [], "ok", None
         except FieldSyncError as e:
+            if self.config.postgres and isinstance(e, FieldSyncIOError):
+                self.note_unavailable(e)
+                return 503, _error("the hub is unavailable", "unavailable"), [], "unavailable", None
             return (400 if isinstance(e, CLIENT_ERRORS) else 500), _error(e.message, status_name(e.status)), [], \
                 "error", None
         except OSError as e:

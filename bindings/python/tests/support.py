@@ -179,10 +179,12 @@ def write_schema(path, schema: Dict[str, Any] = SCHEMA) -> str:
 @contextlib.contextmanager
 def serve_hub(db, schema_path, log_path, *extra: str, timeout: float = 20.0):
     """Run `python -m fieldsync serve --port 0` on 127.0.0.1; yield (base URL,
-    process). The server is always stopped (SIGTERM, then SIGKILL)."""
+    process). The server is always stopped (SIGTERM, then SIGKILL). db=None:
+    `extra` names the hub (--postgres DSN)."""
+    hub = [] if db is None else ["--db", str(db)]
     with open(log_path, "ab") as log:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "fieldsync", "serve", "--db", str(db), "--schema",
+            [sys.executable, "-m", "fieldsync", "serve", *hub, "--schema",
              str(schema_path), "--port", "0", "--host", "127.0.0.1", *extra],
             stdout=subprocess.PIPE, stderr=log, env=cli_env(), cwd=str(BINDING_DIR))
     try:

@@ -128,3 +128,30 @@ def test_hub_enroll_and_revoke_answer_json(files, tmp_path):
     assert json.loads(ok("hub", "revoke", hub_db, "dev-C", "--json")) == {"revoked": "dev-C"}
     backup = json.loads(ok("hub", "backup", hub_db, str(tmp_path / "copy.db"), "--json"))
     assert backup["backup"] == str(tmp_path / "copy.db") and backup["bytes"] > 0
+
+
+def test_a_hub_is_named_by_a_file_or_by_postgres_never_both_nor_neither(files, tmp_path):
+    """Usage errors (exit 2) before anything is opened; a database that does
+    not answer is exit 4 with libpq's message on one line."""
+    import socket
+    with socket.socket() as s:  # a port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    dsn = f"host=127.0.0.1 port={port} user=postgres dbname=nowhere connect_timeout=5"
+    schema = files["schema"]
+    for args in (("serve", "--schema", schema, "--port", "0"),
+                 ("serve", "--db", files["hub"], "--postgres", dsn, "--schema", schema, "--port", "0")):
+        done = run_cli(*args)
+        assert done.returncode == 2 and "--postgres" in done.stderr, (args, done.stderr)  # argparse's usage
+    assert "durability" in fails(2, "serve", "--postgres", dsn, "--durability", "normal", "--schema", schema,
+                                 "--port", "0")
+    assert "name the hub" in fails(2, "hub", "stats")
+    assert "give one" in fails(2, "hub", "stats", files["hub"], "--postgres", dsn)
+    assert "give one" in fails(2, "hub", "revoke", files["hub"], "dev-A", "--postgres", dsn)
+    assert "pg_dump" in fails(2, "hub", "backup", "--postgres", dsn, str(tmp_path / "copy.db"))
+    assert "name a store or hub" in fails(2, "inspect")
+    assert "give one" in fails(2, "inspect", files["a"], "--postgres", dsn)
+    assert not (tmp_path / "copy.db").exists()
+    for args in (("hub", "stats", "--postgres", dsn), ("inspect", "--postgres", dsn),
+                 ("hub", "devices", "--postgres", dsn, "--schema", schema)):
+        assert "Connection refused" in fails(4, *args)

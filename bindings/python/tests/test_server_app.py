@@ -188,6 +188,31 @@ def test_settings_from_the_environment(tmp_path, schema_file):
         server.create_app(server.Config(hub="h", schema=str(tmp_path / "bad.json")))
 
 
+def test_a_hub_is_a_file_or_a_postgres_database_never_both_nor_neither(tmp_path, schema_file):
+    dsn = "host=db1 dbname=fieldsync user=hub password=s3cret"
+    config = server.Config.from_env({"FIELDSYNC_POSTGRES": dsn, "FIELDSYNC_SCHEMA": schema_file})
+    assert (config.hub, config.postgres) == (None, dsn)
+    assert "s3cret" not in config.where and "password=***" in config.where
+    with pytest.raises(ValueError, match="not both"):
+        server.Config.from_env({"FIELDSYNC_HUB": "h.db", "FIELDSYNC_POSTGRES": dsn, "FIELDSYNC_SCHEMA": schema_file})
+    with pytest.raises(ValueError, match="FIELDSYNC_HUB .* or FIELDSYNC_POSTGRES"):
+        server.Config.from_env({"FIELDSYNC_SCHEMA": schema_file})
+    with pytest.raises(ValueError, match="FIELDSYNC_SCHEMA"):
+        server.Config.from_env({"FIELDSYNC_POSTGRES": dsn})
+    # durability is SQLite's: refused at start, not at the first request.
+    with pytest.raises(ValueError, match="durability"):
+        server.Config.from_env({"FIELDSYNC_POSTGRES": dsn, "FIELDSYNC_SCHEMA": schema_file,
+                                "FIELDSYNC_DURABILITY": "normal"}).check()
+    for hub, postgres in (("h.db", dsn), (None, None), ("", "")):
+        with pytest.raises(ValueError, match="a hub is a file"):
+            server.create_app(server.Config(hub=hub, schema=schema_file, postgres=postgres))
+    assert server.redact("postgresql://hub:s3cret@db1:5432/fieldsync?sslmode=require") == \
+        "postgresql://hub:***@db1:5432/fieldsync?sslmode=require"
+    assert server.redact("host=db1 password = 'it\\'s s3cret' dbname=x") == "host=db1 password = *** dbname=x"
+    assert server.redact("postgresql:///fieldsync?password=s3cret&host=db1") == \
+        "postgresql:///fieldsync?password=***&host=db1"
+
+
 def test_each_process_opens_its_own_hub_handle(tmp_path, schema_file):
     """A handle opened before a fork is never used after it (gunicorn
     --preload loads the app in the master): the child opens its own."""
