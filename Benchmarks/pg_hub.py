@@ -62,7 +62,7 @@ SCHEMA: Dict[str, Any] = {"version": 1, "types": {"task": {"fields": {
 def serve(args: argparse.Namespace) -> int:
     from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
     if args.postgres:
-        hub = fieldsync.Hub(None, SCHEMA, postgres=args.postgres)
+        hub = fieldsync.Hub(None, SCHEMA, postgres=args.postgres, busy_timeout_ms=120_000)
     else:
         hub = fieldsync.Hub(args.db, SCHEMA, durability="full", busy_timeout_ms=120_000)
 

@@ -34,8 +34,9 @@ def main():
     ap.add_argument("--gate-dir", default=".")
     args = ap.parse_args()
     schema = json.loads(open(args.schema, encoding="utf-8").read())
+    # Requests wait for each other's locks (a test holds one open on purpose).
     if args.postgres:
-        hub = fieldsync.Hub(None, schema, postgres=args.postgres)
+        hub = fieldsync.Hub(None, schema, postgres=args.postgres, busy_timeout_ms=60_000)
     else:
         hub = fieldsync.Hub(args.db, schema, durability="normal", busy_timeout_ms=60_000)
 
