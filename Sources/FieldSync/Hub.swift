@@ -147,6 +147,9 @@ package final class Hub {
             }
         }
     }
+    /// The schema version another handle migrated the hub to, once seen.
+    private var movedTo: Int64?
+
     /// How often a PostgreSQL hub handles a request that met another again.
     static let attempts = 8
 
@@ -191,9 +194,11 @@ package final class Hub {
                 // Another handle (a worker restarted first) migrated the file:
                 // this one would merge with the old schema's rules over the
                 // new schema's records. Refused before anything is read.
-                if let stored = try storage.meta("schema_version")?.int, stored != schema.version {
-                    throw .schema("another handle moved this hub to schema version \(stored); this handle has version \(schema.version): close it and open the hub with the newer schema")
-                }
+                if let stored = try storage.meta("schema_version")?.int, stored != schema.version { movedTo = stored }
+            }
+            // For good: the next request would not see the file change again.
+            if let movedTo {
+                throw .schema("another handle moved this hub to schema version \(movedTo); this handle has version \(schema.version): close it and open the hub with the newer schema")
             }
             var seq = self.seq
             var response = Wire.Response(proto: request.proto, device: device, batch: batch, serverTime: now)

@@ -251,7 +251,8 @@ class Hub:
     @staticmethod
     def open(path: Any, schema: Any = SCHEMA, options: Any = None) -> "tuple[Outcome, Optional[Hub]]":
         handle = c_void_p()
-        status = lib.fs_hub_open(str(path).encode(), encode(schema), encode(options), byref(handle))
+        status = lib.fs_hub_open(None if path is None else str(path).encode(), encode(schema), encode(options),
+                                 byref(handle))
         o = Outcome(f"fs_hub_open(options={options!r:.200})", status, _last_error())
         return o, (Hub(handle.value) if status == FS_OK else None)
 

@@ -7,6 +7,10 @@ that case only. The contract each case checks is in adversarial.py.
 
 The setup every case shares (a hub, device dev-A with three actions waiting,
 device dev-B) is built once, closed, and copied into each case's directory.
+The cases that reach the hub's storage (its options, request members, hub
+clocks and callbacks, counters at the int64 edges, the deepest actions, reused keys) run
+on both storages (`hub_template`): there the hub is a PostgreSQL database,
+built once, dumped, and loaded into an empty database for each case.
 """
 
 from __future__ import annotations
@@ -22,6 +26,8 @@ from adversarial import (DEFAULT_MAX_SKEW_MS, EXTREMES, FS_ERR_MISUSE, FS_OK, IN
                          MAX_CLOCK_SKEW_LIMIT_MS, PAST_INT64, Dev, Hub, Outcome, accepted,
                          copy_files, device_options, documented_depth_limit, in_child, nest,
                          now_ms, ok, refused, settle)
+import hubs
+import pg
 from fieldsync._lib import MAX_JSON_BYTES, MAX_MESSAGE_BYTES
 from support import SCHEMA, task
 
@@ -40,15 +46,29 @@ def ids(pairs):
 # -- the shared setup -----------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def template(tmp_path_factory) -> Path:
-    """hub.db, dev-A.db and dev-B.db such that dev-A's next request carries an
-    entry the hub applies and answers as "own" (T-1: a counter and an lww
-    write), one it rejects with the record's state (T-2: a stale `server`
-    field write) and one that meets a concurrent custom write (T-3, resolver
-    "order_lines"), and the answer pulls dev-B's changes to T-2, T-3, T-4."""
-    d = tmp_path_factory.mktemp("adversarial-template")
-    hub = Hub.must_open(d / "hub.db", SCHEMA, {"durability": "normal"})
+#: In a PostgreSQL template's directory: its hub's database, as pg_dump wrote it.
+PG_TEMPLATE = "hub.sql"
+#: The database run() cloned for the case running in this child, if any.
+CASE_DSN: Optional[str] = None
+
+
+def case_hub(d: Path, options: Optional[Dict[str, Any]] = None) -> Tuple[Outcome, Optional[Hub]]:
+    """The case's copy of the template's hub: its file, or the database run()
+    cloned from the template's."""
+    if CASE_DSN is None:
+        return Hub.open(d / "hub.db", SCHEMA, options)
+    options = {k: v for k, v in (options or {}).items() if k not in hubs.SQLITE_ONLY}
+    return Hub.open(None, SCHEMA, {**options, "storage": "postgres", "dsn": CASE_DSN})
+
+
+def must_case_hub(d: Path, options: Optional[Dict[str, Any]] = None) -> Hub:
+    o, hub = case_hub(d, options)
+    ok(o)
+    assert hub is not None
+    return hub
+
+
+def build_template(d: Path, hub: Hub) -> Path:
     a = Dev.must_open(d / "dev-A.db", SCHEMA, A_OPTIONS)
     b = Dev.must_open(d / "dev-B.db", SCHEMA, B_OPTIONS)
     hub.enroll(a, b)
@@ -69,6 +89,32 @@ def template(tmp_path_factory) -> Path:
     return d
 
 
+@pytest.fixture(scope="module")
+def template(tmp_path_factory) -> Path:
+    """hub.db, dev-A.db and dev-B.db such that dev-A's next request carries an
+    entry the hub applies and answers as "own" (T-1: a counter and an lww
+    write), one it rejects with the record's state (T-2: a stale `server`
+    field write) and one that meets a concurrent custom write (T-3, resolver
+    "order_lines"), and the answer pulls dev-B's changes to T-2, T-3, T-4."""
+    d = tmp_path_factory.mktemp("adversarial-template")
+    return build_template(d, Hub.must_open(d / "hub.db", SCHEMA, {"durability": "normal"}))
+
+
+@pytest.fixture(scope="module")
+def pg_template(tmp_path_factory) -> Path:
+    """The same with the hub in a PostgreSQL database, named in PG_TEMPLATE."""
+    pg.require()
+    d = tmp_path_factory.mktemp("adversarial-pg-template")
+    with pg.database() as dsn:
+        build_template(d, Hub.must_open(None, SCHEMA, {"storage": "postgres", "dsn": dsn}))
+        (d / PG_TEMPLATE).write_text(hubs.run("pg_dump", "--no-owner", "--no-privileges", dsn))
+    return d
+
+
+@pytest.fixture(params=hubs.STORAGES)
+def hub_template(request) -> Path:
+    return request.getfixturevalue("template" if request.param == "sqlite" else "pg_template")
+
 def opened(template: Path, tmp: Path, auth_off: bool = False, **a_options: Any) -> Tuple[Path, Hub, Dev, Dev]:
     """`a_options`: more store options for dev-A (e.g. protocol=1).
     auth_off: the hub and dev-A neither sign nor check signatures, for the
@@ -76,13 +122,29 @@ def opened(template: Path, tmp: Path, auth_off: bool = False, **a_options: Any) 
     message altered is refused before it is decoded: test_auth.py)."""
     d = copy_files(template, tmp / "case")
     off = {"auth": "off"} if auth_off else {}
-    return d, Hub.must_open(d / "hub.db", SCHEMA, off or None), \
+    return d, must_case_hub(d, off or None), \
         Dev.must_open(d / "dev-A.db", SCHEMA, {**A_OPTIONS, **a_options, **off}), \
         Dev.must_open(d / "dev-B.db", SCHEMA, B_OPTIONS)
 
 
 def run(fn: Callable[..., None], *args: Any) -> None:
-    in_child(fn, *args)
+    """fn(*args) in a forked child; with a PostgreSQL template (args[0]), on
+    an empty database its dump is loaded into for the case. Without its
+    identity: the case's hub is the template's, as a copied file is, not a
+    restored one (that would start the next generation)."""
+    global CASE_DSN
+    dump = args[0] / PG_TEMPLATE if args and isinstance(args[0], Path) else None
+    if dump is None or not dump.exists():
+        in_child(fn, *args)
+        return
+    CASE_DSN = hubs.take_database()
+    try:
+        hubs.run("psql", CASE_DSN, "-XAtq", "-v", "ON_ERROR_STOP=1", "-f", str(dump),
+                 "-c", "DELETE FROM public.fs_meta WHERE key = 'identity'")  # the dump empties search_path
+        in_child(fn, *args)
+    finally:
+        hubs.give_back(CASE_DSN)
+        CASE_DSN = None
 
 
 # -- what a device does in a day --------------------------------------------------------
@@ -194,7 +256,7 @@ HUB_OPTION_CASES = [(f"{k}={name}", k, v) for k in HUB_OPTIONS for name, v in EX
 
 def case_hub_option(template: Path, tmp: Path, key: str, value: int) -> None:
     d = copy_files(template, tmp / "case")
-    o, hub = Hub.open(d / "hub.db", SCHEMA, {"durability": "normal", key: value})
+    o, hub = case_hub(d, {"durability": "normal", key: value})
     if (key, value) in MUST_ACCEPT:
         ok(o, "(a value inside the documented range)")
     if (key, value) in MUST_REFUSE or value < HUB_OPTIONS[key]:
@@ -207,8 +269,8 @@ def case_hub_option(template: Path, tmp: Path, key: str, value: int) -> None:
 
 
 @pytest.mark.parametrize("key,value", [c[1:] for c in HUB_OPTION_CASES], ids=[c[0] for c in HUB_OPTION_CASES])
-def test_hub_option(template, tmp_path, key, value):
-    run(case_hub_option, template, tmp_path, key, value)
+def test_hub_option(hub_template, tmp_path, key, value):
+    run(case_hub_option, hub_template, tmp_path, key, value)
 
 
 SCOPES = [
@@ -354,8 +416,8 @@ def case_counter_overflow_is_refused(template: Path, tmp: Path) -> None:
     assert a.record("T-9")["picked"] == hub.record("T-9")["picked"] == -1
 
 
-def test_counter_past_int64_is_refused_and_changes_nothing(template, tmp_path):
-    run(case_counter_overflow_is_refused, template, tmp_path)
+def test_counter_past_int64_is_refused_and_changes_nothing(hub_template, tmp_path):
+    run(case_counter_overflow_is_refused, hub_template, tmp_path)
 
 
 def case_counter_pushed_near_the_edge(template: Path, tmp: Path, step: int) -> None:
@@ -363,7 +425,7 @@ def case_counter_pushed_near_the_edge(template: Path, tmp: Path, step: int) -> N
     holds more than a batch of increments of it: receive must go on (one
     record's overflow never blocks anything else) and the outbox settle."""
     d = copy_files(template, tmp / "case")
-    hub = Hub.must_open(d / "hub.db")
+    hub = must_case_hub(d)
     a = Dev.must_open(d / "dev-A.db", SCHEMA, dict(A_OPTIONS, batch_size=2))
     b = Dev.must_open(d / "dev-B.db", SCHEMA, B_OPTIONS)
     settle(a, hub)
@@ -383,8 +445,8 @@ def case_counter_pushed_near_the_edge(template: Path, tmp: Path, step: int) -> N
 
 
 @pytest.mark.parametrize("step", [4 * 10**17, 2**60], ids=["sum-fits", "sum-overflows"])
-def test_a_counter_pushed_near_the_edge_by_another_device_does_not_block_receive(template, tmp_path, step):
-    run(case_counter_pushed_near_the_edge, template, tmp_path, step)
+def test_a_counter_pushed_near_the_edge_by_another_device_does_not_block_receive(hub_template, tmp_path, step):
+    run(case_counter_pushed_near_the_edge, hub_template, tmp_path, step)
 
 
 # -- query and filter integers --------------------------------------------------------------
@@ -517,8 +579,8 @@ def case_request_member(template: Path, tmp: Path, member: str, name: str, value
 
 
 @pytest.mark.parametrize("member,name,value", [c[1:] for c in REQUEST_CASES], ids=[c[0] for c in REQUEST_CASES])
-def test_hub_request_member(template, tmp_path, member, name, value):
-    run(case_request_member, template, tmp_path, member, name, value)
+def test_hub_request_member(hub_template, tmp_path, member, name, value):
+    run(case_request_member, hub_template, tmp_path, member, name, value)
 
 
 RESPONSE_MEMBERS = {
@@ -600,8 +662,8 @@ def case_hub_audit_id_reuse(template: Path, tmp: Path, what: str) -> None:
 
 
 @pytest.mark.parametrize("what", ["entry", "audit", "audit-compact"])
-def test_hub_refuses_a_reused_key_with_different_content(template, tmp_path, what):
-    run(case_hub_audit_id_reuse, template, tmp_path, what)
+def test_hub_refuses_a_reused_key_with_different_content(hub_template, tmp_path, what):
+    run(case_hub_audit_id_reuse, hub_template, tmp_path, what)
 
 
 # -- clocks at the extremes --------------------------------------------------------------------
@@ -713,8 +775,8 @@ HUB_CLOCK_CASES = [(f"{'always' if always else 'once'}@{name}", v, always)
 
 
 @pytest.mark.parametrize("value,always", [c[1:] for c in HUB_CLOCK_CASES], ids=[c[0] for c in HUB_CLOCK_CASES])
-def test_hub_clock(template, tmp_path, value, always):
-    run(case_hub_clock, template, tmp_path, value, always)
+def test_hub_clock(hub_template, tmp_path, value, always):
+    run(case_hub_clock, hub_template, tmp_path, value, always)
 
 
 # -- callbacks that call back into their own handle ----------------------------------------------
@@ -801,8 +863,8 @@ HUB_REENTER_CASES = [(f"{cb}/{inner}", cb, inner) for cb in ("clock", "resolver"
 
 
 @pytest.mark.parametrize("callback,inner", [c[1:] for c in HUB_REENTER_CASES], ids=[c[0] for c in HUB_REENTER_CASES])
-def test_hub_callback_reenters(template, tmp_path, callback, inner):
-    run(case_hub_callback_reenters, template, tmp_path, callback, inner)
+def test_hub_callback_reenters(hub_template, tmp_path, callback, inner):
+    run(case_hub_callback_reenters, hub_template, tmp_path, callback, inner)
 
 
 # -- nesting and size at the action limits: whatever apply accepts, sync carries ------------------
@@ -845,8 +907,8 @@ def case_deep(template: Path, tmp: Path, where: str) -> None:
 
 
 @pytest.mark.parametrize("where", ["input", "json-field"])
-def test_the_deepest_action_apply_accepts_is_carried_to_the_hub(template, tmp_path, where):
-    run(case_deep, template, tmp_path, where)
+def test_the_deepest_action_apply_accepts_is_carried_to_the_hub(hub_template, tmp_path, where):
+    run(case_deep, hub_template, tmp_path, where)
 
 
 def case_many_large_actions(tmp: Path) -> None:

@@ -10,6 +10,9 @@ real device's work still lands exactly once.
 - a second store holding the device's key, a copied store file;
 - the verifier of the hub's audit (`python -m fieldsync verify`), untouched
   and with one byte of a row or of a head signature changed.
+
+The in-process tests run on both hub storages, SQLite and PostgreSQL
+(hubs.py); those over HTTP and the verifier's read the hub's file.
 """
 
 from __future__ import annotations
@@ -28,6 +31,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import fieldsync
+import hubs
+import pg
 from support import (BINDING_DIR, SCHEMA, enroll_at, run_cli, serve_hub, snapshot, task,
                      write_schema)
 
@@ -43,8 +48,8 @@ def pick(store, n, id="T-1"):
 
 
 @pytest.fixture
-def hub(tmp_path):
-    with fieldsync.Hub(str(tmp_path / "hub.db"), SCHEMA, durability="normal") as h:
+def hub(hub_storage):
+    with hub_storage.open(SCHEMA, durability="normal") as h:
         yield h
 
 
@@ -713,11 +718,18 @@ def add_a_fifth_row(hub_db):
 # -- property: a signed request changed in any one byte is refused and changes nothing ---------------
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(data=st.data())
-def test_any_single_byte_change_of_a_signed_request_is_refused_and_changes_nothing(data):
-    with tempfile.TemporaryDirectory(prefix="fs-auth-prop-") as tmp:
-        with fieldsync.Hub(os.path.join(tmp, "hub.db"), SCHEMA, durability="normal") as hub, \
+@pytest.mark.parametrize("storage", hubs.STORAGES)
+def test_any_single_byte_change_of_a_signed_request_is_refused_and_changes_nothing(storage):
+    if storage == "postgres":
+        pg.require()
+    settings(max_examples=hubs.examples(storage, sqlite=60, postgres=15), deadline=None,
+             suppress_health_check=[HealthCheck.too_slow])(given(data=st.data())(
+                 lambda data: single_byte_change_is_refused(storage, data)))()
+
+
+def single_byte_change_is_refused(storage, data):
+    with tempfile.TemporaryDirectory(prefix="fs-auth-prop-") as tmp, hubs.site(storage, tmp) as site:
+        with site.open(SCHEMA, durability="normal") as hub, \
                 device(os.path.join(tmp, "d.db")) as s:
             hub.enroll_store(s)
             s.apply(task("T-1", set={"status": "open", "site": "WH-3"}, inc={"picked": 2},

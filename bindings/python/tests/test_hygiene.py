@@ -1,7 +1,8 @@
 """Storage hygiene (docs/HYGIENE.md): evict-on-archive and keep_days windows,
 nothing unacknowledged evicted, fetch on demand with a TTL, audit eviction as a
 prefix that keeps the chain verifiable from its anchor, the automatic passes,
-and kill -9 during a pass."""
+and kill -9 during a pass. The tests on the `world` fixture run against a hub
+on either storage (hubs.py); the others are about the store's file."""
 
 import random
 import shutil
@@ -12,6 +13,7 @@ from pathlib import Path
 import pytest
 
 import fieldsync
+import hubs
 from support import GENESIS, HYGIENE_SCHEMA, kill_child, task, verify_chain
 
 DAY = 86_400_000
@@ -35,10 +37,11 @@ class World:
     enrolled. auth="off": neither hub nor devices sign, for a test that
     hands the device a response it wrote itself."""
 
-    def __init__(self, tmp_path, auth=None, **device_options) -> None:
+    def __init__(self, tmp_path, auth=None, site=None, **device_options) -> None:
         self.tmp = tmp_path
         self.clock = Clock()
-        self.hub = fieldsync.Hub(str(tmp_path / "hub.db"), HYGIENE_SCHEMA, durability="normal", auth=auth)
+        site = site or hubs.HubSite("sqlite", tmp_path)
+        self.hub = site.open(HYGIENE_SCHEMA, durability="normal", auth=auth)
         self.hub.set_clock(self.clock)
         self.options = dict(durability="normal", device_id="d", fetch_ttl_ms=60_000, auth=auth,
                             **device_options)
@@ -71,8 +74,8 @@ class World:
 
 
 @pytest.fixture
-def world(tmp_path):
-    w = World(tmp_path)
+def world(tmp_path, hub_storage):
+    w = World(tmp_path, site=hub_storage)
     yield w
     w.close()
 

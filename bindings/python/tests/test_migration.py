@@ -6,10 +6,13 @@ to v4 with min_client_version 4; the device migrates its own tables when it
 is reopened with v4, and nothing it queued is lost or applied twice. Also:
 no downgrade, bad migration chains, and kill -9 in the middle of a local
 migration (the store is wholly v1 or wholly v3, never in between).
+The hub's side runs on both storages, SQLite and PostgreSQL (hubs.py),
+except over HTTP, whose server is started on a file here.
 """
 
 import contextlib
 import copy
+import json
 import os
 import random
 import shutil
@@ -24,7 +27,8 @@ from pathlib import Path
 import pytest
 
 import fieldsync
-from support import enroll_at, kill_child, run_cli, serve_hub, strip_fs, verify_chain, write_schema
+import hubs
+from support import cli_env, kill_child, run_cli, serve_hub, strip_fs, verify_chain, write_schema
 
 # -- the schemas -----------------------------------------------------------------------
 
@@ -88,24 +92,24 @@ def http_post(url, request):
 
 
 @contextlib.contextmanager
-def running_hub(transport, path, schema, tmp_path):
+def running_hub(transport, site, schema, tmp_path):
     """Yield exchange(request dict) -> response dict, with the hub opened on
-    `path` with `schema` (opening it with a newer schema migrates it)."""
+    `site` with `schema` (opening it with a newer schema migrates it)."""
     if transport == "inproc":
-        with fieldsync.Hub(path, schema, durability="normal") as hub:
+        with site.open(schema, durability="normal") as hub:
             yield hub.handle
     else:
         schema_file = write_schema(tmp_path / f"hub-v{schema['version']}.json", schema)
-        with serve_hub(path, schema_file, tmp_path / "serve.log", "--durability", "normal") as (url, _):
+        with serve_hub(site.path(), schema_file, tmp_path / "serve.log", "--durability", "normal") as (url, _):
             def exchange(request):
                 return http_post(url + "/sync", request)
             exchange.url = url
             yield exchange
 
 
-def hub_state(path, schema):
+def hub_state(site, schema):
     """What the hub holds (opened in-process once the server, if any, stopped)."""
-    with fieldsync.Hub(path, schema) as hub:
+    with site.open(schema) as hub:
         return {"records": by_id(hub.query("task")), "stats": hub.stats(),
                 "audit": hub.audit(device_id=DEVICE)}
 
@@ -125,11 +129,19 @@ def sync(store, exchange, responses=None, rounds=50):
     raise AssertionError(f"still sending after {rounds} rounds")
 
 
+@pytest.fixture
+def site(storage, tmp_path):
+    """The hub's storage, for a test parametrized by `storage`."""
+    with hubs.site(storage, tmp_path) as s:
+        yield s
+
+
 # -- 1. the stale-client story ------------------------------------------------------------
 
-@pytest.mark.parametrize("transport", ["inproc", "http"])
-def test_a_stale_v1_device_goes_through_v3_and_the_forced_upgrade_to_v4(tmp_path, transport):
-    hub_db, dev_db = str(tmp_path / "hub.db"), str(tmp_path / "device.db")
+@pytest.mark.parametrize("transport, storage", [("inproc", "sqlite"), ("http", "sqlite"),
+                                                ("inproc", "postgres")])
+def test_a_stale_v1_device_goes_through_v3_and_the_forced_upgrade_to_v4(tmp_path, transport, site):
+    dev_db = str(tmp_path / "device.db")
     incs = {}  # id -> every increment queued for it
 
     def apply(store, id, **ops):
@@ -139,11 +151,12 @@ def test_a_stale_v1_device_goes_through_v3_and_the_forced_upgrade_to_v4(tmp_path
 
     # v1 everywhere, online.
     device = fieldsync.Store(dev_db, V1, durability="normal", device_id=DEVICE)
-    enroll_at(hub_db, device, V1)
+    with site.open(V1) as hub:
+        hub.enroll_store(device)
     apply(device, "T-1", set={"status": "a", "note": "n1", "legacy": "l1"}, inc={"qty": 2},
           add={"tags": ["x"]})
     apply(device, "T-2", set={"status": "a"}, inc={"qty": 1})
-    with running_hub(transport, hub_db, V1, tmp_path) as exchange:
+    with running_hub(transport, site, V1, tmp_path) as exchange:
         sync(device, exchange)
     assert device.outbox_count() == 0
 
@@ -163,7 +176,7 @@ def test_a_stale_v1_device_goes_through_v3_and_the_forced_upgrade_to_v4(tmp_path
 
     # The hub is reopened with v3 (it migrates) and the device syncs.
     responses = []
-    with running_hub(transport, hub_db, V3, tmp_path) as exchange:
+    with running_hub(transport, site, V3, tmp_path) as exchange:
         sync(device, exchange, responses)
     results = {r["key"]: r for resp in responses for r in resp.get("results", [])}
     assert {k: results[v]["status"] for k, v in keys.items()} == {
@@ -193,7 +206,7 @@ def test_a_stale_v1_device_goes_through_v3_and_the_forced_upgrade_to_v4(tmp_path
     assert columns(dev_db) == {"id", *FIELDS_V1}
     assert device.stats()["schema_version"] == 1
 
-    hub = hub_state(hub_db, V3)
+    hub = hub_state(site, V3)
     t1 = hub["records"]["T-1"]
     assert "legacy" not in t1 and "qty" not in t1
     assert {k: t1[k] for k in ("status", "picked", "tags", "note", "priority")} == {
@@ -201,7 +214,7 @@ def test_a_stale_v1_device_goes_through_v3_and_the_forced_upgrade_to_v4(tmp_path
     assert (hub["records"]["T-2"]["picked"], hub["records"]["T-2"]["status"]) == (5, "c")
     assert hub["records"]["T-2"]["priority"] == "normal"
     assert hub["records"]["T-3"]["picked"] == 7
-    assert columns(hub_db) == {"id", *FIELDS_V3}
+    assert site.columns("task") == {"id", *FIELDS_V3}
 
     # The host discards the two refused writes (the operator saw them).
     for key in rejected:
@@ -216,7 +229,7 @@ def test_a_stale_v1_device_goes_through_v3_and_the_forced_upgrade_to_v4(tmp_path
     assert len(pending) == 3
     view_v1 = by_id(device.query("task"))
     audit_before = device.audit()
-    with running_hub(transport, hub_db, V4, tmp_path) as exchange:
+    with running_hub(transport, site, V4, tmp_path) as exchange:
         device.set_connectivity(True)
         request, wait = device.sync_prepare()
         assert request is not None and wait == 0
@@ -248,7 +261,7 @@ def test_a_stale_v1_device_goes_through_v3_and_the_forced_upgrade_to_v4(tmp_path
                            exchange.url, "--timeout", "10", "--max-seconds", "20")
             assert done.returncode == 3, (done.stdout, done.stderr)
             assert "upgrade required" in done.stderr
-    hub = hub_state(hub_db, V4)
+    hub = hub_state(site, V4)
     assert len(hub["audit"]) == 9  # the refused request's audit rows were not taken
 
     # The app ships v4: opening the store migrates its tables.
@@ -268,7 +281,7 @@ def test_a_stale_v1_device_goes_through_v3_and_the_forced_upgrade_to_v4(tmp_path
 
     device = fieldsync.Store(dev_db, V4, durability="normal")
     assert device.stats()["sync_state"] != "upgrade_required"
-    with running_hub(transport, hub_db, V4, tmp_path) as exchange:
+    with running_hub(transport, site, V4, tmp_path) as exchange:
         summaries = sync(device, exchange)
         assert sum(s["applied"] for s in summaries) == 3, summaries
         assert device.outbox_count() == 0
@@ -278,7 +291,7 @@ def test_a_stale_v1_device_goes_through_v3_and_the_forced_upgrade_to_v4(tmp_path
     device_audit = device.audit()
     device.close()
 
-    hub = hub_state(hub_db, V4)
+    hub = hub_state(site, V4)
     records = hub["records"]
     assert {id: r["picked"] for id, r in records.items()} == incs  # every increment exactly once
     assert records["T-2"]["tags"] == ["w", "z"] and records["T-4"]["status"] == "fresh"
@@ -306,14 +319,14 @@ def dump(path):
         return list(db.iterdump())
 
 
-def test_opening_with_an_older_schema_is_refused_and_changes_nothing(tmp_path):
-    path, hub_path = str(tmp_path / "device.db"), str(tmp_path / "hub.db")
+def test_opening_with_an_older_schema_is_refused_and_changes_nothing(tmp_path, hub_storage):
+    path = str(tmp_path / "device.db")
     with fieldsync.Store(path, V3, device_id=DEVICE) as store:
         store.apply(act("T-1", set={"status": "a", "note": "n"}, inc={"picked": 2}))
         store.apply(act("T-2", set={"status": "b"}, add={"tags": ["x"]}))
-    with fieldsync.Hub(hub_path, V3):
+    with hub_storage.open(V3):
         pass
-    before, hub_before = dump(path), dump(hub_path)
+    before, hub_before = dump(path), hub_storage.dump()
     v2 = {"version": 2, "types": {"task": {"fields": {**FIELDS_V1, "picked": FIELDS_V1["qty"],
                                                       "priority": {"type": "string"}}}}}
     del v2["types"]["task"]["fields"]["qty"]
@@ -322,13 +335,13 @@ def test_opening_with_an_older_schema_is_refused_and_changes_nothing(tmp_path):
         with pytest.raises(fieldsync.SchemaError, match="older"):
             fieldsync.Store(path, older)
         with pytest.raises(fieldsync.SchemaError):
-            fieldsync.Hub(hub_path, older)
+            hub_storage.open(older)
     # Same version, different content: refused too.
     changed = copy.deepcopy(V3)
     changed["types"]["task"]["fields"]["priority"]["type"] = "int"
     with pytest.raises(fieldsync.SchemaError):
         fieldsync.Store(path, changed)
-    assert dump(path) == before and dump(hub_path) == hub_before
+    assert dump(path) == before and hub_storage.dump() == hub_before
     with fieldsync.Store(path, V3) as store:
         assert store.stats()["schema_version"] == 3
         assert store.get("task", "T-1")["picked"] == 2
@@ -356,13 +369,13 @@ BAD_CHAINS = {
 
 
 @pytest.mark.parametrize("name", list(BAD_CHAINS))
-def test_a_bad_migration_chain_is_refused_at_open(tmp_path, name):
+def test_a_bad_migration_chain_is_refused_at_open(tmp_path, name, hub_storage):
     schema = BAD_CHAINS[name]
     fresh = tmp_path / "fresh.db"
     with pytest.raises(fieldsync.SchemaError):
         fieldsync.Store(str(fresh), schema)
     with pytest.raises(fieldsync.SchemaError):
-        fieldsync.Hub(str(tmp_path / "hub.db"), schema)
+        hub_storage.open(schema)
     # An existing v1 store is left as it was.
     path = str(tmp_path / "device.db")
     with fieldsync.Store(path, V1, device_id=DEVICE) as store:
@@ -523,22 +536,73 @@ def test_kill_9_during_the_local_migration_leaves_v1_or_v3_never_half(tmp_path):
         assert by_id(store.query("task")) == records
 
 
-def test_a_hub_handle_refuses_requests_once_another_handle_migrated_the_file(tmp_path):
+def test_a_hub_handle_refuses_requests_once_another_handle_migrated_the_file(tmp_path, hub_storage):
     """Two gunicorn workers: one restarted with the new schema migrates the
     hub file; the other, still on the old schema, must not merge with the
     old rules over the new records (docs/OPERATIONS.md "Upgrading")."""
-    hub_path = str(tmp_path / "hub.db")
     with fieldsync.Store(str(tmp_path / "d.db"), V1, device_id=DEVICE, auth="off") as store, \
-         fieldsync.Hub(hub_path, V1, auth="off") as old:
+         hub_storage.open(V1, auth="off") as old:
         store.apply(act("T-1", set={"status": "a"}, inc={"qty": 1}))
         store.sync_with(old)
         store.apply(act("T-1", inc={"qty": 1}))
         request, _ = store.sync_prepare()
-        with fieldsync.Hub(hub_path, V3, auth="off") as new:
-            before = dump(hub_path)
+        with hub_storage.open(V3, auth="off") as new:
+            before = hub_storage.dump()
             with pytest.raises(fieldsync.SchemaError, match="another handle moved this hub to schema version 3"):
                 old.handle(request)
-            assert dump(hub_path) == before  # nothing written
+            assert hub_storage.dump() == before  # nothing written
             # The new handle serves the old device (upcast), as before.
             store.sync_receive(new.handle(request))
             assert [r["picked"] for r in new.query("task")] == [2]
+
+
+MIGRATE_IN_A_CHILD = """
+import json, sys
+import fieldsync
+schema, path, dsn = json.loads(sys.argv[1]), sys.argv[2] or None, sys.argv[3] or None
+with fieldsync.Hub(path, schema, auth="off", postgres=dsn) as hub:
+    print(hub.stats()["schema_version"])
+"""
+
+
+def test_a_hub_process_left_on_the_old_schema_refuses_requests_once_another_process_migrated(
+        tmp_path, hub_storage):
+    """The same across processes (hub processes on several hosts share one
+    PostgreSQL database): a process restarted with the new schema migrates;
+    one still running the old schema refuses, writing nothing, and the
+    request is served by a process on the new schema."""
+    where = ["", hub_storage.dsn()] if hub_storage.postgres else [hub_storage.path(), ""]
+    with fieldsync.Store(str(tmp_path / "d.db"), V1, device_id=DEVICE, auth="off") as store, \
+         hub_storage.open(V1, auth="off") as old:
+        store.apply(act("T-1", set={"status": "a"}, inc={"qty": 1}))
+        store.sync_with(old)
+        store.apply(act("T-1", inc={"qty": 1}))
+        request, _ = store.sync_prepare()
+        done = subprocess.run([sys.executable, "-c", MIGRATE_IN_A_CHILD, json.dumps(V3), *where],
+                              capture_output=True, text=True, env=cli_env(), timeout=60)
+        assert done.returncode == 0 and done.stdout.strip() == "3", done.stderr
+        before = hub_storage.dump()
+        with pytest.raises(fieldsync.SchemaError, match="another handle moved this hub to schema version 3"):
+            old.handle(request)
+        assert hub_storage.dump() == before  # nothing written
+        with hub_storage.open(V3, auth="off") as new:
+            store.sync_receive(new.handle(request))
+            assert [r["picked"] for r in new.query("task")] == [2]
+
+
+def test_a_hub_handle_left_on_the_old_schema_refuses_every_request_not_only_the_first(tmp_path, hub_storage):
+    # Before the fix, a SQLite hub handle refused only the first request: the
+    # next saw no change since and wrote with the old schema (FS_ERR_INTERNAL
+    # "table task has no column named legacy").
+    with fieldsync.Store(str(tmp_path / "d.db"), V1, device_id=DEVICE, auth="off") as store, \
+         hub_storage.open(V1, auth="off") as old:
+        store.apply(act("T-1", set={"status": "a"}, inc={"qty": 1}))
+        store.sync_with(old)
+        store.apply(act("T-1", inc={"qty": 1}))
+        sent, _ = store.sync_prepare()
+        hub_storage.open(V3, auth="off").close()
+        before = hub_storage.dump()
+        for _ in range(3):
+            with pytest.raises(fieldsync.SchemaError, match="another handle moved this hub to schema version 3"):
+                old.handle(sent)
+            assert hub_storage.dump() == before

@@ -6,7 +6,8 @@ requests and responses lost on the way, is applied at the hub exactly once,
 and the outbox drains in a bounded number of rounds.
 
 Each example runs in a forked child (adversarial.in_child), so a crash fails
-the example and hypothesis can still shrink it.
+the example and hypothesis can still shrink it. The hub is a SQLite file, or a
+PostgreSQL database with fewer examples (hubs.py).
 """
 
 from __future__ import annotations
@@ -15,9 +16,12 @@ import tempfile
 from pathlib import Path
 from typing import Any, Dict, List, Tuple
 
+import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
+import hubs
+import pg
 from adversarial import (INT64_MAX, INT64_MIN, Dev, Hub, device_options, documented_depth_limit,
                          in_child, nest, ok, settle, unsettled)
 from fieldsync._lib import MAX_JSON_BYTES
@@ -63,10 +67,11 @@ def action(rid: str, **ops: Any) -> Dict[str, Any]:
     return {"action": "edit", "actor": "op-1", "type": "task", "id": rid, **ops}
 
 
-def play(program: List[Tuple[Any, ...]]) -> None:
-    with tempfile.TemporaryDirectory(prefix="fs-drain-") as tmp:
+def play(storage: str, program: List[Tuple[Any, ...]]) -> None:
+    with tempfile.TemporaryDirectory(prefix="fs-drain-") as tmp, hubs.site(storage, Path(tmp)) as site:
         d = Path(tmp)
-        hub = Hub.must_open(d / "hub.db", SCHEMA, {"durability": "normal"})
+        path, options = site.c_open({"durability": "normal"})
+        hub = Hub.must_open(path, SCHEMA, options)
         a = Dev.must_open(d / "a.db", SCHEMA, device_options("dev-A", batch_size=3))
         b = Dev.must_open(d / "b.db", SCHEMA, device_options("dev-B"))
         hub.enroll(a, b)
@@ -161,11 +166,17 @@ def play(program: List[Tuple[Any, ...]]) -> None:
             assert mine == theirs, f"{rid}: device {str(mine)[:200]} != hub {str(theirs)[:200]}"
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(st.lists(steps, min_size=1, max_size=14))
-@example([("doc", "T-1", DEPTH_LIMIT - 2, 3), ("status", "T-2", "unrelated"), ("sync", "ok")])
-@example([("input", "T-1", DEPTH_LIMIT - 1, 3), ("status", "T-2", "unrelated")])
-@example([("push", "T-1", int(2**62.6))] + [("inc", "T-1", 2**60), ("status", "T-2", "s")] * 3
-         + [("sync", "ok")] * 2)
-def test_whatever_apply_accepts_reaches_the_hub_once_and_the_outbox_drains(program):
-    in_child(play, program)
+@pytest.mark.parametrize("storage", hubs.STORAGES)
+def test_whatever_apply_accepts_reaches_the_hub_once_and_the_outbox_drains(storage):
+    if storage == "postgres":
+        pg.require()
+    check = given(st.lists(steps, min_size=1, max_size=14))(lambda program: in_child(play, storage, program))
+    for program in reversed([
+        [("doc", "T-1", DEPTH_LIMIT - 2, 3), ("status", "T-2", "unrelated"), ("sync", "ok")],
+        [("input", "T-1", DEPTH_LIMIT - 1, 3), ("status", "T-2", "unrelated")],
+        [("push", "T-1", int(2**62.6))] + [("inc", "T-1", 2**60), ("status", "T-2", "s")] * 3
+        + [("sync", "ok")] * 2,
+    ]):
+        check = example(program)(check)
+    settings(max_examples=hubs.examples(storage, sqlite=40, postgres=10), deadline=None,
+             suppress_health_check=[HealthCheck.too_slow])(check)()

@@ -3,7 +3,9 @@ a hub replaced by an earlier copy of its file while its devices keep working.
 Every action every device made is present once at the hub (counters exact,
 audit chains whole), replicas converge, and the recovery shows in stats and in
 the hub's log. A restore older than the devices' retention window is
-detected and reported, never silent."""
+detected and reported, never silent. The drills run on both hub storages
+(hubs.py): a copy of the file put back, or a `pg_dump -Fc` of the database
+`pg_restore`d into the database created again."""
 
 import shutil
 import tempfile
@@ -12,7 +14,11 @@ from pathlib import Path
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
+import pytest
+
 import fieldsync
+import hubs
+import pg
 from support import SCHEMA, task
 
 RECORDS = ["T-1", "T-2", "T-3"]
@@ -25,8 +31,9 @@ def merge_lines(conflict):
 class Fleet:
     """A hub with three enrolled devices, and the model of what they did."""
 
-    def __init__(self, root: Path, **store_options):
+    def __init__(self, root: Path, site=None, **store_options):
         self.root = root
+        self.site = site or hubs.HubSite("sqlite", root)
         self.hub = self._open_hub()
         self.devices = [fieldsync.Store(str(root / f"dev-{n}.db"), SCHEMA, durability="normal",
                                         device_id=f"dev-{n}", **store_options) for n in "ABC"]
@@ -40,16 +47,17 @@ class Fleet:
         self.actions = 0
 
     def _open_hub(self):
-        hub = fieldsync.Hub(str(self.root / "hub.db"), SCHEMA, durability="normal")
+        hub = self.site.open(SCHEMA, durability="normal")
         hub.set_resolver("order_lines", merge_lines)
         return hub
+
+    def backup(self, to: Path):
+        self.site.backup(self.hub, to)
 
     def restore(self, copy: Path):
         """The operator's restore: stop the hub, put the copy in its place, start it."""
         self.hub.close()
-        for suffix in ("", "-wal", "-shm"):
-            Path(str(self.root / "hub.db") + suffix).unlink(missing_ok=True)
-        shutil.copyfile(copy, self.root / "hub.db")
+        self.site.restore(copy)
         self.hub = self._open_hub()
 
     def act(self, device: int, kind: str, record: str):
@@ -115,15 +123,25 @@ KINDS = st.sampled_from(["inc", "inc", "tag", "site", "stock", "lines"])
 STEP = st.tuples(st.integers(0, 2), KINDS, st.sampled_from(RECORDS), st.booleans())
 
 
-@settings(max_examples=6, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(before=st.lists(STEP, max_size=8), after=st.lists(STEP, min_size=1, max_size=14),
-       restored=st.lists(STEP, max_size=6))
-# Found by CI: dev-B's re-sent increment, answered "duplicate" while the
-# state pulled before already held it, stayed counted twice in its view.
-@example(before=[(1, "inc", "T-1", False)], after=[(0, "inc", "T-1", False)], restored=[(0, "inc", "T-1", False)])
-def test_restore_drill_every_action_once_all_policies(before, after, restored):
+@pytest.mark.parametrize("storage", hubs.STORAGES)
+def test_restore_drill_every_action_once_all_policies(storage):
+    if storage == "postgres":
+        pg.require()
+    drill = given(before=st.lists(STEP, max_size=8), after=st.lists(STEP, min_size=1, max_size=14),
+                  restored=st.lists(STEP, max_size=6))(
+        lambda before, after, restored: restore_drill(storage, before, after, restored))
+    # Found by CI: dev-B's re-sent increment, answered "duplicate" while the
+    # state pulled before already held it, stayed counted twice in its view.
+    drill = example(before=[(1, "inc", "T-1", False)], after=[(0, "inc", "T-1", False)],
+                    restored=[(0, "inc", "T-1", False)])(drill)
+    settings(max_examples=hubs.examples(storage, sqlite=6, postgres=3), deadline=None,
+             suppress_health_check=[HealthCheck.too_slow])(drill)()
+
+
+def restore_drill(storage, before, after, restored):
     root = Path(tempfile.mkdtemp(prefix="fs-restore-"))
-    fleet = Fleet(root)
+    site = hubs.HubSite(storage, root)
+    fleet = Fleet(root, site)
     try:
         for r in RECORDS:
             fleet.devices[0].apply(task(r, action="open", set={"status": "open"}))
@@ -134,7 +152,7 @@ def test_restore_drill_every_action_once_all_policies(before, after, restored):
             if sync:
                 fieldsync.sync_once(s, fleet.hub)
         fleet.sync_all()
-        fleet.hub.backup(root / "backup.db")
+        fleet.backup(root / "backup.db")
         # Work the backup does not have: each action acknowledged at once.
         for device, kind, record, _ in after:
             fieldsync.sync_once(fleet.act(device, kind, record), fleet.hub)
@@ -151,10 +169,13 @@ def test_restore_drill_every_action_once_all_policies(before, after, restored):
             assert st_["hub_recoveries"] == 1 and st_["hub_generation"] == 2, st_
             assert st_["entries_lost_in_hub_restore"] == 0 and st_["hub_restore_incomplete"] == ""
         assert stats["devices_recovered"] == 3
-        codes = [r["code"] for r in fleet.hub.devices()["refusals"]]
-        assert codes.count("restored_hub") == 3
+        logged = [r["device_id"] for r in fleet.hub.devices()["refusals"] if r["code"] == "restored_hub"]
+        assert sorted(d for d in logged if d) == ["dev-A", "dev-B", "dev-C"]
+        # PostgreSQL: the open that found another database logs it too, once.
+        assert logged.count("") == (1 if site.postgres else 0), logged
     finally:
         close(fleet)
+        site.close()
         shutil.rmtree(root, ignore_errors=True)
 
 
@@ -183,15 +204,64 @@ def test_a_copy_taken_with_vacuum_into_is_recovered_too(tmp_path):
         close(fleet)
 
 
-def test_a_restore_older_than_the_retention_window_is_reported_never_silent(tmp_path):
+def test_a_dump_restored_into_another_database_is_detected_once_by_every_hub_process(tmp_path):
+    """PostgreSQL: the operator restores `pg_dump -Fc` into a new database and
+    points two hub processes at it. The first to open it sees another
+    database than the one it had and starts the next generation; the
+    other opens that same generation. Devices served by either recover
+    once each, and every action is there once."""
+    pg.require()
+    site = hubs.HubSite("postgres", tmp_path)
+    fleet = Fleet(tmp_path, site)
+    hubs_ = []
+    try:
+        for r in RECORDS:
+            fleet.devices[0].apply(task(r, action="open", set={"status": "open"}))
+            fleet.actions += 1
+        fleet.sync_all()
+        assert fleet.hub.stats()["generation"] == 1
+        fleet.backup(tmp_path / "hub.dump")
+        for kind, device in (("inc", 0), ("inc", 1), ("tag", 2), ("stock", 0), ("lines", 1), ("site", 2)):
+            fieldsync.sync_once(fleet.act(device, kind, "T-1"), fleet.hub)
+        fleet.hub.close()
+        restored = site.dsn("restored")
+        hubs.run("pg_restore", "--no-owner", "-d", restored, str(tmp_path / "hub.dump"))
+        for _ in range(2):
+            hub = fieldsync.Hub(None, SCHEMA, postgres=restored)
+            hub.set_resolver("order_lines", merge_lines)
+            hubs_.append(hub)
+        assert [h.stats()["generation"] for h in hubs_] == [2, 2]
+        for device, kind in ((0, "inc"), (1, "lines"), (2, "tag")):
+            fleet.act(device, kind, "T-2")
+        for _ in range(4):
+            for n, s in enumerate(fleet.devices):
+                fieldsync.sync_once(s, hubs_[n % 2])
+        fleet.hub = hubs_[0]
+        stats = fleet.check()
+        assert stats["generation"] == 2 and stats["devices_recovered"] == 3
+        logged = [r["device_id"] for r in fleet.hub.devices()["refusals"] if r["code"] == "restored_hub"]
+        assert sorted(logged) == ["", "dev-A", "dev-B", "dev-C"], logged     # the hub's once, by either process
+        for s in fleet.devices:
+            assert s.stats()["hub_recoveries"] == 1 and s.stats()["hub_generation"] == 2, s.stats()
+        hubs_.pop().close()
+        with fieldsync.Hub(None, SCHEMA, postgres=restored) as again:   # a process restarted
+            assert again.stats()["generation"] == 2
+    finally:
+        for hub in hubs_:
+            hub.close()
+        close(fleet)
+        site.close()
+
+
+def test_a_restore_older_than_the_retention_window_is_reported_never_silent(tmp_path, hub_storage):
     now = [1_700_000_000_000]
-    fleet = Fleet(tmp_path, acked_retention_s=60)
+    fleet = Fleet(tmp_path, hub_storage, acked_retention_s=60)
     a = fleet.devices[0]
     a.set_clock(lambda: now[0])
     try:
         a.apply(task("T-1", action="open", set={"status": "open"}))
         fieldsync.sync_once(a, fleet.hub)
-        fleet.hub.backup(tmp_path / "backup.db")
+        fleet.backup(tmp_path / "backup.db")
         for _ in range(3):
             a.apply(task("T-1", inc={"picked": 1}))
             fieldsync.sync_once(a, fleet.hub)
@@ -221,19 +291,19 @@ def test_a_restore_older_than_the_retention_window_is_reported_never_silent(tmp_
         close(fleet)
 
 
-def test_a_device_on_protocol_1_does_not_learn_of_the_restore(tmp_path):
+def test_a_device_on_protocol_1_does_not_learn_of_the_restore(tmp_path, hub_storage):
     """The documented limitation (docs/OPERATIONS.md "Restoring a hub"):
     protocol 1 answers say nothing of the hub, so a device still speaking it
     (the option "protocol": 1, or a library older than generations) never
     learns its hub went back: what the hub acknowledged after the copy is
     gone from it, and the device keeps showing it. Upgrade the fleet to
     protocol 2 before relying on restore drills."""
-    fleet = Fleet(tmp_path, protocol=1)
+    fleet = Fleet(tmp_path, hub_storage, protocol=1)
     try:
         a = fleet.devices[0]
         a.apply(task("T-1", action="open", set={"status": "open"}))
         fleet.sync_all()
-        fleet.hub.backup(tmp_path / "backup.db")
+        fleet.backup(tmp_path / "backup.db")
         for _ in range(5):
             a.apply(task("T-1", inc={"picked": 1}))
             fieldsync.sync_once(a, fleet.hub)

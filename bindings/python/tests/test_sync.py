@@ -1,6 +1,7 @@
 """Sync through the binding, device <-> hub in-process (docs/PROTOCOL.md, docs/ARCHITECTURE.md):
 the sans-I/O steps, the hub's answers, convergence, exactly-once counters and
-the audit trail at the hub; a property test over random interleavings."""
+the audit trail at the hub; a property test over random interleavings.
+Every test runs on both hub storages, SQLite and PostgreSQL (hubs.py)."""
 
 import copy
 import json
@@ -14,14 +15,16 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import fieldsync
+import hubs
+import pg
 from support import SCHEMA, as_written, in_byte_order, snapshot, task, verify_chain
 
 T0 = 1_700_000_000_000
 
 
 @pytest.fixture
-def hub(tmp_path):
-    with fieldsync.Hub(str(tmp_path / "hub.db"), SCHEMA, durability="normal") as h:
+def hub(hub_storage):
+    with hub_storage.open(SCHEMA, durability="normal") as h:
         yield h
 
 
@@ -284,6 +287,47 @@ def test_server_field_conflict_is_rejected_visibly(devices, hub):
     assert b.outbox_count() == 0 and b.audit()[-1]["outcome"] == "discarded"
 
 
+def test_concurrent_writes_are_counted_per_field_by_how_each_policy_resolved_them(devices, hub):
+    """docs/MERGE.md "Conflict accounting": B writes every field after A
+    did, from the same observed state; A's writes met nothing concurrent."""
+    a, b, _ = devices
+    a.set_clock(lambda: T0 + 1_000)
+    b.set_clock(lambda: T0 + 1_000)
+    open_task(a, "T-1", on_hand=1, lines=[1])
+    sync_all([a, b], hub, rounds=1)
+    hub.set_resolver("order_lines", lambda c: sorted(set(c["server"]) | set(c["incoming"])))
+    a.set_clock(lambda: T0 + 20_000)
+    a.apply(task("T-1", set={"status": "a", "site": "A"}, inc={"picked": 1}, add={"tags": ["x"]}))
+    a.apply(task("T-1", set={"on_hand": 2}))
+    a.apply(task("T-1", set={"lines": [1, 2]}))
+    fieldsync.sync_once(a, hub)
+    before = hub.stats()
+    b.set_clock(lambda: T0 + 10_000)             # older than A's: B's site loses
+    b.apply(task("T-1", set={"site": "B"}))
+    b.set_clock(lambda: T0 + 30_000)             # newer than A's: B's status wins
+    b.apply(task("T-1", set={"status": "b"}, inc={"picked": 2}, add={"tags": ["y"]}))
+    b.apply(task("T-1", set={"on_hand": 3}))     # compare-and-set on a changed version
+    b.apply(task("T-1", set={"lines": [1, 3]}))
+    fieldsync.sync_once(b, hub)
+    after = hub.stats()
+
+    def counted(field, kind):
+        key = f"conflicts.task.{field}.{kind}"
+        return after.get(key, 0) - before.get(key, 0)
+
+    expected = {"site": "lost", "status": "won", "picked": "merged", "tags": "merged",
+                "on_hand": "rejected", "lines": "resolved"}
+    kinds = ("concurrent", "won", "lost", "merged", "rejected", "resolved")
+    assert {f: {k: counted(f, k) for k in kinds} for f in expected} == \
+        {f: {k: int(k in ("concurrent", e)) for k in kinds} for f, e in expected.items()}
+    assert after["conflicts"] - before["conflicts"] == 4        # won, lost, rejected, resolved
+    assert after["merged"] - before["merged"] == 2
+    row = hub.query("task")[0]
+    assert (row["site"], row["status"], row["picked"], row["tags"], row["on_hand"], row["lines"]) == \
+        ("A", "b", 3, ["x", "y"], 2, [1, 2, 3])
+    assert [e["reason"].split(":")[0] for e in b.outbox(state="rejected")] == ["conflict"]
+
+
 def test_set_elements_that_differ_only_in_normalization_stay_two_at_the_hub(devices, hub):
     # Like object keys, set ELEMENTS "é" and "e" + U+0301 stay distinct.
     a, b, _ = devices
@@ -361,11 +405,11 @@ def test_keys_differing_only_in_normalization_stay_apart_through_the_hub(devices
 # -- refusals ------------------------------------------------------------------------------
 
 
-def test_upgrade_required_keeps_the_outbox(tmp_path):
+def test_upgrade_required_keeps_the_outbox(tmp_path, hub_storage):
     newer = copy.deepcopy(SCHEMA)
     newer["version"] = 2
     newer["min_client_version"] = 2
-    with fieldsync.Hub(str(tmp_path / "hub.db"), newer) as hub, \
+    with hub_storage.open(newer) as hub, \
             fieldsync.Store(str(tmp_path / "d.db"), SCHEMA, durability="normal") as s:
         hub.enroll_store(s)
         open_task(s, "T-1")
@@ -412,10 +456,10 @@ def test_receive_refuses_a_response_it_did_not_ask_for(devices, hub):
     assert snapshot(a) == before
 
 
-def test_hub_refuses_what_is_not_a_request(devices, tmp_path):
+def test_hub_refuses_what_is_not_a_request(devices, hub_storage):
     # A hub without authentication, so that the altered requests below reach
     # the decoder; signed, they are refused before it (test_auth.py).
-    hub = fieldsync.Hub(str(tmp_path / "open-hub.db"), SCHEMA, durability="normal", auth="off")
+    hub = hub_storage.open(SCHEMA, name="open-hub", durability="normal", auth="off")
     a = devices[0]
     open_task(a, "T-1")
     request, _ = a.sync_prepare()
@@ -436,27 +480,50 @@ def test_hub_refuses_what_is_not_a_request(devices, tmp_path):
     assert json.loads(hub.handle_text(json.dumps(request)))["results"][0]["status"] == "applied"
 
 
-def test_hub_handle_lifecycle_and_misuse(tmp_path, devices):
-    path = str(tmp_path / "h.db")
-    hub = fieldsync.Hub(path, SCHEMA)
+def test_hub_handle_lifecycle_and_misuse(hub_storage):
+    hub = hub_storage.open(SCHEMA, name="h")
     assert "open" in repr(hub)
     hub.close()
     hub.close()
     assert hub.closed
     with pytest.raises(fieldsync.ClosedError):
         hub.stats()
-    with pytest.raises(fieldsync.CorruptError):
-        fieldsync.Hub(devices[0].path, SCHEMA)     # a device store is not a hub
-    with pytest.raises(fieldsync.ArgError):
-        fieldsync.Hub(str(tmp_path / "x.db"), SCHEMA, durability="sometimes")
     other = copy.deepcopy(SCHEMA)
     other["types"]["task"]["fields"]["extra"] = {"type": "string"}
     with pytest.raises(fieldsync.SchemaError):
-        fieldsync.Hub(path, other)                   # same version, other content
-    with fieldsync.Hub(path, SCHEMA) as again:
+        hub_storage.open(other, name="h")            # same version, other content
+    with hub_storage.open(SCHEMA, name="h") as again:
         assert again.stats()["records"] == 0
         with pytest.raises(fieldsync.SchemaError):
             again.query("nope")
+
+
+def test_a_hub_file_must_be_a_hub_and_its_options_valid(tmp_path):
+    # SQLite only: about the file the hub opens and SQLite's own options.
+    fieldsync.Store(str(tmp_path / "dev-A.db"), SCHEMA, device_id="dev-A").close()
+    with pytest.raises(fieldsync.CorruptError):
+        fieldsync.Hub(str(tmp_path / "dev-A.db"), SCHEMA)     # a device store is not a hub
+    with pytest.raises(fieldsync.ArgError):
+        fieldsync.Hub(str(tmp_path / "x.db"), SCHEMA, durability="sometimes")
+
+
+def test_the_storage_is_chosen_by_the_options_and_each_refuses_the_others_settings(tmp_path, hub_storage):
+    with hub_storage.open(SCHEMA) as hub:
+        assert hub.stats()["storage"] == hub_storage.storage
+        if not hub_storage.postgres:
+            return
+        with pytest.raises(fieldsync.ArgError):
+            hub.backup(tmp_path / "copy.db")       # pg_dump or base backups instead
+    assert not (tmp_path / "copy.db").exists()
+    dsn = hub_storage.dsn()
+    for path, options in ((str(tmp_path / "hub.db"), {}), (None, {"durability": "normal"})):
+        with pytest.raises(fieldsync.ArgError):
+            fieldsync.Hub(path, SCHEMA, postgres=dsn, **options)
+    with fieldsync.Hub(None, SCHEMA, postgres=dsn, busy_timeout_ms=100):   # PostgreSQL's lock_timeout
+        pass
+    assert not (tmp_path / "hub.db").exists()
+    with pytest.raises(fieldsync.FieldSyncIOError, match="no_such_"):     # libpq's message
+        fieldsync.Hub(None, SCHEMA, postgres=dsn.replace("dbname=", "dbname=no_such_"))
 
 
 # -- property: random actions, random sync interleavings ---------------------------------
@@ -483,12 +550,19 @@ steps = st.lists(
 )
 
 
-@settings(max_examples=40, deadline=None,
-          suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
-@given(program=steps)
-def test_random_actions_and_syncs_converge(program):
+@pytest.mark.parametrize("storage", hubs.STORAGES)
+def test_random_actions_and_syncs_converge(storage):
+    if storage == "postgres":
+        pg.require()
+    settings(max_examples=hubs.examples(storage, sqlite=40, postgres=10), deadline=None,
+             suppress_health_check=[HealthCheck.too_slow])(given(program=steps)(
+                 lambda program: random_actions_and_syncs_converge(storage, program)))()
+
+
+def random_actions_and_syncs_converge(storage, program):
     workdir = tempfile.mkdtemp(prefix="fieldsync-sync-prop-")
-    hub = fieldsync.Hub(os.path.join(workdir, "hub.db"), SCHEMA, durability="normal")
+    site = hubs.HubSite(storage, workdir)
+    hub = site.open(SCHEMA, durability="normal")
     stores = [fieldsync.Store(os.path.join(workdir, f"d{n}.db"), SCHEMA, durability="normal",
                               device_id=f"dev-{n}", batch_size=4, pull_limit=3)
               for n in range(DEVICES)]
@@ -558,6 +632,7 @@ def test_random_actions_and_syncs_converge(program):
         for store in stores:
             store.close()
         hub.close()
+        site.close()
         shutil.rmtree(workdir, ignore_errors=True)
 
 
@@ -656,9 +731,9 @@ def test_retries_end_stuck_and_hold_back_their_record(tmp_path, hub):
         assert [e["key"] for e in request["entries"]] == [later]
 
 
-def test_sync_with_reports_progress_after_each_exchange(tmp_path):
+def test_sync_with_reports_progress_after_each_exchange(tmp_path, hub_storage):
     with fieldsync.Store(tmp_path / "d.db", SCHEMA, device_id="dev-p", batch_size=10, auth="off") as s, \
-         fieldsync.Hub(tmp_path / "h.db", SCHEMA, auth="off") as hub:
+         hub_storage.open(SCHEMA, auth="off") as hub:
         for i in range(35):
             s.apply({"action": "a", "actor": "op", "type": "task", "id": f"T-{i}", "set": {"status": "open"}})
         seen = []
