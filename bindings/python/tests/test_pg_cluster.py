@@ -49,6 +49,7 @@ class HubProcess:
         self.port = int(first.split()[1])
         self.lines = queue.Queue()
         self.inflight = 0
+        self.served = 0
         threading.Thread(target=self._read, daemon=True).start()
 
     def _read(self):
@@ -119,6 +120,7 @@ class Cluster:
                 proc.inflight -= 1
         with self.lock:
             self.statuses[status] = self.statuses.get(status, 0) + 1
+            proc.served += 1
         return status, data
 
     def exchange(self, store, request, to=None):
@@ -418,6 +420,7 @@ def test_three_processes_through_a_lossy_transport_apply_every_action_once(tmp_p
         assert all(faults.values()), faults
         # A refused request would be a 500 here: none, and each process served some.
         assert set(cluster.statuses) == {200}, cluster.statuses
+        assert all(p.served for p in cluster.procs), [p.served for p in cluster.procs]
 
 
 def test_hub_processes_killed_at_random_times_lose_nothing(tmp_path, storage):
