@@ -49,9 +49,7 @@ package final class Hub {
         let (db, path) = try Hub.openDatabase(path: path, options: opts)
         let storage = try HubStorage(db: db, schema: schema)
         try db.transaction { () throws(FieldSyncError) in
-            // Processes opening one PostgreSQL hub at once: one makes the
-            // tables or migrates them, the others then find them made.
-            if db.dialect == .postgres { try db.exec("SELECT pg_advisory_xact_lock(\(HubStorage.openLock))") }
+            try storage.lockOpen()
             if try !storage.exists() {
                 if try storage.holdsTables() {
                     throw .corrupt("\(path) holds tables but is not a fieldsync hub (no fs_meta)")
@@ -80,6 +78,7 @@ package final class Hub {
         self.authenticates = authenticates
         self.generation = try storage.meta("generation")?.int ?? 1
         self.key = try db.transaction { () throws(FieldSyncError) -> SigningKey in
+            try storage.lockOpen()
             let key = try storage.signingKey()
             // Said at every open, where an operator looks (fs_hub_devices, the
             // refusal log): a hub any client can write to must not go unnoticed.

@@ -465,9 +465,13 @@ final class HubStorage {
 // MARK: the database itself
 
 extension HubStorage {
-    /// The advisory lock PostgreSQL hub processes take to open the database
-    /// one at a time (making the tables, migrating them).
-    static let openLock: Int64 = 0x6673_6875_6200   // "fshub"
+    /// Processes opening one PostgreSQL hub at once take turns (inside the
+    /// caller's transaction): one makes the tables, migrates them or makes
+    /// the hub's key, the others then find them made.
+    func lockOpen() throws(FieldSyncError) {
+        if db.dialect == .postgres { try db.exec("SELECT pg_advisory_xact_lock(\(HubStorage.openLock))") }
+    }
+    private static let openLock: Int64 = 0x6673_6875_6200   // "fshub"
 
     /// Whether the database holds a hub's tables.
     func exists() throws(FieldSyncError) -> Bool {
