@@ -84,13 +84,15 @@ def test_a_database_holding_other_tables_is_not_made_a_hub(pg_dsn):
 
 
 def test_processes_opening_one_new_database_at_once_make_it_once(pg_dsn):
-    # Each open takes the database's open lock: one makes the tables, the
-    # others find them (no "already exists" from a race).
+    # Each open takes the database's open lock: one makes the tables and
+    # the hub's key, the others find them (no "already exists" from a race,
+    # and one key: before the lock covered the key too, two processes could
+    # each make one and sign with their own, seen here once in four runs).
     import sys
     code = ("import sys, fieldsync; sys.path.insert(0, 'tests'); from support import SCHEMA; "
             f"h = fieldsync.Hub(None, SCHEMA, postgres={pg_dsn!r}); print(h.stats()['public_key']); h.close()")
     procs = [subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-             for _ in range(4)]
+             for _ in range(8)]
     keys = set()
     for p in procs:
         out, err = p.communicate(timeout=60)
