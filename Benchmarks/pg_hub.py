@@ -51,6 +51,7 @@ sys.path.insert(0, str(BINDING))
 os.environ.setdefault("FIELDSYNC_LIB", str(REPO / "build" / "libfieldsync.so"))
 
 import fieldsync  # noqa: E402
+from http_hub import exchange_in_process, percentile  # noqa: E402  (this folder)
 
 SCHEMA: Dict[str, Any] = {"version": 1, "types": {"task": {"fields": {
     "status": {"type": "string"}, "picked": {"type": "int", "merge": "counter"}}, "required": ["status"]}}}
@@ -121,11 +122,6 @@ def start_postgres(d: Path) -> str:
 # -- one run ------------------------------------------------------------------------------
 
 
-def percentile(xs: List[float], p: float) -> float:
-    s = sorted(xs)
-    return s[min(len(s) - 1, int(round(p / 100 * (len(s) - 1))))] if s else 0.0
-
-
 def open_hub(target: Tuple[str, str]) -> fieldsync.Hub:
     kind, where = target
     if kind == "postgres":
@@ -165,20 +161,8 @@ def start_processes(d: Path, target: Tuple[str, str], n: int) -> List[Tuple[subp
 def in_process(stores: List[fieldsync.Store], target: Tuple[str, str]) -> Tuple[float, List[float]]:
     """The same exchanges handed to one Hub handle in this process, one
     device after the other: the storage's cost alone (no HTTP, no waiting)."""
-    latencies: List[float] = []
     with open_hub(target) as hub:
-        start = time.perf_counter()
-        for s in stores:
-            s.set_connectivity(True)
-            while True:
-                request, _ = s._prepare_raw()
-                if request is None:
-                    break
-                t = time.perf_counter()
-                response = hub._handle_raw(request)
-                latencies.append(time.perf_counter() - t)
-                s.sync_receive(response)
-        return time.perf_counter() - start, latencies
+        return exchange_in_process(stores, hub)
 
 
 def check(target: Tuple[str, str], args: argparse.Namespace) -> None:
