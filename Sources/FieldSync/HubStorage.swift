@@ -172,9 +172,10 @@ final class HubStorage {
 
         mutating func record(seq: Int64, status: String, reason: String?, serverSeq: Int64?, digest: String, at: Int64,
                              in storage: HubStorage) throws(FieldSyncError) {
-            try storage.db.run(HubStorage.insertDecision,
-                               [.text(device), .int(seq), .text(status), reason.map(SQLValue.text) ?? .null,
-                                serverSeq.map(SQLValue.int) ?? .null, .int(at), .text(digest)])
+            let row: [SQLValue] = [.text(device), .int(seq), .text(status), reason.map(SQLValue.text) ?? .null,
+                                   serverSeq.map(SQLValue.int) ?? .null, .int(at), .text(digest)]
+            // PostgreSQL: with the request's other rows at flush, one statement a table.
+            if storage.db.dialect == .postgres { storage.decided.append(row) } else { try storage.db.run(HubStorage.insertDecision, row) }
             known[seq] = (status, reason, serverSeq, digest)
         }
     }
@@ -197,11 +198,13 @@ final class HubStorage {
     /// Records and conflict counts one request touched, written once when the
     /// request's changes are complete (a record changed by 50 entries of a
     /// batch is read once and written once).
-    private var dirty: [ExactString: (type: String, id: String, state: RecordState, seq: Int64)] = [:]
+    var dirty: [ExactString: (type: String, id: String, state: RecordState, seq: Int64)] = [:]
+    /// Decisions a PostgreSQL hub's request took, written at flush (Decisions.record).
+    var decided: [[SQLValue]] = []
     private var counts: [ExactString: (type: String, field: String, policy: String, columns: [Int64])] = [:]
 
     /// States as last committed (StateCache.swift).
-    private var kept = StateCache()
+    var kept = StateCache()
 
     func record(type: String, id: String) throws(FieldSyncError) -> (state: RecordState, seq: Int64)? {
         let key = ExactString(type, id)
@@ -264,6 +267,7 @@ final class HubStorage {
     /// After each request: what it wrote becomes the kept state if it
     /// committed; if not, nothing kept can be trusted.
     func endRequest(committed: Bool) {
+        decided = []
         kept.end(committed: committed)
         if committed, let pending { seen = pending }
         if !committed { seen = nil }
@@ -279,6 +283,7 @@ final class HubStorage {
     /// Writes what the request changed. Must run before anything reads the
     /// tables (pulls), inside the request's transaction.
     func flush() throws(FieldSyncError) {
+        if db.dialect == .postgres { try flushBatched() }
         for (key, r) in dirty {
             try db.run(HubStorage.upsertRecord, [.text(r.type), .text(r.id), .int(r.seq), .bytes(r.state.text(tags: true))])
             kept.wrote(key, (r.state, r.seq))
@@ -348,8 +353,16 @@ final class HubStorage {
         var acks: [(Int64, Int64)] = []
         var refused: [Int64] = []
         var previous: (id: Int64, hash: String)?
+        // PostgreSQL: the new rows go in one statement (PostgresBatch.swift).
+        var pending: [[SQLValue]] = []
+        func insertPending() throws(FieldSyncError) {
+            if !pending.isEmpty { try db.run(HubStorage.batchAudit, batchColumns(pending, 15)) }
+            pending = []
+        }
         for row in rows.sorted(by: { $0.auditId < $1.auditId }) {
             let inputText = row.input.bytes
+            // A row sent twice in one request is compared with the first, stored.
+            if row.auditId == previous?.id { try insertPending() }
             // A row stored before, or earlier in this request.
             if row.auditId <= highest || row.auditId == previous?.id,
                let stored = try storedAudit(device: device, id: row.auditId, matching: row, input: inputText) {
@@ -366,11 +379,12 @@ final class HubStorage {
                 }
             }
             let linkOK: SQLValue = before.map { .int($0 == row.prevHash ? 1 : 0) } ?? .null
-            try db.run(HubStorage.insertAudit, [
+            let values: [SQLValue] = [
                 .text(device), .int(row.auditId), .text(row.actor), .text(row.action), .text(row.type), .text(row.id),
                 .bytes(inputText), .int(row.deviceTime), .int(row.hlc), .bytes(AuditLog.keysText(row.outboxKeys)),
                 .text(row.prevHash), .text(row.hash), .int(receivedAt),
-                .int(try row.computedHash(input: inputText) == row.hash ? 1 : 0), linkOK])
+                .int(try row.computedHash(input: inputText) == row.hash ? 1 : 0), linkOK]
+            if db.dialect == .postgres { pending.append(values) } else { try db.run(HubStorage.insertAudit, values) }
             // A row after this one may have arrived first: its link can be checked now.
             if row.auditId < highest {
                 try db.run("UPDATE fs_hub_audit SET link_ok = CASE WHEN prev_hash = ? THEN 1 ELSE 0 END WHERE device = ? AND audit_id = ?",
@@ -379,6 +393,7 @@ final class HubStorage {
             previous = (row.auditId, row.hash)
             acks.append((row.auditId, receivedAt))
         }
+        try insertPending()
         if !refused.isEmpty { try increment("audit_reused", by: Int64(refused.count)) }
         return (acks, refused)
     }

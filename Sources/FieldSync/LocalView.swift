@@ -41,6 +41,11 @@ final class LocalView {
     }
 
     func save(_ id: String, _ fields: JSONObject, db: some SQLDatabase) throws(FieldSyncError) {
+        try db.run(upsert, row(id, fields))
+    }
+
+    /// The row of a record: its id, then each declared field's value.
+    func row(_ id: String, _ fields: JSONObject) -> [SQLValue] {
         var values: [SQLValue] = []
         values.reserveCapacity(spec.fields.count + 1)
         values.append(.text(id))
@@ -57,8 +62,19 @@ final class LocalView {
             }
             values.append(f.sqlValue(value))
         }
-        try db.run(upsert, values)
+        return values
     }
+
+    /// PostgreSQL: many rows in one statement, each column bound as an array.
+    private(set) lazy var batchUpsert: PreparedSQL = {
+        let arrays = (["TEXT"] + spec.fields.map { SQLDialect.postgres.ddl($0.sqlType) }).map { "CAST(? AS \($0)[])" }
+        let assignments = spec.fields.map { "\(quoted($0.name)) = excluded.\(quoted($0.name))" }.joined(separator: ", ")
+        return PreparedSQL("""
+            INSERT INTO \(quoted(spec.name))(id, \(columns)) SELECT * FROM unnest(\(arrays.joined(separator: ", ")))
+            ON CONFLICT(id) DO UPDATE SET \(assignments)
+            """)
+    }()
+    private(set) lazy var batchDelete = PreparedSQL("DELETE FROM \(quoted(spec.name)) WHERE id = ANY(CAST(? AS TEXT[]))")
 
     func delete(_ id: String, db: some SQLDatabase) throws(FieldSyncError) {
         try db.run(deleteOne, [.text(id)])

@@ -297,7 +297,7 @@ private func withCStrings<R>(_ texts: [[CChar]?], _ body: ([UnsafePointer<CChar>
 
 /// A double as PostgreSQL's float8 input reads it (Swift prints inf and nan
 /// as PostgreSQL spells them too).
-private func pgDouble(_ v: Double) -> String { v.isNaN ? "NaN" : v.isInfinite ? (v < 0 ? "-Infinity" : "Infinity") : "\(v)" }
+func pgDouble(_ v: Double) -> String { v.isNaN ? "NaN" : v.isInfinite ? (v < 0 ? "-Infinity" : "Infinity") : "\(v)" }
 
 /// `?` marks become `$1`, `$2`, ... outside quoted text and identifiers.
 func pgPlaceholders(_ sql: String) -> String {

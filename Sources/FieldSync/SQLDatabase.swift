@@ -104,6 +104,13 @@ extension SQLDialect {
     /// untyped value, and a numbered refusal log.
     func ddl(_ sql: String) -> String {
         guard self == .postgres else { return sql }
+        // A bare type name (a column's, for a cast) stays without collation.
+        switch sql {
+        case "TEXT": return "TEXT"
+        case "INTEGER": return "BIGINT"
+        case "REAL": return "DOUBLE PRECISION"
+        default: break
+        }
         return sql.replacing(" WITHOUT ROWID", with: "")
             .replacing("NOT NULL, value)", with: "NOT NULL, value JSONB)")
             .replacing("fs_auth_log(at ", with: "fs_auth_log(rowid BIGSERIAL PRIMARY KEY, at ")
