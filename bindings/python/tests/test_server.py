@@ -299,7 +299,15 @@ def test_metrics_sum_the_workers_and_match_the_hub_stats(served):
     assert conn.getresponse().status == 413
     conn.close()
 
-    after = metrics(url)
+    # A worker counts a request when it has sent the answer (the body's
+    # close): the client can read the last answer before it is counted.
+    deadline = time.monotonic() + 10
+    while True:
+        after = metrics(url)
+        if total(after, "fieldsync_http_requests_total", route="sync") - \
+                total(before, "fieldsync_http_requests_total", route="sync") >= 8 or time.monotonic() > deadline:
+            break
+        time.sleep(0.05)
     def delta(name, **labels):
         return total(after, name, **labels) - total(before, name, **labels)
     assert delta("fieldsync_http_requests_total", route="sync") == 8
