@@ -53,17 +53,19 @@ build: deps
 test: build
 	Tests/pg/with-server.sh $(MAKE) test-suites
 
-# The Swift consumer package and the Swift suite run beside the others,
+# The packaging checks, the Swift consumer package and the Swift suite run
+# beside the others,
 # into their own log shown when they end: the others wait on child
 # processes, sockets and a database much of the time, so the two cores have
 # room (make test stays within 10 minutes).
 test-suites:
 	@mkdir -p $(BUILD)
-	@( { $(MAKE) --no-print-directory test-swift-consumer && $(MAKE) --no-print-directory test-swift; } > $(BUILD)/test-swift.log 2>&1; \
+	@( { $(MAKE) --no-print-directory test-install && $(MAKE) --no-print-directory test-abi && \
+	     $(MAKE) --no-print-directory test-swift-consumer && $(MAKE) --no-print-directory test-swift; } > $(BUILD)/test-swift.log 2>&1; \
 	   echo $$? > $(BUILD)/test-swift.rc ) & \
 	rc=0; \
-	{ $(MAKE) test-c && $(MAKE) test-cpp && $(MAKE) test-install && $(MAKE) test-abi && $(MAKE) test-python && $(MAKE) examples; } || rc=$$?; \
-	wait; echo "== Swift consumer and Swift suite (ran beside the others)"; cat $(BUILD)/test-swift.log; \
+	{ $(MAKE) test-c && $(MAKE) test-cpp && $(MAKE) test-python && $(MAKE) examples; } || rc=$$?; \
+	wait; echo "== Packaging checks, Swift consumer and Swift suite (ran beside the others)"; cat $(BUILD)/test-swift.log; \
 	test $$rc -eq 0 && test "$$(cat $(BUILD)/test-swift.rc)" = 0
 
 test-swift: deps
