@@ -54,10 +54,9 @@ test: build
 	Tests/pg/with-server.sh $(MAKE) test-suites
 
 # The packaging checks, the Swift consumer package and the Swift suite run
-# beside the others,
-# into their own log shown when they end: the others wait on child
-# processes, sockets and a database much of the time, so the two cores have
-# room (make test stays within 10 minutes).
+# beside the others, into their own log shown when they end: the others
+# wait on child processes, sockets and a database much of the time, so the
+# two cores have room (make test stays within 10 minutes).
 test-suites:
 	@mkdir -p $(BUILD)
 	@( { $(MAKE) --no-print-directory test-install && $(MAKE) --no-print-directory test-abi && \
