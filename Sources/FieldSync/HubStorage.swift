@@ -174,8 +174,8 @@ final class HubStorage {
                              in storage: HubStorage) throws(FieldSyncError) {
             let row: [SQLValue] = [.text(device), .int(seq), .text(status), reason.map(SQLValue.text) ?? .null,
                                    serverSeq.map(SQLValue.int) ?? .null, .int(at), .text(digest)]
-            // PostgreSQL: with the request's other rows at flush, one statement a table.
-            if storage.db.dialect == .postgres { storage.decided.append(row) } else { try storage.db.run(HubStorage.insertDecision, row) }
+            // Written at flush with the request's other rows (writeRows).
+            storage.decided.append(row)
             known[seq] = (status, reason, serverSeq, digest)
         }
     }
@@ -198,13 +198,13 @@ final class HubStorage {
     /// Records and conflict counts one request touched, written once when the
     /// request's changes are complete (a record changed by 50 entries of a
     /// batch is read once and written once).
-    var dirty: [ExactString: (type: String, id: String, state: RecordState, seq: Int64)] = [:]
-    /// Decisions a PostgreSQL hub's request took, written at flush (Decisions.record).
-    var decided: [[SQLValue]] = []
+    private var dirty: [ExactString: (type: String, id: String, state: RecordState, seq: Int64)] = [:]
+    /// The ledger rows the request's decisions make (Decisions.record), written at flush.
+    fileprivate var decided: [[SQLValue]] = []
     private var counts: [ExactString: (type: String, field: String, policy: String, columns: [Int64])] = [:]
 
     /// States as last committed (StateCache.swift).
-    var kept = StateCache()
+    private var kept = StateCache()
 
     func record(type: String, id: String) throws(FieldSyncError) -> (state: RecordState, seq: Int64)? {
         let key = ExactString(type, id)
@@ -283,14 +283,27 @@ final class HubStorage {
     /// Writes what the request changed. Must run before anything reads the
     /// tables (pulls), inside the request's transaction.
     func flush() throws(FieldSyncError) {
-        if db.dialect == .postgres { try flushBatched() }
+        try writeRows(decided, each: HubStorage.insertDecision, batch: HubStorage.batchDecisions)
+        decided = []
+        var records: [[SQLValue]] = []
+        var saved: [String: [[SQLValue]]] = [:]
+        var deleted: [String: [[SQLValue]]] = [:]
         for (key, r) in dirty {
-            try db.run(HubStorage.upsertRecord, [.text(r.type), .text(r.id), .int(r.seq), .bytes(r.state.text(tags: true))])
+            records.append([.text(r.type), .text(r.id), .int(r.seq), .bytes(r.state.text(tags: true))])
             kept.wrote(key, (r.state, r.seq))
             guard let view = views[r.type] else { continue }
-            if r.state.deleted { try view.delete(r.id, db: db) } else { try view.save(r.id, r.state.fields, db: db) }
+            if r.state.deleted { deleted[r.type, default: []].append([.text(r.id)]) } else { saved[r.type, default: []].append(view.row(r.id, r.state.fields)) }
         }
         dirty = [:]
+        try writeRows(records, each: HubStorage.upsertRecord, batch: HubStorage.batchRecords)
+        for (type, rows) in saved {
+            guard let view = views[type] else { continue }
+            try writeRows(rows, each: view.upsert, batch: view.batchUpsert)
+        }
+        for (type, rows) in deleted {
+            guard let view = views[type] else { continue }
+            try writeRows(rows, each: view.deleteOne, batch: view.batchDelete)
+        }
         for (_, c) in counts {
             try db.run("""
                 INSERT INTO fs_hub_conflicts AS c(type, field, policy, writes, concurrent, won, lost, merged, rejected, resolved)
@@ -353,10 +366,10 @@ final class HubStorage {
         var acks: [(Int64, Int64)] = []
         var refused: [Int64] = []
         var previous: (id: Int64, hash: String)?
-        // PostgreSQL: the new rows go in one statement (PostgresBatch.swift).
+        // The new rows are written together (writeRows).
         var pending: [[SQLValue]] = []
         func insertPending() throws(FieldSyncError) {
-            if !pending.isEmpty { try db.run(HubStorage.batchAudit, batchColumns(pending, 15)) }
+            try writeRows(pending, each: HubStorage.insertAudit, batch: HubStorage.batchAudit)
             pending = []
         }
         for row in rows.sorted(by: { $0.auditId < $1.auditId }) {
@@ -384,7 +397,7 @@ final class HubStorage {
                 .bytes(inputText), .int(row.deviceTime), .int(row.hlc), .bytes(AuditLog.keysText(row.outboxKeys)),
                 .text(row.prevHash), .text(row.hash), .int(receivedAt),
                 .int(try row.computedHash(input: inputText) == row.hash ? 1 : 0), linkOK]
-            if db.dialect == .postgres { pending.append(values) } else { try db.run(HubStorage.insertAudit, values) }
+            pending.append(values)
             // A row after this one may have arrived first: its link can be checked now.
             if row.auditId < highest {
                 try db.run("UPDATE fs_hub_audit SET link_ok = CASE WHEN prev_hash = ? THEN 1 ELSE 0 END WHERE device = ? AND audit_id = ?",

@@ -8,8 +8,8 @@ final class LocalView {
     let spec: TypeSpec
     private let columns: String
     private let selectOne: PreparedSQL
-    private let upsert: PreparedSQL
-    private let deleteOne: PreparedSQL
+    let upsert: PreparedSQL
+    let deleteOne: PreparedSQL
 
     init(spec: TypeSpec) {
         self.spec = spec

@@ -1,35 +1,17 @@
-// A PostgreSQL hub writes what a request changed one statement per table, the
-// rows bound as arrays (unnest): each statement is a round trip to the
-// server, and a request of 50 entries made about 218 of them one row at a
-// time (BENCHMARKS.md "The PostgreSQL hub").
+// The rows a hub request writes (ledger, records, type tables, audit), one
+// statement per table in PostgreSQL, the rows bound as arrays (unnest): each
+// statement is a round trip to the server, and a request of 50 entries made
+// about 218 of them one row at a time (BENCHMARKS.md "The PostgreSQL hub").
 
 extension HubStorage {
-    /// The ledger's new rows, then the records and their type tables; the
-    /// SQLite flush goes on with the conflict counters (nothing left of these).
-    func flushBatched() throws(FieldSyncError) {
-        if !decided.isEmpty {
-            try db.run(HubStorage.batchDecisions, batchColumns(decided, 7))
-            decided = []
-        }
-        guard !dirty.isEmpty else { return }
-        var records: [[SQLValue]] = []
-        var saved: [String: [[SQLValue]]] = [:]
-        var deleted: [String: [[SQLValue]]] = [:]
-        for (key, r) in dirty {
-            records.append([.text(r.type), .text(r.id), .int(r.seq), .bytes(r.state.text(tags: true))])
-            kept.wrote(key, (r.state, r.seq))
-            guard let view = views[r.type] else { continue }
-            if r.state.deleted { deleted[r.type, default: []].append([.text(r.id)]) } else { saved[r.type, default: []].append(view.row(r.id, r.state.fields)) }
-        }
-        dirty = [:]
-        try db.run(HubStorage.batchRecords, batchColumns(records, 4))
-        for (type, rows) in saved {
-            guard let view = views[type] else { continue }
-            try db.run(view.batchUpsert, batchColumns(rows, rows.first?.count ?? 0))
-        }
-        for (type, rows) in deleted {
-            guard let view = views[type] else { continue }
-            try db.run(view.batchDelete, batchColumns(rows, 1))
+    /// Writes rows a request made: in SQLite one statement each (in-process,
+    /// nothing to save); in PostgreSQL one statement for them all, each
+    /// column bound as an array.
+    func writeRows(_ rows: [[SQLValue]], each: PreparedSQL, batch: PreparedSQL) throws(FieldSyncError) {
+        guard let width = rows.first?.count else { return }
+        switch db.dialect {
+        case .sqlite: for row in rows { try db.run(each, row) }
+        case .postgres: try db.run(batch, batchColumns(rows, width))
         }
     }
 
@@ -53,7 +35,7 @@ extension HubStorage {
 }
 
 /// Rows of `width` values as one PostgreSQL array literal per column.
-func batchColumns(_ rows: [[SQLValue]], _ width: Int) -> [SQLValue] {
+private func batchColumns(_ rows: [[SQLValue]], _ width: Int) -> [SQLValue] {
     (0..<width).map { c in .bytes(pgArray(rows.map { c < $0.count ? $0[c] : .null })) }
 }
 
